@@ -1,0 +1,351 @@
+//! [`FileStorage`]: the snapshot and the log as two files in one directory.
+//!
+//! Layout of the directory (byte formats in the `format` module):
+//! - `log`: a header carrying a generation, then checksummed records, appended in place.
+//! - `snapshot`: a header carrying a generation, then the snapshot bytes. Absent until the
+//!   first [`install_snapshot`](Storage::install_snapshot); the log's generation is then 0.
+//! - `snapshot.tmp`, `log.tmp`: files being written; never part of the durable state, and
+//!   deleted by [`FileStorage::open`].
+//!
+//! # Installing a snapshot, and why the order is crash-safe
+//!
+//! With the current generation `g`:
+//! 1. write `snapshot.tmp` at generation `g + 1`, fsync it, rename it to `snapshot`, fsync
+//!    the directory;
+//! 2. write `log.tmp`, an empty log at generation `g + 1`, fsync it, rename it to `log`,
+//!    fsync the directory.
+//!
+//! A crash before the first rename is durable leaves the old snapshot and the old log (plus
+//! a leftover `snapshot.tmp`, which `open` deletes). A crash after it leaves the new snapshot
+//! next to a log of generation `g`: `open` sees that the log is older than the snapshot,
+//! which means its records were folded into the snapshot, and replaces it with an empty log.
+//! The directory fsync between the renames matters: without it the second rename could
+//! reach the disk before the first, leaving a new empty log next to the old snapshot, which
+//! would lose the old log's records. `open` reports that state (a log newer than the
+//! snapshot) as corruption rather than guessing.
+//!
+//! # Recovery
+//!
+//! [`FileStorage::open`] validates everything, cuts a torn final record off the log, and
+//! fsyncs the log so that what it reports cannot vanish in a later power loss.
+//! [`Storage::recover`] then reads the snapshot and the synced part of the log back from
+//! disk (cheap right after `open`, when the bytes are in the page cache); it holds the
+//! whole log in memory while decoding it, which snapshots keep small.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::format::{self, HEADER_LEN, LOG_MAGIC};
+use crate::{Recovered, Result, Storage, StorageError, MAX_RECORD_BYTES};
+
+const LOG: &str = "log";
+const LOG_TMP: &str = "log.tmp";
+const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+
+/// Appended records are handed to the OS once this many bytes are buffered, so memory stays
+/// bounded between syncs; the write does not make them durable, only `sync` does.
+const WRITE_OUT_BYTES: usize = 256 << 10;
+
+/// Durable storage in a directory. One process at a time: locking the directory is the
+/// caller's job.
+///
+/// After any I/O error the instance refuses further use: once an fsync has failed, the
+/// kernel may have dropped the dirty pages, and a retried fsync can report success for data
+/// that is gone. Reopen the directory to find out what is really on disk.
+pub struct FileStorage {
+    dir: PathBuf,
+    log: File,
+    generation: u64,
+    /// Encoded records not yet written to `log`.
+    buf: Vec<u8>,
+    /// Length of the log file as written to the OS.
+    written: u64,
+    /// Length of the log file known to be durable.
+    synced: u64,
+    failed: bool,
+}
+
+impl fmt::Debug for FileStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("dir", &self.dir)
+            .field("generation", &self.generation)
+            .field("synced", &self.synced)
+            .field(
+                "unsynced",
+                &(self.written - self.synced + self.buf.len() as u64),
+            )
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl FileStorage {
+    /// Opens the storage in `dir`, creating the directory and an empty log if needed, and
+    /// repairs what a crash can leave behind (see the module docs). Fails with
+    /// [`StorageError::Corrupt`] or [`StorageError::Unsupported`] rather than load damaged
+    /// or foreign state.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        for tmp in [SNAPSHOT_TMP, LOG_TMP] {
+            let path = dir.join(tmp);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+                _ => {}
+            }
+        }
+
+        let snapshot_path = dir.join(SNAPSHOT);
+        let snapshot_generation = match read_optional(&snapshot_path)? {
+            None => 0,
+            Some(bytes) => {
+                format::parse_snapshot(&bytes)
+                    .map_err(|b| b.at(&snapshot_path))?
+                    .0
+            }
+        };
+
+        let log_path = dir.join(LOG);
+        let Some(bytes) = read_optional(&log_path)? else {
+            if snapshot_generation != 0 {
+                let reason =
+                    format!("log is missing next to snapshot generation {snapshot_generation}");
+                return Err(corrupt(&log_path, 0, reason));
+            }
+            return Self::with_fresh_log(dir, 0);
+        };
+        let log_generation =
+            format::parse_header(&bytes, LOG_MAGIC).map_err(|b| b.at(&log_path))?;
+        if log_generation < snapshot_generation {
+            // Crash between the two renames of install_snapshot: the snapshot includes this log.
+            return Self::with_fresh_log(dir, snapshot_generation);
+        }
+        if log_generation > snapshot_generation {
+            let reason = format!(
+                "log generation {log_generation} is newer than snapshot generation \
+                 {snapshot_generation}: the snapshot is missing or was replaced"
+            );
+            return Err(corrupt(&log_path, 12, reason));
+        }
+        let end = format::scan_records(&bytes)
+            .map_err(|b| b.at(&log_path))?
+            .end as u64;
+
+        let mut log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        (|| {
+            if end < bytes.len() as u64 {
+                log.set_len(end)?;
+            }
+            log.sync_all()?;
+            log.seek(SeekFrom::Start(end))
+        })()
+        .map_err(io_err(&log_path))?;
+        Ok(Self::new(dir, log, log_generation, end))
+    }
+
+    fn with_fresh_log(dir: PathBuf, generation: u64) -> Result<Self> {
+        let log = write_atomically(
+            &dir,
+            LOG_TMP,
+            LOG,
+            &[&format::header(LOG_MAGIC, generation)],
+        )?;
+        Ok(Self::new(dir, log, generation, HEADER_LEN as u64))
+    }
+
+    fn new(dir: PathBuf, log: File, generation: u64, len: u64) -> Self {
+        Self {
+            dir,
+            log,
+            generation,
+            buf: Vec::new(),
+            written: len,
+            synced: len,
+            failed: false,
+        }
+    }
+
+    /// The directory this storage lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs a mutating step, and marks the instance failed if it fails (see the type docs).
+    fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.failed {
+            return Err(StorageError::Io {
+                path: self.dir.clone(),
+                source: io::Error::other(
+                    "an earlier storage operation failed; reopen the directory",
+                ),
+            });
+        }
+        let out = step(self);
+        self.failed = out.is_err();
+        out
+    }
+
+    fn write_out(&mut self) -> Result<()> {
+        self.log
+            .write_all(&self.buf)
+            .map_err(io_err(&self.dir.join(LOG)))?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn read_snapshot(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.dir.join(SNAPSHOT);
+        let Some(mut bytes) = read_optional(&path)? else {
+            return match self.generation {
+                0 => Ok(None),
+                g => Err(corrupt(
+                    &path,
+                    0,
+                    format!("snapshot generation {g} has disappeared"),
+                )),
+            };
+        };
+        let (generation, payload) = format::parse_snapshot(&bytes).map_err(|b| b.at(&path))?;
+        if generation != self.generation {
+            let reason = format!(
+                "snapshot generation {generation}, expected {}",
+                self.generation
+            );
+            return Err(corrupt(&path, 12, reason));
+        }
+        bytes.truncate(payload.end);
+        bytes.drain(..payload.start);
+        Ok(Some(bytes))
+    }
+
+    fn read_synced_records(&self) -> Result<Vec<Vec<u8>>> {
+        let path = self.dir.join(LOG);
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|f| f.take(self.synced).read_to_end(&mut bytes))
+            .map_err(io_err(&path))?;
+        let generation = format::parse_header(&bytes, LOG_MAGIC).map_err(|b| b.at(&path))?;
+        let scan = format::scan_records(&bytes).map_err(|b| b.at(&path))?;
+        if generation != self.generation || scan.end as u64 != self.synced {
+            let reason = "synced records changed on disk while the storage was open";
+            return Err(corrupt(&path, scan.end as u64, reason));
+        }
+        Ok(scan
+            .records
+            .into_iter()
+            .map(|r| bytes[r].to_vec())
+            .collect())
+    }
+}
+
+impl Storage for FileStorage {
+    fn append(&mut self, record: &[u8]) -> Result<()> {
+        if record.len() > MAX_RECORD_BYTES {
+            return Err(StorageError::RecordTooLarge {
+                size: record.len(),
+                limit: MAX_RECORD_BYTES,
+            });
+        }
+        self.guarded(|s| {
+            format::encode_record(&mut s.buf, record);
+            if s.buf.len() >= WRITE_OUT_BYTES {
+                s.write_out()?;
+            }
+            Ok(())
+        })
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.guarded(|s| {
+            if s.buf.is_empty() && s.written == s.synced {
+                return Ok(());
+            }
+            s.write_out()?;
+            s.log.sync_data().map_err(io_err(&s.dir.join(LOG)))?;
+            s.synced = s.written;
+            Ok(())
+        })
+    }
+
+    fn install_snapshot(&mut self, snapshot: &[u8]) -> Result<()> {
+        self.guarded(|s| {
+            let generation = s.generation.checked_add(1).ok_or_else(|| {
+                corrupt(
+                    &s.dir.join(SNAPSHOT),
+                    12,
+                    "snapshot generation counter exhausted",
+                )
+            })?;
+            let prefix = format::snapshot_prefix(generation, snapshot);
+            write_atomically(&s.dir, SNAPSHOT_TMP, SNAPSHOT, &[&prefix, snapshot])?;
+            // From here a crash recovers the new snapshot with an empty log (module docs).
+            let header = format::header(LOG_MAGIC, generation);
+            s.log = write_atomically(&s.dir, LOG_TMP, LOG, &[&header])?;
+            s.generation = generation;
+            s.buf.clear();
+            s.written = HEADER_LEN as u64;
+            s.synced = HEADER_LEN as u64;
+            Ok(())
+        })
+    }
+
+    fn recover(&mut self) -> Result<Recovered> {
+        Ok(Recovered {
+            snapshot: self.read_snapshot()?,
+            records: self.read_synced_records()?,
+        })
+    }
+}
+
+/// Writes `parts` to `dir/tmp`, fsyncs it, renames it to `dir/name` and fsyncs the
+/// directory, so `name` is either wholly old or wholly new after a crash. Returns the file,
+/// positioned at its end.
+fn write_atomically(dir: &Path, tmp: &str, name: &str, parts: &[&[u8]]) -> Result<File> {
+    let tmp_path = dir.join(tmp);
+    let mut file = File::create(&tmp_path)
+        .and_then(|mut f| {
+            parts.iter().try_for_each(|p| f.write_all(p))?;
+            f.sync_all()?;
+            Ok(f)
+        })
+        .map_err(io_err(&tmp_path))?;
+    let path = dir.join(name);
+    fs::rename(&tmp_path, &path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
+    Ok(file)
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StorageError {
+    StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    }
+}
