@@ -1,36 +1,8 @@
 //! [`FileStorage`]: the snapshot and the log as two files in one directory.
 //!
-//! Layout of the directory (byte formats in the `format` module):
-//! - `log`: a header carrying a generation, then checksummed records, appended in place.
-//! - `snapshot`: a header carrying a generation, then the snapshot bytes. Absent until the
-//!   first [`install_snapshot`](Storage::install_snapshot); the log's generation is then 0.
-//! - `snapshot.tmp`, `log.tmp`: files being written; never part of the durable state, and
-//!   deleted by [`FileStorage::open`].
-//!
-//! # Installing a snapshot, and why the order is crash-safe
-//!
-//! With the current generation `g`:
-//! 1. write `snapshot.tmp` at generation `g + 1`, fsync it, rename it to `snapshot`, fsync
-//!    the directory;
-//! 2. write `log.tmp`, an empty log at generation `g + 1`, fsync it, rename it to `log`,
-//!    fsync the directory.
-//!
-//! A crash before the first rename is durable leaves the old snapshot and the old log (plus
-//! a leftover `snapshot.tmp`, which `open` deletes). A crash after it leaves the new snapshot
-//! next to a log of generation `g`: `open` sees that the log is older than the snapshot,
-//! which means its records were folded into the snapshot, and replaces it with an empty log.
-//! The directory fsync between the renames matters: without it the second rename could
-//! reach the disk before the first, leaving a new empty log next to the old snapshot, which
-//! would lose the old log's records. `open` reports that state (a log newer than the
-//! snapshot) as corruption rather than guessing.
-//!
-//! # Recovery
-//!
-//! [`FileStorage::open`] validates everything, cuts a torn final record off the log, and
-//! fsyncs the log so that what it reports cannot vanish in a later power loss.
-//! [`Storage::recover`] then reads the snapshot and the synced part of the log back from
-//! disk (cheap right after `open`, when the bytes are in the page cache); it holds the
-//! whole log in memory while decoding it, which snapshots keep small.
+//! The directory layout, how a snapshot is installed crash-safely and what recovery does are
+//! documented on [`FileStorage`] itself, where the public docs show them; the byte formats
+//! are in the `format` module.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -51,6 +23,42 @@ const WRITE_OUT_BYTES: usize = 256 << 10;
 
 /// Durable storage in a directory. One process at a time: locking the directory is the
 /// caller's job.
+///
+/// # Files
+///
+/// - `log`: a header carrying a generation, then checksummed records, appended in place.
+/// - `snapshot`: a header carrying a generation, then the snapshot bytes. Absent until the
+///   first [`install_snapshot`](Storage::install_snapshot); the log's generation is then 0.
+/// - `snapshot.tmp`, `log.tmp`: files being written; never part of the durable state, and
+///   deleted by [`FileStorage::open`].
+///
+/// Both headers start with a magic and a format version, so a foreign file or one from a
+/// newer build is refused with [`StorageError::Unsupported`].
+///
+/// # Installing a snapshot, and why the order is crash-safe
+///
+/// With the current generation `g`:
+/// 1. write `snapshot.tmp` at generation `g + 1`, fsync it, rename it to `snapshot`, fsync
+///    the directory;
+/// 2. write `log.tmp`, an empty log at generation `g + 1`, fsync it, rename it to `log`,
+///    fsync the directory.
+///
+/// A crash before the first rename is durable leaves the old snapshot and the old log (plus
+/// a leftover `snapshot.tmp`, which `open` deletes). A crash after it leaves the new snapshot
+/// next to a log of generation `g`: `open` sees that the log is older than the snapshot,
+/// which means its records were folded into the snapshot, and replaces it with an empty log.
+/// The directory fsync between the renames matters: without it the second rename could
+/// reach the disk before the first, leaving a new empty log next to the old snapshot, which
+/// would lose the old log's records. `open` reports that state (a log newer than the
+/// snapshot) as corruption rather than guessing.
+///
+/// # Recovery
+///
+/// [`FileStorage::open`] validates everything, cuts a torn final record off the log, and
+/// fsyncs the log so that what it reports cannot vanish in a later power loss.
+/// [`Storage::recover`] then reads the snapshot and the synced part of the log back from
+/// disk (cheap right after `open`, when the bytes are in the page cache); it holds the
+/// whole log in memory while decoding it, which snapshots keep small.
 ///
 /// After any I/O error the instance refuses further use: once an fsync has failed, the
 /// kernel may have dropped the dirty pages, and a retried fsync can report success for data
@@ -85,12 +93,19 @@ impl fmt::Debug for FileStorage {
 
 impl FileStorage {
     /// Opens the storage in `dir`, creating the directory and an empty log if needed, and
-    /// repairs what a crash can leave behind (see the module docs). Fails with
+    /// repairs what a crash can leave behind (see the type docs). Fails with
     /// [`StorageError::Corrupt`] or [`StorageError::Unsupported`] rather than load damaged
     /// or foreign state.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // If the directory was just created, its own entry must be durable too, or a power
+        // loss could take the whole directory, synced records included, with it.
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
         for tmp in [SNAPSHOT_TMP, LOG_TMP] {
             let path = dir.join(tmp);
             match fs::remove_file(&path) {
@@ -287,7 +302,7 @@ impl Storage for FileStorage {
             })?;
             let prefix = format::snapshot_prefix(generation, snapshot);
             write_atomically(&s.dir, SNAPSHOT_TMP, SNAPSHOT, &[&prefix, snapshot])?;
-            // From here a crash recovers the new snapshot with an empty log (module docs).
+            // From here a crash recovers the new snapshot with an empty log (type docs).
             let header = format::header(LOG_MAGIC, generation);
             s.log = write_atomically(&s.dir, LOG_TMP, LOG, &[&header])?;
             s.generation = generation;
@@ -320,11 +335,16 @@ fn write_atomically(dir: &Path, tmp: &str, name: &str, parts: &[&[u8]]) -> Resul
         .map_err(io_err(&tmp_path))?;
     let path = dir.join(name);
     fs::rename(&tmp_path, &path).map_err(io_err(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    sync_dir(dir)?;
     file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
     Ok(file)
+}
+
+/// Makes renames and creations inside `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {

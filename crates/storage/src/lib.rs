@@ -13,6 +13,24 @@
 //!   returns, snapshots written to a temporary file, fsynced and renamed into place. Recovery
 //!   drops a torn final record (a crash in the middle of a write) and refuses, with
 //!   [`StorageError::Corrupt`], to load a log whose damage is anywhere else.
+//!
+//! Both refuse records larger than [`MAX_RECORD_BYTES`], so a core that runs in the
+//! simulator cannot hit a limit only on a server.
+//!
+//! # Recovery rules of [`FileStorage`]
+//!
+//! - The log's final record, if incomplete, failing its checksum or claiming a length above
+//!   the limit, *with no valid record anywhere after it*, is a torn write: it is dropped and
+//!   the file truncated to the last good record. That record cannot have been synced
+//!   unless the disk itself lost data after acknowledging an fsync.
+//! - The same damage *followed by* a valid record is corruption in the middle of the log:
+//!   [`StorageError::Corrupt`] with the byte offset, and the file is left untouched.
+//! - A file with a foreign magic or a newer format version is [`StorageError::Unsupported`].
+//! - A crash at any point of `install_snapshot` recovers either the old snapshot and old
+//!   log, or the new snapshot and an empty log; the [`FileStorage`] docs say how.
+//!
+//! A length field is never trusted for an allocation: records are decoded from the bytes
+//! actually read, and no file content makes recovery panic.
 
 mod file;
 mod format;
@@ -75,7 +93,8 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// - [`install_snapshot`](Storage::install_snapshot) atomically replaces the snapshot and
 ///   empties the log (including unsynced records); it is durable when it returns. Records
 ///   appended afterwards belong to the new snapshot.
-/// - [`recover`](Storage::recover) returns the snapshot and the synced records. After a crash,
+/// - [`recover`](Storage::recover) returns the snapshot and the synced records; records
+///   appended but not yet synced are not returned (and stay pending). After a crash,
 ///   records that were appended but never synced may or may not survive on disk for
 ///   [`FileStorage`], and never survive for [`MemStorage`]; a core must only rely on synced ones.
 pub trait Storage {

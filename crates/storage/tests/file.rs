@@ -203,7 +203,10 @@ fn snapshot_states() -> SnapshotStates {
     }
 }
 
-fn recover_files(files: &[(&str, &[u8])]) -> synod_storage::Result<Recovered> {
+/// Files of a directory: (name, contents).
+type Files<'a> = Vec<(&'static str, &'a [u8])>;
+
+fn recover_files(files: &Files) -> synod_storage::Result<Recovered> {
     let dir = tempdir();
     for (name, bytes) in files {
         fs::write(dir.path().join(name), bytes).unwrap();
@@ -234,7 +237,7 @@ fn every_snapshot_crash_point_recovers_old_or_new_state() {
         records: vec![],
     };
     let half_tmp = &st.new_snapshot[..st.new_snapshot.len() / 2];
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, &Recovered)> = vec![
+    let cases: Vec<(&str, Files, &Recovered)> = vec![
         (
             "crash while writing snapshot.tmp",
             vec![
@@ -281,7 +284,7 @@ fn every_snapshot_crash_point_recovers_old_or_new_state() {
 #[test]
 fn impossible_snapshot_states_are_corrupt() {
     let st = snapshot_states();
-    let cases: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
+    let cases: Vec<(&str, Files)> = vec![
         // The second rename reached the disk but the first did not: the old log is gone.
         (
             "log newer than snapshot",

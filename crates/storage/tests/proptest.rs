@@ -7,7 +7,7 @@ use std::fs;
 
 use common::{reopen, tempdir, write_synced};
 use proptest::prelude::*;
-use synod_storage::StorageError;
+use synod_storage::{FileStorage, Storage, StorageError};
 
 fn written() -> impl Strategy<Value = Vec<Vec<u8>>> {
     prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..12)
@@ -86,5 +86,32 @@ proptest! {
         } else {
             prop_assert!(got.is_err(), "flip at {} of {} loaded", at, bytes.len());
         }
+    }
+
+    /// A damaged snapshot file is never loaded: it is renamed into place whole, so any
+    /// change to its bytes is an error, whatever the log says.
+    #[test]
+    fn damaged_snapshot_is_refused(
+        payload in prop::collection::vec(any::<u8>(), 0..64),
+        at in any::<prop::sample::Index>(),
+        bit in 0..8u8,
+        cut in any::<bool>(),
+    ) {
+        let dir = tempdir();
+        FileStorage::open(dir.path()).unwrap().install_snapshot(&payload).unwrap();
+        let path = dir.path().join("snapshot");
+        let mut bytes = fs::read(&path).unwrap();
+        let at = at.index(bytes.len());
+        if cut {
+            bytes.truncate(at);
+        } else {
+            bytes[at] ^= 1 << bit;
+        }
+        fs::write(&path, &bytes).unwrap();
+        let got = reopen(dir.path());
+        prop_assert!(
+            matches!(got, Err(StorageError::Corrupt { .. } | StorageError::Unsupported { .. })),
+            "{:?}", got
+        );
     }
 }
