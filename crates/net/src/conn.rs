@@ -1,0 +1,123 @@
+//! One TCP connection's byte plumbing, shared by server connections, peer links and the client.
+//!
+//! [`handshake`] exchanges [`Hello`]s under a single deadline and splits the stream into a
+//! [`FrameReader`] and a buffered writer. The reader owns its input buffer, so
+//! [`FrameReader::read_frame`] is *cancel-safe*: when it loses a `tokio::select!` race, the
+//! bytes read so far stay in the buffer and the next call continues where this one stopped.
+//! Every task here relies on that to wait for "a frame or something else" without losing data.
+//!
+//! Writers batch: after one frame is written, whatever else is already queued is written
+//! behind it and the lot is flushed once, which turns a burst of small messages into one
+//! syscall instead of many.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::codec::{decode_hello, encode_hello, FrameDecoder, FrameError, Hello, HELLO_LEN};
+use crate::error::NetError;
+
+/// Initial input buffer; grows only as bytes actually arrive.
+const READ_BUFFER: usize = 8 * 1024;
+
+pub(crate) type FrameWriter = BufWriter<OwnedWriteHalf>;
+
+/// Reads a handshake and then frames from a byte stream.
+pub(crate) struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(io: R, max_frame: usize) -> Self {
+        FrameReader {
+            io,
+            buf: BytesMut::with_capacity(READ_BUFFER),
+            decoder: FrameDecoder::new(max_frame),
+        }
+    }
+
+    /// Reads more input; `false` at end of stream.
+    async fn fill(&mut self) -> Result<bool, NetError> {
+        Ok(self.io.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// Reads the other side's handshake. A connection closed before sending a single byte is
+    /// [`NetError::Closed`]; one closed part-way is a truncation.
+    pub(crate) async fn read_hello(&mut self) -> Result<Hello, NetError> {
+        loop {
+            if let Some(hello) = decode_hello(&mut self.buf)? {
+                return Ok(hello);
+            }
+            if !self.fill().await? {
+                return Err(match self.buf.len() {
+                    0 => NetError::Closed,
+                    have => FrameError::Truncated {
+                        have,
+                        need: HELLO_LEN,
+                    }
+                    .into(),
+                });
+            }
+        }
+    }
+
+    /// Reads the next frame's payload; `None` when the stream ended cleanly between frames.
+    /// Cancel-safe (see the module docs).
+    pub(crate) async fn read_frame(&mut self) -> Result<Option<BytesMut>, NetError> {
+        loop {
+            if let Some(payload) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(payload));
+            }
+            if !self.fill().await? {
+                self.decoder.check_eof(&self.buf)?;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Sends our handshake, reads theirs, all within `limit`. The other side's hello is returned
+/// unjudged: whether a client or a particular peer was expected is the caller's business.
+pub(crate) async fn handshake(
+    stream: TcpStream,
+    ours: Hello,
+    max_frame: usize,
+    limit: Duration,
+) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter, Hello), NetError> {
+    // Messages are small and latency-bound (a Paxos round trip is several of them); Nagle's
+    // algorithm would hold each one back waiting for an ACK.
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(read, max_frame);
+    let exchange = async {
+        write.write_all(&encode_hello(ours)).await?;
+        reader.read_hello().await
+    };
+    let theirs = tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| NetError::Timeout {
+            what: "handshake",
+            after: limit,
+        })??;
+    Ok((reader, BufWriter::new(write), theirs))
+}
+
+/// Writes `first` and every frame already waiting in `queue` behind it, then flushes once.
+pub(crate) async fn write_batch(
+    writer: &mut FrameWriter,
+    first: Bytes,
+    queue: &mut mpsc::Receiver<Bytes>,
+) -> Result<(), NetError> {
+    writer.write_all(&first).await?;
+    while let Ok(next) = queue.try_recv() {
+        writer.write_all(&next).await?;
+    }
+    writer.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! `run_node`: serve one protocol core over TCP until told to stop.
+//!
+//! Tasks and who owns what:
+//!
+//! ```text
+//!                      ┌──────────── accept task ────────────┐
+//!  TcpListener ──────▶ │ accept, connection limit, JoinSet   │──spawn──▶ connection task (1 per socket)
+//!                      └─────────────────────────────────────┘            │ handshake, read frames,
+//!                                                                          │ write a client's replies
+//!                                 inbox (bounded mpsc) ◀───────────────────┘
+//!                                          │
+//!                      node task (the caller's task, see `driver`)
+//!                                          │ try_send
+//!                          link task per peer (see `link`) ──▶ other servers
+//! ```
+//!
+//! Every connection task owns one socket and nothing else; a problem with it (garbage, a
+//! wrong magic or version, an oversized or truncated frame, an undecodable message, silence
+//! past the handshake timeout, a peer vanishing mid-frame) ends that task with a
+//! `tracing::warn!` naming the peer address and the reason, and nothing else notices.
+//!
+//! Inbound connections come in two kinds, told apart by the handshake. A *peer* connection
+//! only carries messages into this node, stamped with the id the peer announced (replies
+//! travel on this node's own link to that peer). A *client* connection carries both ways: it
+//! gets a fresh [`NodeId`] from [`NodeId::FIRST_CLIENT`] upwards, registers a reply queue with
+//! the node, and unregisters it when it closes, after which replies to it are dropped.
+//!
+//! The connection limit is a `tokio::sync::Semaphore`: each connection task holds a permit
+//! for its whole life and releases it by being dropped, however it ends. Over the limit, a
+//! new connection is closed right after accept instead of waiting in the kernel backlog,
+//! so the client sees a prompt close rather than a silent hang.
+//!
+//! Shutdown, once the `shutdown` future resolves: the node loop stops (the node gets no
+//! further input); the cancellation token stops the accept loop (the listener is dropped,
+//! so the port refuses connections) and tells connections to stop reading; outbound queues
+//! are closed so links and client connections write what they already hold, bounded by
+//! `flush_timeout`; storage is synced; `run_node` returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use synod_node::{Node, NodeId, Storage};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::codec::{decode_msg, Hello};
+use crate::config::{Listen, NetOptions, NodeConfig};
+use crate::conn::{handshake, write_batch, FrameReader, FrameWriter};
+use crate::driver::{Driver, Event};
+use crate::error::NetError;
+
+/// Runs `node` as a server until `shutdown` resolves, then shuts down gracefully.
+///
+/// Returns an error only if the id is in the client range, the listen address cannot be
+/// bound, or the final storage sync fails; trouble on any single connection is logged and
+/// contained.
+pub async fn run_node<N>(
+    mut node: N,
+    config: NodeConfig,
+    storage: Box<dyn Storage + Send>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NetError>
+where
+    N: Node + Send,
+    N::Msg: Serialize + DeserializeOwned + Send + 'static,
+{
+    let NodeConfig {
+        id,
+        listen,
+        peers,
+        net,
+    } = config;
+    if id.is_client() {
+        return Err(NetError::ClientIdForServer(id));
+    }
+    let listener = match listen {
+        Listen::Bound(listener) => listener,
+        Listen::Addr(addr) => TcpListener::bind(addr)
+            .await
+            .map_err(|source| NetError::Bind { addr, source })?,
+    };
+    info!(node = %id, addr = %listener.local_addr()?, "serving");
+    let opts = Arc::new(net);
+    let cancel = CancellationToken::new();
+    let (inbox_tx, inbox_rx) = mpsc::channel(opts.inbox_capacity);
+    let shared = Arc::new(Shared {
+        id,
+        opts: opts.clone(),
+        inbox: inbox_tx,
+        cancel: cancel.clone(),
+    });
+    let acceptor =
+        tokio::spawn(accept_loop(listener, shared).instrument(tracing::info_span!("accept")));
+
+    let mut driver = Driver::new(id, peers, storage, opts, cancel.clone());
+    driver.run(&mut node, inbox_rx, shutdown).await;
+    info!(node = %id, "shutting down");
+    cancel.cancel();
+    let synced = driver.close().await;
+    if let Err(e) = acceptor.await {
+        warn!(reason = %e, "accept task ended abnormally");
+    }
+    synced?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT): the usual `shutdown` argument of [`run_node`].
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(reason = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                warn!(reason = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => info!("Ctrl-C received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}
+
+/// What every connection task needs; shared read-only, hence a plain `Arc` and no lock.
+struct Shared<M> {
+    id: NodeId,
+    opts: Arc<NetOptions>,
+    inbox: mpsc::Sender<Event<M>>,
+    cancel: CancellationToken,
+}
+
+/// Pause after a failed `accept` (typically out of file descriptors) so the loop does not
+/// spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+async fn accept_loop<M>(listener: TcpListener, shared: Arc<Shared<M>>)
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(shared.opts.max_connections));
+    let mut connections = JoinSet::new();
+    let mut next_client = NodeId::FIRST_CLIENT;
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            // Reap finished connections so the set only holds live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, addr) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        warn!(reason = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    warn!(peer = %addr, limit = shared.opts.max_connections,
+                        "connection limit reached; closing new connection");
+                    continue;
+                };
+                let client_id = NodeId(next_client);
+                next_client += 1;
+                let task = serve_connection(stream, client_id, shared.clone());
+                connections.spawn(
+                    async move {
+                        let _permit = permit;
+                        task.await;
+                    }
+                    .instrument(tracing::info_span!("conn", peer = %addr)),
+                );
+            }
+        }
+    }
+    // Stop accepting first: the port refuses connections from here on.
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(shared.opts.flush_timeout, drain)
+        .await
+        .is_err()
+    {
+        debug!("connections did not finish in time; closing them");
+    }
+    connections.shutdown().await;
+}
+
+/// One inbound connection from start to end, logging why it ended.
+async fn serve_connection<M>(stream: TcpStream, client_id: NodeId, shared: Arc<Shared<M>>)
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    let addr = stream.peer_addr().ok();
+    let peer = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    match handle_connection(stream, client_id, &shared).await {
+        Ok(()) | Err(NetError::Closed) => debug!(%peer, "connection closed"),
+        Err(e) => warn!(%peer, reason = %e, "closing connection"),
+    }
+}
+
+async fn handle_connection<M>(
+    stream: TcpStream,
+    client_id: NodeId,
+    shared: &Shared<M>,
+) -> Result<(), NetError>
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    let opts = &shared.opts;
+    let (mut reader, writer, hello) = handshake(
+        stream,
+        Hello::Peer(shared.id),
+        opts.max_frame,
+        opts.handshake_timeout,
+    )
+    .await?;
+    match hello {
+        Hello::Peer(from) => {
+            debug!(%from, "peer connected");
+            loop {
+                let frame = tokio::select! {
+                    frame = reader.read_frame() => frame?,
+                    _ = shared.cancel.cancelled() => return Ok(()),
+                };
+                match frame {
+                    Some(payload) if deliver(shared, from, &payload).await? => {}
+                    _ => return Ok(()),
+                }
+            }
+        }
+        Hello::Client => {
+            let (outbox, replies) = mpsc::channel(opts.send_queue);
+            let up = Event::ClientUp {
+                id: client_id,
+                outbox,
+            };
+            if shared.inbox.send(up).await.is_err() {
+                return Ok(());
+            }
+            debug!(client = %client_id, "client connected");
+            let result = serve_client(client_id, reader, writer, replies, shared).await;
+            // Fails at once if the node has stopped, which is just as good.
+            let _ = shared.inbox.send(Event::ClientDown { id: client_id }).await;
+            result
+        }
+    }
+}
+
+/// Reads a client's requests and writes the node's replies, on one task: replies are written
+/// between reads, and `read_frame` is cancel-safe so a reply arriving mid-frame loses nothing.
+/// On shutdown it stops reading and keeps writing until the node closes the reply queue.
+async fn serve_client<M>(
+    id: NodeId,
+    mut reader: FrameReader<OwnedReadHalf>,
+    mut writer: FrameWriter,
+    mut replies: mpsc::Receiver<bytes::Bytes>,
+    shared: &Shared<M>,
+) -> Result<(), NetError>
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            frame = reader.read_frame(), if !draining => match frame? {
+                Some(payload) if deliver(shared, id, &payload).await? => {}
+                _ => return Ok(()),
+            },
+            reply = replies.recv() => match reply {
+                Some(frame) => write_batch(&mut writer, frame, &mut replies).await?,
+                None => return Ok(()),
+            },
+            _ = shared.cancel.cancelled(), if !draining => draining = true,
+        }
+    }
+}
+
+/// Decodes a payload and hands it to the node; `false` if the node has stopped.
+async fn deliver<M: DeserializeOwned>(
+    shared: &Shared<M>,
+    from: NodeId,
+    payload: &[u8],
+) -> Result<bool, NetError> {
+    let msg = decode_msg(payload)?;
+    Ok(shared
+        .inbox
+        .send(Event::Message { from, msg })
+        .await
+        .is_ok())
+}
