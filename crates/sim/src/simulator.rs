@@ -492,7 +492,7 @@ where
             if done(self) {
                 return true;
             }
-            if !self.queue.peek().is_some_and(|e| e.at <= end) {
+            if self.queue.peek().is_none_or(|e| e.at > end) {
                 self.clock.0.set(end);
                 return done(self);
             }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use probe::{blast, probe, three, Msg, Probe, Sim, A, B, C};
 use synod_sim::{DropReason, NetConfig, NodeFaults, NodeId};
-use synod_storage::Storage;
 
 const N: u64 = 10_000;
 

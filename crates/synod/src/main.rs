@@ -1,20 +1,71 @@
 //! The `synod` binary: one command line for every synod service.
+//!
+//! Each subcommand lives in its own `*_cmd` module with a clap definition and a `run`
+//! function; this file only parses, sets up logging and reports errors.
 
+mod check_cmd;
+mod counter_cmd;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "synod", version, about = "Fault-tolerant distributed systems: MapReduce, primary/backup, Paxos and sharded KV")]
+#[command(
+    name = "synod",
+    version,
+    about = "Fault-tolerant distributed systems: MapReduce, primary/backup, Paxos and sharded KV"
+)]
 struct Cli {
+    /// Log line format (logs go to stderr; RUST_LOG sets the level, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SYNOD_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Check a recorded history for linearizability.
+    Check(check_cmd::CheckArgs),
+    /// The example service: a durable counter with at-most-once increments.
+    #[command(subcommand)]
+    Counter(counter_cmd::CounterCommand),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Prints an error with its chain of causes, the way every subcommand reports failure.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check(args) => check_cmd::run(args),
+        Command::Counter(cmd) => report(counter_cmd::run(cmd)),
+    }
 }

@@ -1,5 +1,8 @@
 //! A test node that records everything that happens to it, for checking the simulator itself.
 
+// Shared by several test binaries, each using a different part.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
