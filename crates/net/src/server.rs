@@ -111,29 +111,34 @@ where
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT): the usual `shutdown` argument of [`run_node`].
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            warn!(reason = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// A future that resolves on SIGTERM or Ctrl-C (SIGINT): the usual `shutdown` argument of
+/// [`run_node`].
+///
+/// The handlers are installed when this function is *called*, not when the future is first
+/// polled, so a server that calls it before announcing that it is ready cannot be killed by
+/// a signal that arrives in between. Must be called inside a tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind, name: &'static str| {
+        let stream = signal(kind)
+            .map_err(|e| warn!(reason = %e, "cannot listen for {name}"))
+            .ok();
+        async move {
+            match stream {
+                Some(mut stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
         }
     };
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                warn!(reason = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    let interrupt = listen(SignalKind::interrupt(), "Ctrl-C");
+    let terminate = listen(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = interrupt => info!("Ctrl-C received"),
+            () = terminate => info!("SIGTERM received"),
         }
-    };
-    tokio::select! {
-        () = interrupt => info!("Ctrl-C received"),
-        () = terminate => info!("SIGTERM received"),
     }
 }
 

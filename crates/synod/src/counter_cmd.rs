@@ -90,13 +90,14 @@ async fn serve(listen: SocketAddr, data: PathBuf) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let bound = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     println!("counter listening on {bound}");
     tracing::info!(%bound, data = %data.display(), "counter serving");
     run_node(
         CounterServer::new(),
         NodeConfig::new(NodeId(0), listener),
         Box::new(storage),
-        shutdown_signal(),
+        shutdown,
     )
     .await?;
     tracing::info!("counter stopped");
