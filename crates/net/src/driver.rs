@@ -230,6 +230,24 @@ impl<M: Serialize> Context<M> for Driver<M> {
         self.timers.push(Reverse((at, self.timer_seq, token)));
     }
 
+    fn add_peer(&mut self, id: NodeId, addr: &str) {
+        if id.is_client() || id == self.id {
+            warn!(%id, "ignoring an address for a client id or for this node itself");
+            return;
+        }
+        let addr: SocketAddr = match addr.parse() {
+            Ok(addr) => addr,
+            Err(e) => {
+                warn!(%id, addr, reason = %e, "ignoring an unparsable peer address");
+                return;
+            }
+        };
+        if self.peers.insert(id, addr) != Some(addr) {
+            // Dropping the queue ends the old link task; the next send starts one to `addr`.
+            self.links.remove(&id);
+        }
+    }
+
     fn rng(&mut self) -> &mut dyn rand::RngCore {
         &mut self.rng
     }

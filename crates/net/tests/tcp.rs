@@ -44,6 +44,12 @@ enum Msg {
         tag: u64,
     },
     Fired(u64),
+    /// Client: the node learns that server `id` is at `addr` and makes it its partner;
+    /// answered with `You(id)`.
+    Meet {
+        id: u64,
+        addr: String,
+    },
 }
 
 /// A counter that also relays pings to a partner server, to exercise every driver path.
@@ -88,6 +94,11 @@ impl Node for Counter {
                 self.next_token += 1;
                 self.delays.insert(self.next_token, (from, tag));
                 ctx.set_timer(Duration::from_millis(ms), self.next_token);
+            }
+            Msg::Meet { id, addr } => {
+                ctx.add_peer(NodeId(id), &addr);
+                self.partner = Some(NodeId(id));
+                ctx.send(from, Msg::You(NodeId(id)));
             }
             Msg::Total(_) | Msg::You(_) | Msg::Fired(_) => {}
         }
@@ -273,6 +284,38 @@ async fn peers_talk_and_reconnect_after_a_restart() {
             }
         }
     }
+
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_reaches_a_peer_whose_address_it_learned_while_running() {
+    let (la, lb) = (bind().await, bind().await);
+    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let a = Server::start(1, la, &[]).await;
+    let b = Server::start(2, lb, &[(1, a_addr)]).await;
+    let mut c = client(a_addr).await;
+
+    // An address that does not parse is ignored; the node keeps serving.
+    let meet_nowhere = Msg::Meet {
+        id: 2,
+        addr: "not an address".into(),
+    };
+    assert_eq!(
+        c.call(&meet_nowhere, WAIT).await.unwrap(),
+        Msg::You(NodeId(2))
+    );
+    c.send(&Msg::Relay(1)).await.unwrap();
+    let err = c.recv(Duration::from_millis(200)).await;
+    assert!(matches!(err, Err(NetError::Timeout { .. })), "{err:?}");
+
+    let meet_b = Msg::Meet {
+        id: 2,
+        addr: b_addr.to_string(),
+    };
+    assert_eq!(c.call(&meet_b, WAIT).await.unwrap(), Msg::You(NodeId(2)));
+    assert_eq!(c.call(&Msg::Relay(2), WAIT).await.unwrap(), Msg::Pong(2));
 
     a.stop().await.unwrap();
     b.stop().await.unwrap();

@@ -73,6 +73,12 @@ pub trait Context<M> {
     fn send(&mut self, to: NodeId, msg: M);
     /// Asks for [`Node::on_timer`] with `token` after `after` has passed on this node's clock.
     fn set_timer(&mut self, after: Duration, token: TimerToken);
+    /// Tells the driver that server `id` can be reached at `addr` (`HOST:PORT`), for protocols
+    /// that learn their peers while running: a primary learns its backup from the view
+    /// service, a shard group learns another group's servers from a configuration. Drivers
+    /// that need no addresses (the simulator) ignore it; the TCP driver routes later sends to
+    /// `id` there. An address that does not parse is logged and ignored.
+    fn add_peer(&mut self, id: NodeId, addr: &str);
     /// Randomness. Seeded by the simulator, so a run is reproducible.
     fn rng(&mut self) -> &mut dyn rand::RngCore;
     /// This node's durable state. Survives crashes up to the last [`Storage::sync`].

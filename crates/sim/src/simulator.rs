@@ -141,6 +141,9 @@ impl<M> Context<M> for SimContext<'_, M> {
     fn set_timer(&mut self, after: Duration, token: TimerToken) {
         self.timers.push((after, token));
     }
+    fn add_peer(&mut self, _id: NodeId, _addr: &str) {
+        // Simulated nodes reach each other by id alone.
+    }
     fn rng(&mut self) -> &mut dyn RngCore {
         self.rng
     }
