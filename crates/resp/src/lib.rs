@@ -1,0 +1,24 @@
+//! A small, service-agnostic Redis protocol (RESP2) front, so `redis-cli` (and other Redis
+//! clients) can talk to synod's key/value services.
+//!
+//! - [`Value`], [`encode`] and [`parse`]: the wire format. The parser is incremental (it says
+//!   when it needs more bytes), bounded (bulk strings, arrays and nesting have limits) and
+//!   never panics on bad input; it also accepts the "inline" commands a human types into
+//!   `telnet` (`PING\r\n`).
+//! - [`serve_resp`]: a tokio server that answers `GET`, `SET`, `APPEND` and `PING` by calling a
+//!   [`Backend`]; any other command gets a Redis-style error and the connection stays usable.
+//!   A protocol error is answered with an error and closes the connection, as Redis does.
+//!
+//! The backend is the only thing a service provides: a client of the primary/backup KV or of
+//! the Paxos KV, say. Keys and values are UTF-8 strings, as in those services.
+//!
+//! Deviation from Redis: `APPEND` answers `+OK` instead of the new length, because the
+//! replicated services do not return it.
+
+mod parse;
+mod server;
+mod value;
+
+pub use parse::{parse, ParseError, MAX_BULK, MAX_DEPTH, MAX_ELEMENTS};
+pub use server::{serve_resp, Backend, BackendError};
+pub use value::{encode, Value};

@@ -1,0 +1,170 @@
+//! The RESP server: one task per connection, commands answered in order by a [`Backend`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::parse::parse;
+use crate::value::{encode, Value};
+
+/// Why a backend could not perform an operation; sent to the client as `-ERR ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BackendError {
+    /// No server answered in time; the operation may or may not have taken effect.
+    #[error("timed out: the operation may or may not have been applied")]
+    Timeout,
+    /// The service cannot serve now.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The key/value service behind the RESP front. Implementations are usually a client (a
+/// clerk) of a replicated service; each call is one linearizable operation.
+pub trait Backend: Send + Sync + 'static {
+    /// The value of `key`, `None` if it has none (services that store "" for a missing key
+    /// may return `Some("")`).
+    fn get(&self, key: String)
+        -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+    fn put(
+        &self,
+        key: String,
+        value: String,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn append(
+        &self,
+        key: String,
+        value: String,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// Serves RESP clients on `listener` until `shutdown` resolves. Connections in progress end
+/// with it.
+pub async fn serve_resp<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let backend = backend.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = serve_connection(stream, backend).await {
+                            debug!(%peer, reason = %e, "RESP connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(reason = %e, "RESP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn serve_connection<B: Backend>(
+    mut stream: TcpStream,
+    backend: Arc<B>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        // Answer every complete command in the buffer (clients may pipeline).
+        loop {
+            match parse(&buf) {
+                Ok(Some((value, used))) => {
+                    buf.drain(..used);
+                    let reply = execute(value, &*backend).await;
+                    let mut out = Vec::new();
+                    encode(&reply, &mut out);
+                    stream.write_all(&out).await?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let mut out = Vec::new();
+                    encode(&Value::Error(format!("ERR Protocol error: {e}")), &mut out);
+                    stream.write_all(&out).await?;
+                    return Ok(());
+                }
+            }
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Runs one command and returns the reply.
+async fn execute<B: Backend>(command: Value, backend: &B) -> Value {
+    let Value::Array(Some(items)) = command else {
+        return Value::Error("ERR expected an array of bulk strings".into());
+    };
+    let mut args = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::Bulk(Some(bytes)) => match String::from_utf8(bytes) {
+                Ok(text) => args.push(text),
+                Err(_) => return Value::Error("ERR keys and values must be UTF-8".into()),
+            },
+            _ => return Value::Error("ERR expected an array of bulk strings".into()),
+        }
+    }
+    let Some(name) = args.first().map(|n| n.to_ascii_lowercase()) else {
+        return Value::Error("ERR empty command".into());
+    };
+    let mut args = args.into_iter().skip(1);
+    let arity = args.len();
+    let wrong_arity = || {
+        Value::Error(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
+    };
+    let result = match (name.as_str(), arity) {
+        ("ping", 0) => return Value::Simple("PONG".into()),
+        ("ping", 1) => return Value::Bulk(args.next().map(String::into_bytes)),
+        ("get", 1) => backend
+            .get(args.next().unwrap_or_default())
+            .await
+            .map(|value| Value::Bulk(value.map(String::into_bytes))),
+        ("set", 2) => {
+            let (key, value) = (
+                args.next().unwrap_or_default(),
+                args.next().unwrap_or_default(),
+            );
+            backend
+                .put(key, value)
+                .await
+                .map(|()| Value::Simple("OK".into()))
+        }
+        ("append", 2) => {
+            let (key, value) = (
+                args.next().unwrap_or_default(),
+                args.next().unwrap_or_default(),
+            );
+            backend
+                .append(key, value)
+                .await
+                .map(|()| Value::Simple("OK".into()))
+        }
+        ("ping" | "get" | "set" | "append", _) => return wrong_arity(),
+        _ => {
+            let shown: String = name.chars().take(64).collect();
+            return Value::Error(format!("ERR unknown command '{shown}'"));
+        }
+    };
+    result.unwrap_or_else(|e| Value::Error(format!("ERR {e}")))
+}
