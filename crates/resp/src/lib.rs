@@ -5,15 +5,15 @@
 //!   when it needs more bytes), bounded (bulk strings, arrays and nesting have limits) and
 //!   never panics on bad input; it also accepts the "inline" commands a human types into
 //!   `telnet` (`PING\r\n`).
-//! - [`serve_resp`]: a tokio server that answers `GET`, `SET`, `APPEND` and `PING` by calling a
+//! - [`serve_resp`]: a tokio server that answers `GET`, `SET`, `APPEND`, `PING` and `ECHO` by calling a
 //!   [`Backend`]; any other command gets a Redis-style error and the connection stays usable.
 //!   A protocol error is answered with an error and closes the connection, as Redis does.
 //!
 //! The backend is the only thing a service provides: a client of the primary/backup KV or of
 //! the Paxos KV, say. Keys and values are UTF-8 strings, as in those services.
 //!
-//! Deviation from Redis: `APPEND` answers `+OK` instead of the new length, because the
-//! replicated services do not return it.
+//! `APPEND` answers the new length, as Redis does, when the backend knows it; a backend that
+//! does not (the primary/backup KV) gets `+OK`.
 
 mod parse;
 mod server;

@@ -35,11 +35,13 @@ pub trait Backend: Send + Sync + 'static {
         key: String,
         value: String,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Appends `value` to `key`'s value. Returns the new length in bytes where the service
+    /// knows it (answered as an integer, as Redis does), else `None` (answered `+OK`).
     fn append(
         &self,
         key: String,
         value: String,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
 }
 
 /// Serves RESP clients on `listener` until `shutdown` resolves. Connections in progress end
@@ -135,7 +137,7 @@ async fn execute<B: Backend>(command: Value, backend: &B) -> Value {
     };
     let result = match (name.as_str(), arity) {
         ("ping", 0) => return Value::Simple("PONG".into()),
-        ("ping", 1) => return Value::Bulk(args.next().map(String::into_bytes)),
+        ("ping" | "echo", 1) => return Value::Bulk(args.next().map(String::into_bytes)),
         ("get", 1) => backend
             .get(args.next().unwrap_or_default())
             .await
@@ -155,12 +157,12 @@ async fn execute<B: Backend>(command: Value, backend: &B) -> Value {
                 args.next().unwrap_or_default(),
                 args.next().unwrap_or_default(),
             );
-            backend
-                .append(key, value)
-                .await
-                .map(|()| Value::Simple("OK".into()))
+            backend.append(key, value).await.map(|length| match length {
+                Some(length) => Value::Integer(length as i64),
+                None => Value::Simple("OK".into()),
+            })
         }
-        ("ping" | "get" | "set" | "append", _) => return wrong_arity(),
+        ("ping" | "echo" | "get" | "set" | "append", _) => return wrong_arity(),
         _ => {
             let shown: String = name.chars().take(64).collect();
             return Value::Error(format!("ERR unknown command '{shown}'"));

@@ -30,9 +30,11 @@ impl Backend for Memory {
         self.map().insert(key, value);
         Ok(())
     }
-    async fn append(&self, key: String, value: String) -> Result<(), BackendError> {
-        self.map().entry(key).or_default().push_str(&value);
-        Ok(())
+    async fn append(&self, key: String, value: String) -> Result<Option<u64>, BackendError> {
+        let mut map = self.map();
+        let entry = map.entry(key).or_default();
+        entry.push_str(&value);
+        Ok(Some(entry.len() as u64))
     }
 }
 
@@ -64,6 +66,7 @@ async fn exchange(stream: &mut TcpStream, request: &[u8], expected: &[u8]) {
 async fn answers_get_set_append_ping_and_survives_unknown_commands() {
     let (mut s, _stop) = start().await;
     exchange(&mut s, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n").await;
+    exchange(&mut s, b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n", b"$2\r\nhi\r\n").await;
     exchange(&mut s, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"$-1\r\n").await;
     exchange(
         &mut s,
@@ -74,7 +77,7 @@ async fn answers_get_set_append_ping_and_survives_unknown_commands() {
     exchange(
         &mut s,
         b"*3\r\n$6\r\nappend\r\n$1\r\nk\r\n$1\r\nc\r\n",
-        b"+OK\r\n",
+        b":3\r\n",
     )
     .await;
     exchange(&mut s, b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n", b"$3\r\nabc\r\n").await;
