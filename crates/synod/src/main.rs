@@ -5,6 +5,7 @@
 
 mod check_cmd;
 mod counter_cmd;
+mod kv_cmd;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     /// The example service: a durable counter with at-most-once increments.
     #[command(subcommand)]
     Counter(counter_cmd::CounterCommand),
+    /// The Paxos-replicated key/value store: replicas, a client, a Redis-protocol front.
+    #[command(subcommand)]
+    Kv(kv_cmd::KvCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -67,5 +71,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Counter(cmd) => report(counter_cmd::run(cmd)),
+        Command::Kv(cmd) => report(kv_cmd::run(cmd)),
     }
 }

@@ -1,0 +1,107 @@
+//! The messages Paxos peers exchange, and proposal numbers.
+//!
+//! Every message carries the sender's `done_below` (one more than the highest instance its
+//! application called `done` on), which is how [`crate::Paxos::min`] learns about the other
+//! peers without messages of its own.
+
+use serde::{Deserialize, Serialize};
+
+/// A proposal number. Ordered by round, then by the proposing peer's index, then by `nonce`,
+/// a random number the peer draws at every start. The index keeps peers apart; the nonce
+/// keeps two lives of one peer apart, so a peer that lost its disk (and with it the rounds it
+/// used) can never reuse a number for a different value. Round 0 is "no proposal yet".
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Ballot {
+    pub round: u64,
+    pub peer: u32,
+    pub nonce: u64,
+}
+
+/// One Paxos message. `seq` names the instance; `done` is the sender's `done_below`.
+///
+/// Requests (the course's RPCs) are `Prepare`, `Accept`, `Decided` and `JoinQuery`; the rest
+/// are replies to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaxosMsg<V> {
+    /// Phase 1a: please promise to ignore proposals numbered below `ballot`.
+    Prepare { seq: u64, ballot: Ballot, done: u64 },
+    /// Phase 1b: promised; here is the highest-numbered proposal this acceptor accepted.
+    Promise {
+        seq: u64,
+        ballot: Ballot,
+        accepted: Option<(Ballot, V)>,
+        done: u64,
+    },
+    /// Phase 2a: please accept `value` under `ballot`.
+    Accept {
+        seq: u64,
+        ballot: Ballot,
+        value: V,
+        done: u64,
+    },
+    /// Phase 2b: accepted.
+    Accepted { seq: u64, ballot: Ballot, done: u64 },
+    /// Refusal of a prepare or accept: the acceptor has promised `promised`, which is higher.
+    Reject {
+        seq: u64,
+        promised: Ballot,
+        done: u64,
+    },
+    /// `value` was chosen for `seq`. Sent to every peer by a proposer that learned it.
+    Decided { seq: u64, value: V, done: u64 },
+    /// Reply to a prepare or accept for an instance the sender knows is decided.
+    AlreadyDecided { seq: u64, value: V, done: u64 },
+    /// The sender no longer has instance `seq`: every peer was done with it. A peer that still
+    /// needs it must get the application state from elsewhere (a snapshot).
+    Forgotten { seq: u64, done: u64 },
+    /// A peer rejoining after losing its disk asks for the highest instance others know of.
+    JoinQuery { done: u64 },
+    /// Answer to `JoinQuery`: the highest instance the sender knows of (`None`: none yet).
+    JoinInfo { max: Option<u64>, done: u64 },
+}
+
+impl<V> PaxosMsg<V> {
+    /// The sender's `done_below`, carried by every message.
+    pub fn done(&self) -> u64 {
+        match self {
+            PaxosMsg::Prepare { done, .. }
+            | PaxosMsg::Promise { done, .. }
+            | PaxosMsg::Accept { done, .. }
+            | PaxosMsg::Accepted { done, .. }
+            | PaxosMsg::Reject { done, .. }
+            | PaxosMsg::Decided { done, .. }
+            | PaxosMsg::AlreadyDecided { done, .. }
+            | PaxosMsg::Forgotten { done, .. }
+            | PaxosMsg::JoinQuery { done }
+            | PaxosMsg::JoinInfo { done, .. } => *done,
+        }
+    }
+
+    /// The instance the message is about, if it is about one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            PaxosMsg::Prepare { seq, .. }
+            | PaxosMsg::Promise { seq, .. }
+            | PaxosMsg::Accept { seq, .. }
+            | PaxosMsg::Accepted { seq, .. }
+            | PaxosMsg::Reject { seq, .. }
+            | PaxosMsg::Decided { seq, .. }
+            | PaxosMsg::AlreadyDecided { seq, .. }
+            | PaxosMsg::Forgotten { seq, .. } => Some(*seq),
+            PaxosMsg::JoinQuery { .. } | PaxosMsg::JoinInfo { .. } => None,
+        }
+    }
+
+    /// Whether this is a request (what the course's `rpcCount` counts) rather than a reply.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            PaxosMsg::Prepare { .. }
+                | PaxosMsg::Accept { .. }
+                | PaxosMsg::Decided { .. }
+                | PaxosMsg::JoinQuery { .. }
+        )
+    }
+}

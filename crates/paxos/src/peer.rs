@@ -1,0 +1,851 @@
+//! The Paxos peer: the course's API (`start`, `status`, `done`, `min`, `max`) over a table of
+//! instances, each with an acceptor, a learner and possibly a proposer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand::Rng;
+use synod_node::NodeId;
+
+use crate::durable::{AcceptorState, Membership, PaxosState, Record};
+use crate::instance::{Instance, Phase, Proposer};
+use crate::io::PaxosIo;
+use crate::msg::{Ballot, PaxosMsg};
+use crate::{Fate, PaxosConfig, PaxosError, Value};
+
+/// One Paxos peer. See the crate documentation for the protocol and its guarantees.
+#[derive(Debug)]
+pub struct Paxos<V> {
+    peers: Vec<NodeId>,
+    me: usize,
+    config: PaxosConfig,
+    /// This life's ballot nonce (see [`Ballot`]).
+    nonce: u64,
+    instances: BTreeMap<u64, Instance<V>>,
+    /// Instances this peer is proposing in and has not seen decided.
+    proposing: BTreeSet<u64>,
+    done_below: Vec<u64>,
+    min: u64,
+    max: Option<u64>,
+    membership: Membership,
+    /// While rejoining: when to (re)send the query, whether it was sent yet, and the answers.
+    join_query_at: Duration,
+    join_asked: bool,
+    join_replies: BTreeMap<usize, Option<u64>>,
+    held_bytes: usize,
+    requests: u64,
+    learned: u64,
+    records: usize,
+    record_bytes: usize,
+    lagging: Option<NodeId>,
+    failed: Option<String>,
+}
+
+/// How long a rejoining peer waits between rounds of `JoinQuery`.
+const JOIN_RETRY: Duration = Duration::from_millis(250);
+
+impl<V: Value> Paxos<V> {
+    /// Peer `me` (an index into `peers`) of the group `peers`. Call [`recover`](Self::recover)
+    /// from the embedding node's `on_start` before anything else.
+    pub fn new(peers: Vec<NodeId>, me: usize, config: PaxosConfig) -> Self {
+        let n = peers.len();
+        Paxos {
+            peers,
+            me,
+            config,
+            nonce: 0,
+            instances: BTreeMap::new(),
+            proposing: BTreeSet::new(),
+            done_below: vec![0; n],
+            min: 0,
+            max: None,
+            membership: Membership::Rejoining,
+            join_query_at: Duration::ZERO,
+            join_asked: false,
+            join_replies: BTreeMap::new(),
+            held_bytes: 0,
+            requests: 0,
+            learned: 0,
+            records: 0,
+            record_bytes: 0,
+            lagging: None,
+            failed: None,
+        }
+    }
+
+    // ---- the course's API ------------------------------------------------------------------
+
+    /// Asks the group to agree on `value` for instance `seq`. Returns at once; use
+    /// [`status`](Self::status) to learn the outcome. Ignored below [`min`](Self::min), when
+    /// the instance is already decided, or when this peer is already proposing in it.
+    pub fn start(&mut self, io: &mut dyn PaxosIo<V>, seq: u64, value: V) {
+        if self.failed.is_some() || seq < self.min {
+            return;
+        }
+        self.see(seq);
+        let now = io.now();
+        let inst = self.instances.entry(seq).or_default();
+        if inst.acceptor.decided.is_some() || inst.proposer.is_some() {
+            return;
+        }
+        inst.proposer = Some(Proposer {
+            value,
+            phase: Phase::Idle,
+            highest_round: 0,
+            retry_at: now,
+            backoff: self.config.retry,
+        });
+        self.proposing.insert(seq);
+        self.reweigh(seq);
+        self.begin_round(io, seq);
+    }
+
+    /// What this peer knows about instance `seq`, without asking anyone.
+    pub fn status(&self, seq: u64) -> Fate<'_, V> {
+        if seq < self.min {
+            return Fate::Forgotten;
+        }
+        match self
+            .instances
+            .get(&seq)
+            .and_then(|i| i.acceptor.decided.as_ref())
+        {
+            Some(value) => Fate::Decided(value),
+            None => Fate::Pending,
+        }
+    }
+
+    /// This peer's application no longer needs instances `<= seq`.
+    pub fn done(&mut self, seq: u64) {
+        let below = seq.saturating_add(1);
+        if below > self.done_below[self.me] {
+            self.done_below[self.me] = below;
+            self.forget();
+        }
+    }
+
+    /// One more than the smallest `done` argument over all peers (0 until every peer has
+    /// called `done`). Instances below it are forgotten.
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// The highest instance this peer has heard of, `None` before any. Forgetting never
+    /// lowers it.
+    pub fn max(&self) -> Option<u64> {
+        self.max
+    }
+
+    // ---- driving -------------------------------------------------------------------------
+
+    /// Restores the durable state (the `PaxosState` from the node's snapshot and the log
+    /// records after it) and draws this life's ballot nonce. An empty storage means a new
+    /// peer, or one that lost its disk if [`PaxosConfig::rejoin`] says so.
+    pub fn recover(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        state: Option<PaxosState<V>>,
+        records: &[Vec<u8>],
+    ) -> Result<(), PaxosError> {
+        let fresh = state.is_none() && records.is_empty();
+        *self = Paxos::new(
+            std::mem::take(&mut self.peers),
+            self.me,
+            self.config.clone(),
+        );
+        self.nonce = io.rng().next_u64();
+        if let Some(state) = state {
+            self.load(state)?;
+        }
+        for bytes in records {
+            let record: Record<V> =
+                postcard::from_bytes(bytes).map_err(|e| PaxosError::Decode(e.to_string()))?;
+            self.replay(record);
+        }
+        self.records = records.len();
+        self.record_bytes = records.iter().map(Vec::len).sum();
+        if fresh && !self.config.rejoin {
+            self.membership = Membership::Voting { horizon: None };
+            self.write(io, &Record::Joined { horizon: None }, true)?;
+        }
+        if self.membership == Membership::Rejoining {
+            self.join_query_at = io.now() + self.config.rejoin_quiet;
+        }
+        Ok(())
+    }
+
+    /// Handles a message from `from`. Messages from nodes outside the group are ignored.
+    pub fn handle(&mut self, io: &mut dyn PaxosIo<V>, from: NodeId, msg: PaxosMsg<V>) {
+        let Some(peer) = self.peers.iter().position(|&p| p == from) else {
+            return;
+        };
+        if self.failed.is_some() {
+            return;
+        }
+        if msg.is_request() {
+            self.requests += 1;
+        }
+        if msg.done() > self.done_below[peer] {
+            self.done_below[peer] = msg.done();
+            self.forget();
+        }
+        if let Some(seq) = msg.seq() {
+            self.see(seq);
+        }
+        match msg {
+            PaxosMsg::Prepare { seq, ballot, .. } => self.on_prepare(io, peer, seq, ballot),
+            PaxosMsg::Accept {
+                seq, ballot, value, ..
+            } => self.on_accept(io, peer, seq, ballot, value),
+            PaxosMsg::Decided { seq, value, .. } | PaxosMsg::AlreadyDecided { seq, value, .. } => {
+                // A proposer that learns the outcome from a peer (rather than by counting
+                // accepts) passes it on: peers that never proposed would otherwise not hear.
+                if self.proposing.contains(&seq) {
+                    for to in self.others().into_iter().filter(|&to| to != from) {
+                        let done = self.my_done();
+                        let value = value.clone();
+                        io.send(to, PaxosMsg::Decided { seq, value, done });
+                    }
+                }
+                self.learn(io, seq, value)
+            }
+            PaxosMsg::Promise {
+                seq,
+                ballot,
+                accepted,
+                ..
+            } => self.on_promise(io, peer, seq, ballot, accepted),
+            PaxosMsg::Accepted { seq, ballot, .. } => self.on_accepted(io, peer, seq, ballot),
+            PaxosMsg::Reject { seq, promised, .. } => {
+                if let Some(p) = self.proposer(seq) {
+                    p.highest_round = p.highest_round.max(promised.round);
+                }
+            }
+            PaxosMsg::Forgotten { seq, .. } => {
+                if matches!(self.status(seq), Fate::Pending) {
+                    // Every peer was done with an instance this peer never learned: only the
+                    // application's state can bring it up to date.
+                    self.lagging = Some(from);
+                    self.stop_proposing(seq);
+                }
+            }
+            PaxosMsg::JoinQuery { .. } => {
+                let reply = PaxosMsg::JoinInfo {
+                    max: self.max,
+                    done: self.my_done(),
+                };
+                io.send(from, reply);
+            }
+            PaxosMsg::JoinInfo { max, .. } => self.on_join_info(io, peer, max),
+        }
+    }
+
+    /// Call periodically (the embedding node owns the timer): retries proposals that have
+    /// not decided in time, and drives a rejoin.
+    pub fn tick(&mut self, io: &mut dyn PaxosIo<V>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let now = io.now();
+        if self.membership == Membership::Rejoining && now >= self.join_query_at {
+            self.join_query_at = now + JOIN_RETRY;
+            self.join_asked = true;
+            for to in self.others() {
+                io.send(
+                    to,
+                    PaxosMsg::JoinQuery {
+                        done: self.my_done(),
+                    },
+                );
+            }
+            self.try_join(io);
+        }
+        let due: Vec<u64> = self
+            .proposing
+            .iter()
+            .copied()
+            .filter(|seq| {
+                self.instances
+                    .get(seq)
+                    .and_then(|i| i.proposer.as_ref())
+                    .is_some_and(|p| p.retry_at <= now)
+            })
+            .collect();
+        for seq in due {
+            self.begin_round(io, seq);
+        }
+    }
+
+    // ---- inspection ------------------------------------------------------------------------
+
+    /// Serialized bytes of the values this peer holds in memory, over all instances. Drops
+    /// when instances are forgotten: the measure of the course's memory tests.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Instances held in memory.
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Requests (prepare, accept, decided, join query) received from other peers: the
+    /// course's `rpcCount`.
+    pub fn requests_received(&self) -> u64 {
+        self.requests
+    }
+
+    /// Decisions learned since this peer started (not counting recovered ones): lets an
+    /// observer skip looking at [`decided`](Self::decided) when nothing changed.
+    pub fn decisions_learned(&self) -> u64 {
+        self.learned
+    }
+
+    /// Every decided instance still held, in order.
+    pub fn decided(&self) -> impl Iterator<Item = (u64, &V)> {
+        self.instances
+            .iter()
+            .filter_map(|(&seq, i)| i.acceptor.decided.as_ref().map(|v| (seq, v)))
+    }
+
+    /// The value this peer's acceptor accepted in `seq`, if any and not yet decided here.
+    pub fn accepted(&self, seq: u64) -> Option<&V> {
+        let inst = self.instances.get(&seq)?;
+        inst.acceptor.accepted.as_ref().map(|(_, v)| v)
+    }
+
+    pub fn membership(&self) -> Membership {
+        self.membership
+    }
+
+    /// Why this peer stopped (a storage failure), if it did. A failed peer ignores all input.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// A peer that forgot an instance this one still needs, reported once: the application
+    /// should fetch a snapshot of its state from it.
+    pub fn take_lagging(&mut self) -> Option<NodeId> {
+        self.lagging.take()
+    }
+
+    /// Log records written since the last [`checkpoint`](Self::checkpoint) (or recovery).
+    pub fn log_records(&self) -> usize {
+        self.records
+    }
+
+    /// Bytes of the log records counted by [`log_records`](Self::log_records).
+    pub fn log_bytes(&self) -> usize {
+        self.record_bytes
+    }
+
+    /// The durable state, for the embedding node's next snapshot. The node must install that
+    /// snapshot (which empties the log) before handing Paxos any further input.
+    pub fn checkpoint(&mut self) -> PaxosState<V> {
+        self.records = 0;
+        self.record_bytes = 0;
+        PaxosState {
+            instances: self
+                .instances
+                .iter()
+                .map(|(&seq, i)| (seq, i.acceptor.clone()))
+                .collect(),
+            done_below: self.done_below.clone(),
+            max: self.max,
+            membership: self.membership,
+        }
+    }
+
+    // ---- proposer --------------------------------------------------------------------------
+
+    fn begin_round(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
+        let now = io.now();
+        let votes = self.votes(seq);
+        let (me, nonce, max_retry) = (self.me, self.nonce, self.config.max_retry);
+        let Some(inst) = self.instances.get_mut(&seq) else {
+            return;
+        };
+        let Some(p) = inst.proposer.as_mut() else {
+            return;
+        };
+        let round = p.highest_round.max(inst.acceptor.promised.round) + 1;
+        p.highest_round = round;
+        let ballot = Ballot {
+            round,
+            peer: me as u32,
+            nonce,
+        };
+        // Randomized, growing retry intervals keep dueling proposers from colliding forever.
+        let jitter = io.rng().gen_range(0..=p.backoff.as_micros() as u64);
+        p.retry_at = now + p.backoff + Duration::from_micros(jitter);
+        p.backoff = (p.backoff * 2).min(max_retry);
+        let mut promises = BTreeSet::new();
+        let mut best = None;
+        if votes {
+            inst.acceptor.promised = ballot;
+            promises.insert(me);
+            best = inst.acceptor.accepted.clone();
+        }
+        p.phase = Phase::Preparing {
+            ballot,
+            promises,
+            best,
+        };
+        self.reweigh(seq);
+        if votes
+            && self
+                .write(io, &Record::Promise { seq, ballot }, true)
+                .is_err()
+        {
+            return;
+        }
+        for to in self.others() {
+            let done = self.my_done();
+            io.send(to, PaxosMsg::Prepare { seq, ballot, done });
+        }
+        self.after_promise(io, seq);
+    }
+
+    fn on_promise(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        peer: usize,
+        seq: u64,
+        ballot: Ballot,
+        accepted: Option<(Ballot, V)>,
+    ) {
+        let Some(p) = self.proposer(seq) else {
+            return;
+        };
+        if let Phase::Preparing {
+            ballot: current,
+            promises,
+            best,
+        } = &mut p.phase
+        {
+            if *current == ballot {
+                promises.insert(peer);
+                if let Some((b, v)) = accepted {
+                    if best.as_ref().is_none_or(|(bb, _)| b > *bb) {
+                        *best = Some((b, v));
+                    }
+                }
+            }
+        }
+        self.reweigh(seq);
+        self.after_promise(io, seq);
+    }
+
+    /// Moves to the accept phase once a majority promised.
+    fn after_promise(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
+        let majority = self.majority();
+        let votes = self.votes(seq);
+        let me = self.me;
+        let Some(inst) = self.instances.get_mut(&seq) else {
+            return;
+        };
+        let Some(p) = inst.proposer.as_mut() else {
+            return;
+        };
+        let Phase::Preparing {
+            ballot,
+            promises,
+            best,
+        } = &mut p.phase
+        else {
+            return;
+        };
+        if promises.len() < majority {
+            return;
+        }
+        let ballot = *ballot;
+        let value = match best.take() {
+            Some((_, v)) => v,
+            None => p.value.clone(),
+        };
+        let mut accepts = BTreeSet::new();
+        let local = votes && ballot >= inst.acceptor.promised;
+        if local {
+            inst.acceptor.promised = ballot;
+            inst.acceptor.accepted = Some((ballot, value.clone()));
+            accepts.insert(me);
+        }
+        p.phase = Phase::Accepting {
+            ballot,
+            value: value.clone(),
+            accepts,
+        };
+        self.reweigh(seq);
+        if local {
+            let record = Record::Accept {
+                seq,
+                ballot,
+                value: value.clone(),
+            };
+            if self.write(io, &record, true).is_err() {
+                return;
+            }
+        }
+        for to in self.others() {
+            let done = self.my_done();
+            let value = value.clone();
+            io.send(
+                to,
+                PaxosMsg::Accept {
+                    seq,
+                    ballot,
+                    value,
+                    done,
+                },
+            );
+        }
+        self.after_accept(io, seq);
+    }
+
+    fn on_accepted(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
+        let Some(p) = self.proposer(seq) else {
+            return;
+        };
+        if let Phase::Accepting {
+            ballot: current,
+            accepts,
+            ..
+        } = &mut p.phase
+        {
+            if *current == ballot {
+                accepts.insert(peer);
+            }
+        }
+        self.after_accept(io, seq);
+    }
+
+    /// Declares the value decided once a majority accepted, and tells everyone.
+    fn after_accept(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
+        let majority = self.majority();
+        let Some(p) = self.proposer(seq) else {
+            return;
+        };
+        let Phase::Accepting { value, accepts, .. } = &p.phase else {
+            return;
+        };
+        if accepts.len() < majority {
+            return;
+        }
+        let value = value.clone();
+        for to in self.others() {
+            let done = self.my_done();
+            let value = value.clone();
+            io.send(to, PaxosMsg::Decided { seq, value, done });
+        }
+        self.learn(io, seq, value);
+    }
+
+    // ---- acceptor and learner --------------------------------------------------------------
+
+    /// Answers a request about an instance this peer forgot or knows is decided, instead of
+    /// voting. Returns whether it answered.
+    fn answer_settled(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64) -> bool {
+        let done = self.my_done();
+        let reply = match self.status(seq) {
+            Fate::Forgotten => PaxosMsg::Forgotten { seq, done },
+            Fate::Decided(value) => PaxosMsg::AlreadyDecided {
+                seq,
+                value: value.clone(),
+                done,
+            },
+            Fate::Pending => return false,
+        };
+        io.send(self.peers[peer], reply);
+        true
+    }
+
+    fn on_prepare(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
+        if self.answer_settled(io, peer, seq) || !self.votes(seq) {
+            return;
+        }
+        let done = self.my_done();
+        let inst = self.instances.entry(seq).or_default();
+        if ballot < inst.acceptor.promised {
+            let promised = inst.acceptor.promised;
+            io.send(
+                self.peers[peer],
+                PaxosMsg::Reject {
+                    seq,
+                    promised,
+                    done,
+                },
+            );
+            return;
+        }
+        let changed = ballot > inst.acceptor.promised;
+        inst.acceptor.promised = ballot;
+        let accepted = inst.acceptor.accepted.clone();
+        if changed
+            && self
+                .write(io, &Record::Promise { seq, ballot }, true)
+                .is_err()
+        {
+            return;
+        }
+        io.send(
+            self.peers[peer],
+            PaxosMsg::Promise {
+                seq,
+                ballot,
+                accepted,
+                done,
+            },
+        );
+    }
+
+    fn on_accept(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        peer: usize,
+        seq: u64,
+        ballot: Ballot,
+        value: V,
+    ) {
+        if self.answer_settled(io, peer, seq) || !self.votes(seq) {
+            return;
+        }
+        let done = self.my_done();
+        let inst = self.instances.entry(seq).or_default();
+        if ballot < inst.acceptor.promised {
+            let promised = inst.acceptor.promised;
+            io.send(
+                self.peers[peer],
+                PaxosMsg::Reject {
+                    seq,
+                    promised,
+                    done,
+                },
+            );
+            return;
+        }
+        // A duplicate of an accept already taken carries the same value (one value per ballot).
+        let fresh = inst.acceptor.accepted.as_ref().map(|(b, _)| *b) != Some(ballot);
+        inst.acceptor.promised = ballot;
+        if fresh {
+            inst.acceptor.accepted = Some((ballot, value.clone()));
+            self.reweigh(seq);
+            let record = Record::Accept { seq, ballot, value };
+            if self.write(io, &record, true).is_err() {
+                return;
+            }
+        }
+        io.send(self.peers[peer], PaxosMsg::Accepted { seq, ballot, done });
+    }
+
+    fn learn(&mut self, io: &mut dyn PaxosIo<V>, seq: u64, value: V) {
+        if seq < self.min {
+            return;
+        }
+        let inst = self.instances.entry(seq).or_default();
+        if inst.acceptor.decided.is_some() {
+            return;
+        }
+        // The decision supersedes the acceptor's vote: any later request is answered with it.
+        inst.acceptor.decided = Some(value.clone());
+        inst.acceptor.accepted = None;
+        self.learned += 1;
+        inst.proposer = None;
+        self.proposing.remove(&seq);
+        self.reweigh(seq);
+        // No sync of its own: a lost decision is learned again from the acceptors.
+        let _ = self.write(io, &Record::Decided { seq, value }, false);
+    }
+
+    // ---- rejoining after a lost disk -------------------------------------------------------
+
+    fn on_join_info(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, max: Option<u64>) {
+        // Answers that arrive before this life asked were meant for an earlier life and may
+        // predate votes it cast.
+        if self.membership != Membership::Rejoining || !self.join_asked {
+            return;
+        }
+        self.join_replies.insert(peer, max);
+        self.try_join(io);
+    }
+
+    /// Joins once `ceil(n/2)` other peers answered: any majority this peer voted in before
+    /// shares a peer with them, and that peer knows of the instance.
+    fn try_join(&mut self, io: &mut dyn PaxosIo<V>) {
+        let needed = self.peers.len().div_ceil(2).min(self.peers.len() - 1);
+        if self.join_replies.len() < needed {
+            return;
+        }
+        let horizon = self
+            .join_replies
+            .values()
+            .copied()
+            .chain([self.max])
+            .max()
+            .flatten();
+        if self.write(io, &Record::Joined { horizon }, true).is_ok() {
+            tracing::info!(peer = self.me, ?horizon, "rejoined after disk loss");
+            self.membership = Membership::Voting { horizon };
+            if let Some(h) = horizon {
+                self.see(h);
+            }
+            self.join_replies.clear();
+        }
+    }
+
+    // ---- helpers ---------------------------------------------------------------------------
+
+    fn votes(&self, seq: u64) -> bool {
+        match self.membership {
+            Membership::Rejoining => false,
+            Membership::Voting { horizon } => horizon.is_none_or(|h| seq > h),
+        }
+    }
+
+    fn majority(&self) -> usize {
+        self.peers.len() / 2 + 1
+    }
+
+    fn my_done(&self) -> u64 {
+        self.done_below[self.me]
+    }
+
+    fn others(&self) -> Vec<NodeId> {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != self.me)
+            .map(|(_, &p)| p)
+            .collect()
+    }
+
+    fn see(&mut self, seq: u64) {
+        self.max = self.max.max(Some(seq));
+    }
+
+    fn proposer(&mut self, seq: u64) -> Option<&mut Proposer<V>> {
+        self.instances.get_mut(&seq)?.proposer.as_mut()
+    }
+
+    fn stop_proposing(&mut self, seq: u64) {
+        if let Some(inst) = self.instances.get_mut(&seq) {
+            inst.proposer = None;
+        }
+        self.proposing.remove(&seq);
+        self.reweigh(seq);
+    }
+
+    fn reweigh(&mut self, seq: u64) {
+        if let Some(inst) = self.instances.get_mut(&seq) {
+            let bytes = inst.weigh();
+            self.held_bytes = self.held_bytes - inst.bytes + bytes;
+            inst.bytes = bytes;
+        }
+    }
+
+    /// Drops every instance below the new minimum, freeing its memory.
+    fn forget(&mut self) {
+        let min = self.done_below.iter().copied().min().unwrap_or(0);
+        if min <= self.min {
+            return;
+        }
+        self.min = min;
+        let kept = self.instances.split_off(&min);
+        let forgotten = std::mem::replace(&mut self.instances, kept);
+        self.held_bytes -= forgotten.values().map(|i| i.bytes).sum::<usize>();
+        self.proposing = self.proposing.split_off(&min);
+    }
+
+    /// Appends a record (and syncs it if `sync`). A failure stops the peer for good: it must
+    /// not answer without durability.
+    fn write(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        record: &Record<V>,
+        sync: bool,
+    ) -> Result<(), PaxosError> {
+        let result: Result<usize, PaxosError> = (|| {
+            let bytes =
+                postcard::to_allocvec(record).map_err(|e| PaxosError::Decode(e.to_string()))?;
+            io.storage().append(&bytes)?;
+            if sync {
+                io.storage().sync()?;
+            }
+            Ok(bytes.len())
+        })();
+        match result {
+            Ok(len) => {
+                self.records += 1;
+                self.record_bytes += len;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(peer = self.me, "storage failed, Paxos peer stops: {e}");
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn load(&mut self, state: PaxosState<V>) -> Result<(), PaxosError> {
+        if state.done_below.len() != self.peers.len() {
+            return Err(PaxosError::Config(format!(
+                "stored state has {} peers, configured {}",
+                state.done_below.len(),
+                self.peers.len()
+            )));
+        }
+        self.done_below = state.done_below;
+        self.min = self.done_below.iter().copied().min().unwrap_or(0);
+        self.max = state.max;
+        self.membership = state.membership;
+        for (seq, acceptor) in state.instances {
+            if seq >= self.min {
+                self.install(seq, acceptor);
+            }
+        }
+        Ok(())
+    }
+
+    fn install(&mut self, seq: u64, acceptor: AcceptorState<V>) {
+        self.instances.insert(
+            seq,
+            Instance {
+                acceptor,
+                ..Instance::default()
+            },
+        );
+        self.reweigh(seq);
+    }
+
+    fn replay(&mut self, record: Record<V>) {
+        let seq = match &record {
+            Record::Promise { seq, .. }
+            | Record::Accept { seq, .. }
+            | Record::Decided { seq, .. } => *seq,
+            Record::Joined { horizon } => {
+                self.membership = Membership::Voting { horizon: *horizon };
+                return;
+            }
+        };
+        self.see(seq);
+        if seq < self.min {
+            return;
+        }
+        let a = &mut self.instances.entry(seq).or_default().acceptor;
+        match record {
+            Record::Promise { ballot, .. } => a.promised = a.promised.max(ballot),
+            Record::Accept { ballot, value, .. } => {
+                a.promised = a.promised.max(ballot);
+                if a.decided.is_none() {
+                    a.accepted = Some((ballot, value));
+                }
+            }
+            Record::Decided { value, .. } => {
+                a.decided = Some(value);
+                a.accepted = None;
+            }
+            Record::Joined { .. } => {}
+        }
+        self.reweigh(seq);
+    }
+}

@@ -1,0 +1,187 @@
+//! Beyond the course: peers crash and restart from their durable state, lose their disk, or
+//! die in the middle of a proposal; and randomized runs mix every fault.
+
+mod common;
+
+use std::time::Duration;
+
+use rand::Rng;
+use synod_paxos::{Membership, PaxosConfig, PaxosNode};
+use synod_sim::{NetConfig, NodeId};
+
+use common::*;
+
+/// A proposer that crashes after its accepts reached a majority but before it heard back
+/// (so before it sent any decision): the value may be chosen, so whoever proposes next must
+/// find and keep it, and the restarted proposer must agree.
+#[test]
+fn proposer_crash_between_accept_and_decide() {
+    let n = 3;
+    let mut sim = cluster(synod_sim::seed_from_env(21), n, &[0, 1, 2]);
+    start(&mut sim, 0, 0, "first");
+    sim.require(Duration::from_secs(1), "peer 1 accepts", |s| {
+        node(s, 1).paxos().accepted(0).is_some()
+    });
+    sim.crash(NodeId(0));
+    assert_eq!(
+        ndecided(&sim, 0, n),
+        0,
+        "decided before the accept replies arrived"
+    );
+
+    start(&mut sim, 1, 0, "second");
+    waitn(&mut sim, 0, n, 2);
+    assert_eq!(decided_value(&sim, 1, 0).as_deref(), Some("first"));
+
+    sim.restart(NodeId(0));
+    start(&mut sim, 0, 0, "third");
+    waitn(&mut sim, 0, n, n);
+    assert_eq!(decided_value(&sim, 0, 0).as_deref(), Some("first"));
+}
+
+/// Every peer crashes and restarts repeatedly while all of them propose different values;
+/// promises and accepts survive, so nobody contradicts an earlier answer (checked after
+/// every step), and once the crashes stop every instance decides everywhere.
+#[test]
+fn crash_restart_keeps_promises() {
+    let n = 3;
+    let mut sim = cluster(synod_sim::seed_from_env(22), n, &[0, 1, 2]);
+    let instances = 30;
+    for seq in 0..instances {
+        for i in 0..n {
+            if sim.is_up(NodeId(i as u64)) {
+                start(&mut sim, i, seq, format!("{seq}-{i}"));
+            }
+        }
+        let victim = NodeId(sim.rng().gen_range(0..n as u64));
+        pause(&mut sim, 0, 8);
+        sim.crash(victim);
+        pause(&mut sim, 0, 30);
+        sim.restart(victim);
+    }
+    let restarts: u64 = (0..n as u64).map(|i| sim.stats(NodeId(i)).starts - 1).sum();
+    assert_eq!(restarts, instances);
+    for seq in 0..instances {
+        for i in 0..n {
+            start(&mut sim, i, seq, "late".to_string());
+        }
+        waitn(&mut sim, seq, n, n);
+    }
+}
+
+/// The scenario that breaks Paxos without the rejoin rule: peer 1 votes for a value that
+/// gets chosen by {0, 1}, then loses its disk. If it answered as a blank acceptor, {1, 2}
+/// could choose something else while 0 is down. Rejoining, it needs answers from both other
+/// peers, so nothing is decided until 0 is back, and then the first value wins.
+#[test]
+fn wiped_disk_rejoins_without_contradicting_itself() {
+    let n = 3;
+    let mut sim = cluster(synod_sim::seed_from_env(23), n, &[]);
+    let peers = peer_ids(n);
+    for i in 0..n {
+        let peers = peers.clone();
+        let mut lives = 0;
+        // The first life is a new peer; any later life with an empty disk lost it.
+        sim.add_node(NodeId(i as u64), move || {
+            lives += 1;
+            let config = PaxosConfig {
+                rejoin: lives > 1,
+                ..PaxosConfig::default()
+            };
+            PaxosNode::<String>::new(peers.clone(), i, config)
+        });
+    }
+    part(&mut sim, &[&[0, 1], &[2]]);
+    start(&mut sim, 0, 0, "chosen");
+    waitn(&mut sim, 0, n, 2);
+
+    sim.crash(NodeId(0));
+    sim.restart_wiped(NodeId(1));
+    part(&mut sim, &[&[1, 2], &[0]]);
+    start(&mut sim, 2, 0, "other");
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(node(&sim, 1).paxos().membership(), Membership::Rejoining);
+    assert_eq!(ndecided(&sim, 0, n), 0, "decided without a safe majority");
+
+    sim.heal();
+    sim.restart(NodeId(0));
+    waitn(&mut sim, 0, n, n);
+    assert_eq!(decided_value(&sim, 2, 0).as_deref(), Some("chosen"));
+    assert_eq!(
+        node(&sim, 1).paxos().membership(),
+        Membership::Voting { horizon: Some(0) }
+    );
+
+    // Above its horizon the rejoined peer votes again: with 0 down, {1, 2} decide.
+    sim.crash(NodeId(0));
+    start(&mut sim, 2, 1, "after");
+    waitn(&mut sim, 1, n, 2);
+    sim.crash(NodeId(1));
+    sim.restart(NodeId(1));
+    assert_eq!(
+        node(&sim, 1).paxos().membership(),
+        Membership::Voting { horizon: Some(0) },
+        "a restart with its disk intact does not rejoin again"
+    );
+}
+
+/// Random crashes (some with wiped disks), partitions, loss, duplication and reordering
+/// while every peer proposes; then heal and require every instance to decide everywhere.
+#[test]
+fn random_faults() {
+    for seed in synod_sim::seeds(20) {
+        let n = 5;
+        let mut sim = cluster(seed, n, &[]);
+        let peers = peer_ids(n);
+        for i in 0..n {
+            let peers = peers.clone();
+            let mut lives = 0;
+            sim.add_node(NodeId(i as u64), move || {
+                lives += 1;
+                let config = PaxosConfig {
+                    rejoin: lives > 1,
+                    ..PaxosConfig::default()
+                };
+                PaxosNode::<String>::new(peers.clone(), i, config)
+            });
+        }
+        sim.set_network(NetConfig::hostile());
+        let instances = 12;
+        let mut wiped = false;
+        for seq in 0..instances {
+            for i in 0..n {
+                if sim.is_up(NodeId(i as u64)) {
+                    let v = format!("{seq}-{i}-{}", sim.rng().gen::<u16>());
+                    start(&mut sim, i, seq, v);
+                }
+            }
+            let target = NodeId(sim.rng().gen_range(0..n as u64));
+            match sim.rng().gen_range(0..6) {
+                0 => sim.crash(target),
+                1 => sim.restart(target),
+                // At most one disk lost per run: two would exceed what Paxos survives.
+                2 if !wiped => {
+                    wiped = true;
+                    sim.restart_wiped(target);
+                }
+                3 => {
+                    let mut groups = [Vec::new(), Vec::new()];
+                    for i in 0..n {
+                        groups[sim.rng().gen_range(0..2)].push(i);
+                    }
+                    let refs: Vec<&[usize]> = groups.iter().map(Vec::as_slice).collect();
+                    part(&mut sim, &refs);
+                }
+                _ => sim.heal(),
+            }
+            pause(&mut sim, 50, 400);
+        }
+        sim.heal_all();
+        for seq in 0..instances {
+            for i in 0..n {
+                start(&mut sim, i, seq, "final".to_string());
+            }
+            waitn(&mut sim, seq, n, n);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `synod kv`: the Paxos-replicated key/value store — replicas, a command-line client, and
+//! a Redis-protocol front.
+
+mod clerk;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use synod_kvpaxos::{KvOp, KvReplica, KvReply};
+use synod_net::{run_node, shutdown_signal, NodeConfig};
+use synod_node::NodeId;
+use synod_paxos::PaxosConfig;
+use synod_storage::FileStorage;
+use tokio::net::TcpListener;
+
+pub use clerk::Clerk;
+
+#[derive(Subcommand)]
+pub enum KvCommand {
+    /// Run replica I of a cluster, keeping its durable state in DIR.
+    Serve {
+        /// This replica's index (0-based) in --peers; it listens on that address.
+        #[arg(long)]
+        id: usize,
+        /// Every replica's address, comma-separated, the same list on every replica.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<SocketAddr>,
+        /// Directory for the replica's durable state; created if missing. A replica
+        /// restarted on the same directory recovers from it.
+        #[arg(long)]
+        data: PathBuf,
+        /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address.
+        #[arg(long)]
+        resp: Option<SocketAddr>,
+        /// The directory is empty because this replica lost its disk (not because it is
+        /// new): vote only in instances the others had not yet seen. See docs/paxos.md.
+        #[arg(long)]
+        rejoin: bool,
+    },
+    /// Print KEY's value ("" if it has none).
+    Get {
+        #[command(flatten)]
+        target: Target,
+        key: String,
+    },
+    /// Set KEY to VALUE.
+    Put {
+        #[command(flatten)]
+        target: Target,
+        key: String,
+        value: String,
+    },
+    /// Append VALUE to KEY's value and print the new length.
+    Append {
+        #[command(flatten)]
+        target: Target,
+        key: String,
+        value: String,
+    },
+}
+
+#[derive(Args)]
+pub struct Target {
+    /// The replicas' addresses, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    servers: Vec<String>,
+    /// Give up after this many seconds without an answer.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cmd {
+            KvCommand::Serve {
+                id,
+                peers,
+                data,
+                resp,
+                rejoin,
+            } => serve(id, peers, data, resp, rejoin).await,
+            KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
+            KvCommand::Put { target, key, value } => {
+                request(target, KvOp::Put { key, value }).await
+            }
+            KvCommand::Append { target, key, value } => {
+                request(target, KvOp::Append { key, value }).await
+            }
+        }
+    })
+}
+
+async fn serve(
+    id: usize,
+    peers: Vec<SocketAddr>,
+    data: PathBuf,
+    resp: Option<SocketAddr>,
+    rejoin: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(&listen) = peers.get(id) else {
+        bail!(
+            "--id {id} is not an index into --peers ({} addresses)",
+            peers.len()
+        );
+    };
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating data directory {}", data.display()))?;
+    let storage = FileStorage::open(&data)
+        .with_context(|| format!("opening replica state in {}", data.display()))?;
+    let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();
+    let mut config = NodeConfig::new(ids[id], listen);
+    config.peers = ids
+        .iter()
+        .zip(&peers)
+        .filter(|(&peer, _)| peer != ids[id])
+        .map(|(&peer, &addr)| (peer, addr))
+        .collect();
+    let paxos = PaxosConfig {
+        rejoin,
+        ..PaxosConfig::default()
+    };
+    let replica = KvReplica::new(ids.clone(), id, paxos);
+    let front = match resp {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for RESP on {addr}"))?;
+            let servers = peers.iter().map(ToString::to_string).collect();
+            let clerk = Arc::new(Clerk::new(servers, Duration::from_secs(10)));
+            tracing::info!(%addr, "RESP front listening");
+            Some(tokio::spawn(synod_resp::serve_resp(
+                listener,
+                clerk,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
+    println!("kv replica {id} listening on {listen}");
+    let result = run_node(replica, config, Box::new(storage), shutdown_signal()).await;
+    if let Some(front) = front {
+        front.abort();
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
+    if !(target.timeout.is_finite() && target.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let clerk = Clerk::new(target.servers, Duration::from_secs_f64(target.timeout));
+    match clerk.call(op).await? {
+        KvReply::Value(v) => println!("{v}"),
+        KvReply::Written { len } => println!("{len}"),
+        KvReply::SessionExpired => bail!("session expired; the operation was not applied"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
