@@ -157,6 +157,7 @@ mod tests {
             },
             primary_addr: format!("host:{primary}"),
             backup_addr: String::new(),
+            acked: true,
         }))
     }
 

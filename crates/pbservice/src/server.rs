@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use synod_node::{Context, Node, NodeId, TimerToken};
-use synod_viewservice::{View, ViewMsg, PING_INTERVAL};
+use synod_viewservice::{View, ViewMsg, ViewReply, PING_INTERVAL};
 
 use crate::{BackupAnswer, Msg, PbError, PbMsg, Request, Store};
 
@@ -106,6 +106,23 @@ impl PbServer {
             addr: self.addr.clone(),
         };
         ctx.send(self.view_service, Msg::View(ping));
+    }
+
+    /// Tells the driver where the members of the view service's current view are: the
+    /// primary sends to its backup and the backup answers its primary, and over TCP these
+    /// addresses are only known from the view service. Done for every reply, not only newer
+    /// views, so a member that restarted at a new address is found again.
+    fn add_members(&self, ctx: &mut dyn Context<Msg>, reply: &ViewReply) {
+        let me = ctx.id();
+        let members = [
+            (reply.view.primary, &reply.primary_addr),
+            (reply.view.backup, &reply.backup_addr),
+        ];
+        for (id, addr) in members {
+            if let Some(id) = id.filter(|&id| id != me && !addr.is_empty()) {
+                ctx.add_peer(id, addr);
+            }
+        }
     }
 
     /// Adopts `view` if it is newer. Views come from the view service, directly or relayed by
@@ -353,6 +370,7 @@ impl Node for PbServer {
     fn on_message(&mut self, ctx: &mut dyn Context<Msg>, from: NodeId, msg: Msg) {
         match msg {
             Msg::View(ViewMsg::Reply(reply)) if from == self.view_service => {
+                self.add_members(ctx, &reply);
                 self.learn(ctx, reply.view);
             }
             Msg::View(_) => {}

@@ -6,6 +6,8 @@
 mod check_cmd;
 mod counter_cmd;
 mod kv_cmd;
+mod pb_cmd;
+mod view_cmd;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -42,6 +44,12 @@ enum Command {
     /// The Paxos-replicated key/value store: replicas, a client, a Redis-protocol front.
     #[command(subcommand)]
     Kv(kv_cmd::KvCommand),
+    /// The view service: decides which primary/backup server is primary and which is backup.
+    #[command(subcommand)]
+    View(view_cmd::ViewCommand),
+    /// The primary/backup key/value store: servers, a client, a Redis-protocol front.
+    #[command(subcommand)]
+    Pb(pb_cmd::PbCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -72,5 +80,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check_cmd::run(args),
         Command::Counter(cmd) => report(counter_cmd::run(cmd)),
         Command::Kv(cmd) => report(kv_cmd::run(cmd)),
+        Command::View(cmd) => report(view_cmd::run(cmd)),
+        Command::Pb(cmd) => report(pb_cmd::run(cmd)),
     }
 }

@@ -5,16 +5,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::resp::{Reply, Resp};
 use support::{path, Server};
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::{check_operations, CheckResult, Operation};
-use synod_resp::{encode, parse, Value};
 
 /// Distinct free ports, found by binding port 0 (and releasing it just before use).
 fn free_ports(n: usize) -> Vec<u16> {
@@ -46,44 +45,6 @@ fn start_replica(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Se
     Server::start(&args, &format!("kv replica {id} listening on "))
 }
 
-/// One RESP connection with a read timeout.
-struct Resp {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Resp {
-    fn connect(port: u16) -> std::io::Result<Resp> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        Ok(Resp {
-            stream,
-            buf: Vec::new(),
-        })
-    }
-
-    fn command(&mut self, args: &[&str]) -> std::io::Result<Value> {
-        let mut out = Vec::new();
-        let parts = args.iter().map(|a| Value::bulk(a.as_bytes())).collect();
-        encode(&Value::Array(Some(parts)), &mut out);
-        self.stream.write_all(&out)?;
-        loop {
-            if let Some((value, used)) = parse(&self.buf)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-            {
-                self.buf.drain(..used);
-                return Ok(value);
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
 type History = Arc<Mutex<Vec<Operation<KvInput, String>>>>;
 
 /// A client thread: random SET/GET/APPEND on a few keys through one front after another,
@@ -113,13 +74,13 @@ fn client(me: u64, fronts: Vec<u16>, start: Instant, stop: Arc<AtomicBool>, hist
             _ => (KvInput::get(own.as_str()), vec!["GET", own.as_str()]),
         };
         if conn.is_none() {
-            conn = Resp::connect(fronts[front]).ok();
+            conn = Resp::connect(&format!("127.0.0.1:{}", fronts[front])).ok();
         }
         let call = now();
-        let answer = conn.as_mut().map(|c| c.command(&args));
+        let answer = conn.as_mut().map(|c| c.call(&args));
         let output = match answer {
-            Some(Ok(Value::Bulk(v))) => Some(String::from_utf8(v.unwrap_or_default()).unwrap()),
-            Some(Ok(Value::Simple(_) | Value::Integer(_))) => Some(String::new()),
+            Some(Ok(Reply::Bulk(v))) => Some(v.unwrap_or_default()),
+            Some(Ok(Reply::Simple(_) | Reply::Integer(_))) => Some(String::new()),
             // An error answer or a broken connection: the outcome is unknown.
             _ => None,
         };
@@ -177,14 +138,15 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
     // Final reads through every front: every acknowledged write must be reflected.
     let mut history = std::mem::take(&mut *history.lock().unwrap());
     for (i, &port) in fronts.iter().enumerate() {
-        let mut conn = Resp::connect(port).expect("connecting for the final reads");
+        let mut conn =
+            Resp::connect(&format!("127.0.0.1:{port}")).expect("connecting for the final reads");
         let keys = ["s0", "s1", "a0", "a1", "a2", "a3"];
         for key in keys {
             let call = start.elapsed().as_nanos() as u64;
-            let Value::Bulk(v) = conn.command(&["GET", key]).expect("final read") else {
+            let Reply::Bulk(v) = conn.call(&["GET", key]).expect("final read") else {
                 panic!("final GET through front {i} failed");
             };
-            let value = String::from_utf8(v.unwrap_or_default()).unwrap();
+            let value = v.unwrap_or_default();
             let ret = start.elapsed().as_nanos() as u64;
             history.push(Operation::new(100, KvInput::get(key), call, value, ret));
         }

@@ -89,13 +89,18 @@ pub struct ViewReply {
     pub primary_addr: String,
     /// The address the backup announced in its pings (empty if none or unknown).
     pub backup_addr: String,
+    /// Whether the primary acknowledged this view, so the service may move past it. An
+    /// operator (or a test) waits for this before taking the primary down on purpose: killing
+    /// the primary of an unacknowledged view leaves the service stuck.
+    pub acked: bool,
 }
 
 /// The view service's own messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ViewMsg {
     /// A replica's heartbeat: `viewnum` is the latest view it is ready to serve in (0 right
-    /// after a (re)start). `addr` is where clients can reach it; it is only passed on.
+    /// after a (re)start). `addr` is where clients and the other replicas reach it: the
+    /// service passes it on in replies, and over TCP also answers the ping there.
     Ping { viewnum: u64, addr: String },
     /// A client asks for the current view without taking part in it.
     Get,

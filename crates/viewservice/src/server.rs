@@ -78,6 +78,7 @@ impl<S> ViewServer<S> {
             view: self.view.clone(),
             primary_addr: addr(self.view.primary),
             backup_addr: addr(self.view.backup),
+            acked: self.acked,
         }
     }
 
@@ -173,6 +174,11 @@ impl<S: 'static> Node for ViewServer<S> {
     fn on_message(&mut self, ctx: &mut dyn Context<Msg<S>>, from: NodeId, msg: Msg<S>) {
         match msg {
             Msg::View(ViewMsg::Ping { viewnum, addr }) => {
+                // Over TCP the reply travels on our own link to the pinger, so the driver
+                // must learn where that is (a restarted server may come back elsewhere).
+                if !addr.is_empty() {
+                    ctx.add_peer(from, &addr);
+                }
                 self.on_ping(ctx.now(), from, viewnum, addr);
                 ctx.send(from, Msg::View(ViewMsg::Reply(self.reply())));
             }

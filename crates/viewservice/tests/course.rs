@@ -287,7 +287,7 @@ fn uninitialized_server_never_becomes_primary() {
 }
 
 /// The view service passes on the address each member announced, so clients outside the
-/// simulator know where to connect.
+/// simulator know where to connect, and whether the primary acknowledged the view.
 #[test]
 fn replies_carry_member_addresses() {
     let mut h = Harness::new();
@@ -301,6 +301,10 @@ fn replies_carry_member_addresses() {
     assert_eq!(reply.view, h.view());
     assert_eq!(reply.primary_addr, format!("server-{CK1}"));
     assert_eq!(reply.backup_addr, format!("server-{CK2}"));
+    assert_eq!(
+        reply.acked,
+        h.sim.node::<ViewServer<()>>(VS).unwrap().acked()
+    );
 }
 
 /// Beyond the course: a backup that restarts (pings 0 after a view number) is dropped in a new

@@ -1,0 +1,72 @@
+//! A minimal blocking Redis-protocol client for tests that talk to a `--resp` front over
+//! `std::net::TcpStream`. It encodes and parses with `synod_resp`, the same code the servers
+//! use, and turns replies into plain strings for easy assertions.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use synod_resp::{encode, parse, Value};
+
+/// A RESP reply, with bulk strings decoded as UTF-8.
+#[derive(Debug, PartialEq)]
+pub enum Reply {
+    Simple(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<String>),
+}
+
+/// One connection to a RESP front.
+pub struct Resp {
+    stream: TcpStream,
+    /// Bytes read but not yet parsed.
+    buf: Vec<u8>,
+}
+
+fn invalid(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+impl Resp {
+    /// Connects to `addr` (`HOST:PORT`).
+    pub fn connect(addr: &str) -> io::Result<Resp> {
+        let stream = TcpStream::connect(addr)?;
+        // Longer than synod's default 5 s limit per command, so the front's answer (even an
+        // error) comes first.
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Resp {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one command and reads its reply. An error means the connection is unusable.
+    pub fn call(&mut self, args: &[&str]) -> io::Result<Reply> {
+        let mut out = Vec::new();
+        let parts = args.iter().map(|a| Value::bulk(a.as_bytes())).collect();
+        encode(&Value::Array(Some(parts)), &mut out);
+        self.stream.write_all(&out)?;
+        let value = loop {
+            if let Some((value, used)) = parse(&self.buf).map_err(invalid)? {
+                self.buf.drain(..used);
+                break value;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        Ok(match value {
+            Value::Simple(text) => Reply::Simple(text),
+            Value::Error(text) => Reply::Error(text),
+            Value::Integer(n) => Reply::Integer(n),
+            Value::Bulk(bytes) => {
+                Reply::Bulk(bytes.map(String::from_utf8).transpose().map_err(invalid)?)
+            }
+            Value::Array(_) => return Err(invalid("unexpected array reply")),
+        })
+    }
+}
