@@ -6,6 +6,7 @@
 mod check_cmd;
 mod counter_cmd;
 mod kv_cmd;
+mod mr_cmd;
 mod pb_cmd;
 mod view_cmd;
 
@@ -41,6 +42,9 @@ enum Command {
     /// The example service: a durable counter with at-most-once increments.
     #[command(subcommand)]
     Counter(counter_cmd::CounterCommand),
+    /// MapReduce: run jobs locally, or a coordinator and workers over TCP.
+    #[command(subcommand)]
+    Mr(mr_cmd::MrCommand),
     /// The Paxos-replicated key/value store: replicas, a client, a Redis-protocol front.
     #[command(subcommand)]
     Kv(kv_cmd::KvCommand),
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Counter(cmd) => report(counter_cmd::run(cmd)),
+        Command::Mr(cmd) => report(mr_cmd::run(cmd)),
         Command::Kv(cmd) => report(kv_cmd::run(cmd)),
         Command::View(cmd) => report(view_cmd::run(cmd)),
         Command::Pb(cmd) => report(pb_cmd::run(cmd)),
