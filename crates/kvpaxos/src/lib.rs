@@ -1,30 +1,27 @@
 //! A key/value store replicated with Paxos: Get, Put and Append, linearizable, at most once.
 //!
-//! Every replica ([`KvReplica`]) embeds a [`synod_paxos::Paxos`] peer. A client request —
-//! Gets included — becomes an [`Op`] that the replica proposes for the next free Paxos
-//! instance; every replica applies the decided instances in order, so all of them go through
-//! the same sequence of states, and a replica answers a client only once the client's
-//! operation has been applied. A replica in a minority partition cannot get anything decided,
-//! so it answers nothing, and in particular never a stale read.
+//! Every replica ([`KvReplica`]) is a [`synod_rsm::Rsm`] over the state machine [`KvState`]:
+//! a client request — Gets included — becomes a log entry that the replica proposes for the
+//! next free Paxos instance; every replica applies the decided instances in order, so all of
+//! them go through the same sequence of states, and a replica answers a client only once the
+//! client's operation has been applied. A replica in a minority partition cannot get anything
+//! decided, so it answers nothing, and in particular never a stale read.
 //!
-//! - **At most once.** Operations carry (client id, sequence number); the replicated session
-//!   table ([`state`]) remembers each client's last applied number and its reply, so a retry
-//!   is answered from the table instead of being applied again. The table is bounded (least
-//!   recently used clients are evicted) and is part of every snapshot.
-//! - **Catching up.** A replica that finds a hole in its log proposes a no-op there, which
-//!   either learns the decided operation or fills the hole; one whose peers have already
-//!   forgotten the instances it needs fetches a snapshot of their state.
-//! - **Compaction.** After applying an instance the replica calls `done` on it, so Paxos
-//!   forgets instances every replica has applied; the durable log is compacted by writing
-//!   snapshots of the KV state (with the Paxos state) as it grows.
+//! The replicated-state-machine layer supplies the rest (see its documentation): at-most-once
+//! through a bounded, replicated session table that is part of every snapshot; no-ops to fill
+//! holes in the log; `done` after applying, so Paxos forgets what every replica applied;
+//! snapshots to compact the durable log and to bring a replica up to date whose peers forgot
+//! the instances it needs; and a status query.
 
 mod replica;
 pub mod state;
 
-pub use replica::{KvReplica, TICK};
+pub use replica::KvReplica;
+pub use state::KvState;
+pub use synod_rsm::TICK;
 
 use serde::{Deserialize, Serialize};
-use synod_paxos::PaxosMsg;
+use synod_rsm::{Entry, RsmMsg};
 
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,30 +46,7 @@ pub enum KvReply {
 }
 
 /// One entry of the replicated log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    /// Fills a hole in the log; changes nothing.
-    Noop,
-    Client {
-        client: u64,
-        seq: u64,
-        op: KvOp,
-    },
-}
+pub type Op = Entry<KvOp, ()>;
 
-/// Every message of a kvpaxos cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KvMsg {
-    /// Between replicas: their Paxos peers' messages.
-    Paxos(PaxosMsg<Op>),
-    /// From a client. Sequence numbers start at 1 and a client has one request outstanding.
-    Request { client: u64, seq: u64, op: KvOp },
-    /// To a client.
-    Reply { seq: u64, reply: KvReply },
-    /// From a replica that needs the state after instance `next - 1` (its peers forgot the
-    /// instances in between).
-    SnapshotRequest { next: u64 },
-    /// The KV state (a serialized [`state::KvState`]) of a replica that applied every
-    /// instance below `next`.
-    Snapshot { next: u64, state: Vec<u8> },
-}
+/// Every message of a kvpaxos cluster (see [`RsmMsg`]).
+pub type KvMsg = RsmMsg<KvOp, (), KvReply>;

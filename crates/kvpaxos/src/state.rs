@@ -1,106 +1,34 @@
-//! The replicated state machine: the key/value map and the bounded session table that makes
-//! client operations at-most-once. Every replica applies the same log to it, so it must be
-//! deterministic: ordered maps only, eviction decided by log position.
+//! The replicated state machine: the key/value map and the session table that makes client
+//! operations at-most-once. Every replica applies the same log to it, so it is deterministic
+//! (ordered maps only).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synod_rsm::{Sessions, StateMachine};
 
-use crate::{KvOp, KvReply, Op};
+use crate::{KvOp, KvReply};
 
-/// Clients remembered at once. When a new client would exceed it, the one whose last
-/// operation is oldest in the log is evicted; its further requests get
-/// [`KvReply::SessionExpired`].
-pub const MAX_SESSIONS: usize = 10_000;
-
-/// What the table remembers about one client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// The last sequence number applied for this client, and the reply it got.
-    pub seq: u64,
-    pub reply: KvReply,
-    /// The log instance where the client was last seen (for eviction).
-    pub last_used: u64,
-}
-
-/// The KV map, the session table, and how far the log has been applied.
+/// The KV map and the session table (bounded by [`synod_rsm::MAX_SESSIONS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
     pub data: BTreeMap<String, String>,
-    pub sessions: BTreeMap<u64, Session>,
-    /// The next log instance to apply; every instance below it is applied.
-    pub next: u64,
-    /// Sessions by (last_used, client), to find the least recently used one. Derived from
-    /// `sessions`, so not serialized.
-    #[serde(skip)]
-    lru: BTreeSet<(u64, u64)>,
+    pub sessions: Sessions<KvReply>,
 }
 
 impl KvState {
-    /// Rebuilds the derived index after deserializing.
-    pub fn reindex(&mut self) {
-        self.lru = self
-            .sessions
-            .iter()
-            .map(|(&client, s)| (s.last_used, client))
-            .collect();
+    /// Bytes of keys and values held, for memory tests.
+    pub fn data_bytes(&self) -> usize {
+        self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
+}
 
-    /// The reply already given for (client, seq), if that operation was applied.
-    pub fn replied(&self, client: u64, seq: u64) -> Option<&KvReply> {
-        self.sessions
-            .get(&client)
-            .filter(|s| s.seq == seq)
-            .map(|s| &s.reply)
-    }
+impl StateMachine for KvState {
+    type Command = KvOp;
+    type Internal = ();
+    type Reply = KvReply;
 
-    /// Whether (client, seq) was applied already (or is older than the client's last
-    /// applied operation, which a client with one request outstanding cannot still want).
-    pub fn seen(&self, client: u64, seq: u64) -> bool {
-        self.sessions.get(&client).is_some_and(|s| s.seq >= seq)
-    }
-
-    /// Applies log instance `self.next` holding `op`. Returns the client whose request it
-    /// settled and the reply, if it was a client operation.
-    pub fn apply(&mut self, op: &Op) -> Option<(u64, u64, KvReply)> {
-        let at = self.next;
-        self.next += 1;
-        let Op::Client { client, seq, op } = op else {
-            return None;
-        };
-        let (client, seq) = (*client, *seq);
-        if let Some(session) = self.sessions.get(&client) {
-            if session.seq >= seq {
-                // A duplicate: proposed again after a retry, or by a second replica.
-                return Some((client, seq, session.reply.clone()));
-            }
-        } else if seq > 1 {
-            // A client we do not know that is past its first operation was evicted: we
-            // cannot tell whether this request already took effect.
-            return Some((client, seq, KvReply::SessionExpired));
-        }
-        let reply = self.execute(op);
-        if let Some(old) = self.sessions.insert(
-            client,
-            Session {
-                seq,
-                reply: reply.clone(),
-                last_used: at,
-            },
-        ) {
-            self.lru.remove(&(old.last_used, client));
-        }
-        self.lru.insert((at, client));
-        while self.sessions.len() > MAX_SESSIONS {
-            let Some((_, evicted)) = self.lru.pop_first() else {
-                break;
-            };
-            self.sessions.remove(&evicted);
-        }
-        Some((client, seq, reply))
-    }
-
-    fn execute(&mut self, op: &KvOp) -> KvReply {
+    fn apply(&mut self, _at: u64, op: &KvOp) -> KvReply {
         match op {
             KvOp::Get { key } => KvReply::Value(self.data.get(key).cloned().unwrap_or_default()),
             KvOp::Put { key, value } => {
@@ -119,52 +47,21 @@ impl KvState {
         }
     }
 
-    /// Bytes of keys and values held, for memory tests.
-    pub fn data_bytes(&self) -> usize {
-        self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
-    }
-}
+    fn apply_internal(&mut self, _at: u64, _op: &()) {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(client: u64, seq: u64, value: &str) -> Op {
-        Op::Client {
-            client,
-            seq,
-            op: KvOp::Append {
-                key: "k".into(),
-                value: value.into(),
-            },
-        }
+    fn sessions(&self, _op: &KvOp) -> Option<&Sessions<KvReply>> {
+        Some(&self.sessions)
     }
 
-    #[test]
-    fn duplicates_are_answered_not_applied() {
-        let mut s = KvState::default();
-        assert_eq!(
-            s.apply(&put(1, 1, "a")).unwrap().2,
-            KvReply::Written { len: 1 }
-        );
-        assert_eq!(
-            s.apply(&put(1, 1, "a")).unwrap().2,
-            KvReply::Written { len: 1 }
-        );
-        assert_eq!(s.data["k"], "a");
-        assert_eq!(s.next, 2);
+    fn sessions_mut(&mut self, _op: &KvOp) -> Option<&mut Sessions<KvReply>> {
+        Some(&mut self.sessions)
     }
 
-    #[test]
-    fn evicted_sessions_expire_instead_of_applying_twice() {
-        let mut s = KvState::default();
-        for client in 0..=MAX_SESSIONS as u64 {
-            s.apply(&put(client, 1, "x"));
-        }
-        assert_eq!(s.sessions.len(), MAX_SESSIONS);
-        assert!(!s.sessions.contains_key(&0), "the oldest client is evicted");
-        let before = s.data["k"].len();
-        assert_eq!(s.apply(&put(0, 2, "y")).unwrap().2, KvReply::SessionExpired);
-        assert_eq!(s.data["k"].len(), before);
+    fn expired() -> KvReply {
+        KvReply::SessionExpired
+    }
+
+    fn reindex(&mut self) {
+        self.sessions.reindex();
     }
 }

@@ -8,6 +8,7 @@ mod counter_cmd;
 mod kv_cmd;
 mod mr_cmd;
 mod pb_cmd;
+mod status_cmd;
 mod view_cmd;
 
 use std::io::IsTerminal;
@@ -48,6 +49,8 @@ enum Command {
     /// The Paxos-replicated key/value store: replicas, a client, a Redis-protocol front.
     #[command(subcommand)]
     Kv(kv_cmd::KvCommand),
+    /// Ask every replica of a replicated service (kv, shardctl, shardkv) for its status.
+    Status(status_cmd::StatusArgs),
     /// The view service: decides which primary/backup server is primary and which is backup.
     #[command(subcommand)]
     View(view_cmd::ViewCommand),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Counter(cmd) => report(counter_cmd::run(cmd)),
         Command::Mr(cmd) => report(mr_cmd::run(cmd)),
         Command::Kv(cmd) => report(kv_cmd::run(cmd)),
+        Command::Status(args) => report(status_cmd::run(args)),
         Command::View(cmd) => report(view_cmd::run(cmd)),
         Command::Pb(cmd) => report(pb_cmd::run(cmd)),
     }

@@ -1,0 +1,134 @@
+//! A Paxos-replicated state machine: the machinery every replicated service of synod shares.
+//!
+//! A service supplies a deterministic [`StateMachine`] (apply a command, get a reply; serde
+//! for snapshots). [`Rsm`] does the rest, embedding a [`synod_paxos::Paxos`] peer:
+//!
+//! - **Ordering.** A client request becomes an [`Entry::Client`] proposed in the next free
+//!   Paxos instance; every replica applies decided instances strictly in order, so all of
+//!   them go through the same states. A replica answers a client only once its command has
+//!   been applied, so a replica cut off from a majority answers nothing (never stale data).
+//! - **At most once.** Requests carry (client id, sequence number); a replicated, bounded
+//!   [`Sessions`] table (chosen per command by the state machine, so it can travel with the
+//!   data it guards) answers retries from memory instead of applying them again.
+//! - **Internal commands.** A replica may propose commands of its own ([`Rsm::propose`]),
+//!   for example a shard group moving to the next configuration; they are applied in log
+//!   order like everything else and must be idempotent, because several replicas may propose
+//!   the same one.
+//! - **Holes.** A replica whose next instance stays undecided while later ones exist proposes
+//!   a no-op there, which either learns the decided entry or fills the hole.
+//! - **Forgetting and compaction.** After applying an instance the replica calls `done`, so
+//!   Paxos frees instances every replica has applied; the durable log is compacted by writing
+//!   snapshots (state machine + Paxos state) as it grows.
+//! - **Catching up.** A replica whose peers forgot instances it still needs fetches a
+//!   snapshot of the state machine from one of them.
+//! - **Status.** Any client may ask any replica for a [`StatusReport`], answered locally.
+//!
+//! Every message of a service built on this crate is an [`RsmMsg`] (or, for services with
+//! messages of their own, an enum whose first two variants mirror [`StatusMsg`]), so
+//! `synod status` can talk to any of them.
+
+mod replica;
+mod sessions;
+mod status;
+mod wrap;
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use synod_paxos::PaxosMsg;
+
+pub use replica::{Rsm, TICK, TIMER};
+pub use sessions::{Session, Sessions, Verdict, MAX_SESSIONS};
+pub use status::{StatusMsg, StatusReport};
+pub use wrap::Wrap;
+
+/// What the replicated log may carry: serializable, comparable, debuggable.
+pub trait Data: Clone + Eq + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Eq + Debug + Serialize + DeserializeOwned + 'static> Data for T {}
+
+/// The application state a service replicates. It must be deterministic: the same commands
+/// in the same order give the same state and replies on every replica (ordered maps only, no
+/// clock, no randomness).
+pub trait StateMachine: Default + Debug + Serialize + DeserializeOwned + 'static {
+    /// What clients ask for.
+    type Command: Data;
+    /// What replicas propose on their own (use `()` for none).
+    type Internal: Data;
+    /// The answer to a command.
+    type Reply: Data;
+
+    /// Applies a client command decided at log instance `at` that the session table says is
+    /// new (or that no table guards).
+    fn apply(&mut self, at: u64, cmd: &Self::Command) -> Self::Reply;
+
+    /// Applies an internal command decided at `at`. Must be idempotent.
+    fn apply_internal(&mut self, at: u64, op: &Self::Internal);
+
+    /// The session table that deduplicates `cmd`, or `None` if no table guards it right now
+    /// (shardkv: the shard is not served here, and `apply` will say so without changing
+    /// anything).
+    fn sessions(&self, cmd: &Self::Command) -> Option<&Sessions<Self::Reply>>;
+
+    /// Mutable access to the same table as [`sessions`](Self::sessions).
+    fn sessions_mut(&mut self, cmd: &Self::Command) -> Option<&mut Sessions<Self::Reply>>;
+
+    /// The reply for a command whose client's session was evicted: nothing was applied, and
+    /// the client must start a new session.
+    fn expired() -> Self::Reply;
+
+    /// Rebuilds indexes that are not serialized, after loading a snapshot.
+    fn reindex(&mut self);
+}
+
+/// One entry of the replicated log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry<C, I> {
+    /// Fills a hole in the log; changes nothing.
+    Noop,
+    Client {
+        client: u64,
+        seq: u64,
+        op: C,
+    },
+    Internal(I),
+}
+
+/// The log entry type of a state machine.
+pub type EntryOf<S> = Entry<<S as StateMachine>::Command, <S as StateMachine>::Internal>;
+
+/// Every message of a replicated state machine's cluster. The first two variants are the
+/// same as [`StatusMsg`]'s, so their encoding is too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RsmMsg<C, I, R> {
+    /// From anyone: please send your [`StatusReport`].
+    StatusQuery,
+    Status(StatusReport),
+    /// Between replicas: their Paxos peers' messages.
+    Paxos(PaxosMsg<Entry<C, I>>),
+    /// From a client. Sequence numbers start at 1 and a client has one request outstanding.
+    Request {
+        client: u64,
+        seq: u64,
+        op: C,
+    },
+    /// To a client.
+    Reply {
+        seq: u64,
+        reply: R,
+    },
+    /// From a replica that needs the state after instance `next - 1` (its peers forgot the
+    /// instances in between).
+    SnapshotRequest {
+        next: u64,
+    },
+    /// The serialized state machine of a replica that applied every instance below `next`.
+    Snapshot {
+        next: u64,
+        state: Vec<u8>,
+    },
+}
+
+/// The message type of a state machine's cluster.
+pub type MsgOf<S> =
+    RsmMsg<<S as StateMachine>::Command, <S as StateMachine>::Internal, <S as StateMachine>::Reply>;

@@ -1,0 +1,464 @@
+//! [`Rsm`]: one replica of a replicated state machine. It embeds a Paxos peer, turns client
+//! requests and internal commands into log entries, applies the decided log in order and
+//! answers clients once their command is applied.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use synod_node::{Context, Node, NodeId, TimerToken};
+use synod_paxos::{Embed, Fate, Paxos, PaxosConfig, PaxosError, PaxosState};
+
+use crate::sessions::Verdict;
+use crate::status::StatusReport;
+use crate::{Entry, EntryOf, MsgOf, RsmMsg, StateMachine};
+
+/// How often the replica drives Paxos retries and looks for holes in its log.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// The timer token the replica uses. A node that embeds an [`Rsm`] routes timers with this
+/// token to it and uses other tokens for its own.
+pub const TIMER: TimerToken = 0;
+
+/// How long the next instance to apply may stay undecided, while later ones exist, before
+/// the replica proposes a no-op there to learn or fill it.
+const HOLE_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Minimum time between two snapshot requests.
+const SNAPSHOT_RETRY: Duration = Duration::from_millis(200);
+
+/// Compact the log once it holds this many records...
+const COMPACT_RECORDS: usize = 1000;
+/// ...or more bytes than this plus twice the last snapshot (so compaction costs amortize).
+const COMPACT_BYTES: usize = 1 << 20;
+
+/// The snapshot: the state machine next to the Paxos state. Every log record is a Paxos
+/// record.
+#[derive(Serialize)]
+struct DurableRef<'a, P, S> {
+    paxos: &'a P,
+    next: u64,
+    machine: &'a S,
+}
+
+#[derive(Deserialize)]
+struct Durable<P, S> {
+    paxos: P,
+    next: u64,
+    machine: S,
+}
+
+/// A client request this replica has taken on and not yet answered.
+#[derive(Debug)]
+struct Waiting<C> {
+    seq: u64,
+    op: C,
+    from: NodeId,
+    /// The instance it was last proposed in.
+    instance: Option<u64>,
+}
+
+/// One replica. Usable as a [`Node`] by itself (kvpaxos, the shard controller) or embedded
+/// in a node with messages of its own (shardkv) through [`crate::Wrap`].
+#[derive(Debug)]
+pub struct Rsm<S: StateMachine> {
+    peers: Vec<NodeId>,
+    me: usize,
+    paxos: Paxos<EntryOf<S>>,
+    machine: S,
+    /// The next log instance to apply; every instance below it is applied.
+    next: u64,
+    /// Requests waiting for their command to be applied, by client.
+    waiting: BTreeMap<u64, Waiting<S::Command>>,
+    /// Internal commands proposed and not yet seen applied, with their instance.
+    internal: Vec<(S::Internal, u64)>,
+    /// Lowest instance this replica may propose a new entry in.
+    next_propose: u64,
+    /// Since when the instance `next` has been waited for.
+    stuck_since: (u64, Duration),
+    snapshot_asked: Option<Duration>,
+    last_snapshot_bytes: usize,
+    broken: bool,
+}
+
+fn io<S: StateMachine>(ctx: &mut dyn Context<MsgOf<S>>) -> Embed<'_, MsgOf<S>, EntryOf<S>> {
+    Embed::new(ctx, RsmMsg::Paxos)
+}
+
+impl<S: StateMachine> Rsm<S> {
+    /// Replica `me` (an index into `peers`), starting from the default state.
+    pub fn new(peers: Vec<NodeId>, me: usize, config: PaxosConfig) -> Self {
+        Self::with_machine(peers, me, config, S::default())
+    }
+
+    /// Replica `me`, starting from `machine` when its storage holds no snapshot (a cluster
+    /// parameter such as the shard controller's number of shards). Every replica of a
+    /// cluster must be given the same initial state.
+    pub fn with_machine(peers: Vec<NodeId>, me: usize, config: PaxosConfig, machine: S) -> Self {
+        Rsm {
+            paxos: Paxos::new(peers.clone(), me, config),
+            peers,
+            me,
+            machine,
+            next: 0,
+            waiting: BTreeMap::new(),
+            internal: Vec::new(),
+            next_propose: 0,
+            stuck_since: (0, Duration::ZERO),
+            snapshot_asked: None,
+            last_snapshot_bytes: 0,
+            broken: false,
+        }
+    }
+
+    /// The replicated state, as of every applied instance.
+    pub fn machine(&self) -> &S {
+        &self.machine
+    }
+
+    pub fn paxos(&self) -> &Paxos<EntryOf<S>> {
+        &self.paxos
+    }
+
+    /// The next log instance to apply (every instance below it is applied).
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Whether the replica stopped because its storage failed or could not be read.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Proposes an internal command, unless the same one is already on its way.
+    pub fn propose(&mut self, ctx: &mut dyn Context<MsgOf<S>>, op: S::Internal) {
+        if self.broken || self.internal.iter().any(|(o, _)| *o == op) {
+            return;
+        }
+        let instance = self.free_instance();
+        self.internal.push((op.clone(), instance));
+        self.paxos
+            .start(&mut io::<S>(ctx), instance, Entry::Internal(op));
+    }
+
+    /// What this replica knows about itself.
+    pub fn status(&self, id: NodeId) -> StatusReport {
+        let state = postcard::experimental::serialized_size(&self.machine).unwrap_or(0);
+        StatusReport {
+            id,
+            index: self.me,
+            peers: self.peers.clone(),
+            membership: self.paxos.membership(),
+            max: self.paxos.max(),
+            applied: self.next.checked_sub(1),
+            min: self.paxos.min(),
+            durable_bytes: (self.last_snapshot_bytes + self.paxos.log_bytes()) as u64,
+            state_bytes: state as u64,
+            broken: self.broken,
+        }
+    }
+
+    fn recover(&mut self, ctx: &mut dyn Context<MsgOf<S>>) -> Result<(), PaxosError> {
+        let recovered = ctx.storage().recover()?;
+        let (paxos, next, machine) = match recovered.snapshot {
+            Some(bytes) => {
+                let d: Durable<PaxosState<EntryOf<S>>, S> =
+                    postcard::from_bytes(&bytes).map_err(|e| PaxosError::Decode(e.to_string()))?;
+                self.last_snapshot_bytes = bytes.len();
+                (Some(d.paxos), d.next, d.machine)
+            }
+            // Nothing durable yet: the initial state this replica was built with.
+            None => (None, 0, std::mem::take(&mut self.machine)),
+        };
+        self.machine = machine;
+        self.machine.reindex();
+        self.next = next;
+        self.paxos
+            .recover(&mut io::<S>(ctx), paxos, &recovered.records)?;
+        if let Some(last) = self.next.checked_sub(1) {
+            self.paxos.done(last);
+        }
+        Ok(())
+    }
+
+    fn on_request(
+        &mut self,
+        ctx: &mut dyn Context<MsgOf<S>>,
+        from: NodeId,
+        client: u64,
+        seq: u64,
+        op: S::Command,
+    ) {
+        if let Some(table) = self.machine.sessions(&op) {
+            if let Some(reply) = table.replied(client, seq) {
+                let reply = reply.clone();
+                ctx.send(from, RsmMsg::Reply { seq, reply });
+                return;
+            }
+            if table.seen(client, seq) {
+                return;
+            }
+        }
+        match self.waiting.get_mut(&client) {
+            // A retry of what we are already proposing: answer wherever it came from last.
+            Some(w) if w.seq == seq => w.from = from,
+            _ => {
+                self.waiting.insert(
+                    client,
+                    Waiting {
+                        seq,
+                        op,
+                        from,
+                        instance: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Applies one decided entry at instance `at`; returns the client reply it settles.
+    fn apply(&mut self, at: u64, entry: EntryOf<S>) -> Option<(u64, u64, S::Reply)> {
+        let Entry::Client { client, seq, op } = entry else {
+            if let Entry::Internal(op) = entry {
+                self.machine.apply_internal(at, &op);
+            }
+            return None;
+        };
+        let verdict = self.machine.sessions(&op).map(|t| t.check(client, seq));
+        let reply = match verdict {
+            Some(Verdict::Duplicate(reply)) => reply,
+            Some(Verdict::Expired) => S::expired(),
+            Some(Verdict::New) | None => {
+                let reply = self.machine.apply(at, &op);
+                if let Some(table) = self.machine.sessions_mut(&op) {
+                    table.record(client, seq, reply.clone(), at);
+                }
+                reply
+            }
+        };
+        Some((client, seq, reply))
+    }
+
+    /// Applies every decided instance in order, answers the clients whose commands were
+    /// applied, and (re)proposes the rest. Called after every input.
+    fn settle(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        while let Fate::Decided(entry) = self.paxos.status(self.next) {
+            let entry = entry.clone();
+            let at = self.next;
+            self.next += 1;
+            if let Some((client, seq, reply)) = self.apply(at, entry) {
+                if let Some(w) = self.waiting.remove(&client) {
+                    if w.seq == seq {
+                        ctx.send(w.from, RsmMsg::Reply { seq, reply });
+                    } else {
+                        self.waiting.insert(client, w);
+                    }
+                }
+            }
+            self.paxos.done(at);
+        }
+        // An internal command whose instance went to another entry is dropped: the embedder
+        // proposes it again if it is still needed (it may have been applied elsewhere).
+        let next = self.next;
+        self.internal.retain(|(_, instance)| *instance >= next);
+        let machine = &self.machine;
+        self.waiting.retain(|&client, w| {
+            let Some(table) = machine.sessions(&w.op) else {
+                return true;
+            };
+            if let Some(reply) = table.replied(client, w.seq) {
+                let reply = reply.clone();
+                ctx.send(w.from, RsmMsg::Reply { seq: w.seq, reply });
+            }
+            !table.seen(client, w.seq)
+        });
+        let stale: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.instance.is_none_or(|i| i < self.next))
+            .map(|(&c, _)| c)
+            .collect();
+        for client in stale {
+            self.propose_client(ctx, client);
+        }
+        self.compact(ctx);
+    }
+
+    /// The next instance nobody is known to use, and reserves it.
+    fn free_instance(&mut self) -> u64 {
+        let next_free = self.paxos.max().map_or(0, |m| m + 1);
+        let instance = self.next_propose.max(self.next).max(next_free);
+        self.next_propose = instance + 1;
+        instance
+    }
+
+    /// Proposes a waiting client's command in the next free instance.
+    fn propose_client(&mut self, ctx: &mut dyn Context<MsgOf<S>>, client: u64) {
+        let instance = self.free_instance();
+        let Some(w) = self.waiting.get_mut(&client) else {
+            return;
+        };
+        w.instance = Some(instance);
+        let entry = Entry::Client {
+            client,
+            seq: w.seq,
+            op: w.op.clone(),
+        };
+        self.paxos.start(&mut io::<S>(ctx), instance, entry);
+    }
+
+    fn tick(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        self.paxos.tick(&mut io::<S>(ctx));
+        let now = ctx.now();
+        if let Some(peer) = self.paxos.take_lagging() {
+            self.ask_snapshot(ctx, peer);
+        }
+        match self.paxos.status(self.next) {
+            Fate::Forgotten => {
+                let peer = self.random_peer(ctx);
+                self.ask_snapshot(ctx, peer);
+            }
+            Fate::Pending => {
+                if self.stuck_since.0 != self.next {
+                    self.stuck_since = (self.next, now);
+                }
+                let later_exists = self.paxos.max().is_some_and(|m| m > self.next);
+                if later_exists && now >= self.stuck_since.1 + HOLE_PATIENCE {
+                    // Learns what was decided there, or fills the hole; a no-op if this
+                    // replica already proposes in it.
+                    self.paxos.start(&mut io::<S>(ctx), self.next, Entry::Noop);
+                }
+            }
+            Fate::Decided(_) => {}
+        }
+    }
+
+    fn random_peer(&self, ctx: &mut dyn Context<MsgOf<S>>) -> NodeId {
+        let me = ctx.id();
+        let others: Vec<NodeId> = self.peers.iter().copied().filter(|&p| p != me).collect();
+        if others.is_empty() {
+            return me;
+        }
+        others[ctx.rng().gen_range(0..others.len())]
+    }
+
+    fn ask_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>, peer: NodeId) {
+        let now = ctx.now();
+        if self
+            .snapshot_asked
+            .is_some_and(|at| now < at + SNAPSHOT_RETRY)
+        {
+            return;
+        }
+        self.snapshot_asked = Some(now);
+        ctx.send(peer, RsmMsg::SnapshotRequest { next: self.next });
+    }
+
+    fn install(&mut self, ctx: &mut dyn Context<MsgOf<S>>, next: u64, bytes: &[u8]) {
+        if next <= self.next {
+            return;
+        }
+        let Ok(mut machine) = postcard::from_bytes::<S>(bytes) else {
+            tracing::warn!(node = %ctx.id(), "undecodable snapshot from a peer, ignored");
+            return;
+        };
+        machine.reindex();
+        self.machine = machine;
+        self.next = next;
+        self.paxos.done(next - 1);
+        self.write_snapshot(ctx);
+    }
+
+    fn compact(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        let limit = COMPACT_BYTES + 2 * self.last_snapshot_bytes;
+        if self.paxos.log_records() >= COMPACT_RECORDS || self.paxos.log_bytes() > limit {
+            self.write_snapshot(ctx);
+        }
+    }
+
+    fn write_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        let paxos = self.paxos.checkpoint();
+        let durable = DurableRef {
+            paxos: &paxos,
+            next: self.next,
+            machine: &self.machine,
+        };
+        let result = postcard::to_allocvec(&durable)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.last_snapshot_bytes = bytes.len();
+                ctx.storage()
+                    .install_snapshot(&bytes)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(why) = result {
+            self.broken = true;
+            tracing::error!(node = %ctx.id(), "cannot write snapshot, not serving: {why}");
+        }
+    }
+}
+
+impl<S: StateMachine> Node for Rsm<S> {
+    type Msg = MsgOf<S>;
+
+    fn on_start(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        if let Err(why) = self.recover(ctx) {
+            self.broken = true;
+            tracing::error!(node = %ctx.id(), "cannot recover, not serving: {why}");
+            return;
+        }
+        self.settle(ctx);
+        ctx.set_timer(TICK, TIMER);
+    }
+
+    fn on_message(&mut self, ctx: &mut dyn Context<MsgOf<S>>, from: NodeId, msg: MsgOf<S>) {
+        if let RsmMsg::StatusQuery = msg {
+            // Answered even by a broken replica: that is exactly what an operator wants to see.
+            ctx.send(from, RsmMsg::Status(self.status(ctx.id())));
+            return;
+        }
+        if self.broken {
+            return;
+        }
+        let from_peer = self.peers.contains(&from);
+        match msg {
+            RsmMsg::Paxos(m) => self.paxos.handle(&mut io::<S>(ctx), from, m),
+            RsmMsg::Request { client, seq, op } => self.on_request(ctx, from, client, seq, op),
+            RsmMsg::SnapshotRequest { next } if from_peer && self.next > next => {
+                match postcard::to_allocvec(&self.machine) {
+                    Ok(state) => ctx.send(
+                        from,
+                        RsmMsg::Snapshot {
+                            next: self.next,
+                            state,
+                        },
+                    ),
+                    Err(e) => tracing::error!(node = %ctx.id(), "cannot encode state: {e}"),
+                }
+            }
+            RsmMsg::Snapshot { next, state } if from_peer => self.install(ctx, next, &state),
+            RsmMsg::SnapshotRequest { .. }
+            | RsmMsg::Snapshot { .. }
+            | RsmMsg::Reply { .. }
+            | RsmMsg::StatusQuery
+            | RsmMsg::Status(_) => {}
+        }
+        self.broken |= self.paxos.failure().is_some();
+        if !self.broken {
+            self.settle(ctx);
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut dyn Context<MsgOf<S>>, token: TimerToken) {
+        if self.broken || token != TIMER {
+            return;
+        }
+        self.tick(ctx);
+        self.broken |= self.paxos.failure().is_some();
+        if !self.broken {
+            self.settle(ctx);
+            ctx.set_timer(TICK, TIMER);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The status query: what one replica knows about itself, answered without consulting
+//! anyone, for operators (`synod status`) and tests.
+
+use serde::{Deserialize, Serialize};
+use synod_node::NodeId;
+use synod_paxos::Membership;
+
+/// One replica's view of itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// This replica's id and its index in `peers`.
+    pub id: NodeId,
+    pub index: usize,
+    pub peers: Vec<NodeId>,
+    /// Whether it votes (or is rejoining after losing its disk).
+    pub membership: Membership,
+    /// The highest Paxos instance it knows of (the log's end).
+    pub max: Option<u64>,
+    /// The last instance applied to the state machine.
+    pub applied: Option<u64>,
+    /// Paxos `min()`: instances below it are forgotten by every replica.
+    pub min: u64,
+    /// Bytes of durable state: the last snapshot plus the log written since.
+    pub durable_bytes: u64,
+    /// Serialized size of the state machine.
+    pub state_bytes: u64,
+    /// Whether the replica stopped serving because its storage failed.
+    pub broken: bool,
+}
+
+/// Just the status messages. Every replicated service's message enum starts with these two
+/// variants, in this order, so a status client can speak to all of them with this type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusMsg {
+    Query,
+    Report(StatusReport),
+}

@@ -1,0 +1,309 @@
+//! The nodes of a sharded cluster: [`GroupServer`] (one replica of a shard group) and
+//! [`CtlNode`] (a shard controller replica speaking the cluster's message type).
+//!
+//! Node ids: controller replica `i` is `NodeId(i)` (`i < 256`); replica `i` of group `gid`
+//! is [`server_id`]`(gid, i)`. Servers learn other groups' addresses from configurations
+//! (and a pushing group's from its push) and hand them to the driver with `add_peer`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use synod_node::{Context, Node, NodeId, TimerToken};
+use synod_paxos::PaxosConfig;
+use synod_rsm::{Rsm, RsmMsg, Wrap};
+use synod_shardctl::{controller, Config, Controller, CtlMsg, CtlOp, CtlReply, Gid};
+
+use crate::state::{GroupOp, GroupState};
+use crate::{GroupMsg, ShardMsg};
+
+/// How often a group polls the controller and pushes the shards it owes.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// The poll timer's token; the embedded replica uses [`synod_rsm::TIMER`] (0).
+const POLL_TIMER: TimerToken = 1;
+
+/// The node id of replica `index` of group `gid`.
+pub fn server_id(gid: Gid, index: usize) -> NodeId {
+    NodeId(gid << 8 | index as u64)
+}
+
+fn from_group(m: GroupMsg) -> ShardMsg {
+    match m {
+        RsmMsg::Status(r) => ShardMsg::Status(r),
+        m => ShardMsg::Group(m),
+    }
+}
+
+fn from_ctl(m: CtlMsg) -> ShardMsg {
+    match m {
+        RsmMsg::Status(r) => ShardMsg::Status(r),
+        m => ShardMsg::Ctl(m),
+    }
+}
+
+/// Teaches the driver every group server address in `config`.
+fn learn(ctx: &mut dyn Context<ShardMsg>, config: &Config) {
+    for (&gid, servers) in &config.groups {
+        for (i, addr) in servers.iter().enumerate() {
+            ctx.add_peer(server_id(gid, i), addr);
+        }
+    }
+}
+
+/// One replica of a shard group.
+#[derive(Debug)]
+pub struct GroupServer {
+    /// This group's servers: ids and addresses.
+    group: Vec<(NodeId, String)>,
+    controllers: Vec<NodeId>,
+    rsm: Rsm<GroupState>,
+    /// This server's session with the controller (one per life).
+    ctl_client: u64,
+    ctl_seq: u64,
+    /// Whether `ctl_seq` was answered. A query is retried under the same number until it
+    /// is: a higher number arriving first would make the controller think our session was
+    /// evicted.
+    ctl_answered: bool,
+    polls: usize,
+}
+
+impl GroupServer {
+    /// Replica `me` of group `gid`, whose servers have the addresses `addrs` (labels under
+    /// the simulator), in a cluster of `shards` shards with the given controllers.
+    pub fn new(
+        gid: Gid,
+        me: usize,
+        addrs: Vec<String>,
+        controllers: Vec<NodeId>,
+        shards: usize,
+        config: PaxosConfig,
+    ) -> Self {
+        let ids: Vec<NodeId> = (0..addrs.len()).map(|i| server_id(gid, i)).collect();
+        GroupServer {
+            group: ids.iter().copied().zip(addrs).collect(),
+            controllers,
+            rsm: Rsm::with_machine(ids, me, config, GroupState::new(gid, shards)),
+            ctl_client: 0,
+            ctl_seq: 0,
+            ctl_answered: true,
+            polls: 0,
+        }
+    }
+
+    pub fn state(&self) -> &GroupState {
+        self.rsm.machine()
+    }
+
+    pub fn rsm(&self) -> &Rsm<GroupState> {
+        &self.rsm
+    }
+
+    fn propose(&mut self, ctx: &mut dyn Context<ShardMsg>, op: GroupOp) {
+        self.rsm.propose(&mut Wrap::new(ctx, from_group), op);
+    }
+
+    /// Asks a controller (a different one each time) for the configuration after ours, and
+    /// pushes every shard we owe to a server of its new owner (rotating too).
+    fn poll(&mut self, ctx: &mut dyn Context<ShardMsg>) {
+        self.polls += 1;
+        let state = self.rsm.machine();
+        if state.awaited.is_empty() && !self.controllers.is_empty() {
+            if self.ctl_answered {
+                self.ctl_seq += 1;
+                self.ctl_answered = false;
+            }
+            let to = self.controllers[self.polls % self.controllers.len()];
+            let op = CtlOp::Query {
+                num: state.config.num as i64 + 1,
+            };
+            let request = RsmMsg::Request {
+                client: self.ctl_client,
+                seq: self.ctl_seq,
+                op,
+            };
+            ctx.send(to, ShardMsg::Ctl(request));
+        }
+        for (&(num, shard), out) in &state.outgoing {
+            if out.servers.is_empty() {
+                continue; // Every group left: nobody to hand it to (see docs/shardkv.md).
+            }
+            let i = self.polls % out.servers.len();
+            let to = server_id(out.to, i);
+            ctx.add_peer(to, &out.servers[i]);
+            let push = ShardMsg::Push {
+                num,
+                shard,
+                data: out.shard.clone(),
+                from: self.group.clone(),
+            };
+            ctx.send(to, push);
+        }
+    }
+
+    fn on_config(&mut self, ctx: &mut dyn Context<ShardMsg>, config: Config) {
+        learn(ctx, &config);
+        let state = self.rsm.machine();
+        if config.num == state.config.num + 1 && state.awaited.is_empty() {
+            self.propose(ctx, GroupOp::Reconfigure(config));
+        }
+    }
+
+    fn on_push(
+        &mut self,
+        ctx: &mut dyn Context<ShardMsg>,
+        from: NodeId,
+        push: (u64, usize, crate::Shard),
+        senders: Vec<(NodeId, String)>,
+    ) {
+        let (num, shard, data) = push;
+        for (id, addr) in &senders {
+            ctx.add_peer(*id, addr);
+        }
+        let state = self.rsm.machine();
+        let installed =
+            state.config.num > num || (state.config.num == num && !state.awaited.contains(&shard));
+        if installed {
+            ctx.send(from, ShardMsg::PushAck { num, shard });
+        } else if state.config.num == num {
+            self.propose(ctx, GroupOp::Install { num, shard, data });
+        }
+    }
+}
+
+impl Node for GroupServer {
+    type Msg = ShardMsg;
+
+    fn on_start(&mut self, ctx: &mut dyn Context<ShardMsg>) {
+        self.ctl_client = ctx.rng().next_u64() >> 1;
+        for (id, addr) in &self.group {
+            ctx.add_peer(*id, addr);
+        }
+        self.rsm.on_start(&mut Wrap::new(ctx, from_group));
+        let config = self.rsm.machine().config.clone();
+        learn(ctx, &config);
+        ctx.set_timer(POLL, POLL_TIMER);
+    }
+
+    fn on_message(&mut self, ctx: &mut dyn Context<ShardMsg>, from: NodeId, msg: ShardMsg) {
+        if self.rsm.broken() {
+            if let ShardMsg::StatusQuery = msg {
+                let report = self.rsm.status(ctx.id());
+                ctx.send(from, ShardMsg::Status(report));
+            }
+            return;
+        }
+        match msg {
+            ShardMsg::StatusQuery => {
+                self.rsm
+                    .on_message(&mut Wrap::new(ctx, from_group), from, RsmMsg::StatusQuery)
+            }
+            ShardMsg::Group(m) => self
+                .rsm
+                .on_message(&mut Wrap::new(ctx, from_group), from, m),
+            ShardMsg::Ctl(RsmMsg::Reply { seq, reply }) if seq == self.ctl_seq => {
+                self.ctl_answered = true;
+                match reply {
+                    CtlReply::Config(config) => self.on_config(ctx, config),
+                    // A new life's session cannot have expired before its first answer.
+                    CtlReply::SessionExpired | CtlReply::Invalid(_) => {}
+                }
+            }
+            ShardMsg::Push {
+                num,
+                shard,
+                data,
+                from: senders,
+            } => self.on_push(ctx, from, (num, shard, data), senders),
+            ShardMsg::PushAck { num, shard } => {
+                if self.rsm.machine().outgoing.contains_key(&(num, shard)) {
+                    self.propose(ctx, GroupOp::Delete { num, shard });
+                }
+            }
+            ShardMsg::Ctl(_) | ShardMsg::Status(_) => {}
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut dyn Context<ShardMsg>, token: TimerToken) {
+        if token == POLL_TIMER {
+            if !self.rsm.broken() {
+                self.poll(ctx);
+                ctx.set_timer(POLL, POLL_TIMER);
+            }
+        } else {
+            self.rsm.on_timer(&mut Wrap::new(ctx, from_group), token);
+        }
+    }
+}
+
+/// A shard controller replica in a sharded cluster: the controller of
+/// [`synod_shardctl`], speaking [`ShardMsg`] so groups and clients reach it with the same
+/// message type as everything else, and teaching the driver the addresses of the groups in
+/// its configurations so its answers reach them.
+#[derive(Debug)]
+pub struct CtlNode {
+    inner: Controller,
+    taught: BTreeMap<Gid, Vec<String>>,
+}
+
+/// Controller replica `me` of `peers` for a cluster of `shards` shards.
+pub fn controller_node(
+    peers: Vec<NodeId>,
+    me: usize,
+    config: PaxosConfig,
+    shards: usize,
+) -> CtlNode {
+    CtlNode {
+        inner: controller(peers, me, config, shards),
+        taught: BTreeMap::new(),
+    }
+}
+
+impl CtlNode {
+    pub fn controller(&self) -> &Controller {
+        &self.inner
+    }
+
+    fn teach(&mut self, ctx: &mut dyn Context<ShardMsg>) {
+        let latest = self.inner.machine().latest();
+        if latest
+            .groups
+            .iter()
+            .all(|(g, s)| self.taught.get(g) == Some(s))
+        {
+            return;
+        }
+        let latest = latest.clone();
+        learn(ctx, &latest);
+        self.taught.extend(latest.groups);
+    }
+}
+
+impl Node for CtlNode {
+    type Msg = ShardMsg;
+
+    fn on_start(&mut self, ctx: &mut dyn Context<ShardMsg>) {
+        self.inner.on_start(&mut Wrap::new(ctx, from_ctl));
+        // Every group that ever joined, so a group that left can still hear answers.
+        let configs = self.inner.machine().configs.clone();
+        for c in &configs {
+            learn(ctx, c);
+        }
+        self.teach(ctx);
+    }
+
+    fn on_message(&mut self, ctx: &mut dyn Context<ShardMsg>, from: NodeId, msg: ShardMsg) {
+        let inner = match msg {
+            ShardMsg::StatusQuery => RsmMsg::StatusQuery,
+            ShardMsg::Ctl(m) => m,
+            _ => return,
+        };
+        self.inner
+            .on_message(&mut Wrap::new(ctx, from_ctl), from, inner);
+        self.teach(ctx);
+    }
+
+    fn on_timer(&mut self, ctx: &mut dyn Context<ShardMsg>, token: TimerToken) {
+        self.inner.on_timer(&mut Wrap::new(ctx, from_ctl), token);
+        self.teach(ctx);
+    }
+}

@@ -1,0 +1,186 @@
+//! A group's replicated state: the configuration it has reached, the shards it serves (each
+//! with its own session table, so duplicate detection moves with the data), the shards it
+//! is waiting for, and the shards it lost and has not yet handed over.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use synod_kvpaxos::KvOp;
+use synod_rsm::{Sessions, StateMachine};
+use synod_shardctl::{Config, Gid};
+
+use crate::{key2shard, ShardReply};
+
+/// One shard's data and the session table guarding it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub data: BTreeMap<String, String>,
+    pub sessions: Sessions<ShardReply>,
+}
+
+/// A shard lost in configuration `num`, frozen until its new owner confirms it has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub shard: Shard,
+    pub to: Gid,
+    pub servers: Vec<String>,
+}
+
+/// What a group's replicas propose on their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupOp {
+    /// Move to this configuration (applied only from `num - 1` with nothing awaited).
+    Reconfigure(Config),
+    /// Shard `shard` of configuration `num` arrived from its previous owner.
+    Install { num: u64, shard: usize, data: Shard },
+    /// The new owner of shard `shard` (lost in configuration `num`) has it: forget our copy.
+    Delete { num: u64, shard: usize },
+}
+
+/// The replicated state of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    pub gid: Gid,
+    /// The configuration this group has reached.
+    pub config: Config,
+    /// Shards served: owned in `config` and present.
+    pub shards: BTreeMap<usize, Shard>,
+    /// Shards owned in `config` whose data has not arrived yet.
+    pub awaited: BTreeSet<usize>,
+    /// Shards lost, by (configuration that moved them, shard).
+    pub outgoing: BTreeMap<(u64, usize), Outgoing>,
+}
+
+impl Default for GroupState {
+    fn default() -> Self {
+        GroupState::new(0, synod_shardctl::DEFAULT_SHARDS)
+    }
+}
+
+impl GroupState {
+    pub fn new(gid: Gid, shards: usize) -> Self {
+        GroupState {
+            gid,
+            config: Config::initial(shards),
+            shards: BTreeMap::new(),
+            awaited: BTreeSet::new(),
+            outgoing: BTreeMap::new(),
+        }
+    }
+
+    fn shard_of(&self, op: &KvOp) -> usize {
+        let key = match op {
+            KvOp::Get { key } | KvOp::Put { key, .. } | KvOp::Append { key, .. } => key,
+        };
+        key2shard(key, self.config.shards.len())
+    }
+
+    /// Bytes of keys and values held, served and outgoing, for memory tests.
+    pub fn data_bytes(&self) -> usize {
+        let size = |s: &Shard| -> usize { s.data.iter().map(|(k, v)| k.len() + v.len()).sum() };
+        self.shards.values().map(size).sum::<usize>()
+            + self
+                .outgoing
+                .values()
+                .map(|o| size(&o.shard))
+                .sum::<usize>()
+    }
+
+    fn reconfigure(&mut self, next: &Config) {
+        if next.num != self.config.num + 1 || !self.awaited.is_empty() {
+            return;
+        }
+        let me = self.gid;
+        for (shard, (&old, &new)) in self.config.shards.iter().zip(&next.shards).enumerate() {
+            if old == me && new != me {
+                let data = self.shards.remove(&shard).unwrap_or_default();
+                let servers = next.groups.get(&new).cloned().unwrap_or_default();
+                let out = Outgoing {
+                    shard: data,
+                    to: new,
+                    servers,
+                };
+                self.outgoing.insert((next.num, shard), out);
+            } else if old != me && new == me {
+                if old == 0 {
+                    self.shards.insert(shard, Shard::default());
+                } else {
+                    self.awaited.insert(shard);
+                }
+            }
+        }
+        self.config = next.clone();
+    }
+}
+
+impl StateMachine for GroupState {
+    type Command = KvOp;
+    type Internal = GroupOp;
+    type Reply = ShardReply;
+
+    fn apply(&mut self, _at: u64, op: &KvOp) -> ShardReply {
+        let shard = self.shard_of(op);
+        let Some(s) = self.shards.get_mut(&shard) else {
+            return ShardReply::WrongGroup { shard };
+        };
+        match op {
+            KvOp::Get { key } => ShardReply::Value {
+                shard,
+                value: s.data.get(key).cloned().unwrap_or_default(),
+            },
+            KvOp::Put { key, value } => {
+                s.data.insert(key.clone(), value.clone());
+                ShardReply::Written {
+                    shard,
+                    len: value.len() as u64,
+                }
+            }
+            KvOp::Append { key, value } => {
+                let entry = s.data.entry(key.clone()).or_default();
+                entry.push_str(value);
+                ShardReply::Written {
+                    shard,
+                    len: entry.len() as u64,
+                }
+            }
+        }
+    }
+
+    fn apply_internal(&mut self, _at: u64, op: &GroupOp) {
+        match op {
+            GroupOp::Reconfigure(next) => self.reconfigure(next),
+            GroupOp::Install { num, shard, data } => {
+                if *num == self.config.num && self.awaited.remove(shard) {
+                    let mut data = data.clone();
+                    data.sessions.reindex();
+                    self.shards.insert(*shard, data);
+                }
+            }
+            GroupOp::Delete { num, shard } => {
+                self.outgoing.remove(&(*num, *shard));
+            }
+        }
+    }
+
+    fn sessions(&self, op: &KvOp) -> Option<&Sessions<ShardReply>> {
+        self.shards.get(&self.shard_of(op)).map(|s| &s.sessions)
+    }
+
+    fn sessions_mut(&mut self, op: &KvOp) -> Option<&mut Sessions<ShardReply>> {
+        let shard = self.shard_of(op);
+        self.shards.get_mut(&shard).map(|s| &mut s.sessions)
+    }
+
+    fn expired() -> ShardReply {
+        ShardReply::SessionExpired
+    }
+
+    fn reindex(&mut self) {
+        for s in self.shards.values_mut() {
+            s.sessions.reindex();
+        }
+        for o in self.outgoing.values_mut() {
+            o.shard.sessions.reindex();
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `synod status` against three real `synod kv serve` processes: one line per replica with
+//! its log position, and "unreachable" (exit non-zero when nobody answers) once they are gone.
+
+mod support;
+
+use std::net::TcpListener;
+
+use support::{path, run, stderr, stdout, Server};
+
+#[test]
+fn status_reports_every_replica_and_says_which_are_unreachable() {
+    let ports: Vec<u16> = {
+        let listeners: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
+            .collect();
+        listeners
+            .iter()
+            .map(|l| l.local_addr().expect("local addr").port())
+            .collect()
+    };
+    let peers = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut replicas: Vec<Server> = (0..3)
+        .map(|i| {
+            let data = dir.path().join(format!("r{i}"));
+            let id = i.to_string();
+            let args = [
+                "kv",
+                "serve",
+                "--id",
+                &id,
+                "--peers",
+                &peers,
+                "--data",
+                path(&data),
+            ];
+            Server::start(&args, &format!("kv replica {i} listening on "))
+        })
+        .collect();
+    let put = run(&["kv", "put", "--servers", &peers, "k", "v"]);
+    assert!(put.status.success(), "put failed: {}", stderr(&put));
+
+    let status = run(&["status", "--servers", &peers]);
+    assert!(
+        status.status.success(),
+        "status failed: {}",
+        stderr(&status)
+    );
+    let text = stdout(&status);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per replica: {text}");
+    for (i, line) in lines.iter().enumerate() {
+        assert!(line.contains(&format!("replica={i}/3 voting")), "{line}");
+        assert!(line.contains("max=0"), "the put is instance 0: {line}");
+        assert!(line.contains("durable_bytes="), "{line}");
+    }
+    // The replica that proposed the put has applied it.
+    assert!(text.contains("applied=0"), "{text}");
+
+    replicas.remove(2).kill9();
+    let status = run(&["status", "--servers", &peers]);
+    assert!(status.status.success());
+    let text = stdout(&status);
+    assert_eq!(text.matches("unreachable").count(), 1, "{text}");
+
+    replicas.clear();
+    let status = run(&["status", "--servers", &peers, "--timeout", "0.5"]);
+    assert!(
+        !status.status.success(),
+        "nobody answered, yet it succeeded"
+    );
+    assert_eq!(stdout(&status).matches("unreachable").count(), 3);
+}
