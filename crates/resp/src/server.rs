@@ -4,12 +4,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::parse::parse;
+use crate::parse::{parse, ParseError};
 use crate::value::{encode, Value};
 
 /// Why a backend could not perform an operation; sent to the client as `-ERR ...`.
@@ -61,8 +61,16 @@ pub async fn serve_resp<B: Backend>(
                 Ok((stream, peer)) => {
                     let backend = backend.clone();
                     connections.spawn(async move {
-                        if let Err(e) = serve_connection(stream, backend).await {
-                            debug!(%peer, reason = %e, "RESP connection ended");
+                        match serve_connection(stream, backend).await {
+                            Ok(()) => debug!(%peer, "RESP connection closed"),
+                            Err(Closed::MidCommand { buffered }) => info!(
+                                %peer, buffered,
+                                "RESP client disconnected in the middle of a command"
+                            ),
+                            Err(Closed::Protocol(e)) => {
+                                warn!(%peer, reason = %e, "closing RESP connection: protocol error")
+                            }
+                            Err(Closed::Io(e)) => info!(%peer, reason = %e, "RESP connection lost"),
                         }
                     });
                 }
@@ -76,12 +84,26 @@ pub async fn serve_resp<B: Backend>(
     connections.shutdown().await;
 }
 
+/// Why a connection ended other than by the client closing it between commands.
+#[derive(Debug, Error)]
+enum Closed {
+    #[error("disconnected with {buffered} bytes of an unfinished command")]
+    MidCommand { buffered: usize },
+    #[error(transparent)]
+    Protocol(#[from] ParseError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Input is read into a buffer only once the socket is readable, so an idle connection
+/// holds no buffer at all; a buffer that grew for a large command is released afterwards.
+const READ_CHUNK: usize = 16 * 1024;
+
 async fn serve_connection<B: Backend>(
     mut stream: TcpStream,
     backend: Arc<B>,
-) -> std::io::Result<()> {
+) -> Result<(), Closed> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
     loop {
         // Answer every complete command in the buffer (clients may pipeline).
         loop {
@@ -97,16 +119,28 @@ async fn serve_connection<B: Backend>(
                 Err(e) => {
                     let mut out = Vec::new();
                     encode(&Value::Error(format!("ERR Protocol error: {e}")), &mut out);
-                    stream.write_all(&out).await?;
-                    return Ok(());
+                    // The client may be gone already; the protocol error is what matters.
+                    let _ = stream.write_all(&out).await;
+                    return Err(e.into());
                 }
             }
         }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
+        if buf.is_empty() && buf.capacity() > READ_CHUNK {
+            buf = Vec::new();
         }
-        buf.extend_from_slice(&chunk[..n]);
+        stream.readable().await?;
+        buf.reserve(READ_CHUNK);
+        match stream.try_read_buf(&mut buf) {
+            Ok(0) if buf.is_empty() => return Ok(()),
+            Ok(0) => {
+                return Err(Closed::MidCommand {
+                    buffered: buf.len(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -169,4 +203,52 @@ async fn execute<B: Backend>(command: Value, backend: &B) -> Value {
         }
     };
     result.unwrap_or_else(|e| Value::Error(format!("ERR {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every GET with "v"; writes are accepted and forgotten.
+    struct Fixed;
+
+    impl Backend for Fixed {
+        async fn get(&self, _key: String) -> Result<Option<String>, BackendError> {
+            Ok(Some("v".into()))
+        }
+        async fn put(&self, _key: String, _value: String) -> Result<(), BackendError> {
+            Ok(())
+        }
+        async fn append(&self, _: String, _: String) -> Result<Option<u64>, BackendError> {
+            Ok(None)
+        }
+    }
+
+    /// Serves one connection on which the client sends `bytes` and closes its side; returns
+    /// how the server saw the connection end.
+    async fn ending_after(bytes: &[u8]) -> Result<(), Closed> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(bytes).await.unwrap();
+        client.shutdown().await.unwrap();
+        serve_connection(server, Arc::new(Fixed)).await
+    }
+
+    #[tokio::test]
+    async fn the_way_a_connection_ends_is_told_apart_for_the_log() {
+        assert!(ending_after(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+            .await
+            .is_ok());
+        assert!(matches!(
+            ending_after(b"*2\r\n$3\r\nGET\r\n$1").await,
+            Err(Closed::MidCommand { buffered: 15 })
+        ));
+        assert!(matches!(
+            ending_after(b"*99999999999\r\n").await,
+            Err(Closed::Protocol(ParseError::ArrayTooLong(99_999_999_999)))
+        ));
+    }
 }

@@ -16,6 +16,8 @@ use synod_node::NodeId;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
+use crate::data_dir;
+
 #[derive(Subcommand)]
 pub enum CounterCommand {
     /// Serve a counter, keeping its durable state in DIR.
@@ -23,7 +25,8 @@ pub enum CounterCommand {
         /// Address to listen on (port 0 picks a free port; the real one is printed).
         #[arg(long, env = "SYNOD_LISTEN")]
         listen: SocketAddr,
-        /// Directory for the counter's durable state; created if missing.
+        /// Directory for the counter's durable state; created if missing and locked while
+        /// the server runs.
         #[arg(long, env = "SYNOD_DATA")]
         data: PathBuf,
     },
@@ -82,8 +85,7 @@ pub fn run(cmd: CounterCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(listen: SocketAddr, data: PathBuf) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&data)
-        .with_context(|| format!("creating data directory {}", data.display()))?;
+    let _lock = data_dir::lock(&data)?;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening counter state in {}", data.display()))?;
     let listener = TcpListener::bind(listen)

@@ -1,7 +1,5 @@
 //! `synod kv`: the Paxos-replicated key/value store — replicas, a command-line client, and
-//! a Redis-protocol front.
-
-mod clerk;
+//! a Redis-protocol front. The client side is `synod_client::KvClient`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+use synod_client::KvClient;
 use synod_kvpaxos::{KvOp, KvReplica, KvReply};
 use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::NodeId;
@@ -18,24 +17,24 @@ use synod_paxos::PaxosConfig;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
-pub use clerk::Clerk;
+use crate::data_dir;
 
 #[derive(Subcommand)]
 pub enum KvCommand {
     /// Run replica I of a cluster, keeping its durable state in DIR.
     Serve {
         /// This replica's index (0-based) in --peers; it listens on that address.
-        #[arg(long)]
+        #[arg(long, env = "SYNOD_ID")]
         id: usize,
         /// Every replica's address, comma-separated, the same list on every replica.
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
         peers: Vec<SocketAddr>,
-        /// Directory for the replica's durable state; created if missing. A replica
-        /// restarted on the same directory recovers from it.
-        #[arg(long)]
+        /// Directory for the replica's durable state; created if missing and locked while
+        /// the replica runs. A replica restarted on the same directory recovers from it.
+        #[arg(long, env = "SYNOD_DATA")]
         data: PathBuf,
         /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address.
-        #[arg(long)]
+        #[arg(long, env = "SYNOD_RESP")]
         resp: Option<SocketAddr>,
         /// The directory is empty because this replica lost its disk (not because it is
         /// new): vote only in instances the others had not yet seen. See docs/paxos.md.
@@ -67,7 +66,7 @@ pub enum KvCommand {
 #[derive(Args)]
 pub struct Target {
     /// The replicas' addresses, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, env = "SYNOD_SERVERS", value_delimiter = ',', required = true)]
     servers: Vec<String>,
     /// Give up after this many seconds without an answer.
     #[arg(long, default_value_t = 10.0)]
@@ -109,12 +108,14 @@ async fn serve(
             peers.len()
         );
     };
-    std::fs::create_dir_all(&data)
-        .with_context(|| format!("creating data directory {}", data.display()))?;
+    let _lock = data_dir::lock(&data)?;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening replica state in {}", data.display()))?;
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();
-    let mut config = NodeConfig::new(ids[id], listen);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let mut config = NodeConfig::new(ids[id], listener);
     config.peers = ids
         .iter()
         .zip(&peers)
@@ -131,23 +132,26 @@ async fn serve(
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening for RESP on {addr}"))?;
-            let servers = peers.iter().map(ToString::to_string).collect();
-            let clerk = Arc::new(Clerk::new(servers, Duration::from_secs(10)));
+            let client = Arc::new(KvClient::connect(peers.iter().map(ToString::to_string))?);
             tracing::info!(%addr, "RESP front listening");
             Some(tokio::spawn(synod_resp::serve_resp(
                 listener,
-                clerk,
+                client,
                 std::future::pending(),
             )))
         }
         None => None,
     };
+    // Installed before the readiness line, so a signal right after it stops us gracefully.
+    let shutdown = shutdown_signal();
     println!("kv replica {id} listening on {listen}");
-    let result = run_node(replica, config, Box::new(storage), shutdown_signal()).await;
+    tracing::info!(id, %listen, data = %data.display(), "kv replica serving");
+    let result = run_node(replica, config, Box::new(storage), shutdown).await;
     if let Some(front) = front {
         front.abort();
     }
     result?;
+    tracing::info!(id, "kv replica stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -155,8 +159,9 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
     if !(target.timeout.is_finite() && target.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
     }
-    let clerk = Clerk::new(target.servers, Duration::from_secs_f64(target.timeout));
-    match clerk.call(op).await? {
+    let client =
+        KvClient::connect(target.servers)?.with_timeout(Duration::from_secs_f64(target.timeout));
+    match client.call(op).await? {
         KvReply::Value(v) => println!("{v}"),
         KvReply::Written { len } => println!("{len}"),
         KvReply::SessionExpired => bail!("session expired; the operation was not applied"),

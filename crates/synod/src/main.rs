@@ -5,10 +5,12 @@
 
 mod check_cmd;
 mod counter_cmd;
+mod data_dir;
 mod kv_cmd;
 mod mr_cmd;
 mod pb_cmd;
 mod status_cmd;
+mod up_cmd;
 mod view_cmd;
 
 use std::io::IsTerminal;
@@ -36,8 +38,20 @@ enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// The flag's value, for passing the choice on to child processes.
+    fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Start a whole cluster on this machine (a 3-replica Paxos KV, or --pb) and supervise it.
+    Up(up_cmd::UpArgs),
     /// Check a recorded history for linearizability.
     Check(check_cmd::CheckArgs),
     /// The example service: a durable counter with at-most-once increments.
@@ -49,14 +63,14 @@ enum Command {
     /// The Paxos-replicated key/value store: replicas, a client, a Redis-protocol front.
     #[command(subcommand)]
     Kv(kv_cmd::KvCommand),
-    /// Ask every replica of a replicated service (kv, shardctl, shardkv) for its status.
-    Status(status_cmd::StatusArgs),
     /// The view service: decides which primary/backup server is primary and which is backup.
     #[command(subcommand)]
     View(view_cmd::ViewCommand),
     /// The primary/backup key/value store: servers, a client, a Redis-protocol front.
     #[command(subcommand)]
     Pb(pb_cmd::PbCommand),
+    /// Ask every replica of a replicated service (kv, shardctl, shardkv) for its status.
+    Status(status_cmd::StatusArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -84,12 +98,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::Up(args) => report(up_cmd::run(args, cli.log_format.name())),
         Command::Check(args) => check_cmd::run(args),
         Command::Counter(cmd) => report(counter_cmd::run(cmd)),
         Command::Mr(cmd) => report(mr_cmd::run(cmd)),
         Command::Kv(cmd) => report(kv_cmd::run(cmd)),
-        Command::Status(args) => report(status_cmd::run(args)),
         Command::View(cmd) => report(view_cmd::run(cmd)),
         Command::Pb(cmd) => report(pb_cmd::run(cmd)),
+        Command::Status(args) => report(status_cmd::run(args)),
     }
 }

@@ -3,9 +3,8 @@
 //!
 //! The server runs the same `PbServer` core the simulator tests drive. The view service is
 //! always node `n0` (see `view_cmd`); a KV server's id comes from `--id`, which the operator
-//! chooses unique per cluster (see `docs/pbservice.md`).
-
-mod clerk;
+//! chooses unique per cluster (see `docs/pbservice.md`). The client side is
+//! `synod_client::PbClient`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+use synod_client::PbClient;
 use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::NodeId;
 use synod_pbservice::{Op, PbServer};
@@ -22,7 +22,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::view_cmd::{resolve, VIEW_SERVICE_ID};
-use clerk::{PbBackend, TcpClerk};
 
 #[derive(Subcommand)]
 pub enum PbCommand {
@@ -67,7 +66,7 @@ pub struct ServeArgs {
     #[arg(long)]
     advertise: Option<SocketAddr>,
     /// Also accept the Redis protocol here (GET, SET, APPEND, PING), as a client of the service.
-    #[arg(long)]
+    #[arg(long, env = "SYNOD_RESP")]
     resp: Option<SocketAddr>,
     /// Seconds a RESP command may wait for the service before answering an error.
     #[arg(long, default_value_t = 5.0)]
@@ -100,8 +99,9 @@ pub fn run(cmd: PbCommand) -> anyhow::Result<ExitCode> {
             Op::Append { key, .. } => format!("append {key}"),
         };
         let limit = seconds("--timeout", target.timeout)?;
-        let value = TcpClerk::new(target.view.clone())
-            .call(op, limit)
+        let value = PbClient::connect(target.view.clone())?
+            .with_timeout(limit)
+            .call(op)
             .await
             .with_context(|| format!("{what} via the view service at {}", target.view))?;
         if is_get {
@@ -167,9 +167,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Box::new(MemStorage::default()),
         until_stopped(stopped.clone()),
     );
+    let backend = Arc::new(PbClient::connect(args.view.clone())?.with_timeout(resp_timeout));
     let front = async {
         if let Some(listener) = resp {
-            let backend = Arc::new(PbBackend::new(args.view.clone(), resp_timeout));
             synod_resp::serve_resp(listener, backend, until_stopped(stopped.clone())).await;
         }
     };

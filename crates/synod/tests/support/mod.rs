@@ -3,12 +3,13 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod load;
 pub mod resp;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 /// The `synod` binary under test.
@@ -26,36 +27,113 @@ pub struct Server {
     pub child: Child,
     /// What the server printed on its first stdout line matching the expected prefix.
     pub addr: String,
+    /// The stdout lines printed before that one.
+    pub earlier: Vec<String>,
+    /// Later stdout lines, as they come.
+    lines: mpsc::Receiver<String>,
+    /// Everything written on stderr so far, when started with [`Server::start_logged`].
+    logs: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts `synod ARGS` and waits (up to 10 s) for a stdout line starting with `prefix`;
-    /// the rest of that line is the address.
+    /// the rest of that line is the address. Stderr goes to the test's stderr.
     pub fn start(args: &[&str], prefix: &str) -> Server {
+        Self::launch(args, &[], prefix, false, Duration::from_secs(10))
+    }
+
+    /// Like [`Server::start`], but keeps stderr for [`Server::logs`], and waits up to
+    /// `limit` for the line.
+    pub fn start_logged(args: &[&str], prefix: &str, limit: Duration) -> Server {
+        Self::launch(args, &[], prefix, true, limit)
+    }
+
+    /// Like [`Server::start_logged`], with extra environment variables.
+    pub fn start_logged_env(args: &[&str], env: &[(&str, &str)], prefix: &str) -> Server {
+        Self::launch(args, env, prefix, true, Duration::from_secs(30))
+    }
+
+    fn launch(
+        args: &[&str],
+        env: &[(&str, &str)],
+        prefix: &str,
+        capture: bool,
+        limit: Duration,
+    ) -> Server {
+        let stderr = if capture {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        };
         let mut child = synod()
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawning synod");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        let wanted = prefix.to_owned();
+        let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix(&wanted) {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
+                let _ = tx.send(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("server {args:?} did not print {prefix:?} within 10 s");
-            }
+        let logs = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            earlier: Vec::new(),
+            lines,
+            logs,
         };
-        Server { child, addr }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match server.lines.recv_timeout(left) {
+                Ok(line) => match line.strip_prefix(prefix) {
+                    Some(rest) => {
+                        server.addr = rest.trim().to_owned();
+                        return server;
+                    }
+                    None => server.earlier.push(line),
+                },
+                Err(_) => {
+                    let logs = server.logs();
+                    panic!(
+                        "server {args:?} did not print {prefix:?} within {limit:?}; stderr: {logs}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the next stdout line starting with `prefix` (skipping others)
+    /// and returns the whole line.
+    pub fn next_line(&self, prefix: &str, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if line.starts_with(prefix) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// What the server wrote on stderr so far (empty unless started with `start_logged`).
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> String {
@@ -64,11 +142,7 @@ impl Server {
 
     /// Sends a signal by name (`STOP`, `CONT`, `TERM`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -{name} failed");
+        signal_pid(self.child.id(), name);
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -95,6 +169,49 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends a signal by name (`STOP`, `CONT`, `TERM`, `KILL`) to process `pid`.
+pub fn signal_pid(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Whether process `pid` exists (a zombie counts: it has not been reaped).
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Raises this process's soft limit on open files as far as the hard limit allows (children
+/// inherit it) and returns the new soft limit, for tests that open many connections.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        limit.rlim_cur = limit.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
+/// The resident memory of process `pid` in KiB, from /proc/PID/status.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }
 
 pub fn stdout(output: &Output) -> String {

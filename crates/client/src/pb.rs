@@ -1,45 +1,117 @@
-//! The primary/backup client over TCP: the sans-IO [`Clerk`] of `synod-pbservice` plus the
-//! connections it asks for, and a pool of them behind the RESP front.
+//! The primary/backup client: the sans-IO [`Clerk`] of `synod-pbservice` plus the connections
+//! it asks for, and a pool of them so one [`PbClient`] serves concurrent callers.
 //!
-//! The clerk decides what to send where; this module only carries it. It keeps one connection
-//! to the view service and one to the primary it currently believes in, and turns
+//! The clerk decides what to send where; this module only carries it. A session keeps one
+//! connection to the view service and one to the primary it currently believes in, and turns
 //! [`RETRY_INTERVAL`] of silence (or a broken connection) into [`Clerk::on_timeout`], exactly
 //! as the simulator's driver does, so the retry logic tested there is the one that runs here.
 
-use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use synod_net::{Client, NetError};
 use synod_pbservice::{Clerk, Msg, Op, Outgoing, Step, Target, RETRY_INTERVAL};
-use synod_resp::{Backend, BackendError};
 use tokio::time::Instant;
+
+use crate::ClientError;
 
 /// Longest wait for one TCP connect + handshake (further bounded by the operation's deadline).
 const CONNECT_LIMIT: Duration = Duration::from_secs(1);
 
-/// No primary completed the operation in time; its outcome is unknown.
-#[derive(Debug)]
-pub struct Unanswered {
-    pub after: Duration,
-    /// The last connection problem seen, if any, to tell "nobody listens" from "slow".
-    pub problem: Option<String>,
+/// How long an operation keeps retrying by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of a primary/backup cluster (`synod view serve` + `synod pb serve`).
+///
+/// Each operation borrows an idle session from a pool (or makes one), so concurrent callers
+/// run concurrent operations, and the service sees as many client ids as there were
+/// operations at once, not one per operation.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), synod_client::ClientError> {
+/// let pb = synod_client::PbClient::connect("127.0.0.1:7000")?;
+/// pb.put("k", "v").await?;
+/// pb.append("k", "w").await?;
+/// assert_eq!(pb.get("k").await?, "vw");
+/// # Ok(()) }
+/// ```
+pub struct PbClient {
+    view_service: String,
+    timeout: Duration,
+    idle: Mutex<Vec<Session>>,
 }
 
-impl fmt::Display for Unanswered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no primary answered within {:?}", self.after)?;
-        match &self.problem {
-            Some(problem) => write!(f, " (last problem: {problem})"),
-            None => Ok(()),
+impl PbClient {
+    /// A client of the cluster whose view service listens at `view` (`HOST:PORT`).
+    /// Connections are opened by the first operation.
+    pub fn connect(view: impl Into<String>) -> Result<Self, ClientError> {
+        let view_service = view.into();
+        if view_service.is_empty() {
+            return Err(ClientError::NoServers);
         }
+        Ok(PbClient {
+            view_service,
+            timeout: DEFAULT_TIMEOUT,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// How long each operation keeps retrying before it fails with
+    /// [`ClientError::NoPrimary`] (default [`DEFAULT_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `key`'s value, "" if it has none.
+    pub async fn get(&self, key: impl Into<String>) -> Result<String, ClientError> {
+        self.call(Op::Get { key: key.into() }).await
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn put(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        let op = Op::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        self.call(op).await.map(drop)
+    }
+
+    /// Appends `value` to `key`'s value.
+    pub async fn append(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        let op = Op::Append {
+            key: key.into(),
+            value: value.into(),
+        };
+        self.call(op).await.map(drop)
+    }
+
+    /// Runs `op` until a primary completes it or the timeout passes. Returns the value for a
+    /// Get (empty for a missing key) and empty for a write.
+    pub async fn call(&self, op: Op) -> Result<String, ClientError> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut session = taken.unwrap_or_else(|| Session::new(self.view_service.clone()));
+        let result = session.call(op, self.timeout).await;
+        // A failed session stays usable: `Clerk::start` gives the next operation a new
+        // sequence number, leaving only the failed one's outcome unknown.
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(session);
+        result
     }
 }
 
-impl std::error::Error for Unanswered {}
-
-/// One client of the service: one operation at a time.
-pub struct TcpClerk {
+/// One client id of the service: one operation at a time.
+struct Session {
     clerk: Clerk,
     view_service: String,
     view_conn: Option<Client<Msg>>,
@@ -47,10 +119,10 @@ pub struct TcpClerk {
     server_conn: Option<(String, Client<Msg>)>,
 }
 
-impl TcpClerk {
-    /// A clerk with a fresh random client id (the service filters retries by it).
-    pub fn new(view_service: String) -> Self {
-        TcpClerk {
+impl Session {
+    /// A session with a fresh random client id (the service filters retries by it).
+    fn new(view_service: String) -> Self {
+        Session {
             clerk: Clerk::new(rand::random()),
             view_service,
             view_conn: None,
@@ -58,9 +130,7 @@ impl TcpClerk {
         }
     }
 
-    /// Runs `op` until a primary completes it or `limit` passes. Returns the value for a Get
-    /// (empty for a missing key) and empty for a write.
-    pub async fn call(&mut self, op: Op, limit: Duration) -> Result<String, Unanswered> {
+    async fn call(&mut self, op: Op, limit: Duration) -> Result<String, ClientError> {
         let deadline = Instant::now() + limit;
         let mut problem = None;
         let mut out = self.clerk.start(op);
@@ -74,7 +144,7 @@ impl TcpClerk {
             match self.clerk.on_timeout() {
                 Some(next) if Instant::now() < deadline => out = next,
                 _ => {
-                    return Err(Unanswered {
+                    return Err(ClientError::NoPrimary {
                         after: limit,
                         problem,
                     })
@@ -189,52 +259,5 @@ impl TcpClerk {
                 Ok(&mut self.server_conn.as_mut().expect("connected above").1)
             }
         }
-    }
-}
-
-/// The service as a RESP [`Backend`]: each operation borrows an idle clerk from a pool (or
-/// makes one), so concurrent RESP connections run concurrent operations, and the service sees
-/// as many client ids as there were operations at once, not one per operation.
-pub struct PbBackend {
-    view_service: String,
-    timeout: Duration,
-    idle: Mutex<Vec<TcpClerk>>,
-}
-
-impl PbBackend {
-    pub fn new(view_service: String, timeout: Duration) -> Self {
-        PbBackend {
-            view_service,
-            timeout,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    async fn call(&self, op: Op) -> Result<String, BackendError> {
-        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut clerk = taken.unwrap_or_else(|| TcpClerk::new(self.view_service.clone()));
-        let result = clerk.call(op, self.timeout).await;
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(clerk);
-        result.map_err(|e| {
-            tracing::debug!(reason = %e, "RESP operation not answered");
-            BackendError::Timeout
-        })
-    }
-}
-
-impl Backend for PbBackend {
-    async fn get(&self, key: String) -> Result<Option<String>, BackendError> {
-        self.call(Op::Get { key }).await.map(Some)
-    }
-
-    async fn put(&self, key: String, value: String) -> Result<(), BackendError> {
-        self.call(Op::Put { key, value }).await.map(drop)
-    }
-
-    async fn append(&self, key: String, value: String) -> Result<Option<u64>, BackendError> {
-        self.call(Op::Append { key, value }).await.map(|_| None)
     }
 }

@@ -1,0 +1,36 @@
+//! Why a client operation failed, in terms a caller can act on: "not applied" versus
+//! "outcome unknown".
+
+use std::time::Duration;
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The client was given no server addresses.
+    #[error("no server addresses given")]
+    NoServers,
+    /// No replica answered in time; the operation may or may not have been applied.
+    #[error("no server answered within {0:?}; the operation may or may not have been applied")]
+    Timeout(Duration),
+    /// No primary completed the operation in time; its outcome is unknown. `problem` is the
+    /// last connection problem seen, to tell "nobody listens" from "slow".
+    #[error("no primary answered within {after:?}{}", last_problem(.problem))]
+    NoPrimary {
+        after: Duration,
+        problem: Option<String>,
+    },
+    /// The server forgot this client's session (its table is bounded), so it cannot tell a
+    /// retry from a new request; the operation was not applied.
+    #[error("the server forgot this client's session; the operation was not applied")]
+    SessionExpired,
+    /// The server answered with a reply of the wrong kind for the request (a server that
+    /// disagrees with this client about the protocol); the outcome is unknown.
+    #[error("unexpected reply {0}; the operation may or may not have been applied")]
+    Unexpected(String),
+}
+
+fn last_problem(problem: &Option<String>) -> String {
+    problem
+        .as_ref()
+        .map_or_else(String::new, |p| format!(" (last problem: {p})"))
+}

@@ -1,0 +1,32 @@
+//! Typed async clients for synod's key/value services over TCP.
+//!
+//! - [`KvClient`]: the Paxos-replicated KV (`synod kv serve`). Give it every replica's
+//!   address; it tries them in turn until one answers.
+//! - [`PbClient`]: the primary/backup KV (`synod pb serve`). Give it the view service's
+//!   address; it asks the view service who the primary is.
+//!
+//! Both are *at most once*: every write carries a (client id, sequence number) and is retried
+//! under the same number until a server answers, so a retry is never applied twice. Both are
+//! cheap to share (`&self` methods): concurrent callers get separate sessions from a pool, so
+//! one client serves many tasks at once. Both also implement [`synod_resp::Backend`], which is
+//! how the servers' `--resp` fronts serve `redis-cli`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), synod_client::ClientError> {
+//! use synod_client::KvClient;
+//! let kv = KvClient::connect(["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"])?;
+//! kv.put("greeting", "hello").await?;
+//! let len = kv.append("greeting", ", world").await?;
+//! assert_eq!(len, 12);
+//! assert_eq!(kv.get("greeting").await?, "hello, world");
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod kv;
+mod pb;
+mod resp;
+
+pub use error::ClientError;
+pub use kv::KvClient;
+pub use pb::PbClient;

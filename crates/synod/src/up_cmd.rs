@@ -1,0 +1,197 @@
+//! `synod up`: a whole cluster on this machine, as child processes on loopback, in one
+//! command — the Paxos KV by default, the view service with primary/backup servers with
+//! `--pb`.
+//!
+//! What it prints on stdout, in order: one line per child once it listens
+//! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q pid N`), then `ready` once a real write
+//! and read through a Redis-protocol port worked, then a `redis-cli` hint. A child that is
+//! restarted gets its line printed again with its new pid.
+//!
+//! Supervision: a child that dies is reported on stderr and restarted with the same
+//! arguments (and so the same data directory and ports), after a delay that grows while it
+//! keeps dying at once; the others keep running. The exception is the primary/backup view
+//! service, which keeps its state in memory only: a restarted one would contradict the
+//! servers, so its death stops the cluster and `up` exits 1. A child that dies before the
+//! cluster is first ready also stops everything (exit 1): its own error on stderr says why.
+//! SIGTERM or Ctrl-C stops every child (SIGTERM, then SIGKILL after 5 s) and exits 0.
+
+mod child;
+mod layout;
+mod probe;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use synod_net::shutdown_signal;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::data_dir;
+use child::Event;
+use layout::{ChildSpec, Layout, Plan};
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Directory for the cluster: each replica's data, the ports in use (reused by a rerun
+    /// when free), and a lock so only one `up` uses it at a time.
+    #[arg(long, env = "SYNOD_DIR", default_value = "synod-data")]
+    dir: PathBuf,
+    /// Start the view service and two primary/backup servers instead of the Paxos KV
+    /// (their state is in memory: a rerun starts empty).
+    #[arg(long)]
+    pb: bool,
+    /// Number of Paxos KV replicas.
+    #[arg(long, default_value_t = 3, conflicts_with = "pb")]
+    replicas: usize,
+    /// Seconds to wait for the cluster to accept a write before giving up.
+    #[arg(long, default_value_t = 60.0)]
+    ready_timeout: f64,
+}
+
+/// Runs `up`; `log_format` is passed on to every child.
+pub fn run(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> {
+    if !(1..=9).contains(&args.replicas) {
+        bail!("--replicas must be between 1 and 9");
+    }
+    if !(args.ready_timeout.is_finite() && args.ready_timeout > 0.0) {
+        bail!("--ready-timeout must be a positive number of seconds");
+    }
+    // One thread: `up` only waits, and on Linux a child's "signal me when my parent dies"
+    // is tied to the thread that spawned it, which must live as long as `up`.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(up(args, log_format))
+}
+
+async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> {
+    let layout = if args.pb {
+        Layout::Pb
+    } else {
+        Layout::Kv {
+            replicas: args.replicas,
+        }
+    };
+    let _lock = data_dir::lock(&args.dir)?;
+    let plan = layout.plan(&args.dir)?;
+    let exe: Arc<std::path::Path> = std::env::current_exe()
+        .context("finding the synod executable")?
+        .into();
+    // Installed before anything is printed: a signal from here on stops the cluster cleanly.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+
+    let (stop, stop_rx) = watch::channel(false);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let cluster_up = Arc::new(AtomicBool::new(false));
+    let ctx = child::Context {
+        exe,
+        log_format,
+        events: events_tx,
+        stop: stop_rx,
+        cluster_up: cluster_up.clone(),
+    };
+    let mut supervisors = JoinSet::new();
+    for (index, spec) in plan.children.iter().enumerate() {
+        supervisors.spawn(child::supervise(index, spec.clone(), ctx.clone()));
+    }
+    drop(ctx);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.ready_timeout);
+
+    let outcome = tokio::select! {
+        () = &mut shutdown => Ok(ExitCode::SUCCESS),
+        outcome = async {
+            start(&plan, &mut events, deadline).await?;
+            cluster_up.store(true, Ordering::SeqCst);
+            Ok(watch_children(&plan, &mut events).await)
+        } => outcome,
+    };
+    let _ = stop.send(true);
+    while supervisors.join_next().await.is_some() {}
+    tracing::info!("every child stopped");
+    outcome
+}
+
+/// Waits for every child to listen, prints their lines, then probes and prints `ready`.
+async fn start(
+    plan: &Plan,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut pids = vec![None; plan.children.len()];
+    while pids.iter().any(Option::is_none) {
+        match events.recv().await {
+            Some(Event::Ready { index, pid }) => pids[index] = Some(pid),
+            Some(Event::Died {
+                index, pid, why, ..
+            }) => {
+                bail!(
+                    "{} (pid {pid}) {why} before the cluster was ready",
+                    plan.children[index].name
+                )
+            }
+            None => bail!("every child supervisor ended"),
+        }
+    }
+    for (spec, pid) in plan.children.iter().zip(&pids) {
+        println!("{}", line(spec, pid.unwrap_or_default()));
+    }
+    let fronts = plan.resp_addrs();
+    tokio::select! {
+        probed = probe::write_and_read(&fronts, deadline) => probed?,
+        event = events.recv() => match event {
+            Some(Event::Died { index, pid, why, .. }) => {
+                bail!("{} (pid {pid}) {why} before the cluster was ready", plan.children[index].name)
+            }
+            _ => bail!("a child restarted before the cluster was ready"),
+        },
+    }
+    println!("ready");
+    if let Some(front) = fronts.first() {
+        println!("try: redis-cli -p {}", front.port());
+    }
+    Ok(())
+}
+
+/// Reports deaths and restarts until a child dies for good (exit code 1).
+async fn watch_children(plan: &Plan, events: &mut mpsc::UnboundedReceiver<Event>) -> ExitCode {
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Ready { index, pid } => println!("{}", line(&plan.children[index], pid)),
+            Event::Died {
+                index,
+                pid,
+                why,
+                restart_in: Some(delay),
+            } => eprintln!(
+                "synod up: {} (pid {pid}) {why}; restarting it in {delay:?}",
+                plan.children[index].name
+            ),
+            Event::Died {
+                index, pid, why, ..
+            } => {
+                eprintln!(
+                    "synod up: {} (pid {pid}) {why}; it cannot be restarted, stopping the cluster",
+                    plan.children[index].name
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::FAILURE
+}
+
+/// `replica 0: peer 127.0.0.1:7000 resp 127.0.0.1:7003 pid 1234`.
+fn line(spec: &ChildSpec, pid: u32) -> String {
+    match spec.resp {
+        Some(resp) => format!("{}: peer {} resp {resp} pid {pid}", spec.name, spec.peer),
+        None => format!("{}: peer {} pid {pid}", spec.name, spec.peer),
+    }
+}

@@ -1,0 +1,340 @@
+//! `synod up` as a user runs it: a 3-replica Paxos KV cluster as child processes, loaded
+//! through the Redis protocol while replicas are SIGKILLed (and restarted by `up`) and
+//! SIGSTOPped, with the history checked for linearizability; SIGTERM stops everything with
+//! exit 0; a rerun on the same directory has the data; and hostile bytes on every port are
+//! contained, bounded in memory and logged.
+
+mod support;
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::resp::{Reply, Resp};
+use support::{alive, load, path, run, signal_pid, stderr, Server};
+
+/// A replica as `up` announced it: `replica I: peer ADDR resp ADDR pid N`.
+#[derive(Debug, Clone, PartialEq)]
+struct Replica {
+    index: usize,
+    peer: String,
+    resp: u16,
+    pid: u32,
+}
+
+fn parse_replica(line: &str) -> Replica {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let ["replica", index, "peer", peer, "resp", resp, "pid", pid] = words[..] else {
+        panic!("unexpected replica line {line:?}");
+    };
+    let port = resp.rsplit(':').next().and_then(|p| p.parse().ok());
+    Replica {
+        index: index.trim_end_matches(':').parse().expect("replica index"),
+        peer: peer.to_owned(),
+        resp: port.expect("resp port"),
+        pid: pid.parse().expect("pid"),
+    }
+}
+
+/// Starts `synod up --dir DIR` and waits for `ready`.
+fn up(dir: &std::path::Path) -> (Server, Vec<Replica>) {
+    let server = Server::start_logged(
+        &["up", "--dir", path(dir)],
+        "ready",
+        Duration::from_secs(60),
+    );
+    let replicas: Vec<Replica> = server.earlier.iter().map(|l| parse_replica(l)).collect();
+    assert_eq!(
+        replicas.len(),
+        3,
+        "lines before ready: {:?}",
+        server.earlier
+    );
+    (server, replicas)
+}
+
+/// Stops `up` with SIGTERM and checks it exits 0 and leaves none of `pids` running.
+fn stop(mut up: Server, pids: &[u32]) {
+    up.signal("TERM");
+    assert_eq!(
+        up.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        up.logs()
+    );
+    for &pid in pids {
+        assert!(!alive(pid), "child {pid} still running after up exited");
+    }
+}
+
+/// Retries GET through `port` until a value comes back, and says how long that took.
+fn time_until_read(port: u16) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let answer =
+            Resp::connect(&format!("127.0.0.1:{port}")).and_then(|mut c| c.call(&["GET", "s0"]));
+        if let Ok(Reply::Bulk(_)) = answer {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("replica on RESP port {port} did not answer a read within 20 s");
+}
+
+#[test]
+fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, replicas) = up(dir.path());
+    let fronts: Vec<u16> = replicas.iter().map(|r| r.resp).collect();
+
+    let start = Instant::now();
+    let mut restarted = None;
+    let mut history = load::run_while(4, &fronts, start, || {
+        std::thread::sleep(Duration::from_millis(700));
+        let killed = Instant::now();
+        signal_pid(replicas[1].pid, "KILL");
+        let line = cluster
+            .next_line("replica 1:", Duration::from_secs(10))
+            .expect("up restarts a killed replica");
+        let again = parse_replica(&line);
+        assert_ne!(again.pid, replicas[1].pid);
+        assert_eq!(
+            (&again.peer, again.resp),
+            (&replicas[1].peer, replicas[1].resp)
+        );
+        let restarted_after = killed.elapsed();
+        let recovery = time_until_read(again.resp);
+        eprintln!(
+            "replica 1 listening again {restarted_after:?} after SIGKILL; \
+             first read through its RESP port {recovery:?} later"
+        );
+        restarted = Some(again);
+        signal_pid(replicas[2].pid, "STOP");
+        std::thread::sleep(Duration::from_secs(2));
+        signal_pid(replicas[2].pid, "CONT");
+        std::thread::sleep(Duration::from_millis(700));
+    });
+    load::final_reads(&mut history, &fronts, 4, start);
+    load::assert_linearizable(&history, 50);
+    assert!(
+        cluster.logs().contains("replica 1 (pid"),
+        "up reports the death: {}",
+        cluster.logs()
+    );
+
+    let mut conn = Resp::connect(&format!("127.0.0.1:{}", fronts[0])).expect("connect");
+    assert_eq!(
+        conn.call(&["SET", "kept", "yes"]).expect("set"),
+        Reply::Simple("OK".into())
+    );
+    let restarted = restarted.expect("replica 1 restarted");
+    stop(cluster, &[replicas[0].pid, restarted.pid, replicas[2].pid]);
+
+    // A rerun on the same directory: same addresses, same data.
+    let (cluster, again) = up(dir.path());
+    let addrs = |rs: &[Replica]| {
+        rs.iter()
+            .map(|r| (r.peer.clone(), r.resp))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(addrs(&again), addrs(&replicas));
+    let mut conn = Resp::connect(&format!("127.0.0.1:{}", again[2].resp)).expect("connect");
+    assert_eq!(
+        conn.call(&["GET", "kept"]).expect("get"),
+        Reply::Bulk(Some("yes".into()))
+    );
+
+    // The directory is taken while this `up` runs.
+    let out = run(&["up", "--dir", path(dir.path())]);
+    assert!(!out.status.success());
+    let want = format!(
+        "data directory {} is in use by another synod process (pid {})",
+        dir.path().display(),
+        cluster.child.id()
+    );
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    let pids: Vec<u32> = again.iter().map(|r| r.pid).collect();
+    stop(cluster, &pids);
+}
+
+/// Bytes a synod client sends first: magic, protocol version 1, kind 1 (client), id 0.
+fn synod_hello() -> Vec<u8> {
+    let mut hello = b"SYND".to_vec();
+    hello.extend_from_slice(&1u16.to_le_bytes());
+    hello.push(1);
+    hello.extend_from_slice(&0u64.to_le_bytes());
+    hello
+}
+
+fn connect(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port)).expect("connecting to a port under test")
+}
+
+/// Connects, writes `bytes`, and leaves the connection open.
+fn send(port: u16, bytes: &[u8]) -> TcpStream {
+    let mut conn = connect(port);
+    // The server may close first (that is the point); a failed write is fine.
+    let _ = conn.write_all(bytes);
+    conn
+}
+
+/// Random bytes from a seeded generator (xorshift: no dependency needed for noise).
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Never the first byte of a valid hello or RESP value, so it is plainly garbage.
+            match seed as u8 {
+                b'S' | b'*' | b'$' => b'?',
+                byte => byte,
+            }
+        })
+        .collect()
+}
+
+/// A well-behaved client: a write and a read through `port` must work.
+fn serves(port: u16, value: &str) {
+    let mut conn = Resp::connect(&format!("127.0.0.1:{port}")).expect("connect");
+    assert_eq!(
+        conn.call(&["SET", "good", value]).expect("set"),
+        Reply::Simple("OK".into())
+    );
+    assert_eq!(
+        conn.call(&["GET", "good"]).expect("get"),
+        Reply::Bulk(Some(value.into()))
+    );
+}
+
+#[test]
+fn bad_input_on_every_port_is_contained_bounded_and_logged() {
+    // Two idle connections per idle client plus everything else must fit under the limit on
+    // open files, here and in the servers, which inherit it through `up`.
+    let idle_clients = ((support::raise_fd_limit().saturating_sub(200)) / 2).min(1000);
+    assert!(
+        idle_clients >= 400,
+        "too few file descriptors for this test"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, replicas) = up(dir.path());
+    let pids: Vec<u32> = replicas.iter().map(|r| r.pid).collect();
+    let before: Vec<u64> = pids.iter().map(|&pid| support::rss_kib(pid)).collect();
+    let peer_port = |r: &Replica| r.peer.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+
+    let mut held = Vec::new();
+    for r in &replicas {
+        let (peer, resp) = (peer_port(r), r.resp);
+        // Garbage.
+        held.push(send(peer, &noise(64 * 1024, 1 + r.index as u64)));
+        held.push(send(resp, &noise(100 * 1024, 7 + r.index as u64)));
+        // A valid header announcing an absurd length.
+        let mut huge = synod_hello();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        held.push(send(peer, &huge));
+        held.push(send(resp, b"*99999999999\r\n"));
+        held.push(send(resp, b"$99999999999\r\n"));
+        // Half a frame, then silence (kept open until the end).
+        let mut half = synod_hello();
+        half.extend_from_slice(&1000u32.to_le_bytes());
+        half.extend_from_slice(&[0; 10]);
+        held.push(send(peer, &half));
+        held.push(send(resp, b"*3\r\n$3\r\nSET\r\n$1\r\nk"));
+        // A request, then gone before the answer.
+        drop(send(resp, b"*3\r\n$3\r\nSET\r\n$4\r\ngone\r\n$1\r\nv\r\n"));
+        let mut cut = synod_hello();
+        cut.extend_from_slice(&40u32.to_le_bytes());
+        cut.extend_from_slice(&[1; 20]);
+        drop(send(peer, &cut));
+    }
+    // A thousand idle connections on each port of replica 0.
+    let idle: Vec<TcpStream> = (0..idle_clients)
+        .flat_map(|_| [connect(peer_port(&replicas[0])), connect(replicas[0].resp)])
+        .collect();
+
+    // Every server keeps serving the well-behaved, through every front.
+    for (i, r) in replicas.iter().enumerate() {
+        serves(r.resp, &format!("v{i}"));
+    }
+    let during: Vec<u64> = pids.iter().map(|&pid| support::rss_kib(pid)).collect();
+    drop(idle);
+    drop(held);
+    serves(replicas[0].resp, "after");
+    let after: Vec<u64> = pids.iter().map(|&pid| support::rss_kib(pid)).collect();
+    eprintln!(
+        "VmRSS KiB before {before:?}, with the bad connections open {during:?}, after {after:?}"
+    );
+    for i in 0..3 {
+        let peak = during[i].max(after[i]);
+        assert!(
+            peak < before[i] + 64 * 1024,
+            "replica {i} grew from {} KiB to {peak} KiB",
+            before[i]
+        );
+    }
+
+    // Each server said why it closed the bad connections (the lines arrive as they close).
+    let reasons = [
+        "bad magic",
+        "exceeds the limit of",
+        "in the middle of a frame",
+        "array of 99999999999 elements exceeds the limit",
+        "bulk string of 99999999999 bytes exceeds the limit",
+        "line too long",
+        "RESP client disconnected in the middle of a command",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let missing = loop {
+        let logs = cluster.logs();
+        let missing: Vec<&str> = reasons.into_iter().filter(|r| !logs.contains(r)).collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        missing.is_empty(),
+        "no log line says {missing:?}:\n{}",
+        cluster.logs()
+    );
+    stop(cluster, &pids);
+}
+
+#[test]
+fn up_pb_serves_redis_and_stops_when_its_view_service_dies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Server::start_logged(
+        &["up", "--pb", "--dir", path(dir.path())],
+        "ready",
+        Duration::from_secs(60),
+    );
+    let [view, one, two] = &cluster.earlier[..] else {
+        panic!("unexpected lines {:?}", cluster.earlier);
+    };
+    assert!(view.starts_with("view service: peer 127.0.0.1:"), "{view}");
+    let resp_port = |line: &str| -> u16 {
+        let resp = line.split_whitespace().skip_while(|w| *w != "resp").nth(1);
+        resp.and_then(|a| a.rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no resp address in {line:?}"))
+    };
+    let mut conn = Resp::connect(&format!("127.0.0.1:{}", resp_port(one))).expect("connect");
+    assert_eq!(
+        conn.call(&["SET", "k", "v"]).expect("set"),
+        Reply::Simple("OK".into())
+    );
+    let mut conn = Resp::connect(&format!("127.0.0.1:{}", resp_port(two))).expect("connect");
+    assert_eq!(
+        conn.call(&["GET", "k"]).expect("get"),
+        Reply::Bulk(Some("v".into()))
+    );
+
+    // The view service holds the only copy of the views: its death ends the cluster.
+    let view_pid: u32 = view.rsplit(' ').next().unwrap().parse().expect("pid");
+    signal_pid(view_pid, "KILL");
+    assert_eq!(cluster.wait_exit(Duration::from_secs(15)), Some(1));
+    assert!(
+        cluster.logs().contains("view service (pid"),
+        "{}",
+        cluster.logs()
+    );
+}
