@@ -26,6 +26,7 @@ mod error;
 mod kv;
 mod pb;
 mod resp;
+pub mod shardkv;
 
 pub use error::ClientError;
 pub use kv::KvClient;

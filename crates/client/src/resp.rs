@@ -5,7 +5,7 @@ use synod_resp::{Backend, BackendError};
 
 use crate::{ClientError, KvClient, PbClient};
 
-fn backend_error(e: ClientError) -> BackendError {
+pub(crate) fn backend_error(e: ClientError) -> BackendError {
     match e {
         ClientError::Timeout(_) | ClientError::NoPrimary { .. } => {
             tracing::debug!(reason = %e, "RESP operation not answered");

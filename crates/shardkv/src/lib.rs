@@ -17,9 +17,11 @@
 //!
 //! See `docs/shardkv.md` for the protocol and its limits.
 
+mod numbering;
 mod server;
 mod state;
 
+pub use numbering::{key_of, Numbering};
 pub use server::{controller_node, server_id, CtlNode, GroupServer, POLL};
 pub use state::{GroupOp, GroupState, Shard};
 

@@ -9,7 +9,7 @@ use synod_kvpaxos::KvOp;
 use synod_rsm::{Sessions, StateMachine};
 use synod_shardctl::{Config, Gid};
 
-use crate::{key2shard, ShardReply};
+use crate::{key2shard, key_of, ShardReply};
 
 /// One shard's data and the session table guarding it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,10 +69,7 @@ impl GroupState {
     }
 
     fn shard_of(&self, op: &KvOp) -> usize {
-        let key = match op {
-            KvOp::Get { key } | KvOp::Put { key, .. } | KvOp::Append { key, .. } => key,
-        };
-        key2shard(key, self.config.shards.len())
+        key2shard(key_of(op), self.config.shards.len())
     }
 
     /// Bytes of keys and values held, served and outgoing, for memory tests.

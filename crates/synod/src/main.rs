@@ -9,6 +9,8 @@ mod data_dir;
 mod kv_cmd;
 mod mr_cmd;
 mod pb_cmd;
+mod shardctl_cmd;
+mod shardkv_cmd;
 mod status_cmd;
 mod up_cmd;
 mod view_cmd;
@@ -71,6 +73,12 @@ enum Command {
     Pb(pb_cmd::PbCommand),
     /// Ask every replica of a replicated service (kv, shardctl, shardkv) for its status.
     Status(status_cmd::StatusArgs),
+    /// The shard controller: replicas, and join/leave/move/query for operators.
+    #[command(subcommand)]
+    Shardctl(shardctl_cmd::ShardctlCommand),
+    /// The sharded key/value store: group replicas, a client, a Redis-protocol front.
+    #[command(subcommand)]
+    Shardkv(shardkv_cmd::ShardkvCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -106,5 +114,7 @@ fn main() -> ExitCode {
         Command::View(cmd) => report(view_cmd::run(cmd)),
         Command::Pb(cmd) => report(pb_cmd::run(cmd)),
         Command::Status(args) => report(status_cmd::run(args)),
+        Command::Shardctl(cmd) => report(shardctl_cmd::run(cmd)),
+        Command::Shardkv(cmd) => report(shardkv_cmd::run(cmd)),
     }
 }

@@ -5,21 +5,9 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use support::{load, path, Server};
-
-/// Distinct free ports, found by binding port 0 (and releasing it just before use).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
+use support::{free_ports, load, path, Server};
 
 fn start_replica(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Server {
     let resp = format!("127.0.0.1:{resp}");

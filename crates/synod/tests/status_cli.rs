@@ -3,21 +3,11 @@
 
 mod support;
 
-use std::net::TcpListener;
-
-use support::{path, run, stderr, stdout, Server};
+use support::{free_ports, path, run, stderr, stdout, Server};
 
 #[test]
 fn status_reports_every_replica_and_says_which_are_unreachable() {
-    let ports: Vec<u16> = {
-        let listeners: Vec<TcpListener> = (0..3)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
-            .collect();
-        listeners
-            .iter()
-            .map(|l| l.local_addr().expect("local addr").port())
-            .collect()
-    };
+    let ports = free_ports(3);
     let peers = ports
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))

@@ -19,7 +19,9 @@ use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_paxos::PaxosConfig;
 use synod_rsm::RsmMsg;
 use synod_shardctl::{Config, CtlOp, CtlReply, Gid};
-use synod_shardkv::{controller_node, key2shard, server_id, GroupServer, ShardMsg, ShardReply};
+use synod_shardkv::{
+    controller_node, key2shard, server_id, GroupServer, Numbering, ShardMsg, ShardReply,
+};
 use synod_sim::{OpId, Recorder, Simulator};
 
 pub type Sim = Simulator<ShardMsg>;
@@ -104,7 +106,7 @@ impl Cluster {
         self.sim.add_node(id, move || Clerk {
             id: client,
             config: Config::initial(SHARDS),
-            seqs: BTreeMap::new(),
+            numbering: Numbering::default(),
             ctl_seq: 0,
             ctl_answered: true,
             admin_seq: 0,
@@ -270,7 +272,7 @@ struct Pending {
 pub struct Clerk {
     id: u64,
     config: Config,
-    seqs: BTreeMap<usize, u64>,
+    numbering: Numbering,
     ctl_seq: u64,
     /// Whether `ctl_seq` was answered; until then retries reuse it.
     ctl_answered: bool,
@@ -299,13 +301,8 @@ impl Clerk {
         };
         let (shard, seq, record) = match &op {
             Op::Kv(kv) => {
-                let key = match kv {
-                    KvOp::Get { key } | KvOp::Put { key, .. } | KvOp::Append { key, .. } => key,
-                };
-                let shard = key2shard(key, SHARDS);
-                let seq = self.seqs.entry(shard).or_default();
-                *seq += 1;
-                (shard, *seq, Some(self.history.invoke(self.id, input(kv))))
+                let (shard, seq) = self.numbering.next(kv, SHARDS);
+                (shard, seq, Some(self.history.invoke(self.id, input(kv))))
             }
             Op::Ctl(_) => {
                 self.admin_seq += 1;
@@ -415,14 +412,14 @@ impl Node for Clerk {
                 }
             }
             ShardMsg::Group(RsmMsg::Reply { seq, reply }) if seq == pseq && !is_ctl => {
+                if reply.shard().is_some_and(|s| s != shard) {
+                    return; // A late reply to an earlier request on another shard.
+                }
                 match reply {
-                    ShardReply::Value { shard: s, value } if s == shard => self.finish(ctx, value),
-                    ShardReply::Written { shard: s, .. } if s == shard => {
-                        self.finish(ctx, String::new())
-                    }
-                    ShardReply::WrongGroup { shard: s } if s == shard => self.send(ctx, true),
+                    ShardReply::Value { value, .. } => self.finish(ctx, value),
+                    ShardReply::Written { .. } => self.finish(ctx, String::new()),
+                    ShardReply::WrongGroup { .. } => self.send(ctx, true),
                     ShardReply::SessionExpired => panic!("client {} session expired", self.id),
-                    _ => {}
                 }
             }
             _ => {}

@@ -1,0 +1,190 @@
+//! `synod shardctl`: the shard controller — replicas, and the operator's commands (join,
+//! leave, move, query) that print the resulting configuration as JSON.
+//!
+//! Node ids over TCP: controller replica `i` (its index in `--peers`) is `NodeId(i)`, below
+//! 256; replica `i` of group `gid` is `gid << 8 | i` (see `synod_shardkv::server_id`), so the
+//! two never collide as long as gids are at least 1, which the controller enforces.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use synod_client::shardkv::CtlClient;
+use synod_net::{run_node, shutdown_signal, NodeConfig};
+use synod_node::NodeId;
+use synod_paxos::PaxosConfig;
+use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
+use synod_shardkv::controller_node;
+use synod_storage::FileStorage;
+use tokio::net::TcpListener;
+
+use crate::data_dir;
+
+/// At most this many controllers or replicas per group: an index must fit the 8 low bits
+/// of a group server's id.
+pub const MAX_REPLICAS: usize = 256;
+
+#[derive(Subcommand)]
+pub enum ShardctlCommand {
+    /// Run controller replica I, keeping its durable state in DIR.
+    Serve {
+        /// This replica's index (0-based) in --peers; it listens on that address.
+        #[arg(long, env = "SYNOD_ID")]
+        id: usize,
+        /// Every controller's address, comma-separated, the same list on every replica.
+        #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
+        peers: Vec<SocketAddr>,
+        /// Directory for the replica's durable state (created if missing, locked while
+        /// running); a replica restarted on it recovers from it.
+        #[arg(long, env = "SYNOD_DATA")]
+        data: PathBuf,
+        /// Number of shards; fixed for the cluster's life, the same on every server.
+        #[arg(long, default_value_t = DEFAULT_SHARDS)]
+        shards: usize,
+        /// The directory is empty because this replica lost its disk (see docs/paxos.md).
+        #[arg(long)]
+        rejoin: bool,
+    },
+    /// Add group GID with the given servers (the same list, in the same order, as their
+    /// --peers) and rebalance.
+    Join {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        #[arg(long)]
+        gid: Gid,
+        #[arg(long, value_delimiter = ',', required = true)]
+        servers: Vec<String>,
+    },
+    /// Remove group GID and give its shards to the others.
+    Leave {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        #[arg(long)]
+        gid: Gid,
+    },
+    /// Assign shard N to group GID.
+    Move {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        #[arg(long)]
+        shard: usize,
+        #[arg(long)]
+        gid: Gid,
+    },
+    /// Print configuration N (the latest if omitted or too large) as JSON.
+    Query {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        num: i64,
+    },
+}
+
+/// Where the controllers are, and how long to wait for them.
+#[derive(Args)]
+pub struct CtlArgs {
+    /// The controllers' addresses, comma-separated.
+    #[arg(long, env = "SYNOD_CTL", value_delimiter = ',', required = true)]
+    pub ctl: Vec<String>,
+    /// Give up after this many seconds without an answer.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+impl CtlArgs {
+    pub fn timeout(&self) -> anyhow::Result<Duration> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            bail!("--timeout must be a positive number of seconds");
+        }
+        Ok(Duration::from_secs_f64(self.timeout))
+    }
+}
+
+/// The node ids of `n` controllers.
+pub fn controller_ids(n: usize) -> anyhow::Result<Vec<NodeId>> {
+    if n > MAX_REPLICAS {
+        bail!("at most {MAX_REPLICAS} controllers");
+    }
+    Ok((0..n as u64).map(NodeId).collect())
+}
+
+pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cmd {
+            ShardctlCommand::Serve {
+                id,
+                peers,
+                data,
+                shards,
+                rejoin,
+            } => serve(id, peers, data, shards, rejoin).await,
+            ShardctlCommand::Join { ctl, gid, servers } => {
+                request(ctl, CtlOp::Join { gid, servers }).await
+            }
+            ShardctlCommand::Leave { ctl, gid } => request(ctl, CtlOp::Leave { gid }).await,
+            ShardctlCommand::Move { ctl, shard, gid } => {
+                request(ctl, CtlOp::Move { shard, gid }).await
+            }
+            ShardctlCommand::Query { ctl, num } => request(ctl, CtlOp::Query { num }).await,
+        }
+    })
+}
+
+async fn serve(
+    id: usize,
+    peers: Vec<SocketAddr>,
+    data: PathBuf,
+    shards: usize,
+    rejoin: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(&listen) = peers.get(id) else {
+        bail!(
+            "--id {id} is not an index into --peers ({} addresses)",
+            peers.len()
+        );
+    };
+    if shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    let ids = controller_ids(peers.len())?;
+    let _lock = data_dir::lock(&data)?;
+    let storage = FileStorage::open(&data)
+        .with_context(|| format!("opening controller state in {}", data.display()))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let mut config = NodeConfig::new(ids[id], listener);
+    config.peers = ids
+        .iter()
+        .copied()
+        .zip(peers.iter().copied())
+        .filter(|&(peer, _)| peer != ids[id])
+        .collect();
+    let paxos = PaxosConfig {
+        rejoin,
+        ..PaxosConfig::default()
+    };
+    let node = controller_node(ids, id, paxos, shards);
+    // Installed before the readiness line, so a signal right after it stops us gracefully.
+    let shutdown = shutdown_signal();
+    println!("shardctl replica {id} listening on {listen}");
+    tracing::info!(id, %listen, data = %data.display(), "shard controller serving");
+    run_node(node, config, Box::new(storage), shutdown).await?;
+    tracing::info!(id, "shard controller stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn request(args: CtlArgs, op: CtlOp) -> anyhow::Result<ExitCode> {
+    let timeout = args.timeout()?;
+    let mut client = CtlClient::connect(args.ctl)?.with_timeout(timeout);
+    match client.call(op).await? {
+        CtlReply::Config(config) => println!("{}", serde_json::to_string(&config)?),
+        CtlReply::Invalid(why) => bail!("refused: {why}"),
+        CtlReply::SessionExpired => bail!("session expired; the operation was not applied"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

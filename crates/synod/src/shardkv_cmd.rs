@@ -1,0 +1,209 @@
+//! `synod shardkv`: the sharded key/value store — group replicas (with an optional
+//! Redis-protocol front that routes every key to its owning group), and a command-line
+//! client. Both sides find the groups through the shard controller (`--ctl`); the client is
+//! `synod_client::shardkv::ShardKvClient`. Node ids are explained in `shardctl_cmd`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+use synod_client::shardkv::ShardKvClient;
+use synod_kvpaxos::KvOp;
+use synod_net::{run_node, shutdown_signal, NodeConfig};
+use synod_node::NodeId;
+use synod_paxos::PaxosConfig;
+use synod_shardctl::{Gid, DEFAULT_SHARDS};
+use synod_shardkv::{server_id, GroupServer, ShardReply};
+use synod_storage::FileStorage;
+use tokio::net::TcpListener;
+
+use crate::data_dir;
+use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
+
+/// Group ids must keep `gid << 8 | i` below the client id range.
+const MAX_GID: Gid = (NodeId::FIRST_CLIENT >> 8) - 1;
+
+#[derive(Subcommand)]
+pub enum ShardkvCommand {
+    /// Run replica I of group GID, keeping its durable state in DIR.
+    Serve {
+        /// The group's id (1 or more); join it with `synod shardctl join --gid GID`.
+        #[arg(long, env = "SYNOD_GID")]
+        gid: Gid,
+        /// This replica's index (0-based) in --peers; it listens on that address.
+        #[arg(long, env = "SYNOD_ID")]
+        id: usize,
+        /// The group's servers, comma-separated, the same list on every replica and in
+        /// `synod shardctl join --servers`.
+        #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
+        peers: Vec<SocketAddr>,
+        /// The controllers' addresses, comma-separated, in their --peers order.
+        #[arg(long, env = "SYNOD_CTL", value_delimiter = ',', required = true)]
+        ctl: Vec<SocketAddr>,
+        /// Directory for the replica's durable state (created if missing, locked while
+        /// running); a replica restarted on it recovers from it.
+        #[arg(long, env = "SYNOD_DATA")]
+        data: PathBuf,
+        /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address,
+        /// for every key of the cluster.
+        #[arg(long, env = "SYNOD_RESP")]
+        resp: Option<SocketAddr>,
+        /// Number of shards: the controllers' --shards.
+        #[arg(long, default_value_t = DEFAULT_SHARDS)]
+        shards: usize,
+        /// The directory is empty because this replica lost its disk (see docs/paxos.md).
+        #[arg(long)]
+        rejoin: bool,
+    },
+    /// Print KEY's value ("" if it has none).
+    Get {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        key: String,
+    },
+    /// Set KEY to VALUE.
+    Put {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        key: String,
+        value: String,
+    },
+    /// Append VALUE to KEY's value and print the new length.
+    Append {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        key: String,
+        value: String,
+    },
+}
+
+/// Where a group replica is and who it talks to.
+struct Replica {
+    gid: Gid,
+    id: usize,
+    peers: Vec<SocketAddr>,
+    ctl: Vec<SocketAddr>,
+    shards: usize,
+    rejoin: bool,
+}
+
+pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cmd {
+            ShardkvCommand::Serve {
+                gid,
+                id,
+                peers,
+                ctl,
+                data,
+                resp,
+                shards,
+                rejoin,
+            } => {
+                let replica = Replica {
+                    gid,
+                    id,
+                    peers,
+                    ctl,
+                    shards,
+                    rejoin,
+                };
+                serve(replica, data, resp).await
+            }
+            ShardkvCommand::Get { ctl, key } => request(ctl, KvOp::Get { key }).await,
+            ShardkvCommand::Put { ctl, key, value } => request(ctl, KvOp::Put { key, value }).await,
+            ShardkvCommand::Append { ctl, key, value } => {
+                request(ctl, KvOp::Append { key, value }).await
+            }
+        }
+    })
+}
+
+async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let Some(&listen) = r.peers.get(r.id) else {
+        bail!(
+            "--id {} is not an index into --peers ({} addresses)",
+            r.id,
+            r.peers.len()
+        );
+    };
+    if !(1..=MAX_GID).contains(&r.gid) {
+        bail!("--gid must be between 1 and {MAX_GID}");
+    }
+    if r.peers.len() > MAX_REPLICAS {
+        bail!("at most {MAX_REPLICAS} replicas per group");
+    }
+    if r.shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    let controllers = controller_ids(r.ctl.len())?;
+    let _lock = data_dir::lock(&data)?;
+    let storage = FileStorage::open(&data)
+        .with_context(|| format!("opening replica state in {}", data.display()))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let me = server_id(r.gid, r.id);
+    let mut config = NodeConfig::new(me, listener);
+    // Its own group and the controllers; other groups' servers are learned from
+    // configurations while running (the core calls `add_peer`).
+    let group = r
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| (server_id(r.gid, i), a));
+    config.peers = group
+        .chain(controllers.iter().copied().zip(r.ctl.iter().copied()))
+        .filter(|&(peer, _)| peer != me)
+        .collect();
+    let paxos = PaxosConfig {
+        rejoin: r.rejoin,
+        ..PaxosConfig::default()
+    };
+    let addrs = r.peers.iter().map(ToString::to_string).collect();
+    let node = GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos);
+    let front = match resp {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for RESP on {addr}"))?;
+            let client = Arc::new(ShardKvClient::connect(
+                r.ctl.iter().map(ToString::to_string),
+            )?);
+            tracing::info!(%addr, "RESP front listening");
+            Some(tokio::spawn(synod_resp::serve_resp(
+                listener,
+                client,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
+    // Installed before the readiness line, so a signal right after it stops us gracefully.
+    let shutdown = shutdown_signal();
+    let (gid, id) = (r.gid, r.id);
+    println!("shardkv {gid} replica {id} listening on {listen}");
+    tracing::info!(gid, id, node = %me, %listen, data = %data.display(), "shardkv replica serving");
+    let result = run_node(node, config, Box::new(storage), shutdown).await;
+    if let Some(front) = front {
+        front.abort();
+    }
+    result?;
+    tracing::info!(gid, id, "shardkv replica stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {
+    let timeout = args.timeout()?;
+    let client = ShardKvClient::connect(args.ctl)?.with_timeout(timeout);
+    match client.call(op).await? {
+        ShardReply::Value { value, .. } => println!("{value}"),
+        ShardReply::Written { len, .. } => println!("{len}"),
+        other => bail!("unexpected answer {other:?}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

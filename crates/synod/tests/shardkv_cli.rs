@@ -1,0 +1,301 @@
+//! A sharded cluster as real processes: three `synod shardctl serve` and two groups of three
+//! `synod shardkv serve`, loaded through the Redis-protocol fronts of all six group servers
+//! while shards move (`shardctl move`, a leave and a re-join) and one replica of each group
+//! is killed with SIGKILL and restarted from its data directory. The recorded history, with
+//! final reads through every front, must be linearizable, and writes acknowledged to the
+//! command-line client while a replica was down must survive.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{free_ports, load, path, run, stderr, stdout, Server};
+use synod_shardctl::{Config, Gid};
+use synod_shardkv::{key2shard, server_id};
+
+const SHARDS: usize = 10;
+const GIDS: [Gid; 2] = [100, 101];
+
+fn addr_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    ctl: String,
+    /// Each group's `--peers` list.
+    groups: Vec<String>,
+    /// RESP front ports, group by group.
+    fronts: Vec<u16>,
+    servers: Vec<Option<Server>>,
+    _controllers: Vec<Server>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let ports = free_ports(15);
+        let ctl = addr_list(&ports[..3]);
+        let groups = vec![addr_list(&ports[3..6]), addr_list(&ports[6..9])];
+        let dir = tempfile::tempdir().expect("temp dir");
+        let controllers = (0..3)
+            .map(|i| {
+                let data = dir.path().join(format!("ctl{i}"));
+                let id = i.to_string();
+                let args = [
+                    "shardctl",
+                    "serve",
+                    "--id",
+                    &id,
+                    "--peers",
+                    &ctl,
+                    "--data",
+                    path(&data),
+                ];
+                Server::start(&args, &format!("shardctl replica {i} listening on "))
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir,
+            ctl,
+            groups,
+            fronts: ports[9..].to_vec(),
+            servers: Vec::new(),
+            _controllers: controllers,
+        };
+        cluster.servers = (0..6).map(|n| Some(cluster.start_server(n))).collect();
+        cluster
+    }
+
+    /// Starts server `n`: replica `n % 3` of group `GIDS[n / 3]`.
+    fn start_server(&self, n: usize) -> Server {
+        let (gid, i) = (GIDS[n / 3], n % 3);
+        let data = self.dir.path().join(format!("g{gid}-{i}"));
+        let resp = format!("127.0.0.1:{}", self.fronts[n]);
+        let (gid_text, id) = (gid.to_string(), i.to_string());
+        let args = [
+            "shardkv",
+            "serve",
+            "--gid",
+            &gid_text,
+            "--id",
+            &id,
+            "--peers",
+            &self.groups[n / 3],
+            "--ctl",
+            &self.ctl,
+            "--data",
+            path(&data),
+            "--resp",
+            &resp,
+        ];
+        Server::start(&args, &format!("shardkv {gid} replica {i} listening on "))
+    }
+
+    /// SIGKILLs server `n` and returns once it is gone.
+    fn kill(&mut self, n: usize) {
+        self.servers[n].take().expect("running").kill9();
+    }
+
+    /// Restarts server `n` from its data directory and waits (polling `synod status`, up to
+    /// 10 s) until it has applied everything a live peer had applied before.
+    fn restart(&mut self, n: usize) {
+        let group: Vec<&str> = self.groups[n / 3].split(',').collect();
+        let peer = group[(n + 1) % 3];
+        let target = applied(peer).expect("a live peer answers status");
+        self.servers[n] = Some(self.start_server(n));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while applied(group[n % 3]) < Some(target) {
+            assert!(
+                Instant::now() < deadline,
+                "server {n} did not catch up to {target}"
+            );
+        }
+    }
+
+    /// `synod shardctl OP ARGS --ctl ...`, which must succeed; the configuration it prints.
+    fn shardctl(&self, op: &str, args: &[&str]) -> Config {
+        let mut all = vec!["shardctl", op, "--ctl", &self.ctl];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert!(out.status.success(), "{all:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).expect("a configuration as JSON")
+    }
+
+    fn join(&self, g: usize) -> Config {
+        let gid = GIDS[g].to_string();
+        self.shardctl("join", &["--gid", &gid, "--servers", &self.groups[g]])
+    }
+
+    /// `synod shardkv OP ARGS --ctl ...`, which must succeed; what it prints.
+    fn shardkv(&self, op: &str, args: &[&str]) -> String {
+        let mut all = vec!["shardkv", op, "--ctl", &self.ctl];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert!(out.status.success(), "{all:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+}
+
+/// The last log instance server `addr` applied, from `synod status`.
+fn applied(addr: &str) -> Option<u64> {
+    let out = run(&["status", "--servers", addr, "--timeout", "1"]);
+    stdout(&out)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("applied="))
+        .and_then(|n| n.parse().ok())
+}
+
+fn shard_of(key: &str) -> usize {
+    key2shard(key, SHARDS)
+}
+
+/// A key starting with `prefix` (which the load does not use) whose shard `gid` serves in
+/// `config`.
+fn key_served_by(config: &Config, gid: Gid, prefix: &str) -> String {
+    (0..)
+        .map(|n| format!("{prefix}{n}"))
+        .find(|k| config.shards[shard_of(k)] == gid)
+        .expect("the group serves some shard")
+}
+
+/// Moves the shard of `key` to the other group and returns how long it took until the key
+/// was served there (the new owner answers only once the shard's data has arrived).
+fn move_shard_of(cluster: &Cluster, key: &str) -> Duration {
+    let latest = cluster.shardctl("query", &[]);
+    let shard = shard_of(key);
+    let to = if latest.shards[shard] == GIDS[0] {
+        GIDS[1]
+    } else {
+        GIDS[0]
+    };
+    let started = Instant::now();
+    let moved = cluster.shardctl(
+        "move",
+        &["--shard", &shard.to_string(), "--gid", &to.to_string()],
+    );
+    assert_eq!(moved.shards[shard], to);
+    cluster.shardkv("get", &[key]);
+    started.elapsed()
+}
+
+#[test]
+fn shards_move_and_replicas_restart_under_a_redis_protocol_load() {
+    let mut cluster = Cluster::start();
+    cluster.join(0);
+    let config = cluster.join(1);
+    assert_eq!(config.num, 2);
+    for gid in GIDS {
+        assert_eq!(config.shards_of(gid).len(), SHARDS / 2, "{config:?}");
+    }
+
+    // Every server answers `synod status`, with the documented node ids.
+    let everyone = format!(
+        "{},{},{}",
+        cluster.ctl, cluster.groups[0], cluster.groups[1]
+    );
+    let status = run(&["status", "--servers", &everyone]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    for (n, line) in lines.iter().enumerate() {
+        let id = match n {
+            0..3 => n as u64,
+            _ => server_id(GIDS[(n - 3) / 3], (n - 3) % 3).0,
+        };
+        assert!(
+            line.contains(&format!("id=n{id} replica={}/3 voting", n % 3)),
+            "{line}"
+        );
+    }
+
+    let start = Instant::now();
+    let mut moves = Vec::new();
+    let mut survived = Vec::new();
+    let mut history = load::run_while(4, &cluster.fronts.clone(), start, || {
+        moves.push(("move", move_shard_of(&cluster, "s0")));
+
+        // A replica of each group killed: the other two serve, and a write acknowledged
+        // meanwhile survives the restart.
+        for (g, n) in [(0, 0), (1, 4)] {
+            cluster.kill(n);
+            let latest = cluster.shardctl("query", &[]);
+            let key = key_served_by(&latest, GIDS[g], &format!("down{n}-"));
+            cluster.shardkv("put", &[&key, &format!("while {n} was down")]);
+            survived.push((key, format!("while {n} was down")));
+            cluster.restart(n);
+        }
+
+        // Group 101 leaves (its shards go to 100) and joins again.
+        let started = Instant::now();
+        let left = cluster.shardctl("leave", &["--gid", &GIDS[1].to_string()]);
+        assert!(left.shards.iter().all(|&g| g == GIDS[0]), "{left:?}");
+        let rejoined = cluster.join(1);
+        assert_eq!(rejoined.shards_of(GIDS[1]).len(), SHARDS / 2);
+        let key = key_served_by(&rejoined, GIDS[1], "rejoined");
+        cluster.shardkv("append", &[&key, "+"]);
+        moves.push(("leave + join", started.elapsed()));
+
+        moves.push(("move", move_shard_of(&cluster, "a1")));
+    });
+    load::final_reads(&mut history, &cluster.fronts, 4, start);
+    for (what, took) in &moves {
+        eprintln!("{what} took {took:?}");
+    }
+    eprintln!(
+        "{} operations, {} acknowledged, in {:?}",
+        history.len(),
+        history.iter().filter(|op| op.ret.is_some()).count(),
+        start.elapsed()
+    );
+    load::assert_linearizable(&history, 50);
+    for (key, value) in survived {
+        assert_eq!(cluster.shardkv("get", &[&key]), value, "{key}");
+    }
+
+    // The restarted replicas answer status as voting members again.
+    let restarted = format!(
+        "{},{}",
+        cluster.groups[0].split(',').next().expect("replica 0"),
+        cluster.groups[1].split(',').nth(1).expect("replica 1"),
+    );
+    let status = run(&["status", "--servers", &restarted]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert_eq!(
+        stdout(&status).matches("voting").count(),
+        2,
+        "{}",
+        stdout(&status)
+    );
+}
+
+#[test]
+fn the_client_times_out_with_a_clear_error_when_no_controller_answers() {
+    let nobody = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let started = Instant::now();
+    let out = run(&["shardkv", "get", "--ctl", &nobody, "--timeout", "0.5", "k"]);
+    assert!(!out.status.success(), "a get with no cluster succeeded");
+    assert!(
+        stderr(&out).contains("no server answered within"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let out = run(&[
+        "shardctl",
+        "move",
+        "--ctl",
+        &nobody,
+        "--shard",
+        "0",
+        "--gid",
+        "1",
+        "--timeout",
+        "0.3",
+    ]);
+    assert!(!out.status.success());
+}
