@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own `*_cmd` module with a clap definition and a `run`
 //! function; this file only parses, sets up logging and reports errors.
 
+mod bench_cmd;
 mod check_cmd;
 mod counter_cmd;
 mod data_dir;
@@ -73,6 +74,8 @@ enum Command {
     Pb(pb_cmd::PbCommand),
     /// Ask every replica of a replicated service (kv, shardctl, shardkv) for its status.
     Status(status_cmd::StatusArgs),
+    /// Measure throughput and latency of synod's KV against etcd and Redis, closed loop.
+    Bench(bench_cmd::BenchArgs),
     /// The shard controller: replicas, and join/leave/move/query for operators.
     #[command(subcommand)]
     Shardctl(shardctl_cmd::ShardctlCommand),
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         Command::View(cmd) => report(view_cmd::run(cmd)),
         Command::Pb(cmd) => report(pb_cmd::run(cmd)),
         Command::Status(args) => report(status_cmd::run(args)),
+        Command::Bench(args) => report(bench_cmd::run(args)),
         Command::Shardctl(cmd) => report(shardctl_cmd::run(cmd)),
         Command::Shardkv(cmd) => report(shardkv_cmd::run(cmd)),
     }

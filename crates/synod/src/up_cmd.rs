@@ -15,9 +15,9 @@
 //! cluster is first ready also stops everything (exit 1): its own error on stderr says why.
 //! SIGTERM or Ctrl-C stops every child (SIGTERM, then SIGKILL after 5 s) and exits 0.
 
-mod child;
-mod layout;
-mod probe;
+pub(crate) mod child;
+pub(crate) mod layout;
+pub(crate) mod probe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -159,16 +159,16 @@ fn spawn(spec: &ChildSpec, ctx: &Context) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-/// Resolves once the child prints a line starting with `prefix`; errs if its stdout closes
+/// Resolves once the child prints a line containing `ready`; errs if its stdout closes
 /// first. Keeps draining stdout afterwards so the child never blocks on a full pipe.
-fn watch_stdout(stdout: Option<ChildStdout>, prefix: String) -> oneshot::Receiver<()> {
+fn watch_stdout(stdout: Option<ChildStdout>, ready: String) -> oneshot::Receiver<()> {
     let (tx, rx) = oneshot::channel();
     if let Some(stdout) = stdout {
         tokio::spawn(async move {
             let mut tx = Some(tx);
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with(&prefix) {
+                if line.contains(&ready) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(());
                     }

@@ -28,7 +28,8 @@ pub struct ChildSpec {
     pub name: String,
     /// The `synod` arguments that run it.
     pub args: Vec<String>,
-    /// The start of the stdout line by which it says it is listening.
+    /// Text in the stdout line by which it says it is listening (the start of it for synod's
+    /// own servers; somewhere in a log line for Redis and etcd, which `synod bench` runs).
     pub ready: String,
     /// Its address for the other servers (and for native clients).
     pub peer: SocketAddr,
@@ -142,11 +143,11 @@ impl Layout {
     }
 }
 
-fn strings(args: &[&str]) -> Vec<String> {
+pub(crate) fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
-fn path_arg(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn path_arg(path: &Path) -> anyhow::Result<String> {
     match path.to_str() {
         Some(text) => Ok(text.to_owned()),
         None => bail!("the cluster directory {} is not UTF-8", path.display()),
@@ -155,7 +156,7 @@ fn path_arg(path: &Path) -> anyhow::Result<String> {
 
 /// The ports recorded in `record` if there are `n` and all are free now, else `n` fresh free
 /// ones (recorded for next time).
-fn ports(record: &Path, n: usize) -> anyhow::Result<Vec<u16>> {
+pub(crate) fn ports(record: &Path, n: usize) -> anyhow::Result<Vec<u16>> {
     let recorded: Option<Vec<u16>> = match std::fs::read_to_string(record) {
         Ok(text) => match serde_json::from_str::<Vec<u16>>(&text) {
             Ok(ports) if ports.len() == n => Some(ports),

@@ -4,10 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use synod_resp::{encode, parse, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use anyhow::bail;
+use synod_bench::RespConn;
+use synod_resp::Value;
 use tokio::time::Instant;
 
 /// The key the probe writes (its value is a fresh random number each time).
@@ -40,33 +39,17 @@ pub async fn write_and_read(fronts: &[SocketAddr], deadline: Instant) -> anyhow:
 }
 
 async fn round_trip(front: SocketAddr) -> anyhow::Result<()> {
-    let mut conn = TcpStream::connect(front)
-        .await
-        .with_context(|| format!("connecting to {front}"))?;
+    let mut conn = RespConn::connect(&front.to_string()).await?;
     let nonce = rand::random::<u64>().to_string();
-    let mut buf = Vec::new();
-    match call(&mut conn, &mut buf, &["SET", PROBE_KEY, &nonce]).await? {
+    match conn
+        .call(&[b"SET", PROBE_KEY.as_bytes(), nonce.as_bytes()])
+        .await?
+    {
         Value::Simple(ok) if ok == "OK" => {}
         other => bail!("{front}: SET answered {other:?}"),
     }
-    match call(&mut conn, &mut buf, &["GET", PROBE_KEY]).await? {
+    match conn.call(&[b"GET", PROBE_KEY.as_bytes()]).await? {
         Value::Bulk(Some(value)) if value == nonce.as_bytes() => Ok(()),
         other => bail!("{front}: GET answered {other:?}, not the value just written"),
-    }
-}
-
-async fn call(conn: &mut TcpStream, buf: &mut Vec<u8>, args: &[&str]) -> anyhow::Result<Value> {
-    let mut out = Vec::new();
-    let parts = args.iter().map(|a| Value::bulk(a.as_bytes())).collect();
-    encode(&Value::Array(Some(parts)), &mut out);
-    conn.write_all(&out).await?;
-    loop {
-        if let Some((value, used)) = parse(buf)? {
-            buf.drain(..used);
-            return Ok(value);
-        }
-        if conn.read_buf(buf).await? == 0 {
-            bail!("connection closed");
-        }
     }
 }

@@ -1,0 +1,82 @@
+//! A minimal async Redis-protocol client — one connection, one command at a time — over
+//! `synod_resp`'s encoder and parser, for Redis itself and for synod's `--resp` fronts
+//! (`synod up`'s readiness probe uses it too).
+
+use synod_resp::{encode, parse, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{BenchError, Store};
+
+/// One connection to a Redis-protocol server.
+pub struct RespConn {
+    stream: TcpStream,
+    /// Bytes read but not yet parsed.
+    buf: Vec<u8>,
+    /// The encoded command, kept to reuse its allocation.
+    out: Vec<u8>,
+}
+
+impl RespConn {
+    /// Connects to `addr` (`HOST:PORT`).
+    pub async fn connect(addr: &str) -> Result<RespConn, BenchError> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| {
+            BenchError::Io(std::io::Error::new(
+                e.kind(),
+                format!("connecting to {addr}: {e}"),
+            ))
+        })?;
+        // One small command at a time: waiting to coalesce writes would only add latency.
+        stream.set_nodelay(true)?;
+        Ok(RespConn {
+            stream,
+            buf: Vec::new(),
+            out: Vec::new(),
+        })
+    }
+
+    /// Sends one command and returns its reply; an error reply is returned as a value.
+    pub async fn call(&mut self, args: &[&[u8]]) -> Result<Value, BenchError> {
+        self.out.clear();
+        let parts = args.iter().map(|a| Value::bulk(*a)).collect();
+        encode(&Value::Array(Some(parts)), &mut self.out);
+        self.stream.write_all(&self.out).await?;
+        loop {
+            if let Some((value, used)) =
+                parse(&self.buf).map_err(|e| BenchError::Resp(e.to_string()))?
+            {
+                self.buf.drain(..used);
+                return Ok(value);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(BenchError::Resp("the server closed the connection".into()));
+            }
+        }
+    }
+}
+
+impl Store for RespConn {
+    async fn get(&mut self, key: &str) -> Result<(), BenchError> {
+        match self.call(&[b"GET", key.as_bytes()]).await? {
+            Value::Bulk(_) => Ok(()),
+            other => Err(unexpected("GET", other)),
+        }
+    }
+
+    async fn put(&mut self, key: &str, value: &str) -> Result<(), BenchError> {
+        match self
+            .call(&[b"SET", key.as_bytes(), value.as_bytes()])
+            .await?
+        {
+            Value::Simple(ok) if ok == "OK" => Ok(()),
+            other => Err(unexpected("SET", other)),
+        }
+    }
+}
+
+fn unexpected(command: &str, reply: Value) -> BenchError {
+    match reply {
+        Value::Error(message) => BenchError::Resp(format!("{command} failed: {message}")),
+        other => BenchError::Resp(format!("{command} answered {other:?}")),
+    }
+}

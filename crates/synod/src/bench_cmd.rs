@@ -1,0 +1,376 @@
+//! `synod bench`: closed-loop load against synod's Paxos KV (native client and Redis
+//! protocol), etcd and Redis, with one line per target and a comparison table at the end.
+//!
+//! By default it starts what it measures, in temporary directories on loopback: a 3-replica
+//! synod cluster, a 3-member etcd cluster and one Redis (append-only file, fsync on every
+//! write), so every target syncs each write to disk before answering. `--servers`,
+//! `--resp`, `--etcd` and `--redis` measure running servers instead. A tool that is not
+//! installed is reported as skipped. Everything started is stopped at the end, also on an
+//! error or Ctrl-C. The load loop and the clients are the `synod-bench` crate.
+
+mod local;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use synod_bench::{
+    parse_duration, table, EtcdConn, KvStore, Limit, RespConn, Row, Store, Summary, Workload,
+};
+use synod_client::KvClient;
+
+use local::Local;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// What to measure, comma-separated, in this order; the first is the baseline of the
+    /// ratios. `all` is synod-kv,synod-kv-resp,etcd,redis (those not installed are skipped).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    targets: Vec<TargetArg>,
+    /// Concurrent clients, each with one operation outstanding at a time.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How long to measure each run (a number and a unit: 500ms, 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    duration: Duration,
+    /// Measure this many operations per run instead of a duration.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Measure each target this many times; the table shows the medians.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
+    /// How long to run the load unmeasured first, per run.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    warmup: Duration,
+    /// Bytes per key.
+    #[arg(long, default_value_t = 16)]
+    key_size: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Number of distinct keys, picked uniformly (all are written once before a run with
+    /// gets, so gets find values).
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Fraction of operations that are gets, 0 to 1 (the rest are puts).
+    #[arg(long, default_value_t = 0.5)]
+    read_ratio: f64,
+    /// Use a running synod cluster for synod-kv: its replicas' peer addresses.
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Use a running synod cluster for synod-kv-resp: its RESP addresses.
+    #[arg(long, value_delimiter = ',')]
+    resp: Vec<String>,
+    /// Use a running Redis (HOST:PORT) instead of starting one.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Use a running etcd cluster: its client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum TargetArg {
+    SynodKv,
+    SynodKvResp,
+    Etcd,
+    Redis,
+    All,
+}
+
+/// The servers behind targets: synod-kv and synod-kv-resp share one synod cluster.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Synod,
+    Etcd,
+    Redis,
+}
+
+impl TargetArg {
+    fn name(self) -> &'static str {
+        match self {
+            TargetArg::SynodKv => "synod-kv",
+            TargetArg::SynodKvResp => "synod-kv-resp",
+            TargetArg::Etcd => "etcd",
+            TargetArg::Redis => "redis",
+            TargetArg::All => "all",
+        }
+    }
+
+    fn service(self) -> Service {
+        match self {
+            TargetArg::Etcd => Service::Etcd,
+            TargetArg::Redis => Service::Redis,
+            _ => Service::Synod,
+        }
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let workload = Workload {
+        clients: args.clients,
+        key_size: args.key_size,
+        value_size: args.value_size,
+        keys: args.keys,
+        read_ratio: args.read_ratio,
+        limit: args.ops.map_or(Limit::Duration(args.duration), Limit::Ops),
+        warmup: args.warmup,
+    };
+    workload.validate()?;
+    let targets = expand(&args.targets);
+    // The synod servers it starts would otherwise log every connection into the report.
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    let exe = std::env::current_exe().context("finding the synod executable")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut running = Running::default();
+        let shutdown = synod_net::shutdown_signal();
+        let outcome = tokio::select! {
+            () = shutdown => None,
+            done = bench(&args, &workload, &targets, &exe, &mut running) => Some(done),
+        };
+        running.stop_all().await;
+        match outcome {
+            None => {
+                eprintln!("synod bench: interrupted; every server it started is stopped");
+                Ok(ExitCode::from(130))
+            }
+            Some((rows, failed)) => {
+                println!();
+                print!("{}", table(&rows));
+                Ok(if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+        }
+    })
+}
+
+/// The targets in order, `all` expanded, each once.
+fn expand(args: &[TargetArg]) -> Vec<TargetArg> {
+    let every = [
+        TargetArg::SynodKv,
+        TargetArg::SynodKvResp,
+        TargetArg::Etcd,
+        TargetArg::Redis,
+    ];
+    let mut targets = Vec::new();
+    for &arg in args {
+        let items: &[TargetArg] = if arg == TargetArg::All {
+            &every
+        } else {
+            &[arg]
+        };
+        for &t in items {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+    }
+    targets
+}
+
+/// The services started so far, kept outside the benchmark's future so that they are
+/// stopped gracefully even when Ctrl-C cuts the benchmark short.
+#[derive(Default)]
+struct Running(Vec<(Service, Local)>);
+
+impl Running {
+    fn get(&mut self, service: Service) -> Option<&mut Local> {
+        self.0
+            .iter_mut()
+            .find(|(s, _)| *s == service)
+            .map(|(_, l)| l)
+    }
+
+    async fn stop(&mut self, service: Service) {
+        if let Some(i) = self.0.iter().position(|(s, _)| *s == service) {
+            self.0.remove(i).1.stop().await;
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for (_, local) in self.0.drain(..) {
+            local.stop().await;
+        }
+    }
+}
+
+/// Runs every target in order; returns the table's rows and whether one failed.
+async fn bench(
+    args: &BenchArgs,
+    workload: &Workload,
+    targets: &[TargetArg],
+    exe: &Path,
+    running: &mut Running,
+) -> (Vec<Row>, bool) {
+    let limit = match workload.limit {
+        Limit::Duration(d) => format!("{d:?} measured"),
+        Limit::Ops(n) => format!("{n} operations measured"),
+    };
+    let runs = match args.runs {
+        1 => "one run per target".to_string(),
+        n => format!("median of {n} runs per target"),
+    };
+    println!(
+        "synod bench: {} clients, {}-byte keys, {}-byte values, {} keys, read ratio {}, {limit} after {:?} of warm-up, {}",
+        workload.clients, workload.key_size, workload.value_size, workload.keys, workload.read_ratio, workload.warmup, runs
+    );
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for (i, &target) in targets.iter().enumerate() {
+        let (outcome, setup) = match measure(args, workload, target, exe, running).await {
+            Ok((summary, setup)) => (Ok(summary), setup),
+            Err(Skip::NotInstalled(tool)) => (
+                Err("skipped (not installed)".to_string()),
+                format!("`{tool}` not found on PATH"),
+            ),
+            Err(Skip::Failed(e)) => {
+                failed = true;
+                (Err(format!("failed: {e:#}")), String::new())
+            }
+        };
+        match &outcome {
+            Ok(summary) => println!("{}: {}", target.name(), summary.line()),
+            Err(why) => println!("{}: {why}", target.name()),
+        }
+        let later = &targets[i + 1..];
+        if !later.iter().any(|t| t.service() == target.service()) {
+            running.stop(target.service()).await;
+        }
+        rows.push(Row {
+            target: target.name().into(),
+            outcome,
+            setup,
+        });
+    }
+    (rows, failed)
+}
+
+/// Why a target has no figures.
+enum Skip {
+    NotInstalled(&'static str),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Skip {
+    fn from(e: anyhow::Error) -> Self {
+        Skip::Failed(e)
+    }
+}
+
+/// Starts (or finds) the target's servers and runs the workload on them `--runs` times;
+/// returns the medians and how the target was set up.
+async fn measure(
+    args: &BenchArgs,
+    workload: &Workload,
+    target: TargetArg,
+    exe: &Path,
+    running: &mut Running,
+) -> Result<(Summary, String), Skip> {
+    let service = target.service();
+    let external = match target {
+        TargetArg::SynodKv => args.servers.clone(),
+        TargetArg::SynodKvResp => args.resp.clone(),
+        TargetArg::Etcd => args.etcd.clone(),
+        _ => args.redis.iter().cloned().collect(),
+    };
+    let (addrs, setup) = if external.is_empty() {
+        if running.get(service).is_none() {
+            let local = match service {
+                Service::Synod => local::synod(exe).await,
+                Service::Etcd => local::etcd(&program("etcd")?).await,
+                Service::Redis => local::redis(&program("redis-server")?).await,
+            };
+            let local = local.with_context(|| format!("starting {}", target.name()))?;
+            running.0.push((service, local));
+        }
+        let local = running.get(service).expect("started above");
+        let children = &local.plan.children;
+        let addrs: Vec<String> = match target {
+            TargetArg::SynodKvResp => local
+                .plan
+                .resp_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            _ => children.iter().map(|c| c.peer.to_string()).collect(),
+        };
+        let setup = match service {
+            Service::Synod if target == TargetArg::SynodKv => "3 replicas, fsync on, native client",
+            Service::Synod => "3 replicas, fsync on, Redis protocol",
+            Service::Etcd => "3 members, fsync on, v3 JSON gateway",
+            Service::Redis => "1 server, appendfsync always",
+        };
+        (addrs, setup.to_string())
+    } else {
+        let setup = format!("running at {}", external.join(","));
+        (external, setup)
+    };
+    let mut runs = Vec::with_capacity(args.runs.into());
+    for run in 1..=args.runs {
+        let measured = once(workload, target, &addrs).await;
+        if let Some(death) = running.get(service).and_then(Local::death) {
+            return Err(Skip::Failed(anyhow::anyhow!("{death} during the run")));
+        }
+        let summary = measured?;
+        if args.runs > 1 {
+            println!(
+                "{} run {run}/{}: {}",
+                target.name(),
+                args.runs,
+                summary.line()
+            );
+        }
+        runs.push(summary);
+    }
+    Ok((Summary::median(&runs), setup))
+}
+
+/// One measured run of `workload` on `target`'s servers at `addrs`.
+async fn once(workload: &Workload, target: TargetArg, addrs: &[String]) -> anyhow::Result<Summary> {
+    let clients = workload.clients;
+    match target {
+        TargetArg::SynodKv => {
+            let kv = Arc::new(KvClient::connect(addrs.to_vec()).context("connecting to synod")?);
+            run_load(workload, vec![KvStore(kv); clients]).await
+        }
+        TargetArg::Etcd => {
+            let mut conns = Vec::with_capacity(clients);
+            for i in 0..clients {
+                let addr = &addrs[i % addrs.len()];
+                conns.push(EtcdConn::connect(addr).await?);
+            }
+            run_load(workload, conns).await
+        }
+        _ => {
+            let mut conns = Vec::with_capacity(clients);
+            for i in 0..clients {
+                let addr = &addrs[i % addrs.len()];
+                conns.push(RespConn::connect(addr).await?);
+            }
+            run_load(workload, conns).await
+        }
+    }
+}
+
+async fn run_load<S: Store>(workload: &Workload, stores: Vec<S>) -> anyhow::Result<Summary> {
+    let measurement = synod_bench::run(workload, stores).await?;
+    Ok(Summary::of(&measurement))
+}
+
+/// The installed program `name`, or the reason to skip its target.
+fn program(name: &'static str) -> Result<PathBuf, Skip> {
+    local::installed(name).ok_or(Skip::NotInstalled(name))
+}
