@@ -1,6 +1,6 @@
 //! `synod up`: a whole cluster on this machine, as child processes on loopback, in one
 //! command — the Paxos KV by default, the view service with primary/backup servers with
-//! `--pb`.
+//! `--pb`, shard controllers and two joined replica groups with `--sharded`.
 //!
 //! What it prints on stdout, in order: one line per child once it listens
 //! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q pid N`), then `ready` once a real write
@@ -34,7 +34,9 @@ use tokio::time::Instant;
 
 use crate::data_dir;
 use child::Event;
-use layout::{ChildSpec, Layout, Plan};
+use layout::{ChildSpec, Layout, Plan, ShardedSetup};
+use synod_client::shardkv::CtlClient;
+use synod_shardctl::{CtlOp, CtlReply};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -46,8 +48,12 @@ pub struct UpArgs {
     /// (their state is in memory: a rerun starts empty).
     #[arg(long)]
     pb: bool,
+    /// Start 3 shard controllers and 2 groups of 3 sharded-KV servers, joined, instead of the
+    /// Paxos KV.
+    #[arg(long, conflicts_with = "pb")]
+    sharded: bool,
     /// Number of Paxos KV replicas.
-    #[arg(long, default_value_t = 3, conflicts_with = "pb")]
+    #[arg(long, default_value_t = 3, conflicts_with_all = ["pb", "sharded"])]
     replicas: usize,
     /// Seconds to wait for the cluster to accept a write before giving up.
     #[arg(long, default_value_t = 60.0)]
@@ -74,6 +80,8 @@ pub fn run(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> {
 async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> {
     let layout = if args.pb {
         Layout::Pb
+    } else if args.sharded {
+        Layout::Sharded
     } else {
         Layout::Kv {
             replicas: args.replicas,
@@ -144,8 +152,14 @@ async fn start(
         println!("{}", line(spec, pid.unwrap_or_default()));
     }
     let fronts = plan.resp_addrs();
+    let setup_and_probe = async {
+        if let Some(sharded) = &plan.sharded {
+            join_groups(sharded, deadline).await?;
+        }
+        probe::write_and_read(&fronts, deadline).await
+    };
     tokio::select! {
-        probed = probe::write_and_read(&fronts, deadline) => probed?,
+        probed = setup_and_probe => probed?,
         event = events.recv() => match event {
             Some(Event::Died { index, pid, why, .. }) => {
                 bail!("{} (pid {pid}) {why} before the cluster was ready", plan.children[index].name)
@@ -156,6 +170,25 @@ async fn start(
     println!("ready");
     if let Some(front) = fronts.first() {
         println!("try: redis-cli -p {}", front.port());
+    }
+    Ok(())
+}
+
+/// Joins every group of a sharded cluster to its controllers. A rerun joins them again,
+/// which the controller treats as a no-op, so this is safe every time `up` starts.
+async fn join_groups(sharded: &ShardedSetup, deadline: Instant) -> anyhow::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut ctl =
+        CtlClient::connect(sharded.controllers.iter().map(ToString::to_string))?.with_timeout(left);
+    for (gid, servers) in &sharded.groups {
+        let servers = servers.iter().map(ToString::to_string).collect();
+        match ctl.call(CtlOp::Join { gid: *gid, servers }).await {
+            Ok(CtlReply::Invalid(why)) => {
+                bail!("the controllers refused to join group {gid}: {why}")
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e).with_context(|| format!("joining group {gid}")),
+        }
     }
     Ok(())
 }

@@ -338,3 +338,53 @@ fn up_pb_serves_redis_and_stops_when_its_view_service_dies() {
         cluster.logs()
     );
 }
+
+#[test]
+fn up_sharded_joins_both_groups_and_any_front_serves_any_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = Server::start_logged(
+        &["up", "--sharded", "--dir", path(dir.path())],
+        "ready",
+        Duration::from_secs(60),
+    );
+    let lines = &cluster.earlier;
+    assert_eq!(lines.len(), 3 + 2 * 3, "lines before ready: {lines:?}");
+    assert!(
+        lines[0].starts_with("controller 0: peer 127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[8].starts_with("group 101 replica 2: peer "),
+        "{lines:?}"
+    );
+    let fronts: Vec<String> = lines[3..]
+        .iter()
+        .map(|l| {
+            let resp = l.split_whitespace().skip_while(|w| *w != "resp").nth(1);
+            resp.unwrap_or_else(|| panic!("no resp address in {l:?}"))
+                .to_owned()
+        })
+        .collect();
+    // Ten keys spread over the shards of both groups: written through a server of group
+    // 100, read back through a server of group 101, so each front routes to the owner.
+    let (mut writer, mut reader) = (
+        Resp::connect(&fronts[0]).expect("connect"),
+        Resp::connect(&fronts[5]).expect("connect"),
+    );
+    for k in 0..10 {
+        let (key, value) = (format!("key{k}"), format!("value{k}"));
+        assert_eq!(
+            writer.call(&["SET", &key, &value]).expect("set"),
+            Reply::Simple("OK".into())
+        );
+        assert_eq!(
+            reader.call(&["GET", &key]).expect("get"),
+            Reply::Bulk(Some(value))
+        );
+    }
+    let pids: Vec<u32> = lines
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().expect("pid"))
+        .collect();
+    stop(cluster, &pids);
+}

@@ -130,7 +130,7 @@ pub async fn synod(exe: &Path) -> anyhow::Result<Local> {
 /// One Redis with an append-only file fsynced on every write, as synod and etcd sync.
 pub async fn redis(program: &Path) -> anyhow::Result<Local> {
     let dir = temp_dir("redis")?;
-    let port = ports(&dir.path().join("ports.json"), 1)?[0];
+    let port = ports(&dir.path().join("ports.json"), 1, false)?[0];
     let addr = loopback(port);
     let spec = ChildSpec {
         name: "redis".into(),
@@ -155,6 +155,7 @@ pub async fn redis(program: &Path) -> anyhow::Result<Local> {
     };
     let plan = Plan {
         children: vec![spec],
+        sharded: None,
     };
     Local::start(program, plan, dir).await
 }
@@ -163,7 +164,7 @@ pub async fn redis(program: &Path) -> anyhow::Result<Local> {
 /// client address.
 pub async fn etcd(program: &Path) -> anyhow::Result<Local> {
     let dir = temp_dir("etcd")?;
-    let ports = ports(&dir.path().join("ports.json"), 6)?;
+    let ports = ports(&dir.path().join("ports.json"), 6, false)?;
     let url = |i: usize| format!("http://{}", loopback(ports[i]));
     let cluster: Vec<String> = (0..3).map(|i| format!("m{i}={}", url(3 + i))).collect();
     let cluster = cluster.join(",");
@@ -203,7 +204,15 @@ pub async fn etcd(program: &Path) -> anyhow::Result<Local> {
             restartable: false,
         });
     }
-    Local::start(program, Plan { children }, dir).await
+    Local::start(
+        program,
+        Plan {
+            children,
+            sharded: None,
+        },
+        dir,
+    )
+    .await
 }
 
 /// The installed program `name` on `PATH`, if any.

@@ -1,8 +1,8 @@
 //! What `synod up` starts: the cluster layouts, the child processes each one needs, and the
 //! ports they listen on, recorded in the cluster directory so a rerun finds them again.
 //!
-//! A new layout (the sharded KV, say) is a new [`Layout`] variant with its [`Layout::plan`]
-//! arm: the supervisor, the printing and the readiness probe work on any [`Plan`].
+//! A new layout is a new [`Layout`] variant with its [`Layout::plan`] arm: the supervisor, the
+//! printing and the readiness probe work on any [`Plan`].
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,17 @@ pub enum Layout {
     Kv { replicas: usize },
     /// The view service and two primary/backup servers, each server with a RESP port.
     Pb,
+    /// [`CONTROLLERS`] shard controllers and the groups of [`GROUPS`], each of
+    /// [`GROUP_SIZE`] sharded-KV replicas with a RESP port; `up` joins the groups.
+    Sharded,
 }
+
+/// Shard controllers of `up --sharded`.
+pub const CONTROLLERS: usize = 3;
+/// Replica groups of `up --sharded` (their gids).
+pub const GROUPS: [u64; 2] = [100, 101];
+/// Replicas per group of `up --sharded`.
+pub const GROUP_SIZE: usize = 3;
 
 /// One child process of the cluster.
 #[derive(Debug, Clone)]
@@ -44,6 +54,16 @@ pub struct ChildSpec {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub children: Vec<ChildSpec>,
+    /// What a sharded cluster needs done once its processes listen.
+    pub sharded: Option<ShardedSetup>,
+}
+
+/// The groups a sharded cluster joins to its controllers before it is ready.
+#[derive(Debug, Clone)]
+pub struct ShardedSetup {
+    pub controllers: Vec<SocketAddr>,
+    /// Each group's gid and its servers' addresses.
+    pub groups: Vec<(u64, Vec<SocketAddr>)>,
 }
 
 impl Plan {
@@ -59,6 +79,7 @@ impl Layout {
         match self {
             Layout::Kv { .. } => "ports-kv.json",
             Layout::Pb => "ports-pb.json",
+            Layout::Sharded => "ports-sharded.json",
         }
     }
 
@@ -66,18 +87,24 @@ impl Layout {
         match self {
             Layout::Kv { replicas } => 2 * replicas,
             Layout::Pb => 5,
+            // A peer port per controller, a peer and a RESP port per group replica.
+            Layout::Sharded => CONTROLLERS + 2 * GROUPS.len() * GROUP_SIZE,
         }
     }
 
     /// The children to start for a cluster in `dir`, on ports recorded there when they are
     /// free (so a rerun keeps the addresses clients know) and on fresh free ports otherwise.
     pub fn plan(&self, dir: &Path) -> anyhow::Result<Plan> {
-        let ports = ports(&dir.join(self.ports_file()), self.ports_needed())?;
+        // The controllers of a sharded cluster remember its servers' addresses in their
+        // configurations, so those addresses cannot change between runs.
+        let fixed = matches!(self, Layout::Sharded);
+        let ports = ports(&dir.join(self.ports_file()), self.ports_needed(), fixed)?;
         let addr = |i: usize| SocketAddr::from((HOST, ports[i]));
+        let mut sharded = None;
         let children = match *self {
             Layout::Kv { replicas } => {
-                let peers: Vec<String> = (0..replicas).map(|i| addr(i).to_string()).collect();
-                let peers = peers.join(",");
+                let addrs: Vec<SocketAddr> = (0..replicas).map(addr).collect();
+                let peers = join_addrs(&addrs);
                 let mut children = Vec::with_capacity(replicas);
                 for i in 0..replicas {
                     let data = path_arg(&dir.join(format!("replica-{i}")))?;
@@ -138,9 +165,83 @@ impl Layout {
                 }
                 children
             }
+            Layout::Sharded => {
+                let controllers: Vec<SocketAddr> = (0..CONTROLLERS).map(addr).collect();
+                let ctl = join_addrs(&controllers);
+                let mut children = Vec::new();
+                for (i, &peer) in controllers.iter().enumerate() {
+                    let data = path_arg(&dir.join(format!("controller-{i}")))?;
+                    children.push(ChildSpec {
+                        name: format!("controller {i}"),
+                        args: strings(&[
+                            "shardctl",
+                            "serve",
+                            "--id",
+                            &i.to_string(),
+                            "--peers",
+                            &ctl,
+                            "--data",
+                            &data,
+                        ]),
+                        ready: format!("shardctl replica {i} listening on"),
+                        peer,
+                        resp: None,
+                        restartable: true,
+                    });
+                }
+                let replicas = GROUPS.len() * GROUP_SIZE;
+                let mut groups = Vec::new();
+                for (g, &gid) in GROUPS.iter().enumerate() {
+                    let first = CONTROLLERS + g * GROUP_SIZE;
+                    let servers: Vec<SocketAddr> = (first..first + GROUP_SIZE).map(addr).collect();
+                    let peers = join_addrs(&servers);
+                    for (i, &peer) in servers.iter().enumerate() {
+                        let data = path_arg(&dir.join(format!("group-{gid}-{i}")))?;
+                        let resp = addr(first + replicas + i);
+                        children.push(ChildSpec {
+                            name: format!("group {gid} replica {i}"),
+                            args: strings(&[
+                                "shardkv",
+                                "serve",
+                                "--gid",
+                                &gid.to_string(),
+                                "--id",
+                                &i.to_string(),
+                                "--peers",
+                                &peers,
+                                "--ctl",
+                                &ctl,
+                                "--data",
+                                &data,
+                                "--resp",
+                                &resp.to_string(),
+                            ]),
+                            ready: format!("shardkv {gid} replica {i} listening on"),
+                            peer,
+                            resp: Some(resp),
+                            restartable: true,
+                        });
+                    }
+                    groups.push((gid, servers));
+                }
+                sharded = Some(ShardedSetup {
+                    controllers,
+                    groups,
+                });
+                children
+            }
         };
-        Ok(Plan { children })
+        Ok(Plan { children, sharded })
     }
+}
+
+/// `HOST:PORT,HOST:PORT,...`, the form every `--peers` and `--ctl` flag takes.
+fn join_addrs(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub(crate) fn strings(args: &[&str]) -> Vec<String> {
@@ -155,8 +256,9 @@ pub(crate) fn path_arg(path: &Path) -> anyhow::Result<String> {
 }
 
 /// The ports recorded in `record` if there are `n` and all are free now, else `n` fresh free
-/// ones (recorded for next time).
-pub(crate) fn ports(record: &Path, n: usize) -> anyhow::Result<Vec<u16>> {
+/// ones (recorded for next time) — unless `fixed`, for a cluster that must keep its
+/// addresses, where recorded ports in use are an error.
+pub(crate) fn ports(record: &Path, n: usize, fixed: bool) -> anyhow::Result<Vec<u16>> {
     let recorded: Option<Vec<u16>> = match std::fs::read_to_string(record) {
         Ok(text) => match serde_json::from_str::<Vec<u16>>(&text) {
             Ok(ports) if ports.len() == n => Some(ports),
@@ -179,6 +281,13 @@ pub(crate) fn ports(record: &Path, n: usize) -> anyhow::Result<Vec<u16>> {
             .collect();
         if busy.is_empty() {
             return Ok(ports);
+        }
+        if fixed {
+            bail!(
+                "recorded ports {busy:?} (in {}) are in use, and this cluster must restart on \
+                 the same ports: free them and try again",
+                record.display()
+            );
         }
         eprintln!("synod up: recorded ports {busy:?} are in use; choosing new ports");
     }
