@@ -1,4 +1,4 @@
-//! Baseline throughput and latency of a 3-replica kvpaxos cluster on loopback, with fsync
+//! Throughput and latency of a 3-replica kvpaxos cluster on loopback, with fsync
 //! on (file storage in temporary directories), at 1, 16 and 64 concurrent clients, puts and
 //! gets measured separately. Each figure is the median of several runs; the ratio column
 //! compares ops/s with the single-client run of the same kind, measured in the same run.

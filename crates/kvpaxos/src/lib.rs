@@ -1,8 +1,9 @@
 //! A key/value store replicated with Paxos: Get, Put and Append, linearizable, at most once.
 //!
 //! Every replica ([`KvReplica`]) is a [`synod_rsm::Rsm`] over the state machine [`KvState`]:
-//! a client request — Gets included — becomes a log entry that the replica proposes for the
-//! next free Paxos instance; every replica applies the decided instances in order, so all of
+//! a client request — Gets included — becomes a log entry (batched with others when many
+//! arrive together, and proposed by the current leader when there is one); every replica
+//! applies the decided instances in order, so all of
 //! them go through the same sequence of states, and a replica answers a client only once the
 //! client's operation has been applied. A replica in a minority partition cannot get anything
 //! decided, so it answers nothing, and in particular never a stale read.

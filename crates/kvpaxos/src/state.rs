@@ -17,6 +17,11 @@ pub struct KvState {
 }
 
 impl KvState {
+    /// A Get's answer ("" for a missing key, as in the course).
+    fn value(&self, key: &str) -> KvReply {
+        KvReply::Value(self.data.get(key).cloned().unwrap_or_default())
+    }
+
     /// Bytes of keys and values held, for memory tests.
     pub fn data_bytes(&self) -> usize {
         self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
@@ -30,7 +35,7 @@ impl StateMachine for KvState {
 
     fn apply(&mut self, _at: u64, op: &KvOp) -> KvReply {
         match op {
-            KvOp::Get { key } => KvReply::Value(self.data.get(key).cloned().unwrap_or_default()),
+            KvOp::Get { key } => self.value(key),
             KvOp::Put { key, value } => {
                 self.data.insert(key.clone(), value.clone());
                 KvReply::Written {
@@ -63,5 +68,12 @@ impl StateMachine for KvState {
 
     fn reindex(&mut self) {
         self.sessions.reindex();
+    }
+
+    fn read(&self, op: &KvOp) -> Option<KvReply> {
+        match op {
+            KvOp::Get { key } => Some(self.value(key)),
+            KvOp::Put { .. } | KvOp::Append { .. } => None,
+        }
     }
 }

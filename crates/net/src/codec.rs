@@ -34,7 +34,8 @@ use synod_node::NodeId;
 pub const MAGIC: [u8; 4] = *b"SYND";
 /// The wire protocol version this build speaks. Bump it on any incompatible change to the
 /// handshake, the framing, or the encoding of shared message types.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: Paxos gained the stable-leader and read-barrier messages.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.
@@ -245,11 +246,14 @@ mod tests {
         let err = decode_hello(&mut BytesMut::from(&bytes[..6])).unwrap_err();
         assert!(matches!(
             err,
-            FrameError::UnsupportedVersion { ours: 1, theirs: 9 }
+            FrameError::UnsupportedVersion {
+                ours: PROTOCOL_VERSION,
+                theirs: 9
+            }
         ));
         assert_eq!(
             err.to_string(),
-            "unsupported protocol version 9 (this build speaks 1)"
+            format!("unsupported protocol version 9 (this build speaks {PROTOCOL_VERSION})")
         );
     }
 

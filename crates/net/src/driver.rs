@@ -22,6 +22,10 @@
 //! Sending never blocks the node: frames are encoded here and `try_send` to bounded
 //! per-destination queues, dropping on overflow (the protocols tolerate loss; a node stuck
 //! behind one slow receiver would not be tolerated by anyone).
+//!
+//! Group commit: after one input the loop also handles whatever else is already in the
+//! inbox (up to [`BURST`] events), holding every outgoing frame; then it makes the storage
+//! durable with one sync and only then releases the frames (see [`crate::commit`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -42,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
 use crate::codec::encode_frame;
+use crate::commit::GroupCommit;
 use crate::config::NetOptions;
 use crate::link::{run_link, LinkTarget};
 
@@ -61,6 +66,10 @@ pub(crate) enum Event<M> {
     },
 }
 
+/// Most inbox events handled before the storage is synced and held frames are released:
+/// bounds how long a busy inbox can delay every answer.
+const BURST: usize = 256;
+
 pub(crate) struct Driver<M> {
     id: NodeId,
     start: Instant,
@@ -70,7 +79,9 @@ pub(crate) struct Driver<M> {
     timer_seq: u64,
     to_self: VecDeque<M>,
     rng: StdRng,
-    storage: Box<dyn Storage + Send>,
+    storage: GroupCommit,
+    /// Frames sent during the current burst, released once the storage is synced.
+    held: Vec<(NodeId, Bytes)>,
     peers: BTreeMap<NodeId, SocketAddr>,
     links: BTreeMap<NodeId, mpsc::Sender<Bytes>>,
     link_tasks: JoinSet<()>,
@@ -94,7 +105,8 @@ impl<M: Serialize> Driver<M> {
             timer_seq: 0,
             to_self: VecDeque::new(),
             rng: StdRng::from_entropy(),
-            storage,
+            storage: GroupCommit::new(storage),
+            held: Vec::new(),
             peers,
             links: BTreeMap::new(),
             link_tasks: JoinSet::new(),
@@ -115,6 +127,7 @@ impl<M: Serialize> Driver<M> {
     ) {
         tokio::pin!(shutdown);
         node.on_start(self);
+        self.release();
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             tokio::select! {
@@ -132,18 +145,49 @@ impl<M: Serialize> Driver<M> {
                         node.on_message(self, me, msg);
                     }
                 }
-                event = inbox.recv() => match event {
-                    Some(Event::Message { from, msg }) => node.on_message(self, from, msg),
-                    Some(Event::ClientUp { id, outbox }) => {
-                        self.clients.insert(id, outbox);
-                    }
-                    Some(Event::ClientDown { id }) => {
-                        self.clients.remove(&id);
-                    }
+                event = inbox.recv() => {
                     // Every sender is gone: only possible once the server is shutting down.
-                    None => return,
-                },
+                    let Some(event) = event else {
+                        self.release();
+                        return;
+                    };
+                    self.handle(node, event);
+                    for _ in 1..BURST {
+                        match inbox.try_recv() {
+                            Ok(event) => self.handle(node, event),
+                            Err(_) => break,
+                        }
+                    }
+                }
             }
+            self.release();
+        }
+    }
+
+    fn handle<N: Node<Msg = M>>(&mut self, node: &mut N, event: Event<M>) {
+        match event {
+            Event::Message { from, msg } => node.on_message(self, from, msg),
+            Event::ClientUp { id, outbox } => {
+                self.clients.insert(id, outbox);
+            }
+            Event::ClientDown { id } => {
+                self.clients.remove(&id);
+            }
+        }
+    }
+
+    /// End of a burst: one sync for everything the node asked to make durable, then the
+    /// frames it sent meanwhile. If the sync fails they are dropped: they may promise what
+    /// the disk does not hold (and the node's next storage call fails, so it stops).
+    fn release(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        match self.storage.commit() {
+            Ok(()) => {
+                for (to, frame) in held {
+                    self.route(to, frame);
+                }
+            }
+            Err(e) => warn!(reason = %e, dropped = held.len(), "storage sync failed"),
         }
     }
 
@@ -161,7 +205,8 @@ impl<M: Serialize> Driver<M> {
             warn!("peer links did not flush in time; dropping what they hold");
         }
         self.link_tasks.shutdown().await;
-        self.storage.sync()
+        self.storage.sync()?;
+        self.storage.commit()
     }
 
     /// The queue to peer `to`, starting its link on first use.
@@ -181,6 +226,24 @@ impl<M: Serialize> Driver<M> {
         }
         self.links.get(&to)
     }
+
+    /// Puts a frame on the queue to `to` (a client connection or a peer link).
+    fn route(&mut self, to: NodeId, frame: Bytes) {
+        let queue = if to.is_client() {
+            self.clients.get(&to)
+        } else {
+            let link = self.link(to);
+            if link.is_none() {
+                warn!(%to, "dropping message to a peer with no configured address");
+            }
+            link
+        };
+        match queue.map(|q| q.try_send(frame)) {
+            None | Some(Ok(())) => {}
+            Some(Err(TrySendError::Full(_))) => debug!(%to, "send queue full; dropping message"),
+            Some(Err(TrySendError::Closed(_))) => debug!(%to, "destination gone; dropping message"),
+        }
+    }
 }
 
 impl<M: Serialize> Context<M> for Driver<M> {
@@ -197,26 +260,9 @@ impl<M: Serialize> Context<M> for Driver<M> {
             self.to_self.push_back(msg);
             return;
         }
-        let frame = match encode_frame(&msg, self.opts.max_frame) {
-            Ok(frame) => frame,
-            Err(e) => {
-                warn!(%to, reason = %e, "dropping outbound message");
-                return;
-            }
-        };
-        let queue = if to.is_client() {
-            self.clients.get(&to)
-        } else {
-            let link = self.link(to);
-            if link.is_none() {
-                warn!(%to, "dropping message to a peer with no configured address");
-            }
-            link
-        };
-        match queue.map(|q| q.try_send(frame)) {
-            None | Some(Ok(())) => {}
-            Some(Err(TrySendError::Full(_))) => debug!(%to, "send queue full; dropping message"),
-            Some(Err(TrySendError::Closed(_))) => debug!(%to, "destination gone; dropping message"),
+        match encode_frame(&msg, self.opts.max_frame) {
+            Ok(frame) => self.held.push((to, frame)),
+            Err(e) => warn!(%to, reason = %e, "dropping outbound message"),
         }
     }
 
@@ -231,8 +277,13 @@ impl<M: Serialize> Context<M> for Driver<M> {
     }
 
     fn add_peer(&mut self, id: NodeId, addr: &str) {
-        if id.is_client() || id == self.id {
-            warn!(%id, "ignoring an address for a client id or for this node itself");
+        // Cores that learn a whole membership list (a shard configuration) include
+        // themselves; that is routine, not worth a warning.
+        if id == self.id {
+            return;
+        }
+        if id.is_client() {
+            warn!(%id, "ignoring an address for a client id");
             return;
         }
         let addr: SocketAddr = match addr.parse() {
@@ -253,6 +304,6 @@ impl<M: Serialize> Context<M> for Driver<M> {
     }
 
     fn storage(&mut self) -> &mut dyn Storage {
-        &mut *self.storage
+        &mut self.storage
     }
 }

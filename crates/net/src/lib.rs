@@ -20,6 +20,7 @@
 
 mod client;
 pub mod codec;
+mod commit;
 mod config;
 mod conn;
 mod driver;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use synod_net::codec::{encode_frame, encode_hello, Hello, MAGIC};
-use synod_net::{run_node, Client, NetError, NetOptions, NodeConfig};
+use synod_net::{run_node, Client, NetError, NetOptions, NodeConfig, PROTOCOL_VERSION};
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_storage::MemStorage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -372,13 +372,11 @@ async fn wrong_magic_is_rejected() {
 #[tokio::test]
 async fn wrong_version_is_rejected_naming_both_versions() {
     let mut hello = client_hello();
-    hello[4..6].copy_from_slice(&2u16.to_le_bytes());
-    assert_rejected(
-        &hello,
-        false,
-        "unsupported protocol version 2 (this build speaks 1)",
-    )
-    .await;
+    let newer = PROTOCOL_VERSION + 1;
+    hello[4..6].copy_from_slice(&newer.to_le_bytes());
+    let reason =
+        format!("unsupported protocol version {newer} (this build speaks {PROTOCOL_VERSION})");
+    assert_rejected(&hello, false, &reason).await;
 }
 
 #[tokio::test]
@@ -497,7 +495,7 @@ async fn a_client_meeting_another_version_gets_a_clear_error() {
     let fake = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut hello = encode_hello(Hello::Peer(NodeId(1)));
-        hello[4..6].copy_from_slice(&2u16.to_le_bytes());
+        hello[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
         socket.write_all(&hello).await.unwrap();
         // Hold the socket open until the client has judged the handshake and hung up.
         let _ = socket.read_to_end(&mut Vec::new()).await;
@@ -505,7 +503,10 @@ async fn a_client_meeting_another_version_gets_a_clear_error() {
     let err = Client::<Msg>::connect(addr, WAIT).await.err().unwrap();
     assert_eq!(
         err.to_string(),
-        "unsupported protocol version 2 (this build speaks 1)"
+        format!(
+            "unsupported protocol version {} (this build speaks {PROTOCOL_VERSION})",
+            PROTOCOL_VERSION + 1
+        )
     );
     fake.await.unwrap();
 }

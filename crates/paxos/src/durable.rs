@@ -31,6 +31,10 @@ pub(crate) enum Record<V> {
     Joined {
         horizon: Option<u64>,
     },
+    /// Promised `ballot` in every instance (to a peer that wants to lead).
+    PromiseAll {
+        ballot: Ballot,
+    },
 }
 
 /// The acceptor and learner state of one instance.
@@ -60,6 +64,8 @@ pub struct PaxosState<V> {
     pub done_below: Vec<u64>,
     pub max: Option<u64>,
     pub membership: Membership,
+    /// The ballot promised for every instance (multi-Paxos phase 1).
+    pub promised_all: Ballot,
 }
 
 /// Whether a peer takes part in instances as an acceptor.

@@ -11,6 +11,15 @@
 //! | [`Paxos::min`] | one more than the smallest `done` over all peers; everything below is forgotten and freed |
 //! | [`Paxos::max`] | the highest instance this peer knows of |
 //!
+//! Beyond the course, a stable leader (multi-Paxos): [`Paxos::campaign`] runs phase 1 once
+//! for every instance from a given one on; while [`Paxos::leading`], `start` skips straight
+//! to the accept phase. The embedder decides when to campaign (typically when
+//! [`Paxos::leader`] has not been heard from for a while); leadership only serves liveness,
+//! safety never depends on it.
+//!
+//! Read barriers ([`Paxos::read_barrier`], [`Paxos::barrier`]) tell an application how far
+//! to apply the log before answering a read that is not logged itself.
+//!
 //! # Guarantees
 //!
 //! - **Safety** under any mix of message loss, duplication, delay, reordering, partitions and
@@ -35,9 +44,11 @@
 //! in its snapshot next to the Paxos state. [`PaxosNode`] is the simplest embedding: a node
 //! that is nothing but a Paxos peer.
 
+mod barrier;
 mod durable;
 mod instance;
 mod io;
+mod lead;
 mod msg;
 mod node;
 mod peer;
@@ -50,7 +61,7 @@ use serde::Serialize;
 
 pub use durable::{AcceptorState, Membership, PaxosState};
 pub use io::{Embed, PaxosIo};
-pub use msg::{Ballot, PaxosMsg};
+pub use msg::{Ballot, PaxosMsg, Vote};
 pub use node::PaxosNode;
 pub use peer::Paxos;
 

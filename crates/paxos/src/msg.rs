@@ -60,6 +60,52 @@ pub enum PaxosMsg<V> {
     JoinQuery { done: u64 },
     /// Answer to `JoinQuery`: the highest instance the sender knows of (`None`: none yet).
     JoinInfo { max: Option<u64>, done: u64 },
+    /// Multi-Paxos phase 1a, from a peer that wants to lead: please promise `ballot` for
+    /// every instance, and report your votes in instances `from` and above.
+    PrepareAll {
+        ballot: Ballot,
+        from: u64,
+        done: u64,
+    },
+    /// Promised `ballot` for every instance; `votes` are the sender's votes and decisions in
+    /// the instances from `from` on, `max` the highest instance it knows of.
+    PromiseAll {
+        ballot: Ballot,
+        votes: Vec<(u64, Vote<V>)>,
+        max: Option<u64>,
+        done: u64,
+    },
+    /// Refusal of a `PrepareAll` for `ballot`: the sender promised `promised`, which is higher.
+    RejectAll {
+        ballot: Ballot,
+        promised: Ballot,
+        done: u64,
+    },
+    /// From the leader with `ballot`, periodically: it is alive (for elections only, never
+    /// for safety). `done_all` is the `done_below` the leader heard from each peer, `max`
+    /// the highest instance it knows of (a follower that missed the last decisions learns
+    /// that there is something to catch up on).
+    Heartbeat {
+        ballot: Ballot,
+        done: u64,
+        done_all: Vec<u64>,
+        max: Option<u64>,
+    },
+    /// For read barrier `id`: what is the highest instance you know of?
+    ReadQuery { id: u64, done: u64 },
+    /// Answer to `ReadQuery`.
+    ReadMax {
+        id: u64,
+        max: Option<u64>,
+        done: u64,
+    },
+}
+
+/// An acceptor's knowledge of one instance, reported to a peer that wants to lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Vote<V> {
+    Accepted(Ballot, V),
+    Decided(V),
 }
 
 impl<V> PaxosMsg<V> {
@@ -75,7 +121,13 @@ impl<V> PaxosMsg<V> {
             | PaxosMsg::AlreadyDecided { done, .. }
             | PaxosMsg::Forgotten { done, .. }
             | PaxosMsg::JoinQuery { done }
-            | PaxosMsg::JoinInfo { done, .. } => *done,
+            | PaxosMsg::JoinInfo { done, .. }
+            | PaxosMsg::PrepareAll { done, .. }
+            | PaxosMsg::PromiseAll { done, .. }
+            | PaxosMsg::RejectAll { done, .. }
+            | PaxosMsg::Heartbeat { done, .. }
+            | PaxosMsg::ReadQuery { done, .. }
+            | PaxosMsg::ReadMax { done, .. } => *done,
         }
     }
 
@@ -90,7 +142,14 @@ impl<V> PaxosMsg<V> {
             | PaxosMsg::Decided { seq, .. }
             | PaxosMsg::AlreadyDecided { seq, .. }
             | PaxosMsg::Forgotten { seq, .. } => Some(*seq),
-            PaxosMsg::JoinQuery { .. } | PaxosMsg::JoinInfo { .. } => None,
+            PaxosMsg::JoinQuery { .. }
+            | PaxosMsg::JoinInfo { .. }
+            | PaxosMsg::PrepareAll { .. }
+            | PaxosMsg::PromiseAll { .. }
+            | PaxosMsg::RejectAll { .. }
+            | PaxosMsg::Heartbeat { .. }
+            | PaxosMsg::ReadQuery { .. }
+            | PaxosMsg::ReadMax { .. } => None,
         }
     }
 
@@ -102,6 +161,9 @@ impl<V> PaxosMsg<V> {
                 | PaxosMsg::Accept { .. }
                 | PaxosMsg::Decided { .. }
                 | PaxosMsg::JoinQuery { .. }
+                | PaxosMsg::PrepareAll { .. }
+                | PaxosMsg::Heartbeat { .. }
+                | PaxosMsg::ReadQuery { .. }
         )
     }
 }

@@ -7,27 +7,39 @@ use std::time::Duration;
 use rand::Rng;
 use synod_node::NodeId;
 
+use crate::barrier::Barriers;
 use crate::durable::{AcceptorState, Membership, PaxosState, Record};
 use crate::instance::{Instance, Phase, Proposer};
 use crate::io::PaxosIo;
+use crate::lead::Lead;
 use crate::msg::{Ballot, PaxosMsg};
 use crate::{Fate, PaxosConfig, PaxosError, Value};
 
 /// One Paxos peer. See the crate documentation for the protocol and its guarantees.
 #[derive(Debug)]
 pub struct Paxos<V> {
-    peers: Vec<NodeId>,
-    me: usize,
-    config: PaxosConfig,
+    pub(crate) peers: Vec<NodeId>,
+    pub(crate) me: usize,
+    pub(crate) config: PaxosConfig,
     /// This life's ballot nonce (see [`Ballot`]).
-    nonce: u64,
-    instances: BTreeMap<u64, Instance<V>>,
+    pub(crate) nonce: u64,
+    pub(crate) instances: BTreeMap<u64, Instance<V>>,
     /// Instances this peer is proposing in and has not seen decided.
-    proposing: BTreeSet<u64>,
-    done_below: Vec<u64>,
+    pub(crate) proposing: BTreeSet<u64>,
+    pub(crate) done_below: Vec<u64>,
     min: u64,
-    max: Option<u64>,
-    membership: Membership,
+    pub(crate) max: Option<u64>,
+    /// The acceptor's promise for every instance (see [`crate::lead`]); an instance's
+    /// effective promise is the higher of this and its own.
+    pub(crate) promised_all: Ballot,
+    /// This peer's campaign or leadership.
+    pub(crate) lead: Option<Lead<V>>,
+    /// The highest leader ballot heard of, and when.
+    pub(crate) leader_seen: Option<(Ballot, Duration)>,
+    /// Highest round seen in a refused campaign, so the next one beats it.
+    pub(crate) seen_round: u64,
+    pub(crate) barriers: Barriers,
+    pub(crate) membership: Membership,
     /// While rejoining: when to (re)send the query, whether it was sent yet, and the answers.
     join_query_at: Duration,
     join_asked: bool,
@@ -38,7 +50,7 @@ pub struct Paxos<V> {
     records: usize,
     record_bytes: usize,
     lagging: Option<NodeId>,
-    failed: Option<String>,
+    pub(crate) failed: Option<String>,
 }
 
 /// How long a rejoining peer waits between rounds of `JoinQuery`.
@@ -59,6 +71,11 @@ impl<V: Value> Paxos<V> {
             done_below: vec![0; n],
             min: 0,
             max: None,
+            promised_all: Ballot::default(),
+            lead: None,
+            leader_seen: None,
+            seen_round: 0,
+            barriers: Barriers::default(),
             membership: Membership::Rejoining,
             join_query_at: Duration::ZERO,
             join_asked: false,
@@ -88,6 +105,7 @@ impl<V: Value> Paxos<V> {
         if inst.acceptor.decided.is_some() || inst.proposer.is_some() {
             return;
         }
+        let proposed = value.clone();
         inst.proposer = Some(Proposer {
             value,
             phase: Phase::Idle,
@@ -97,7 +115,15 @@ impl<V: Value> Paxos<V> {
         });
         self.proposing.insert(seq);
         self.reweigh(seq);
-        self.begin_round(io, seq);
+        match self.fast_ballot(seq) {
+            Some(ballot) => {
+                if let Some(p) = self.proposer(seq) {
+                    p.retry_at = now + p.backoff;
+                }
+                self.accept_phase(io, seq, ballot, proposed);
+            }
+            None => self.begin_round(io, seq),
+        }
     }
 
     /// What this peer knows about instance `seq`, without asking anyone.
@@ -154,6 +180,7 @@ impl<V: Value> Paxos<V> {
             self.config.clone(),
         );
         self.nonce = io.rng().next_u64();
+        self.barriers = Barriers::starting_at(io.rng().next_u64());
         if let Some(state) = state {
             self.load(state)?;
         }
@@ -220,6 +247,29 @@ impl<V: Value> Paxos<V> {
                 if let Some(p) = self.proposer(seq) {
                     p.highest_round = p.highest_round.max(promised.round);
                 }
+                self.outbid(promised);
+            }
+            PaxosMsg::PrepareAll { ballot, from, .. } => {
+                self.on_prepare_all(io, peer, ballot, from)
+            }
+            PaxosMsg::PromiseAll {
+                ballot, votes, max, ..
+            } => self.on_promise_all(io, peer, ballot, votes, max),
+            PaxosMsg::RejectAll { promised, .. } => {
+                self.seen_round = self.seen_round.max(promised.round);
+                self.outbid(promised);
+            }
+            PaxosMsg::Heartbeat {
+                ballot,
+                done_all,
+                max,
+                ..
+            } => {
+                self.saw_leader(io, ballot);
+                self.learn_done(&done_all);
+                if let Some(m) = max {
+                    self.see(m);
+                }
             }
             PaxosMsg::Forgotten { seq, .. } => {
                 if matches!(self.status(seq), Fate::Pending) {
@@ -237,6 +287,8 @@ impl<V: Value> Paxos<V> {
                 io.send(from, reply);
             }
             PaxosMsg::JoinInfo { max, .. } => self.on_join_info(io, peer, max),
+            PaxosMsg::ReadQuery { id, .. } => self.on_read_query(io, peer, id),
+            PaxosMsg::ReadMax { id, max, .. } => self.on_read_max(peer, id, max),
         }
     }
 
@@ -260,6 +312,8 @@ impl<V: Value> Paxos<V> {
             }
             self.try_join(io);
         }
+        self.lead_tick(io);
+        self.barrier_tick(io);
         let due: Vec<u64> = self
             .proposing
             .iter()
@@ -353,6 +407,7 @@ impl<V: Value> Paxos<V> {
             done_below: self.done_below.clone(),
             max: self.max,
             membership: self.membership,
+            promised_all: self.promised_all,
         }
     }
 
@@ -368,7 +423,8 @@ impl<V: Value> Paxos<V> {
         let Some(p) = inst.proposer.as_mut() else {
             return;
         };
-        let round = p.highest_round.max(inst.acceptor.promised.round) + 1;
+        let promised = inst.acceptor.promised.max(self.promised_all);
+        let round = p.highest_round.max(promised.round) + 1;
         p.highest_round = round;
         let ballot = Ballot {
             round,
@@ -439,12 +495,7 @@ impl<V: Value> Paxos<V> {
     /// Moves to the accept phase once a majority promised.
     fn after_promise(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
         let majority = self.majority();
-        let votes = self.votes(seq);
-        let me = self.me;
-        let Some(inst) = self.instances.get_mut(&seq) else {
-            return;
-        };
-        let Some(p) = inst.proposer.as_mut() else {
+        let Some(p) = self.proposer(seq) else {
             return;
         };
         let Phase::Preparing {
@@ -463,8 +514,29 @@ impl<V: Value> Paxos<V> {
             Some((_, v)) => v,
             None => p.value.clone(),
         };
+        self.accept_phase(io, seq, ballot, value);
+    }
+
+    /// Phase 2 of `seq` under `ballot` with `value`: votes locally (durably) if allowed, asks
+    /// the others.
+    pub(crate) fn accept_phase(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        seq: u64,
+        ballot: Ballot,
+        value: V,
+    ) {
+        let votes = self.votes(seq);
+        let me = self.me;
+        let promised_all = self.promised_all;
+        let Some(inst) = self.instances.get_mut(&seq) else {
+            return;
+        };
+        let Some(p) = inst.proposer.as_mut() else {
+            return;
+        };
         let mut accepts = BTreeSet::new();
-        let local = votes && ballot >= inst.acceptor.promised;
+        let local = votes && ballot >= inst.acceptor.promised.max(promised_all);
         if local {
             inst.acceptor.promised = ballot;
             inst.acceptor.accepted = Some((ballot, value.clone()));
@@ -564,9 +636,10 @@ impl<V: Value> Paxos<V> {
             return;
         }
         let done = self.my_done();
+        let promised_all = self.promised_all;
         let inst = self.instances.entry(seq).or_default();
-        if ballot < inst.acceptor.promised {
-            let promised = inst.acceptor.promised;
+        let promised = inst.acceptor.promised.max(promised_all);
+        if ballot < promised {
             io.send(
                 self.peers[peer],
                 PaxosMsg::Reject {
@@ -610,9 +683,10 @@ impl<V: Value> Paxos<V> {
             return;
         }
         let done = self.my_done();
+        let promised_all = self.promised_all;
         let inst = self.instances.entry(seq).or_default();
-        if ballot < inst.acceptor.promised {
-            let promised = inst.acceptor.promised;
+        let promised = inst.acceptor.promised.max(promised_all);
+        if ballot < promised {
             io.send(
                 self.peers[peer],
                 PaxosMsg::Reject {
@@ -637,7 +711,7 @@ impl<V: Value> Paxos<V> {
         io.send(self.peers[peer], PaxosMsg::Accepted { seq, ballot, done });
     }
 
-    fn learn(&mut self, io: &mut dyn PaxosIo<V>, seq: u64, value: V) {
+    pub(crate) fn learn(&mut self, io: &mut dyn PaxosIo<V>, seq: u64, value: V) {
         if seq < self.min {
             return;
         }
@@ -694,22 +768,22 @@ impl<V: Value> Paxos<V> {
 
     // ---- helpers ---------------------------------------------------------------------------
 
-    fn votes(&self, seq: u64) -> bool {
+    pub(crate) fn votes(&self, seq: u64) -> bool {
         match self.membership {
             Membership::Rejoining => false,
             Membership::Voting { horizon } => horizon.is_none_or(|h| seq > h),
         }
     }
 
-    fn majority(&self) -> usize {
+    pub(crate) fn majority(&self) -> usize {
         self.peers.len() / 2 + 1
     }
 
-    fn my_done(&self) -> u64 {
+    pub(crate) fn my_done(&self) -> u64 {
         self.done_below[self.me]
     }
 
-    fn others(&self) -> Vec<NodeId> {
+    pub(crate) fn others(&self) -> Vec<NodeId> {
         self.peers
             .iter()
             .enumerate()
@@ -718,11 +792,11 @@ impl<V: Value> Paxos<V> {
             .collect()
     }
 
-    fn see(&mut self, seq: u64) {
+    pub(crate) fn see(&mut self, seq: u64) {
         self.max = self.max.max(Some(seq));
     }
 
-    fn proposer(&mut self, seq: u64) -> Option<&mut Proposer<V>> {
+    pub(crate) fn proposer(&mut self, seq: u64) -> Option<&mut Proposer<V>> {
         self.instances.get_mut(&seq)?.proposer.as_mut()
     }
 
@@ -742,6 +816,17 @@ impl<V: Value> Paxos<V> {
         }
     }
 
+    /// Takes in another peer's knowledge of every peer's `done` (ignored if it does not fit).
+    fn learn_done(&mut self, done_all: &[u64]) {
+        if done_all.len() != self.done_below.len() {
+            return;
+        }
+        for (mine, &theirs) in self.done_below.iter_mut().zip(done_all) {
+            *mine = (*mine).max(theirs);
+        }
+        self.forget();
+    }
+
     /// Drops every instance below the new minimum, freeing its memory.
     fn forget(&mut self) {
         let min = self.done_below.iter().copied().min().unwrap_or(0);
@@ -757,7 +842,7 @@ impl<V: Value> Paxos<V> {
 
     /// Appends a record (and syncs it if `sync`). A failure stops the peer for good: it must
     /// not answer without durability.
-    fn write(
+    pub(crate) fn write(
         &mut self,
         io: &mut dyn PaxosIo<V>,
         record: &Record<V>,
@@ -798,6 +883,7 @@ impl<V: Value> Paxos<V> {
         self.min = self.done_below.iter().copied().min().unwrap_or(0);
         self.max = state.max;
         self.membership = state.membership;
+        self.promised_all = state.promised_all;
         for (seq, acceptor) in state.instances {
             if seq >= self.min {
                 self.install(seq, acceptor);
@@ -826,6 +912,10 @@ impl<V: Value> Paxos<V> {
                 self.membership = Membership::Voting { horizon: *horizon };
                 return;
             }
+            Record::PromiseAll { ballot } => {
+                self.promised_all = self.promised_all.max(*ballot);
+                return;
+            }
         };
         self.see(seq);
         if seq < self.min {
@@ -844,7 +934,7 @@ impl<V: Value> Paxos<V> {
                 a.decided = Some(value);
                 a.accepted = None;
             }
-            Record::Joined { .. } => {}
+            Record::Joined { .. } | Record::PromiseAll { .. } => {}
         }
         self.reweigh(seq);
     }

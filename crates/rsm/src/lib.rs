@@ -3,10 +3,14 @@
 //! A service supplies a deterministic [`StateMachine`] (apply a command, get a reply; serde
 //! for snapshots). [`Rsm`] does the rest, embedding a [`synod_paxos::Paxos`] peer:
 //!
-//! - **Ordering.** A client request becomes an [`Entry::Client`] proposed in the next free
-//!   Paxos instance; every replica applies decided instances strictly in order, so all of
-//!   them go through the same states. A replica answers a client only once its command has
-//!   been applied, so a replica cut off from a majority answers nothing (never stale data).
+//! - **Ordering.** A client request becomes an [`Entry::Client`] proposed in a free Paxos
+//!   instance; every replica applies decided instances strictly in order, so all of them go
+//!   through the same states. A replica answers a client only once its command has been
+//!   applied, so a replica cut off from a majority answers nothing (never stale data).
+//! - **Batching and pipelining.** Requests that arrive while a replica's proposals are in
+//!   flight share one instance ([`Entry::Batch`], applied entry by entry in order), and a
+//!   replica keeps a small window of instances in flight at once, so one Paxos round (and
+//!   its fsyncs) serves many clients.
 //! - **At most once.** Requests carry (client id, sequence number); a replicated, bounded
 //!   [`Sessions`] table (chosen per command by the state machine, so it can travel with the
 //!   data it guards) answers retries from memory instead of applying them again.
@@ -21,6 +25,11 @@
 //!   snapshots (state machine + Paxos state) as it grows.
 //! - **Catching up.** A replica whose peers forgot instances it still needs fetches a
 //!   snapshot of the state machine from one of them.
+//! - **Reads without log entries.** A command the state machine can answer without changing
+//!   anything ([`StateMachine::read`]), from a client that has a session, waits for a Paxos
+//!   read barrier (a majority's highest known instance) and for the log to be applied that
+//!   far, then is answered from local state: linearizable, no instance used, and never
+//!   answered by a replica cut off from a majority.
 //! - **Status.** Any client may ask any replica for a [`StatusReport`], answered locally.
 //!
 //! Every message of a service built on this crate is an [`RsmMsg`] (or, for services with
@@ -38,7 +47,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use synod_paxos::PaxosMsg;
 
-pub use replica::{Rsm, TICK, TIMER};
+pub use replica::{Rsm, ELECTION_TIMEOUT, LEADER_WINDOW, TICK, TIMER, WINDOW};
 pub use sessions::{Session, Sessions, Verdict, MAX_SESSIONS};
 pub use status::{StatusMsg, StatusReport};
 pub use wrap::Wrap;
@@ -79,6 +88,13 @@ pub trait StateMachine: Default + Debug + Serialize + DeserializeOwned + 'static
 
     /// Rebuilds indexes that are not serialized, after loading a snapshot.
     fn reindex(&mut self);
+
+    /// The reply to `cmd` if it changes nothing (a read), so that it can be answered
+    /// without a log entry once a read barrier says the state is recent enough; `None` (the
+    /// default) logs it like any command.
+    fn read(&self, _cmd: &Self::Command) -> Option<Self::Reply> {
+        None
+    }
 }
 
 /// One entry of the replicated log.
@@ -92,6 +108,9 @@ pub enum Entry<C, I> {
         op: C,
     },
     Internal(I),
+    /// Several entries decided together in one instance, applied in this order as if each
+    /// had an instance of its own (each client entry goes through its session table).
+    Batch(Vec<Entry<C, I>>),
 }
 
 /// The log entry type of a state machine.

@@ -1,8 +1,21 @@
 //! [`Rsm`]: one replica of a replicated state machine. It embeds a Paxos peer, turns client
 //! requests and internal commands into log entries, applies the decided log in order and
 //! answers clients once their command is applied.
+//!
+//! Requests are batched and pipelined: a replica keeps at most [`WINDOW`] instances of its
+//! own in flight ([`LEADER_WINDOW`] while it leads), and every request that arrives
+//! meanwhile waits for a free slot and then goes, together with all others waiting, into one
+//! [`Entry::Batch`]. Under light load a request is proposed at once, alone; under heavy load
+//! one Paxos round carries many.
+//!
+//! A stable leader (multi-Paxos, see `synod_paxos`'s `lead` module) makes the common case
+//! one round trip per batch: a replica that has not heard from a leader for
+//! [`ELECTION_TIMEOUT`] (randomized) campaigns; the others forward client requests to the
+//! leader they know and keep them waiting, so they still answer their own clients once the
+//! command is applied. Leadership only serves liveness: a replica that hears of no live
+//! leader proposes on its own, exactly as without one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::Rng;
@@ -21,16 +34,38 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// token to it and uses other tokens for its own.
 pub const TIMER: TimerToken = 0;
 
-/// How long the next instance to apply may stay undecided, while later ones exist, before
-/// the replica proposes a no-op there to learn or fill it.
+/// How long the next instance to apply may stay undecided, once it is known to be in use,
+/// before the replica proposes a no-op there to learn or fill it.
 const HOLE_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Instances this replica proposes in at once (its own, not yet applied). More would only
+/// make concurrent replicas collide on the same instances more often.
+pub const WINDOW: usize = 1;
+
+/// The window of a replica that leads: nobody competes with it for instances.
+pub const LEADER_WINDOW: usize = 8;
+
+/// A leader not heard from for this long (plus a random part up to as much again) is
+/// presumed gone, and the replica campaigns.
+pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How long a request forwarded to the leader may stay unapplied before it is forwarded
+/// again (or proposed here, if no leader is known by then).
+const FORWARD_RETRY: Duration = Duration::from_millis(200);
+
+/// Largest number of client entries in one batch...
+const MAX_BATCH: usize = 256;
+/// ...and their largest serialized size (a batch always takes at least one entry), well
+/// under the transport's frame limit.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Minimum time between two snapshot requests.
 const SNAPSHOT_RETRY: Duration = Duration::from_millis(200);
 
 /// Compact the log once it holds this many records...
 const COMPACT_RECORDS: usize = 1000;
-/// ...or more bytes than this plus twice the last snapshot (so compaction costs amortize).
+/// ...or more bytes than this plus the last snapshot (so compaction costs amortize, and the
+/// durable state stays within about twice the snapshot plus this).
 const COMPACT_BYTES: usize = 1 << 20;
 
 /// The snapshot: the state machine next to the Paxos state. Every log record is a Paxos
@@ -57,6 +92,19 @@ struct Waiting<C> {
     from: NodeId,
     /// The instance it was last proposed in.
     instance: Option<u64>,
+    /// When it was last forwarded to the leader.
+    forwarded: Option<Duration>,
+}
+
+/// A read answered without a log entry, waiting for its barrier and for the log to be
+/// applied up to the barrier's index.
+#[derive(Debug)]
+struct Read<C> {
+    client: u64,
+    seq: u64,
+    op: C,
+    from: NodeId,
+    barrier: Option<u64>,
 }
 
 /// One replica. Usable as a [`Node`] by itself (kvpaxos, the shard controller) or embedded
@@ -71,10 +119,16 @@ pub struct Rsm<S: StateMachine> {
     next: u64,
     /// Requests waiting for their command to be applied, by client.
     waiting: BTreeMap<u64, Waiting<S::Command>>,
+    reads: Vec<Read<S::Command>>,
     /// Internal commands proposed and not yet seen applied, with their instance.
     internal: Vec<(S::Internal, u64)>,
     /// Lowest instance this replica may propose a new entry in.
     next_propose: u64,
+    /// Instances at or above `next` this replica proposed client or internal entries in:
+    /// its window.
+    in_flight: BTreeSet<u64>,
+    /// When to campaign for leadership, unless a live leader is heard of by then.
+    campaign_at: Duration,
     /// Since when the instance `next` has been waited for.
     stuck_since: (u64, Duration),
     snapshot_asked: Option<Duration>,
@@ -103,8 +157,11 @@ impl<S: StateMachine> Rsm<S> {
             machine,
             next: 0,
             waiting: BTreeMap::new(),
+            reads: Vec::new(),
             internal: Vec::new(),
             next_propose: 0,
+            in_flight: BTreeSet::new(),
+            campaign_at: Duration::ZERO,
             stuck_since: (0, Duration::ZERO),
             snapshot_asked: None,
             last_snapshot_bytes: 0,
@@ -137,6 +194,7 @@ impl<S: StateMachine> Rsm<S> {
             return;
         }
         let instance = self.free_instance();
+        self.in_flight.insert(instance);
         self.internal.push((op.clone(), instance));
         self.paxos
             .start(&mut io::<S>(ctx), instance, Entry::Internal(op));
@@ -199,6 +257,26 @@ impl<S: StateMachine> Rsm<S> {
             if table.seen(client, seq) {
                 return;
             }
+            // A read from a client with a session needs no entry. (Without a session it is
+            // logged: the table must see a client's first command, or the client's next one
+            // would look like a retry after eviction.)
+            if table.contains(client) && self.machine.read(&op).is_some() {
+                match self
+                    .reads
+                    .iter_mut()
+                    .find(|r| r.client == client && r.seq == seq)
+                {
+                    Some(r) => r.from = from,
+                    None => self.reads.push(Read {
+                        client,
+                        seq,
+                        op,
+                        from,
+                        barrier: None,
+                    }),
+                }
+                return;
+            }
         }
         match self.waiting.get_mut(&client) {
             // A retry of what we are already proposing: answer wherever it came from last.
@@ -211,19 +289,26 @@ impl<S: StateMachine> Rsm<S> {
                         op,
                         from,
                         instance: None,
+                        forwarded: None,
                     },
                 );
             }
         }
     }
 
-    /// Applies one decided entry at instance `at`; returns the client reply it settles.
-    fn apply(&mut self, at: u64, entry: EntryOf<S>) -> Option<(u64, u64, S::Reply)> {
-        let Entry::Client { client, seq, op } = entry else {
-            if let Entry::Internal(op) = entry {
-                self.machine.apply_internal(at, &op);
+    /// Applies one decided entry at instance `at`, adding the client replies it settles
+    /// (client, sequence number, reply) to `settled`.
+    fn apply(&mut self, at: u64, entry: EntryOf<S>, settled: &mut Vec<(u64, u64, S::Reply)>) {
+        let (client, seq, op) = match entry {
+            Entry::Noop => return,
+            Entry::Internal(op) => return self.machine.apply_internal(at, &op),
+            Entry::Batch(entries) => {
+                for entry in entries {
+                    self.apply(at, entry, settled);
+                }
+                return;
             }
-            return None;
+            Entry::Client { client, seq, op } => (client, seq, op),
         };
         let verdict = self.machine.sessions(&op).map(|t| t.check(client, seq));
         let reply = match verdict {
@@ -237,17 +322,19 @@ impl<S: StateMachine> Rsm<S> {
                 reply
             }
         };
-        Some((client, seq, reply))
+        settled.push((client, seq, reply));
     }
 
     /// Applies every decided instance in order, answers the clients whose commands were
     /// applied, and (re)proposes the rest. Called after every input.
     fn settle(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        let mut settled = Vec::new();
         while let Fate::Decided(entry) = self.paxos.status(self.next) {
             let entry = entry.clone();
             let at = self.next;
             self.next += 1;
-            if let Some((client, seq, reply)) = self.apply(at, entry) {
+            self.apply(at, entry, &mut settled);
+            for (client, seq, reply) in settled.drain(..) {
                 if let Some(w) = self.waiting.remove(&client) {
                     if w.seq == seq {
                         ctx.send(w.from, RsmMsg::Reply { seq, reply });
@@ -273,16 +360,44 @@ impl<S: StateMachine> Rsm<S> {
             }
             !table.seen(client, w.seq)
         });
-        let stale: Vec<u64> = self
-            .waiting
-            .iter()
-            .filter(|(_, w)| w.instance.is_none_or(|i| i < self.next))
-            .map(|(&c, _)| c)
-            .collect();
-        for client in stale {
-            self.propose_client(ctx, client);
-        }
+        self.in_flight = self.in_flight.split_off(&next);
+        self.answer_reads(ctx);
+        self.propose_waiting(ctx);
         self.compact(ctx);
+    }
+
+    /// Starts one barrier for every read that has none, and answers the reads whose barrier
+    /// completed and whose index is applied.
+    fn answer_reads(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        if self.reads.iter().any(|r| r.barrier.is_none()) {
+            let id = self.paxos.read_barrier(&mut io::<S>(ctx));
+            for r in self.reads.iter_mut().filter(|r| r.barrier.is_none()) {
+                r.barrier = Some(id);
+            }
+        }
+        let (paxos, machine, next) = (&self.paxos, &self.machine, self.next);
+        let mut finished = Vec::new();
+        self.reads.retain(|r| {
+            let Some(id) = r.barrier else {
+                return true;
+            };
+            let ready = paxos
+                .barrier(id)
+                .is_some_and(|index| index.is_none_or(|i| i < next));
+            if !ready {
+                return true;
+            }
+            if let Some(reply) = machine.read(&r.op) {
+                ctx.send(r.from, RsmMsg::Reply { seq: r.seq, reply });
+            }
+            finished.push(id);
+            false
+        });
+        for id in finished {
+            if !self.reads.iter().any(|r| r.barrier == Some(id)) {
+                self.paxos.end_barrier(id);
+            }
+        }
     }
 
     /// The next instance nobody is known to use, and reserves it.
@@ -293,23 +408,104 @@ impl<S: StateMachine> Rsm<S> {
         instance
     }
 
-    /// Proposes a waiting client's command in the next free instance.
-    fn propose_client(&mut self, ctx: &mut dyn Context<MsgOf<S>>, client: u64) {
-        let instance = self.free_instance();
-        let Some(w) = self.waiting.get_mut(&client) else {
+    /// Proposes the waiting commands that are in no live instance (new ones, and those whose
+    /// instance went to another entry), in batches, while the window has room.
+    fn propose_waiting(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        let next = self.next;
+        let now = ctx.now();
+        let leader = self.live_leader(now);
+        let mut ready = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.instance.is_none_or(|i| i < next))
+            .filter(|(_, w)| w.forwarded.is_none_or(|at| now >= at + FORWARD_RETRY))
+            .map(|(&c, _)| c)
+            .peekable();
+        if let Some(leader) = leader.filter(|&l| l != ctx.id()) {
+            let clients: Vec<u64> = ready.collect();
+            for client in clients {
+                let Some(w) = self.waiting.get_mut(&client) else {
+                    continue;
+                };
+                w.forwarded = Some(now);
+                let (seq, op) = (w.seq, w.op.clone());
+                ctx.send(leader, RsmMsg::Request { client, seq, op });
+            }
             return;
+        }
+        let window = if self.paxos.leading() {
+            LEADER_WINDOW
+        } else {
+            WINDOW
         };
-        w.instance = Some(instance);
-        let entry = Entry::Client {
-            client,
-            seq: w.seq,
-            op: w.op.clone(),
-        };
-        self.paxos.start(&mut io::<S>(ctx), instance, entry);
+        let mut batches = Vec::new();
+        while ready.peek().is_some() && self.in_flight.len() + batches.len() < window {
+            let (mut batch, mut bytes) = (Vec::new(), 0);
+            while let Some(&client) = ready.peek() {
+                let size =
+                    postcard::experimental::serialized_size(&self.waiting[&client].op).unwrap_or(0);
+                if !batch.is_empty() && (batch.len() == MAX_BATCH || bytes + size > MAX_BATCH_BYTES)
+                {
+                    break;
+                }
+                bytes += size;
+                batch.push(client);
+                ready.next();
+            }
+            batches.push(batch);
+        }
+        for clients in batches {
+            let instance = self.free_instance();
+            self.in_flight.insert(instance);
+            let mut entries = Vec::with_capacity(clients.len());
+            for client in clients {
+                let Some(w) = self.waiting.get_mut(&client) else {
+                    continue;
+                };
+                w.instance = Some(instance);
+                entries.push(Entry::Client {
+                    client,
+                    seq: w.seq,
+                    op: w.op.clone(),
+                });
+            }
+            let entry = match entries.len() {
+                1 => entries.remove(0),
+                _ => Entry::Batch(entries),
+            };
+            self.paxos.start(&mut io::<S>(ctx), instance, entry);
+        }
+    }
+
+    /// The leader, if one was heard from within [`ELECTION_TIMEOUT`].
+    fn live_leader(&self, now: Duration) -> Option<NodeId> {
+        let (leader, heard) = self.paxos.leader(now)?;
+        (now < heard + ELECTION_TIMEOUT).then_some(leader)
+    }
+
+    /// Campaigns for leadership when no live leader is known and the randomized timer ran
+    /// out (random so that replicas rarely campaign at once).
+    fn elect(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        let now = ctx.now();
+        if self.live_leader(now).is_some() {
+            self.campaign_at = self.campaign_at.max(now + self.election_jitter(ctx));
+            return;
+        }
+        if now < self.campaign_at {
+            return;
+        }
+        self.campaign_at = now + ELECTION_TIMEOUT + self.election_jitter(ctx);
+        self.paxos.campaign(&mut io::<S>(ctx), self.next);
+    }
+
+    fn election_jitter(&self, ctx: &mut dyn Context<MsgOf<S>>) -> Duration {
+        let max = ELECTION_TIMEOUT.as_micros() as u64;
+        Duration::from_micros(ctx.rng().gen_range(0..=max))
     }
 
     fn tick(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
         self.paxos.tick(&mut io::<S>(ctx));
+        self.elect(ctx);
         let now = ctx.now();
         if let Some(peer) = self.paxos.take_lagging() {
             self.ask_snapshot(ctx, peer);
@@ -323,8 +519,10 @@ impl<S: StateMachine> Rsm<S> {
                 if self.stuck_since.0 != self.next {
                     self.stuck_since = (self.next, now);
                 }
-                let later_exists = self.paxos.max().is_some_and(|m| m > self.next);
-                if later_exists && now >= self.stuck_since.1 + HOLE_PATIENCE {
+                // `>=`: a follower that forwarded its requests and missed the decision of
+                // the last instance has no later one to notice, and must still learn it.
+                let known = self.paxos.max().is_some_and(|m| m >= self.next);
+                if known && now >= self.stuck_since.1 + HOLE_PATIENCE {
                     // Learns what was decided there, or fills the hole; a no-op if this
                     // replica already proposes in it.
                     self.paxos.start(&mut io::<S>(ctx), self.next, Entry::Noop);
@@ -371,7 +569,7 @@ impl<S: StateMachine> Rsm<S> {
     }
 
     fn compact(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
-        let limit = COMPACT_BYTES + 2 * self.last_snapshot_bytes;
+        let limit = COMPACT_BYTES + self.last_snapshot_bytes;
         if self.paxos.log_records() >= COMPACT_RECORDS || self.paxos.log_bytes() > limit {
             self.write_snapshot(ctx);
         }
@@ -408,6 +606,7 @@ impl<S: StateMachine> Node for Rsm<S> {
             tracing::error!(node = %ctx.id(), "cannot recover, not serving: {why}");
             return;
         }
+        self.campaign_at = ctx.now() + self.election_jitter(ctx);
         self.settle(ctx);
         ctx.set_timer(TICK, TIMER);
     }

@@ -127,7 +127,8 @@ fn commands_apply_once_and_every_replica_reports_its_status() {
         assert_eq!(report.peers, SERVERS.to_vec(), "report {i}");
         assert_eq!(report.index as u64, report.id.0);
         assert!(report.max >= Some(4), "{report:?}");
-        assert_eq!(report.applied, replica.next().checked_sub(1));
+        // The replica may have applied more since (a no-op filling the log's end).
+        assert!(report.applied.is_some() && report.applied <= replica.next().checked_sub(1));
         assert!(report.durable_bytes > 0, "{report:?}");
         assert!(report.state_bytes > 0, "{report:?}");
         assert!(!report.broken);

@@ -157,13 +157,9 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
     stop(cluster, &pids);
 }
 
-/// Bytes a synod client sends first: magic, protocol version 1, kind 1 (client), id 0.
+/// Bytes a synod client sends first (magic, this build's protocol version, "client").
 fn synod_hello() -> Vec<u8> {
-    let mut hello = b"SYND".to_vec();
-    hello.extend_from_slice(&1u16.to_le_bytes());
-    hello.push(1);
-    hello.extend_from_slice(&0u64.to_le_bytes());
-    hello
+    synod_net::codec::encode_hello(synod_net::Hello::Client).to_vec()
 }
 
 fn connect(port: u16) -> TcpStream {

@@ -1,0 +1,153 @@
+//! Group commit: one fsync for a burst of inputs instead of one per input.
+//!
+//! A core calls [`Storage::sync`] before it answers (a Paxos acceptor after every promise or
+//! accept). When many messages arrive together, syncing after each one makes the disk the
+//! bottleneck. The driver therefore hands the core a [`GroupCommit`] wrapper: its `sync`
+//! only notes that a sync is owed, and the driver *holds every outgoing message* until the
+//! end of the burst, then calls [`GroupCommit::commit`] (one real sync) and only then lets
+//! the held messages go. Nothing leaves the node before the records it depends on are
+//! durable, which is the contract cores rely on; a crash before the commit loses the
+//! records and the unsent answers together, as if the inputs had never arrived.
+
+use std::path::PathBuf;
+
+use synod_node::{Recovered, Storage, StorageError};
+
+/// A [`Storage`] whose syncs are deferred to [`commit`](GroupCommit::commit).
+pub(crate) struct GroupCommit {
+    inner: Box<dyn Storage + Send>,
+    /// A sync was asked for since the last commit.
+    owed: bool,
+    /// A real sync failed: nothing written since can be made durable, so every later call
+    /// fails too and the core stops.
+    failed: bool,
+}
+
+fn failed_before() -> StorageError {
+    StorageError::Io {
+        path: PathBuf::from("<group commit>"),
+        source: std::io::Error::other("an earlier sync failed"),
+    }
+}
+
+impl GroupCommit {
+    pub(crate) fn new(inner: Box<dyn Storage + Send>) -> Self {
+        GroupCommit {
+            inner,
+            owed: false,
+            failed: false,
+        }
+    }
+
+    /// Makes every record appended so far durable, if a sync was asked for. On error the
+    /// caller must drop the messages it held back.
+    pub(crate) fn commit(&mut self) -> Result<(), StorageError> {
+        if self.failed {
+            return Err(failed_before());
+        }
+        if !self.owed {
+            return Ok(());
+        }
+        self.owed = false;
+        self.inner.sync().inspect_err(|_| self.failed = true)
+    }
+}
+
+impl Storage for GroupCommit {
+    fn append(&mut self, record: &[u8]) -> Result<(), StorageError> {
+        if self.failed {
+            return Err(failed_before());
+        }
+        self.inner.append(record)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        if self.failed {
+            return Err(failed_before());
+        }
+        self.owed = true;
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snapshot: &[u8]) -> Result<(), StorageError> {
+        if self.failed {
+            return Err(failed_before());
+        }
+        self.inner.install_snapshot(snapshot)
+    }
+
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        self.inner.recover()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Counts the syncs that reach it; `fail` makes them fail.
+    struct Counting {
+        syncs: Arc<AtomicUsize>,
+        fail: bool,
+    }
+
+    impl Storage for Counting {
+        fn append(&mut self, _record: &[u8]) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), StorageError> {
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            if self.fail {
+                return Err(failed_before());
+            }
+            Ok(())
+        }
+        fn install_snapshot(&mut self, _snapshot: &[u8]) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn recover(&mut self) -> Result<Recovered, StorageError> {
+            Ok(Recovered::default())
+        }
+    }
+
+    fn wrapped(fail: bool) -> (GroupCommit, Arc<AtomicUsize>) {
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let inner = Counting {
+            syncs: syncs.clone(),
+            fail,
+        };
+        (GroupCommit::new(Box::new(inner)), syncs)
+    }
+
+    #[test]
+    fn many_syncs_in_a_burst_cost_one() {
+        let (mut g, syncs) = wrapped(false);
+        for _ in 0..10 {
+            g.append(b"r").unwrap();
+            g.sync().unwrap();
+        }
+        assert_eq!(syncs.load(Ordering::SeqCst), 0, "no sync before the commit");
+        g.commit().unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+        g.commit().unwrap();
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            1,
+            "nothing owed, nothing synced"
+        );
+    }
+
+    #[test]
+    fn a_failed_commit_fails_everything_after_it() {
+        let (mut g, _) = wrapped(true);
+        g.append(b"r").unwrap();
+        g.sync().unwrap();
+        assert!(g.commit().is_err());
+        assert!(g.append(b"r").is_err());
+        assert!(g.sync().is_err());
+        assert!(g.commit().is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! Read barriers: how far the log must be applied before a read may be answered without
+//! being logged itself.
+//!
+//! A peer that starts a barrier asks every other peer for the highest instance it knows of
+//! and takes the largest answer of a majority (its own included) as the barrier's *index*.
+//! Any value decided before the barrier started was accepted by a majority, which shares a
+//! peer with the answering majority, and that peer's answer is at least the instance; so
+//! once the application has applied every instance up to the index, its state includes
+//! every write that completed before the read arrived. A peer cut off from a majority never
+//! completes a barrier, so it never answers a read. Nothing here depends on leadership.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::durable::Membership;
+use crate::io::PaxosIo;
+use crate::msg::PaxosMsg;
+use crate::peer::Paxos;
+use crate::Value;
+
+/// How long a barrier waits for answers before asking again (messages may be lost).
+const BARRIER_RETRY: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub(crate) struct Barrier {
+    answers: BTreeSet<usize>,
+    index: Option<u64>,
+    asked_at: Duration,
+}
+
+/// The barriers of one peer, by id. Ids start at a random number every life, so answers
+/// meant for an earlier life are not taken for this one's.
+#[derive(Debug, Default)]
+pub(crate) struct Barriers {
+    next_id: u64,
+    open: BTreeMap<u64, Barrier>,
+}
+
+impl Barriers {
+    pub(crate) fn starting_at(id: u64) -> Self {
+        Barriers {
+            next_id: id,
+            open: BTreeMap::new(),
+        }
+    }
+}
+
+impl<V: Value> Paxos<V> {
+    /// Starts a read barrier; poll it with [`barrier`](Self::barrier).
+    pub fn read_barrier(&mut self, io: &mut dyn PaxosIo<V>) -> u64 {
+        let id = self.barriers.next_id;
+        self.barriers.next_id = id.wrapping_add(1);
+        let barrier = Barrier {
+            answers: BTreeSet::from([self.me]),
+            index: self.max,
+            asked_at: io.now(),
+        };
+        self.barriers.open.insert(id, barrier);
+        self.ask_barrier(io, id);
+        id
+    }
+
+    /// `Some(index)` once a majority answered barrier `id` (`Some(None)`: no instance exists
+    /// anywhere); `None` while it waits. Every instance up to the index must be applied
+    /// before a read that waited for the barrier is answered.
+    pub fn barrier(&self, id: u64) -> Option<Option<u64>> {
+        let b = self.barriers.open.get(&id)?;
+        (b.answers.len() >= self.majority()).then_some(b.index)
+    }
+
+    /// Forgets barrier `id`.
+    pub fn end_barrier(&mut self, id: u64) {
+        self.barriers.open.remove(&id);
+    }
+
+    fn ask_barrier(&mut self, io: &mut dyn PaxosIo<V>, id: u64) {
+        for to in self.others() {
+            let done = self.my_done();
+            io.send(to, PaxosMsg::ReadQuery { id, done });
+        }
+    }
+
+    pub(crate) fn on_read_query(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, id: u64) {
+        // A peer still finding out what it voted for before losing its disk may not know
+        // of instances it helped decide.
+        if self.membership == Membership::Rejoining {
+            return;
+        }
+        let reply = PaxosMsg::ReadMax {
+            id,
+            max: self.max,
+            done: self.my_done(),
+        };
+        io.send(self.peers[peer], reply);
+    }
+
+    pub(crate) fn on_read_max(&mut self, peer: usize, id: u64, max: Option<u64>) {
+        if let Some(m) = max {
+            self.see(m);
+        }
+        if let Some(b) = self.barriers.open.get_mut(&id) {
+            b.answers.insert(peer);
+            b.index = b.index.max(max);
+        }
+    }
+
+    /// Asks again for barriers still waiting after [`BARRIER_RETRY`].
+    pub(crate) fn barrier_tick(&mut self, io: &mut dyn PaxosIo<V>) {
+        let now = io.now();
+        let majority = self.majority();
+        let late: Vec<u64> = self
+            .barriers
+            .open
+            .iter_mut()
+            .filter(|(_, b)| b.answers.len() < majority && now >= b.asked_at + BARRIER_RETRY)
+            .map(|(&id, b)| {
+                b.asked_at = now;
+                id
+            })
+            .collect();
+        for id in late {
+            self.ask_barrier(io, id);
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Multi-Paxos: a stable leader that runs phase 1 once for every instance from its first
+//! undecided one on, then needs a single round trip (accept) per instance.
+//!
+//! A peer that wants to lead calls [`Paxos::campaign`]: it sends `PrepareAll(b, from)`. An
+//! acceptor promises `b` for *every* instance (its `promised_all`; the effective promise in
+//! an instance is the higher of that and the instance's own) unless it already promised
+//! more, anywhere at or above `from`; with the promise it reports its votes and decisions in
+//! the instances from `from` on. Once a majority promised, the leader is *ready*: it
+//! re-proposes, under `b`, the highest-ballot value reported for each instance, learns the
+//! reported decisions, and every later [`Paxos::start`] at or above `from` goes straight to
+//! the accept phase under `b`. This is ordinary Paxos with one phase 1 shared by many
+//! instances, so safety does not depend on who leads: two peers that both think they lead
+//! are two proposers, and the acceptors' promises keep them from deciding different values.
+//!
+//! Leadership is only for liveness. The leader sends heartbeats; the embedding application
+//! decides when to campaign (after not hearing a leader for a while). A leader steps down
+//! as soon as it hears of a higher ballot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use synod_node::NodeId;
+
+use crate::durable::Record;
+use crate::instance::{Phase, Proposer};
+use crate::io::PaxosIo;
+use crate::msg::{Ballot, PaxosMsg, Vote};
+use crate::peer::Paxos;
+use crate::{Fate, Value};
+
+/// How often a ready leader tells the others it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(50);
+
+/// A campaign, and once a majority promised, a leadership.
+#[derive(Debug)]
+pub(crate) struct Lead<V> {
+    pub ballot: Ballot,
+    pub from: u64,
+    pub promises: BTreeSet<usize>,
+    /// Highest-ballot vote reported so far per instance.
+    pub reports: BTreeMap<u64, (Ballot, V)>,
+    pub ready: bool,
+    pub heartbeat_at: Duration,
+}
+
+impl<V: Value> Paxos<V> {
+    /// Asks every peer to accept this one as leader for the instances from `from` on (the
+    /// application's first undecided instance). Supersedes any earlier campaign of this peer.
+    pub fn campaign(&mut self, io: &mut dyn PaxosIo<V>, from: u64) {
+        if self.failed.is_some() || !self.votes(from) {
+            return;
+        }
+        let round = self
+            .promised_all
+            .round
+            .max(self.seen_round)
+            .max(self.lead.as_ref().map_or(0, |l| l.ballot.round))
+            + 1;
+        let ballot = Ballot {
+            round,
+            peer: self.me as u32,
+            nonce: self.nonce,
+        };
+        self.seen_round = round;
+        let me = self.me;
+        self.lead = Some(Lead {
+            ballot,
+            from,
+            promises: BTreeSet::new(),
+            reports: BTreeMap::new(),
+            ready: false,
+            heartbeat_at: io.now(),
+        });
+        match self.promise_all(io, ballot, from) {
+            Ok(votes) => self.on_promise_all(io, me, ballot, votes, self.max),
+            Err(higher) => {
+                // The own acceptor promised more somewhere: the next campaign must beat it.
+                self.seen_round = self.seen_round.max(higher.round);
+                self.lead = None;
+                return;
+            }
+        }
+        for to in self.others() {
+            let done = self.my_done();
+            io.send(to, PaxosMsg::PrepareAll { ballot, from, done });
+        }
+    }
+
+    /// Whether this peer leads (a majority promised its ballot and it heard of none higher).
+    pub fn leading(&self) -> bool {
+        self.lead.as_ref().is_some_and(|l| l.ready)
+    }
+
+    /// The peer this one believes leads, and when it last heard from it (this peer itself,
+    /// heard now, when it leads). `None` before any leader.
+    pub fn leader(&self, now: Duration) -> Option<(NodeId, Duration)> {
+        if self.leading() {
+            return Some((self.peers[self.me], now));
+        }
+        let (ballot, heard) = self.leader_seen?;
+        Some((*self.peers.get(ballot.peer as usize)?, heard))
+    }
+
+    /// The acceptor's side of `PrepareAll`: promises `ballot` everywhere (durably) and
+    /// returns its votes from `from` on, or the higher promise that stands in the way.
+    fn promise_all(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        ballot: Ballot,
+        from: u64,
+    ) -> Result<Vec<(u64, Vote<V>)>, Ballot> {
+        let higher = self
+            .instances
+            .range(from..)
+            .filter(|(_, i)| i.acceptor.decided.is_none())
+            .map(|(_, i)| i.acceptor.promised)
+            .chain([self.promised_all])
+            .max()
+            .unwrap_or_default();
+        if ballot < higher {
+            return Err(higher);
+        }
+        if ballot > self.promised_all {
+            self.promised_all = ballot;
+            if self
+                .write(io, &Record::PromiseAll { ballot }, true)
+                .is_err()
+            {
+                return Err(ballot);
+            }
+        }
+        Ok(self
+            .instances
+            .range(from..)
+            .filter_map(|(&seq, i)| {
+                let a = &i.acceptor;
+                match (&a.decided, &a.accepted) {
+                    (Some(v), _) => Some((seq, Vote::Decided(v.clone()))),
+                    (None, Some((b, v))) => Some((seq, Vote::Accepted(*b, v.clone()))),
+                    (None, None) => None,
+                }
+            })
+            .collect())
+    }
+
+    pub(crate) fn on_prepare_all(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        peer: usize,
+        ballot: Ballot,
+        from: u64,
+    ) {
+        if !self.votes(from) {
+            return;
+        }
+        let done = self.my_done();
+        let reply = match self.promise_all(io, ballot, from) {
+            Ok(votes) => {
+                self.saw_leader(io, ballot);
+                PaxosMsg::PromiseAll {
+                    ballot,
+                    votes,
+                    max: self.max,
+                    done,
+                }
+            }
+            Err(promised) => PaxosMsg::RejectAll {
+                ballot,
+                promised,
+                done,
+            },
+        };
+        if self.failed.is_none() {
+            io.send(self.peers[peer], reply);
+        }
+    }
+
+    pub(crate) fn on_promise_all(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        peer: usize,
+        ballot: Ballot,
+        votes: Vec<(u64, Vote<V>)>,
+        max: Option<u64>,
+    ) {
+        if let Some(m) = max {
+            self.see(m);
+        }
+        let Some(lead) = self
+            .lead
+            .as_mut()
+            .filter(|l| l.ballot == ballot && !l.ready)
+        else {
+            return;
+        };
+        lead.promises.insert(peer);
+        let mut decided = Vec::new();
+        for (seq, vote) in votes {
+            match vote {
+                Vote::Decided(v) => decided.push((seq, v)),
+                Vote::Accepted(b, v) => {
+                    if lead.reports.get(&seq).is_none_or(|(rb, _)| b > *rb) {
+                        lead.reports.insert(seq, (b, v));
+                    }
+                }
+            }
+        }
+        let ready = lead.promises.len() >= self.majority();
+        for (seq, v) in decided {
+            self.see(seq);
+            self.learn(io, seq, v);
+        }
+        if ready {
+            self.become_leader(io);
+        }
+    }
+
+    /// A majority promised: re-propose every reported vote under the new ballot.
+    fn become_leader(&mut self, io: &mut dyn PaxosIo<V>) {
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        lead.ready = true;
+        let ballot = lead.ballot;
+        let reports = std::mem::take(&mut lead.reports);
+        tracing::debug!(peer = self.me, ?ballot, "leading");
+        self.leader_seen = Some((ballot, io.now()));
+        for (seq, (_, value)) in reports {
+            if !matches!(self.status(seq), Fate::Pending) {
+                continue;
+            }
+            let now = io.now();
+            let backoff = self.config.retry;
+            let inst = self.instances.entry(seq).or_default();
+            let p = inst.proposer.get_or_insert_with(|| Proposer {
+                value: value.clone(),
+                phase: Phase::Idle,
+                highest_round: 0,
+                retry_at: now,
+                backoff,
+            });
+            p.retry_at = now + backoff;
+            self.proposing.insert(seq);
+            self.accept_phase(io, seq, ballot, value);
+        }
+    }
+
+    /// Whether `start(seq)` may skip phase 1: this peer leads and `seq` is covered.
+    pub(crate) fn fast_ballot(&self, seq: u64) -> Option<Ballot> {
+        let lead = self.lead.as_ref()?;
+        (lead.ready && seq >= lead.from).then_some(lead.ballot)
+    }
+
+    /// Hears of `promised` (in a refusal, a promise or a heartbeat): a leader with a lower
+    /// ballot steps down.
+    pub(crate) fn outbid(&mut self, promised: Ballot) {
+        if self.lead.as_ref().is_some_and(|l| promised > l.ballot) {
+            tracing::debug!(peer = self.me, ?promised, "stepping down");
+            self.lead = None;
+        }
+    }
+
+    /// Notes that the peer of `ballot` leads (or campaigns) and was heard from now.
+    pub(crate) fn saw_leader(&mut self, io: &mut dyn PaxosIo<V>, ballot: Ballot) {
+        if self.leader_seen.is_none_or(|(b, _)| ballot >= b) {
+            self.leader_seen = Some((ballot, io.now()));
+        }
+        self.outbid(ballot);
+    }
+
+    /// Sends heartbeats while leading. They carry what the leader knows of every peer's `done`,
+    /// because followers talk only to the leader and would otherwise never learn each
+    /// other's, and so never forget anything.
+    pub(crate) fn lead_tick(&mut self, io: &mut dyn PaxosIo<V>) {
+        let now = io.now();
+        let Some(lead) = self.lead.as_mut().filter(|l| l.ready) else {
+            return;
+        };
+        if now < lead.heartbeat_at {
+            return;
+        }
+        lead.heartbeat_at = now + HEARTBEAT;
+        let ballot = lead.ballot;
+        for to in self.others() {
+            let done = self.my_done();
+            let done_all = self.done_below.clone();
+            io.send(
+                to,
+                PaxosMsg::Heartbeat {
+                    ballot,
+                    done,
+                    done_all,
+                    max: self.max,
+                },
+            );
+        }
+    }
+}
