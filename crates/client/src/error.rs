@@ -29,6 +29,17 @@ pub enum ClientError {
     Unexpected(String),
 }
 
+/// The list of server addresses a client was given, refused if it is empty.
+pub(crate) fn server_list<S: Into<String>>(
+    servers: impl IntoIterator<Item = S>,
+) -> Result<Vec<String>, ClientError> {
+    let servers: Vec<String> = servers.into_iter().map(Into::into).collect();
+    if servers.is_empty() {
+        return Err(ClientError::NoServers);
+    }
+    Ok(servers)
+}
+
 fn last_problem(problem: &Option<String>) -> String {
     problem
         .as_ref()

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use synod_kvpaxos::{KvMsg, KvOp, KvReply};
 use synod_net::Client;
 
+use crate::error::server_list;
 use crate::ClientError;
 
 /// How long one attempt on one replica may take before trying the next: a replica in a
@@ -50,10 +51,7 @@ impl KvClient {
     pub fn connect<S: Into<String>>(
         servers: impl IntoIterator<Item = S>,
     ) -> Result<Self, ClientError> {
-        let servers: Vec<String> = servers.into_iter().map(Into::into).collect();
-        if servers.is_empty() {
-            return Err(ClientError::NoServers);
-        }
+        let servers = server_list(servers)?;
         Ok(KvClient {
             servers,
             timeout: DEFAULT_TIMEOUT,

@@ -25,6 +25,7 @@ use synod_shardctl::{Config, CtlOp, CtlReply};
 use synod_shardkv::{Numbering, ShardMsg, ShardReply};
 use tokio::time::Instant;
 
+use crate::error::server_list;
 use crate::resp::backend_error;
 use crate::ClientError;
 
@@ -97,10 +98,7 @@ impl CtlClient {
     pub fn connect<S: Into<String>>(
         servers: impl IntoIterator<Item = S>,
     ) -> Result<Self, ClientError> {
-        let servers: Vec<String> = servers.into_iter().map(Into::into).collect();
-        if servers.is_empty() {
-            return Err(ClientError::NoServers);
-        }
+        let servers = server_list(servers)?;
         Ok(CtlClient {
             servers,
             timeout: DEFAULT_TIMEOUT,
