@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -17,7 +16,7 @@ use synod_paxos::PaxosConfig;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
-use crate::data_dir;
+use crate::{data_dir, resp_front};
 
 #[derive(Subcommand)]
 pub enum KvCommand {
@@ -127,21 +126,10 @@ async fn serve(
         ..PaxosConfig::default()
     };
     let replica = KvReplica::new(ids.clone(), id, paxos);
-    let front = match resp {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening for RESP on {addr}"))?;
-            let client = Arc::new(KvClient::connect(peers.iter().map(ToString::to_string))?);
-            tracing::info!(%addr, "RESP front listening");
-            Some(tokio::spawn(synod_resp::serve_resp(
-                listener,
-                client,
-                std::future::pending(),
-            )))
-        }
-        None => None,
-    };
+    let front = resp_front::spawn(resp, || {
+        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?)
+    })
+    .await?;
     // Installed before the readiness line, so a signal right after it stops us gracefully.
     let shutdown = shutdown_signal();
     println!("kv replica {id} listening on {listen}");

@@ -10,6 +10,7 @@ mod data_dir;
 mod kv_cmd;
 mod mr_cmd;
 mod pb_cmd;
+mod resp_front;
 mod shardctl_cmd;
 mod shardkv_cmd;
 mod status_cmd;

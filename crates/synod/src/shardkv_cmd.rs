@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
@@ -20,8 +19,8 @@ use synod_shardkv::{server_id, GroupServer, ShardReply};
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
-use crate::data_dir;
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
+use crate::{data_dir, resp_front};
 
 /// Group ids must keep `gid << 8 | i` below the client id range.
 const MAX_GID: Gid = (NodeId::FIRST_CLIENT >> 8) - 1;
@@ -166,23 +165,12 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     };
     let addrs = r.peers.iter().map(ToString::to_string).collect();
     let node = GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos);
-    let front = match resp {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening for RESP on {addr}"))?;
-            let client = Arc::new(ShardKvClient::connect(
-                r.ctl.iter().map(ToString::to_string),
-            )?);
-            tracing::info!(%addr, "RESP front listening");
-            Some(tokio::spawn(synod_resp::serve_resp(
-                listener,
-                client,
-                std::future::pending(),
-            )))
-        }
-        None => None,
-    };
+    let front = resp_front::spawn(resp, || {
+        Ok(ShardKvClient::connect(
+            r.ctl.iter().map(ToString::to_string),
+        )?)
+    })
+    .await?;
     // Installed before the readiness line, so a signal right after it stops us gracefully.
     let shutdown = shutdown_signal();
     let (gid, id) = (r.gid, r.id);
