@@ -208,6 +208,7 @@ impl<S: StateMachine> Rsm<S> {
             index: self.me,
             peers: self.peers.clone(),
             membership: self.paxos.membership(),
+            leader: self.paxos.leading(),
             max: self.paxos.max(),
             applied: self.next.checked_sub(1),
             min: self.paxos.min(),

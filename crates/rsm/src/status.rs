@@ -14,6 +14,8 @@ pub struct StatusReport {
     pub peers: Vec<NodeId>,
     /// Whether it votes (or is rejoining after losing its disk).
     pub membership: Membership,
+    /// Whether it is the stable leader (a majority promised its ballot for every instance).
+    pub leader: bool,
     /// The highest Paxos instance it knows of (the log's end).
     pub max: Option<u64>,
     /// The last instance applied to the state machine.

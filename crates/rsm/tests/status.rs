@@ -153,6 +153,7 @@ fn status_messages_encode_alike_for_every_service() {
         index: 1,
         peers: SERVERS.to_vec(),
         membership: synod_paxos::Membership::Voting { horizon: None },
+        leader: true,
         max: Some(9),
         applied: Some(8),
         min: 3,

@@ -53,7 +53,8 @@ fn describe(r: &StatusReport) -> String {
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     let role = match r.membership {
         synod_paxos::Membership::Voting { .. } if r.broken => "broken",
-        synod_paxos::Membership::Voting { .. } => "voting",
+        synod_paxos::Membership::Voting { .. } if r.leader => "voting leader",
+        synod_paxos::Membership::Voting { .. } => "voting follower",
         synod_paxos::Membership::Rejoining => "rejoining",
     };
     format!(

@@ -50,6 +50,8 @@ fn status_reports_every_replica_and_says_which_are_unreachable() {
     }
     // The replica that proposed the put has applied it.
     assert!(text.contains("applied=0"), "{text}");
+    // Each replica says whether it leads; two leaders at once would mean two stable ballots.
+    assert!(text.matches("voting leader").count() <= 1, "{text}");
 
     replicas.remove(2).kill9();
     let status = run(&["status", "--servers", &peers]);
