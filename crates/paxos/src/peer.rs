@@ -631,25 +631,35 @@ impl<V: Value> Paxos<V> {
         true
     }
 
-    fn on_prepare(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
+    /// The acceptor's common gate for a prepare or an accept of `ballot` in `seq`: answers
+    /// a settled instance with its decision, ignores instances this peer may not vote in, and
+    /// rejects a ballot below its promise (for this instance or for all). Returns whether the
+    /// request may be taken.
+    fn admit(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) -> bool {
         if self.answer_settled(io, peer, seq) || !self.votes(seq) {
+            return false;
+        }
+        let done = self.my_done();
+        let instance = self.instances.entry(seq).or_default();
+        let promised = instance.acceptor.promised.max(self.promised_all);
+        if ballot < promised {
+            let reject = PaxosMsg::Reject {
+                seq,
+                promised,
+                done,
+            };
+            io.send(self.peers[peer], reject);
+            return false;
+        }
+        true
+    }
+
+    fn on_prepare(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
+        if !self.admit(io, peer, seq, ballot) {
             return;
         }
         let done = self.my_done();
-        let promised_all = self.promised_all;
         let inst = self.instances.entry(seq).or_default();
-        let promised = inst.acceptor.promised.max(promised_all);
-        if ballot < promised {
-            io.send(
-                self.peers[peer],
-                PaxosMsg::Reject {
-                    seq,
-                    promised,
-                    done,
-                },
-            );
-            return;
-        }
         let changed = ballot > inst.acceptor.promised;
         inst.acceptor.promised = ballot;
         let accepted = inst.acceptor.accepted.clone();
@@ -679,24 +689,11 @@ impl<V: Value> Paxos<V> {
         ballot: Ballot,
         value: V,
     ) {
-        if self.answer_settled(io, peer, seq) || !self.votes(seq) {
+        if !self.admit(io, peer, seq, ballot) {
             return;
         }
         let done = self.my_done();
-        let promised_all = self.promised_all;
         let inst = self.instances.entry(seq).or_default();
-        let promised = inst.acceptor.promised.max(promised_all);
-        if ballot < promised {
-            io.send(
-                self.peers[peer],
-                PaxosMsg::Reject {
-                    seq,
-                    promised,
-                    done,
-                },
-            );
-            return;
-        }
         // A duplicate of an accept already taken carries the same value (one value per ballot).
         let fresh = inst.acceptor.accepted.as_ref().map(|(b, _)| *b) != Some(ballot);
         inst.acceptor.promised = ballot;
