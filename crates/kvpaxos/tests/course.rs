@@ -9,9 +9,30 @@ mod common;
 use std::time::Duration;
 
 use rand::Rng;
+use synod_kvpaxos::KvOp;
 use synod_sim::{seed_from_env, NodeId};
 
 use common::*;
+
+/// A Put of a random value or a Get of `key`, half and half, as the course's concurrent
+/// rounds issue them.
+fn put_or_get(c: &mut Cluster, key: &str) -> KvOp {
+    if c.sim.rng().gen_bool(0.5) {
+        put(key, &c.sim.rng().gen::<u32>().to_string())
+    } else {
+        get(key)
+    }
+}
+
+/// Reads `key` through each clerk of `clerks` (one per server) and asserts every server
+/// holds the same value.
+fn assert_agree(c: &mut Cluster, clerks: &[NodeId], key: &str) {
+    let values: Vec<String> = clerks.iter().map(|&clerk| c.get(clerk, key)).collect();
+    assert!(
+        values.iter().all(|v| *v == values[0]),
+        "mismatch: {values:?}"
+    );
+}
 
 #[test]
 fn basic() {
@@ -37,11 +58,7 @@ fn basic() {
         for _ in 0..15 {
             let s = c.sim.rng().gen_range(0..n);
             let clerk = c.clerk(&[s]);
-            let op = if c.sim.rng().gen_bool(0.5) {
-                put("b", &c.sim.rng().gen::<u32>().to_string())
-            } else {
-                get("b")
-            };
+            let op = put_or_get(&mut c, "b");
             c.submit(clerk, op);
             clerks.push(clerk);
         }
@@ -50,11 +67,7 @@ fn basic() {
             Duration::from_secs(30),
             "the round's clients finish",
         );
-        let values: Vec<String> = (0..n).map(|i| c.get(cka[i], "b")).collect();
-        assert!(
-            values.iter().all(|v| *v == values[0]),
-            "mismatch: {values:?}"
-        );
+        assert_agree(&mut c, &cka, "b");
     }
     c.check_linearizable();
 }
@@ -209,11 +222,7 @@ fn unreliable() {
         let mut clerks = Vec::new();
         for _ in 0..15 {
             let clerk = c.randclerk();
-            let op = if c.sim.rng().gen_bool(0.5) {
-                put("b", &c.sim.rng().gen::<u32>().to_string())
-            } else {
-                get("b")
-            };
+            let op = put_or_get(&mut c, "b");
             c.submit(clerk, op);
             clerks.push(clerk);
         }
@@ -223,11 +232,7 @@ fn unreliable() {
             "the round's clients finish",
         );
     }
-    let values: Vec<String> = (0..n).map(|i| c.get(cka[i], "b")).collect();
-    assert!(
-        values.iter().all(|v| *v == values[0]),
-        "mismatch: {values:?}"
-    );
+    assert_agree(&mut c, &cka, "b");
 
     // Concurrent Append to the same key, unreliable.
     c.put(ck, "k", "");
