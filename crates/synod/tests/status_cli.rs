@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use support::{free_ports, path, run, stderr, stdout, Server};
 
 #[test]
@@ -34,18 +36,27 @@ fn status_reports_every_replica_and_says_which_are_unreachable() {
     let put = run(&["kv", "put", "--servers", &peers, "k", "v"]);
     assert!(put.status.success(), "put failed: {}", stderr(&put));
 
-    let status = run(&["status", "--servers", &peers]);
-    assert!(
-        status.status.success(),
-        "status failed: {}",
-        stderr(&status)
-    );
-    let text = stdout(&status);
+    // A replica that was still starting when the put was decided learns of it from the
+    // leader's next heartbeat, so wait (bounded) until every replica reports instance 0.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let status = run(&["status", "--servers", &peers]);
+        assert!(
+            status.status.success(),
+            "status failed: {}",
+            stderr(&status)
+        );
+        let text = stdout(&status);
+        if text.lines().filter(|l| l.contains("max=0")).count() == 3 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "one line per replica: {text}");
     for (i, line) in lines.iter().enumerate() {
         assert!(line.contains(&format!("replica={i}/3 voting")), "{line}");
-        assert!(line.contains("max=0"), "the put is instance 0: {line}");
+        assert!(line.contains("max=0"), "every replica learns of the put: {line}");
         assert!(line.contains("durable_bytes="), "{line}");
     }
     // The replica that proposed the put has applied it.
