@@ -56,7 +56,10 @@ fn status_reports_every_replica_and_says_which_are_unreachable() {
     assert_eq!(lines.len(), 3, "one line per replica: {text}");
     for (i, line) in lines.iter().enumerate() {
         assert!(line.contains(&format!("replica={i}/3 voting")), "{line}");
-        assert!(line.contains("max=0"), "every replica learns of the put: {line}");
+        assert!(
+            line.contains("max=0"),
+            "every replica learns of the put: {line}"
+        );
         assert!(line.contains("durable_bytes="), "{line}");
     }
     // The replica that proposed the put has applied it.
