@@ -188,6 +188,25 @@ impl FileStorage {
         }
     }
 
+    /// Whether `dir` holds durable state: a snapshot, or a log with at least one complete
+    /// record. It only reads, creates nothing, and may run while another process appends
+    /// there (a record still being written is not complete, so it does not count). A
+    /// missing directory, or one with only an empty log, holds none.
+    pub fn holds_state(dir: impl AsRef<Path>) -> Result<bool> {
+        let dir = dir.as_ref();
+        let snapshot = dir.join(SNAPSHOT);
+        if snapshot.try_exists().map_err(io_err(&snapshot))? {
+            return Ok(true);
+        }
+        let log = dir.join(LOG);
+        let Some(bytes) = read_optional(&log)? else {
+            return Ok(false);
+        };
+        format::parse_header(&bytes, LOG_MAGIC).map_err(|b| b.at(&log))?;
+        let scan = format::scan_records(&bytes).map_err(|b| b.at(&log))?;
+        Ok(!scan.records.is_empty())
+    }
+
     /// The directory this storage lives in.
     pub fn dir(&self) -> &Path {
         &self.dir

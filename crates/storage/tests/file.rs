@@ -302,3 +302,34 @@ fn impossible_snapshot_states_are_corrupt() {
         assert!(matches!(err, StorageError::Corrupt { .. }), "{name}: {err}");
     }
 }
+
+#[test]
+fn holds_state_only_after_a_complete_record_or_a_snapshot() {
+    let dir = tempdir();
+    let path = dir.path().join("replica");
+    assert!(
+        !FileStorage::holds_state(&path).unwrap(),
+        "missing directory"
+    );
+    let mut s = FileStorage::open(&path).unwrap();
+    assert!(!FileStorage::holds_state(&path).unwrap(), "empty log");
+    s.append(b"first").unwrap();
+    assert!(
+        !FileStorage::holds_state(&path).unwrap(),
+        "an unwritten record is not state"
+    );
+    s.sync().unwrap();
+    assert!(FileStorage::holds_state(&path).unwrap(), "a synced record");
+    s.install_snapshot(b"state").unwrap();
+    assert!(
+        FileStorage::holds_state(&path).unwrap(),
+        "a snapshot with an empty log"
+    );
+    drop(s);
+    fs::write(path.join("log"), b"not a synod log at all").unwrap();
+    fs::remove_file(path.join("snapshot")).unwrap();
+    assert!(matches!(
+        FileStorage::holds_state(&path),
+        Err(StorageError::Unsupported { .. } | StorageError::Corrupt { .. })
+    ));
+}

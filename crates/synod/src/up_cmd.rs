@@ -105,6 +105,7 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
         events: events_tx,
         stop: stop_rx,
         cluster_up: cluster_up.clone(),
+        formed: plan.formed(),
     };
     let mut supervisors = JoinSet::new();
     for (index, spec) in plan.children.iter().enumerate() {

@@ -36,12 +36,13 @@ fn parse_replica(line: &str) -> Replica {
     }
 }
 
-/// Starts `synod up --dir DIR` and waits for `ready`.
+/// Starts `synod up --dir DIR` and waits for `ready`. The servers log at `info`, whatever
+/// the caller's `RUST_LOG`, because tests look for their log lines.
 fn up(dir: &std::path::Path) -> (Server, Vec<Replica>) {
-    let server = Server::start_logged(
+    let server = Server::start_logged_env(
         &["up", "--dir", path(dir)],
+        &[("RUST_LOG", "info")],
         "ready",
-        Duration::from_secs(60),
     );
     let replicas: Vec<Replica> = server.earlier.iter().map(|l| parse_replica(l)).collect();
     assert_eq!(
@@ -153,6 +154,79 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
         cluster.child.id()
     );
     assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    let pids: Vec<u32> = again.iter().map(|r| r.pid).collect();
+    stop(cluster, &pids);
+}
+
+/// `synod status` lines of the cluster, one per replica.
+fn status_lines(replicas: &[Replica]) -> Vec<String> {
+    let peers: Vec<&str> = replicas.iter().map(|r| r.peer.as_str()).collect();
+    let out = run(&["status", "--servers", &peers.join(",")]);
+    assert!(out.status.success(), "status failed: {}", stderr(&out));
+    support::stdout(&out).lines().map(str::to_owned).collect()
+}
+
+/// The `applied=N` figure of a status line.
+fn applied(line: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("applied="))
+        .and_then(|n| n.parse().ok())
+}
+
+#[test]
+fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, replicas) = up(dir.path());
+    let mut conn = Resp::connect(&format!("127.0.0.1:{}", replicas[0].resp)).expect("connect");
+    for i in 0..20 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        assert_eq!(
+            conn.call(&["SET", &key, &value]).expect("set"),
+            Reply::Simple("OK".into())
+        );
+    }
+    drop(conn);
+    let pids: Vec<u32> = replicas.iter().map(|r| r.pid).collect();
+    stop(cluster, &pids);
+
+    // Replica 1's disk is gone. Started blank, it would vote as if it had never promised
+    // anything; `up` must notice and make it rejoin.
+    std::fs::remove_dir_all(dir.path().join("replica-1")).expect("removing replica 1's data");
+    let (cluster, again) = up(dir.path());
+    assert!(
+        cluster
+            .logs()
+            .contains("replica 1 has no data in its directory although the cluster has formed"),
+        "{}",
+        cluster.logs()
+    );
+    // After its quiet period it asks the others how far the log got, votes again only
+    // above that, and catches up.
+    let start = Instant::now();
+    let caught_up = loop {
+        let lines = status_lines(&again);
+        let others = applied(&lines[0]).max(applied(&lines[2]));
+        let rejoined = cluster.logs().contains("rejoined after disk loss");
+        let level = others.is_some() && applied(&lines[1]) >= others;
+        if rejoined && lines[1].contains("voting") && level {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "replica 1 did not rejoin and catch up: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("replica 1 voting and caught up {caught_up:?} after the cluster was ready");
+    let mut conn = Resp::connect(&format!("127.0.0.1:{}", again[1].resp)).expect("connect");
+    for i in 0..20 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        assert_eq!(
+            conn.call(&["GET", &key]).expect("get"),
+            Reply::Bulk(Some(value))
+        );
+    }
+    drop(conn);
     let pids: Vec<u32> = again.iter().map(|r| r.pid).collect();
     stop(cluster, &pids);
 }

@@ -52,6 +52,7 @@ impl Local {
                 events: events_tx.clone(),
                 stop: stop_rx,
                 cluster_up: cluster_up.clone(),
+                formed: false,
             };
             let supervisor = tokio::spawn(child::supervise(index, spec.clone(), ctx));
             supervisors.push((stop, supervisor));
@@ -152,6 +153,7 @@ pub async fn redis(program: &Path) -> anyhow::Result<Local> {
         peer: addr,
         resp: Some(addr),
         restartable: false,
+        paxos_data: None,
     };
     let plan = Plan {
         children: vec![spec],
@@ -202,6 +204,7 @@ pub async fn etcd(program: &Path) -> anyhow::Result<Local> {
             peer: loopback(client_port),
             resp: None,
             restartable: false,
+            paxos_data: None,
         });
     }
     Local::start(

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use synod_storage::FileStorage;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,6 +53,10 @@ pub struct Context {
     pub stop: watch::Receiver<bool>,
     /// Set once the whole cluster is up; before that, a death is fatal, not restarted.
     pub cluster_up: Arc<AtomicBool>,
+    /// Whether the cluster had formed before this run (see [`Plan::formed`]).
+    ///
+    /// [`Plan::formed`]: super::layout::Plan::formed
+    pub formed: bool,
 }
 
 /// Runs child `index` until `ctx.stop` turns true (then stops it) or it dies for good.
@@ -129,10 +134,31 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|&stop| stop).await;
 }
 
+/// Whether `spec` is a Paxos replica that lost its disk: the cluster has formed, yet the
+/// replica's directory holds no state. Started blank it could vote against promises of its
+/// earlier life; `--rejoin` makes it first learn from the others how far the log got
+/// (docs/paxos.md, "Rejoining after a lost disk").
+fn lost_its_disk(spec: &ChildSpec, ctx: &Context) -> bool {
+    let Some(dir) = &spec.paxos_data else {
+        return false;
+    };
+    let formed = ctx.formed || ctx.cluster_up.load(Ordering::SeqCst);
+    // Damaged or foreign state is not a lost disk: the replica refuses it with the reason.
+    formed && FileStorage::holds_state(dir).is_ok_and(|holds| !holds)
+}
+
 fn spawn(spec: &ChildSpec, ctx: &Context) -> std::io::Result<Child> {
     let mut cmd = Command::new(&*ctx.exe);
-    cmd.args(&spec.args)
-        .env("SYNOD_LOG_FORMAT", ctx.log_format)
+    cmd.args(&spec.args);
+    if lost_its_disk(spec, ctx) {
+        eprintln!(
+            "synod up: {} has no data in its directory although the cluster has formed; \
+             starting it with --rejoin",
+            spec.name
+        );
+        cmd.arg("--rejoin");
+    }
+    cmd.env("SYNOD_LOG_FORMAT", ctx.log_format)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

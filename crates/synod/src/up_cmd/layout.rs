@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use synod_storage::FileStorage;
 
 /// Every process of a local cluster listens on loopback.
 const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -48,6 +49,9 @@ pub struct ChildSpec {
     /// Whether `up` may restart it after it dies. The view service keeps its state in
     /// memory only, so a restarted one would contradict the servers' views.
     pub restartable: bool,
+    /// A Paxos replica's data directory. Once the cluster has formed, a replica whose
+    /// directory holds no state has lost its disk, and `up` starts it with `--rejoin`.
+    pub paxos_data: Option<PathBuf>,
 }
 
 /// The children of one cluster, in start order.
@@ -70,6 +74,16 @@ impl Plan {
     /// Every RESP address, for the readiness probe and the `redis-cli` hint.
     pub fn resp_addrs(&self) -> Vec<SocketAddr> {
         self.children.iter().filter_map(|c| c.resp).collect()
+    }
+
+    /// Whether the cluster formed in an earlier run: some Paxos replica holds state (a
+    /// replica writes its first record before it ever votes). Damaged state counts too: it
+    /// was written by someone.
+    pub fn formed(&self) -> bool {
+        self.children
+            .iter()
+            .filter_map(|c| c.paxos_data.as_ref())
+            .any(|dir| FileStorage::holds_state(dir).unwrap_or(true))
     }
 }
 
@@ -107,7 +121,8 @@ impl Layout {
                 let peers = join_addrs(&addrs);
                 let mut children = Vec::with_capacity(replicas);
                 for i in 0..replicas {
-                    let data = path_arg(&dir.join(format!("replica-{i}")))?;
+                    let data_dir = dir.join(format!("replica-{i}"));
+                    let data = path_arg(&data_dir)?;
                     let resp = addr(replicas + i);
                     children.push(ChildSpec {
                         name: format!("replica {i}"),
@@ -127,6 +142,7 @@ impl Layout {
                         peer: addr(i),
                         resp: Some(resp),
                         restartable: true,
+                        paxos_data: Some(data_dir),
                     });
                 }
                 children
@@ -140,6 +156,7 @@ impl Layout {
                     peer: view,
                     resp: None,
                     restartable: false,
+                    paxos_data: None,
                 }];
                 for id in 1..=2 {
                     let (peer, resp) = (addr(id), addr(id + 2));
@@ -161,6 +178,7 @@ impl Layout {
                         peer,
                         resp: Some(resp),
                         restartable: true,
+                        paxos_data: None,
                     });
                 }
                 children
@@ -170,7 +188,8 @@ impl Layout {
                 let ctl = join_addrs(&controllers);
                 let mut children = Vec::new();
                 for (i, &peer) in controllers.iter().enumerate() {
-                    let data = path_arg(&dir.join(format!("controller-{i}")))?;
+                    let data_dir = dir.join(format!("controller-{i}"));
+                    let data = path_arg(&data_dir)?;
                     children.push(ChildSpec {
                         name: format!("controller {i}"),
                         args: strings(&[
@@ -187,6 +206,7 @@ impl Layout {
                         peer,
                         resp: None,
                         restartable: true,
+                        paxos_data: Some(data_dir),
                     });
                 }
                 let replicas = GROUPS.len() * GROUP_SIZE;
@@ -196,7 +216,8 @@ impl Layout {
                     let servers: Vec<SocketAddr> = (first..first + GROUP_SIZE).map(addr).collect();
                     let peers = join_addrs(&servers);
                     for (i, &peer) in servers.iter().enumerate() {
-                        let data = path_arg(&dir.join(format!("group-{gid}-{i}")))?;
+                        let data_dir = dir.join(format!("group-{gid}-{i}"));
+                        let data = path_arg(&data_dir)?;
                         let resp = addr(first + replicas + i);
                         children.push(ChildSpec {
                             name: format!("group {gid} replica {i}"),
@@ -220,6 +241,7 @@ impl Layout {
                             peer,
                             resp: Some(resp),
                             restartable: true,
+                            paxos_data: Some(data_dir),
                         });
                     }
                     groups.push((gid, servers));

@@ -49,9 +49,9 @@ impl Server {
         Self::launch(args, &[], prefix, true, limit)
     }
 
-    /// Like [`Server::start_logged`], with extra environment variables.
+    /// Like [`Server::start_logged`], with extra environment variables, waiting up to 60 s.
     pub fn start_logged_env(args: &[&str], env: &[(&str, &str)], prefix: &str) -> Server {
-        Self::launch(args, env, prefix, true, Duration::from_secs(30))
+        Self::launch(args, env, prefix, true, Duration::from_secs(60))
     }
 
     fn launch(
