@@ -2,7 +2,7 @@
 //! cache, run once per partition (see the crate documentation for the idea).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bitset::Bitset;
@@ -20,6 +20,12 @@ pub fn check_operations<M: Model>(
 
 /// Like [`check_operations`], but returns the per-partition evidence whatever the verdict
 /// (a linearization for every partition that has one), e.g. to draw it.
+///
+/// Once one partition is found illegal the whole history is, so every other search stops at
+/// its next look at the clock and reports [`Verdict::Skipped`]: some illegal partitions take
+/// exponential time to prove so (every order must be tried), and the first one found is
+/// enough to decide. Searches shorter than one look at the clock (256 steps)
+/// always finish, so small histories get every partition's verdict.
 pub fn analyze<M: Model>(
     model: &M,
     history: &[Operation<M::Input, M::Output>],
@@ -44,9 +50,17 @@ pub fn analyze<M: Model>(
             .push(index);
     }
     let groups: Vec<(String, Vec<usize>)> = groups.into_iter().collect();
+    let limits = Limits {
+        deadline,
+        decided: AtomicBool::new(false),
+    };
     let partitions = run_in_parallel(groups.len(), |i| {
         let (label, ops) = &groups[i];
-        check_partition(model, history, label, ops, deadline)
+        let report = check_partition(model, history, label, ops, &limits);
+        if report.verdict == Verdict::Illegal {
+            limits.decided.store(true, Ordering::Relaxed);
+        }
+        report
     });
     Ok(Analysis { partitions })
 }
@@ -90,18 +104,26 @@ fn run_in_parallel<T: Send>(count: usize, job: impl Fn(usize) -> T + Sync) -> Ve
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// When every search must stop.
+struct Limits {
+    /// The time budget's end, if there is one.
+    deadline: Option<Instant>,
+    /// Set once some partition was found illegal, which decides the whole history.
+    decided: AtomicBool,
+}
+
 fn check_partition<M: Model>(
     model: &M,
     history: &[Operation<M::Input, M::Output>],
     label: &str,
     ops: &[usize],
-    deadline: Option<Instant>,
+    limits: &Limits,
 ) -> PartitionReport {
     let (dropped, kept): (Vec<usize>, Vec<usize>) = ops.iter().partition(|&&i| {
         let op = &history[i];
         op.output.is_none() && model.is_read_only(&op.input)
     });
-    let outcome = Search::new(model, history, &kept).run(deadline);
+    let outcome = Search::new(model, history, &kept).run(limits);
     let to_history = |js: Vec<usize>| js.into_iter().map(|j| kept[j]).collect();
     let (verdict, linearization, stuck) = match outcome {
         Outcome::Linearized(order) => (Verdict::Ok, to_history(order), None),
@@ -109,6 +131,7 @@ fn check_partition<M: Model>(
             (Verdict::Illegal, to_history(prefix), Some(kept[stuck]))
         }
         Outcome::OutOfTime { prefix } => (Verdict::Unknown, to_history(prefix), None),
+        Outcome::Stopped { prefix } => (Verdict::Skipped, to_history(prefix), None),
     };
     PartitionReport {
         label: label.to_string(),
@@ -123,15 +146,24 @@ fn check_partition<M: Model>(
 /// How a search ended; operations are numbered by their position in the partition.
 enum Outcome {
     Linearized(Vec<usize>),
-    Stuck { prefix: Vec<usize>, stuck: usize },
-    OutOfTime { prefix: Vec<usize> },
+    Stuck {
+        prefix: Vec<usize>,
+        stuck: usize,
+    },
+    OutOfTime {
+        prefix: Vec<usize>,
+    },
+    /// Another partition was found illegal first.
+    Stopped {
+        prefix: Vec<usize>,
+    },
 }
 
 /// "No node" in the linked list.
 const NIL: usize = usize::MAX;
 /// The list's sentinel head; operation `j`'s call is node `2j + 1` and its return `2j + 2`.
 const HEAD: usize = 0;
-/// How many search steps run between looks at the clock.
+/// How many search steps run between looks at the clock and at the other partitions.
 const CLOCK_EVERY: u64 = 256;
 
 fn call_node(op: usize) -> usize {
@@ -206,7 +238,7 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    fn run(mut self, deadline: Option<Instant>) -> Outcome {
+    fn run(mut self, limits: &Limits) -> Outcome {
         let mut state = self.model.init();
         let mut linearized = Bitset::new(self.ops.len());
         let mut seen: HashMap<Bitset, Vec<M::State>> = HashMap::new();
@@ -221,12 +253,20 @@ impl<'a, M: Model> Search<'a, M> {
                 return Outcome::Linearized(stack.into_iter().map(|(j, _)| j).collect());
             }
             steps += 1;
-            if steps.is_multiple_of(CLOCK_EVERY) && deadline.is_some_and(|d| Instant::now() >= d) {
-                let prefix = match best {
-                    Some((prefix, _)) if prefix.len() > stack.len() => prefix,
-                    _ => stack.into_iter().map(|(j, _)| j).collect(),
-                };
-                return Outcome::OutOfTime { prefix };
+            if steps.is_multiple_of(CLOCK_EVERY) {
+                let out_of_time = limits.deadline.is_some_and(|d| Instant::now() >= d);
+                let decided = limits.decided.load(Ordering::Relaxed);
+                if out_of_time || decided {
+                    let prefix = match best {
+                        Some((prefix, _)) if prefix.len() > stack.len() => prefix,
+                        _ => stack.into_iter().map(|(j, _)| j).collect(),
+                    };
+                    return if decided {
+                        Outcome::Stopped { prefix }
+                    } else {
+                        Outcome::OutOfTime { prefix }
+                    };
+                }
             }
             // The list always ends with the return of a pending operation, so the scan meets
             // a return entry before running off the end.

@@ -59,7 +59,7 @@ pub fn render<M: Model>(
     let (class, title) = match verdict {
         Verdict::Ok => ("ok", "Linearizable"),
         Verdict::Illegal => ("bad", "NOT linearizable"),
-        Verdict::Unknown => ("unknown", "Unknown: the time budget ran out"),
+        Verdict::Unknown | Verdict::Skipped => ("unknown", "Unknown: the time budget ran out"),
     };
     let _ = write!(
         page,
@@ -73,11 +73,12 @@ pub fn render<M: Model>(
          &nbsp; Bars run from call to return; hover one for its states.</p>",
         esc(&summarize(model, history, analysis))
     );
-    // Failing partitions first, then undecided, then passing ones.
+    // Failing partitions first, then undecided, then passing ones, then those not searched.
     let rank = |p: &&PartitionReport| match p.verdict {
         Verdict::Illegal => 0,
         Verdict::Unknown => 1,
         Verdict::Ok => 2,
+        Verdict::Skipped => 3,
     };
     let mut partitions: Vec<&PartitionReport> = analysis.partitions.iter().collect();
     partitions.sort_by_key(rank);
@@ -103,6 +104,7 @@ fn section<M: Model>(
         Verdict::Illegal => ("NOT linearizable", " open"),
         Verdict::Unknown => ("undecided (timed out)", " open"),
         Verdict::Ok => ("linearizable", ""),
+        Verdict::Skipped => ("not searched (another key is already not linearizable)", ""),
     };
     let label = if p.label.is_empty() {
         "history".to_string()

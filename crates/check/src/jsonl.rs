@@ -249,7 +249,7 @@ pub fn summarize<M: Model>(
         match verdict {
             Verdict::Ok => "linearizable",
             Verdict::Illegal => "NOT linearizable",
-            Verdict::Unknown => "unknown (time budget exhausted)",
+            Verdict::Unknown | Verdict::Skipped => "unknown (time budget exhausted)",
         },
         history.len(),
         analysis.partitions.len()
@@ -275,6 +275,13 @@ pub fn summarize<M: Model>(
             }
             (Verdict::Unknown, _) => {
                 out.push_str(&format!("  partition {:?}: search timed out\n", p.label));
+            }
+            (Verdict::Skipped, _) => {
+                out.push_str(&format!(
+                    "  partition {:?}: not searched to the end (another partition is \
+                     already not linearizable)\n",
+                    p.label
+                ));
             }
             _ => {}
         }

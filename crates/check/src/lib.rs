@@ -38,6 +38,11 @@
 //!   before is never explored twice.
 //! - **A time budget.** A search that runs out of time gives [`CheckResult::Unknown`] rather
 //!   than hanging.
+//! - **Stop at the first failure.** One illegal partition makes the whole history illegal,
+//!   and proving a partition illegal can take exponential time (every order must fail), so
+//!   once one partition is found illegal the others' searches stop (`Verdict::Skipped`).
+//!   On porcupine's own 50-client bad history this is the difference between 75 ms and
+//!   minutes.
 //!
 //! A failed partition reports the longest linearizable prefix the search found and the
 //! operation that could not be placed after it; [`html::write_html`] draws that as a timeline.

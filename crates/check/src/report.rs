@@ -11,6 +11,9 @@ pub enum Verdict {
     Illegal,
     /// The time budget ran out before the search finished.
     Unknown,
+    /// Not searched to the end: another partition was found illegal first, which decides
+    /// the whole history (a partition's own verdict only).
+    Skipped,
 }
 
 /// The result of [`crate::check_operations`].
@@ -60,12 +63,13 @@ pub struct Analysis {
 
 impl Analysis {
     /// The verdict on the whole history: illegal if any partition is (linearizability is
-    /// local), otherwise unknown if any search ran out of time, otherwise ok.
+    /// local), otherwise unknown if any search ran out of time, otherwise ok. It is never
+    /// [`Verdict::Skipped`].
     pub fn verdict(&self) -> Verdict {
         let any = |v| self.partitions.iter().any(|p| p.verdict == v);
         if any(Verdict::Illegal) {
             Verdict::Illegal
-        } else if any(Verdict::Unknown) {
+        } else if any(Verdict::Unknown) || any(Verdict::Skipped) {
             Verdict::Unknown
         } else {
             Verdict::Ok
@@ -77,7 +81,7 @@ impl Analysis {
         match self.verdict() {
             Verdict::Ok => CheckResult::Ok,
             Verdict::Illegal => CheckResult::Illegal(self),
-            Verdict::Unknown => CheckResult::Unknown,
+            Verdict::Unknown | Verdict::Skipped => CheckResult::Unknown,
         }
     }
 }

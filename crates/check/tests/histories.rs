@@ -260,3 +260,23 @@ fn register_stale_read_is_illegal_and_fresh_read_fine() {
         Ok(CheckResult::Ok)
     );
 }
+
+#[test]
+fn one_illegal_key_stops_the_search_of_a_hard_one() {
+    // Key "a" is plainly illegal. Key "b" is illegal too, but proving it means trying every
+    // subset of 24 concurrent puts before the read: far beyond the 5 s budget. The first
+    // verdict decides the history, so the search of "b" stops instead of running out.
+    let mut h = vec![put(1, "a", "1", 0, 10), get(2, "a", "2", 20, 30)];
+    for client in 0..24 {
+        h.push(put(10 + client, "b", &client.to_string(), 100, 200));
+    }
+    h.push(get(99, "b", "never written", 300, 310));
+    let analysis = analyze(&KvModel, &h, Some(Duration::from_secs(5))).unwrap();
+    let verdicts: Vec<_> = analysis
+        .partitions
+        .iter()
+        .map(|p| (p.label.as_str(), p.verdict))
+        .collect();
+    assert_eq!(verdicts, [("a", Verdict::Illegal), ("b", Verdict::Skipped)]);
+    assert_eq!(analysis.verdict(), Verdict::Illegal);
+}

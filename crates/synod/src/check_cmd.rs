@@ -48,7 +48,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
             ExitCode::from(match checked.verdict {
                 Verdict::Ok => 0,
                 Verdict::Illegal => 1,
-                Verdict::Unknown => 2,
+                Verdict::Unknown | Verdict::Skipped => 2,
             })
         }
         Err(e) => {
