@@ -54,8 +54,16 @@ impl App for WordCount {
         // Counting inside the map call (in-mapper combining) emits each distinct word once
         // per chunk instead of once per occurrence.
         let text = String::from_utf8_lossy(input.contents);
-        let mut counts: HashMap<&str, u64> = HashMap::new();
-        for_each_word(&text, |w| *counts.entry(w).or_insert(0) += 1);
+        // Owned keys, not slices of the chunk: a few thousand distinct words packed in the
+        // heap stay in cache, while slices would scatter every key comparison over the
+        // whole chunk (tens of MiB).
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for_each_word(&text, |w| match counts.get_mut(w) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(w.to_owned(), 1);
+            }
+        });
         for (word, n) in counts {
             emit(word.as_bytes(), n.to_string().as_bytes());
         }
