@@ -16,7 +16,7 @@ use synod_paxos::PaxosConfig;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
-use crate::{data_dir, resp_front};
+use crate::{data_dir, lost_disk, resp_front};
 
 #[derive(Subcommand)]
 pub enum KvCommand {
@@ -108,6 +108,7 @@ async fn serve(
         );
     };
     let _lock = data_dir::lock(&data)?;
+    let rejoin = rejoin || lost_disk::must_rejoin(&data, &peers, id).await;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening replica state in {}", data.display()))?;
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();

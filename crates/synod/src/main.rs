@@ -8,6 +8,7 @@ mod check_cmd;
 mod counter_cmd;
 mod data_dir;
 mod kv_cmd;
+mod lost_disk;
 mod mr_cmd;
 mod pb_cmd;
 mod resp_front;

@@ -21,7 +21,7 @@ use synod_shardkv::controller_node;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
-use crate::data_dir;
+use crate::{data_dir, lost_disk};
 
 /// At most this many controllers or replicas per group: an index must fit the 8 low bits
 /// of a group server's id.
@@ -152,6 +152,7 @@ async fn serve(
     }
     let ids = controller_ids(peers.len())?;
     let _lock = data_dir::lock(&data)?;
+    let rejoin = rejoin || lost_disk::must_rejoin(&data, &peers, id).await;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening controller state in {}", data.display()))?;
     let listener = TcpListener::bind(listen)

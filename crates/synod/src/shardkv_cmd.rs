@@ -20,7 +20,7 @@ use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
-use crate::{data_dir, resp_front};
+use crate::{data_dir, lost_disk, resp_front};
 
 /// Group ids must keep `gid << 8 | i` below the client id range.
 const MAX_GID: Gid = (NodeId::FIRST_CLIENT >> 8) - 1;
@@ -141,6 +141,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     }
     let controllers = controller_ids(r.ctl.len())?;
     let _lock = data_dir::lock(&data)?;
+    let rejoin = r.rejoin || lost_disk::must_rejoin(&data, &r.peers, r.id).await;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening replica state in {}", data.display()))?;
     let listener = TcpListener::bind(listen)
@@ -160,7 +161,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .filter(|&(peer, _)| peer != me)
         .collect();
     let paxos = PaxosConfig {
-        rejoin: r.rejoin,
+        rejoin,
         ..PaxosConfig::default()
     };
     let addrs = r.peers.iter().map(ToString::to_string).collect();

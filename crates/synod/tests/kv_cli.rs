@@ -58,3 +58,75 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
     load::final_reads(&mut history, &fronts, 4, start);
     load::assert_linearizable(&history, 50);
 }
+
+#[test]
+fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = free_ports(6);
+    let peers = ports[..3]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut replicas: Vec<Server> = (0..3)
+        .map(|i| start_replica(i, &peers, dir.path(), ports[3 + i]))
+        .collect();
+    let put = support::run(&["kv", "put", "--servers", &peers, "k", "v"]);
+    assert!(put.status.success(), "{}", support::stderr(&put));
+
+    // Replica 1 loses its disk and is started again by someone who forgot `--rejoin`.
+    replicas.remove(1).kill9();
+    let data = dir.path().join("r1");
+    std::fs::remove_dir_all(&data).expect("removing replica 1's data");
+    let resp = format!("127.0.0.1:{}", ports[4]);
+    let args = [
+        "kv",
+        "serve",
+        "--id",
+        "1",
+        "--peers",
+        &peers,
+        "--data",
+        path(&data),
+        "--resp",
+        &resp,
+    ];
+    let again =
+        Server::start_logged_env(&args, &[("RUST_LOG", "info")], "kv replica 1 listening on ");
+    // It notices by itself; after its quiet period it learns how far the log got, then votes
+    // and catches up.
+    let start = Instant::now();
+    loop {
+        let status = support::run(&["status", "--servers", &peers]);
+        let text = support::stdout(&status);
+        let applied: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("applied=")))
+            .collect();
+        let level = applied.len() == 3 && applied.iter().all(|a| *a == applied[0]);
+        let logs = again.logs();
+        let noticed = logs.contains("this replica lost its disk, so it rejoins");
+        let rejoined = noticed && logs.contains("rejoined after disk loss");
+        if rejoined && level && text.contains("replica=1/3 voting") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "replica 1 did not rejoin: {text}\n{}",
+            again.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let get = support::run(&["kv", "get", "--servers", &ports_of(&peers, 1), "k"]);
+    assert_eq!(
+        support::stdout(&get).trim(),
+        "v",
+        "{}",
+        support::stderr(&get)
+    );
+}
+
+/// The address of replica `i` in a `--peers` list.
+fn ports_of(peers: &str, i: usize) -> String {
+    peers.split(',').nth(i).expect("replica address").to_owned()
+}
