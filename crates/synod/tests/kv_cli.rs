@@ -9,34 +9,45 @@ use std::time::{Duration, Instant};
 
 use support::{free_ports, load, path, Server};
 
-fn start_replica(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Server {
-    let resp = format!("127.0.0.1:{resp}");
+/// `synod kv serve` arguments for replica `id`, its data in `dir/r{id}`.
+fn replica_args(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Vec<String> {
     let data = dir.join(format!("r{id}"));
-    let id_text = id.to_string();
-    let args = [
+    [
         "kv",
         "serve",
         "--id",
-        id_text.as_str(),
+        &id.to_string(),
         "--peers",
         peers,
         "--data",
         path(&data),
         "--resp",
-        resp.as_str(),
-    ];
+        &format!("127.0.0.1:{resp}"),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn start_replica(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Server {
+    let args = replica_args(id, peers, dir, resp);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start(&args, &format!("kv replica {id} listening on "))
+}
+
+/// The `--peers` list of replicas listening on `ports` of loopback.
+fn peer_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[test]
 fn kill_restart_and_pause_lose_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = free_ports(6);
-    let peers = ports[..3]
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let peers = peer_list(&ports[..3]);
     let fronts = ports[3..].to_vec();
     let mut replicas: Vec<Option<Server>> = (0..3)
         .map(|i| Some(start_replica(i, &peers, dir.path(), fronts[i])))
@@ -63,11 +74,7 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
 fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = free_ports(6);
-    let peers = ports[..3]
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let peers = peer_list(&ports[..3]);
     let mut replicas: Vec<Server> = (0..3)
         .map(|i| start_replica(i, &peers, dir.path(), ports[3 + i]))
         .collect();
@@ -76,21 +83,9 @@ fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
 
     // Replica 1 loses its disk and is started again by someone who forgot `--rejoin`.
     replicas.remove(1).kill9();
-    let data = dir.path().join("r1");
-    std::fs::remove_dir_all(&data).expect("removing replica 1's data");
-    let resp = format!("127.0.0.1:{}", ports[4]);
-    let args = [
-        "kv",
-        "serve",
-        "--id",
-        "1",
-        "--peers",
-        &peers,
-        "--data",
-        path(&data),
-        "--resp",
-        &resp,
-    ];
+    std::fs::remove_dir_all(dir.path().join("r1")).expect("removing replica 1's data");
+    let args = replica_args(1, &peers, dir.path(), ports[4]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let again =
         Server::start_logged_env(&args, &[("RUST_LOG", "info")], "kv replica 1 listening on ");
     // It notices by itself; after its quiet period it learns how far the log got, then votes
@@ -117,16 +112,11 @@ fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let get = support::run(&["kv", "get", "--servers", &ports_of(&peers, 1), "k"]);
+    let get = support::run(&["kv", "get", "--servers", &peer_list(&ports[1..2]), "k"]);
     assert_eq!(
         support::stdout(&get).trim(),
         "v",
         "{}",
         support::stderr(&get)
     );
-}
-
-/// The address of replica `i` in a `--peers` list.
-fn ports_of(peers: &str, i: usize) -> String {
-    peers.split(',').nth(i).expect("replica address").to_owned()
 }
