@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{free_ports, load, path, Server};
+use support::{applied, free_ports, load, loopback_list, path, Server};
 
 /// `synod kv serve` arguments for replica `id`, its data in `dir/r{id}`.
 fn replica_args(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Vec<String> {
@@ -34,20 +34,11 @@ fn start_replica(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Se
     Server::start(&args, &format!("kv replica {id} listening on "))
 }
 
-/// The `--peers` list of replicas listening on `ports` of loopback.
-fn peer_list(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[test]
 fn kill_restart_and_pause_lose_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = free_ports(6);
-    let peers = peer_list(&ports[..3]);
+    let peers = loopback_list(&ports[..3]);
     let fronts = ports[3..].to_vec();
     let mut replicas: Vec<Option<Server>> = (0..3)
         .map(|i| Some(start_replica(i, &peers, dir.path(), fronts[i])))
@@ -74,7 +65,7 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
 fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = free_ports(6);
-    let peers = peer_list(&ports[..3]);
+    let peers = loopback_list(&ports[..3]);
     let mut replicas: Vec<Server> = (0..3)
         .map(|i| start_replica(i, &peers, dir.path(), ports[3 + i]))
         .collect();
@@ -94,11 +85,9 @@ fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
     loop {
         let status = support::run(&["status", "--servers", &peers]);
         let text = support::stdout(&status);
-        let applied: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("applied=")))
-            .collect();
-        let level = applied.len() == 3 && applied.iter().all(|a| *a == applied[0]);
+        let applied: Vec<Option<u64>> = text.lines().map(applied).collect();
+        let level =
+            applied.len() == 3 && applied[0].is_some() && applied.iter().all(|a| *a == applied[0]);
         let logs = again.logs();
         let noticed = logs.contains("this replica lost its disk, so it rejoins");
         let rejoined = noticed && logs.contains("rejoined after disk loss");
@@ -112,7 +101,7 @@ fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let get = support::run(&["kv", "get", "--servers", &peer_list(&ports[1..2]), "k"]);
+    let get = support::run(&["kv", "get", "--servers", &loopback_list(&ports[1..2]), "k"]);
     assert_eq!(
         support::stdout(&get).trim(),
         "v",

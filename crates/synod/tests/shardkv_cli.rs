@@ -16,14 +16,6 @@ use synod_shardkv::{key2shard, server_id};
 const SHARDS: usize = 10;
 const GIDS: [Gid; 2] = [100, 101];
 
-fn addr_list(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 struct Cluster {
     dir: tempfile::TempDir,
     ctl: String,
@@ -38,8 +30,11 @@ struct Cluster {
 impl Cluster {
     fn start() -> Cluster {
         let ports = free_ports(15);
-        let ctl = addr_list(&ports[..3]);
-        let groups = vec![addr_list(&ports[3..6]), addr_list(&ports[6..9])];
+        let ctl = support::loopback_list(&ports[..3]);
+        let groups = vec![
+            support::loopback_list(&ports[3..6]),
+            support::loopback_list(&ports[6..9]),
+        ];
         let dir = tempfile::tempdir().expect("temp dir");
         let controllers = (0..3)
             .map(|i| {
@@ -143,10 +138,7 @@ impl Cluster {
 /// The last log instance server `addr` applied, from `synod status`.
 fn applied(addr: &str) -> Option<u64> {
     let out = run(&["status", "--servers", addr, "--timeout", "1"]);
-    stdout(&out)
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("applied="))
-        .and_then(|n| n.parse().ok())
+    support::applied(&stdout(&out))
 }
 
 fn shard_of(key: &str) -> usize {

@@ -5,16 +5,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{free_ports, path, run, stderr, stdout, Server};
+use support::{free_ports, loopback_list, path, run, stderr, stdout, Server};
 
 #[test]
 fn status_reports_every_replica_and_says_which_are_unreachable() {
     let ports = free_ports(3);
-    let peers = ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let peers = loopback_list(&ports);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut replicas: Vec<Server> = (0..3)
         .map(|i| {

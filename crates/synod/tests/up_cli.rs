@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::resp::{Reply, Resp};
-use support::{alive, load, path, run, signal_pid, stderr, Server};
+use support::{alive, applied, load, path, run, signal_pid, stderr, Server};
 
 /// A replica as `up` announced it: `replica I: peer ADDR resp ADDR pid N`.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,13 +164,6 @@ fn status_lines(replicas: &[Replica]) -> Vec<String> {
     let out = run(&["status", "--servers", &peers.join(",")]);
     assert!(out.status.success(), "status failed: {}", stderr(&out));
     support::stdout(&out).lines().map(str::to_owned).collect()
-}
-
-/// The `applied=N` figure of a status line.
-fn applied(line: &str) -> Option<u64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("applied="))
-        .and_then(|n| n.parse().ok())
 }
 
 #[test]

@@ -226,6 +226,24 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// The comma-separated list of `127.0.0.1:PORT` addresses for `ports`, as `--peers`,
+/// `--servers` and `--ctl` take it.
+pub fn loopback_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `applied=N` figure of a `synod status` line (the first, given several).
+pub fn applied(status: &str) -> Option<u64> {
+    status
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("applied="))
+        .and_then(|n| n.parse().ok())
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
