@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::register::{RegisterInput, RegisterModel};
-use synod_check::{analyze, check_operations, CheckResult, HistoryError, Operation, Verdict};
+use synod_check::{
+    analyze, check_operations, Analysis, CheckResult, HistoryError, Operation, Verdict,
+};
 
 type KvOp = Operation<KvInput, String>;
 
@@ -41,6 +43,15 @@ fn verdict(history: &[KvOp]) -> Verdict {
         "checker and brute force disagree on {history:?}"
     );
     verdict
+}
+
+/// Each partition's label and verdict, in label order.
+fn per_partition(analysis: &Analysis) -> Vec<(&str, Verdict)> {
+    analysis
+        .partitions
+        .iter()
+        .map(|p| (p.label.as_str(), p.verdict))
+        .collect()
 }
 
 /// The single failing partition's (longest prefix, stuck operation).
@@ -147,11 +158,7 @@ fn only_the_broken_key_fails() {
         get(2, "y", "", 20, 30),
     ];
     let analysis = analyze(&KvModel, &h, None).unwrap();
-    let verdicts: Vec<_> = analysis
-        .partitions
-        .iter()
-        .map(|p| (p.label.as_str(), p.verdict))
-        .collect();
+    let verdicts = per_partition(&analysis);
     assert_eq!(verdicts, [("x", Verdict::Ok), ("y", Verdict::Illegal)]);
     assert_eq!(failure(&h), ("y".to_string(), vec![1], 3));
 }
@@ -272,11 +279,7 @@ fn one_illegal_key_stops_the_search_of_a_hard_one() {
     }
     h.push(get(99, "b", "never written", 300, 310));
     let analysis = analyze(&KvModel, &h, Some(Duration::from_secs(5))).unwrap();
-    let verdicts: Vec<_> = analysis
-        .partitions
-        .iter()
-        .map(|p| (p.label.as_str(), p.verdict))
-        .collect();
+    let verdicts = per_partition(&analysis);
     assert_eq!(verdicts, [("a", Verdict::Illegal), ("b", Verdict::Skipped)]);
     assert_eq!(analysis.verdict(), Verdict::Illegal);
 }
