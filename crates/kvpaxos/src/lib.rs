@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use synod_rsm::{Entry, RsmMsg};
 
 /// A client's request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvOp {
     Get { key: String },
     Put { key: String, value: String },
@@ -33,7 +33,7 @@ pub enum KvOp {
 }
 
 /// The answer to a [`KvOp`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvReply {
     /// A Get's value ("" for a missing key, as in the course).
     Value(String),

@@ -8,7 +8,7 @@ use crate::state::KvState;
 use crate::{KvMsg, Op};
 
 /// One replica of the store.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub struct KvReplica(Rsm<KvState>);
 
 impl KvReplica {

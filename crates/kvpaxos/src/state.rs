@@ -10,7 +10,7 @@ use synod_rsm::{Sessions, StateMachine};
 use crate::{KvOp, KvReply};
 
 /// The KV map and the session table (bounded by [`synod_rsm::MAX_SESSIONS`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KvState {
     pub data: BTreeMap<String, String>,
     pub sessions: Sessions<KvReply>,

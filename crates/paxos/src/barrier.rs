@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::durable::Membership;
+use crate::guard::Ignored;
 use crate::io::PaxosIo;
 use crate::msg::PaxosMsg;
 use crate::peer::Paxos;
@@ -21,7 +22,7 @@ use crate::Value;
 /// How long a barrier waits for answers before asking again (messages may be lost).
 const BARRIER_RETRY: Duration = Duration::from_millis(100);
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub(crate) struct Barrier {
     answers: BTreeSet<usize>,
     index: Option<u64>,
@@ -30,7 +31,7 @@ pub(crate) struct Barrier {
 
 /// The barriers of one peer, by id. Ids start at a random number every life, so answers
 /// meant for an earlier life are not taken for this one's.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Hash)]
 pub(crate) struct Barriers {
     next_id: u64,
     open: BTreeMap<u64, Barrier>,
@@ -84,7 +85,7 @@ impl<V: Value> Paxos<V> {
         // A peer still finding out what it voted for before losing its disk may not know
         // of instances it helped decide.
         if self.membership == Membership::Rejoining {
-            return;
+            return self.ignore(Ignored::Rejoining, self.peers[peer], "ReadQuery");
         }
         let reply = PaxosMsg::ReadMax {
             id,
@@ -98,10 +99,11 @@ impl<V: Value> Paxos<V> {
         if let Some(m) = max {
             self.see(m);
         }
-        if let Some(b) = self.barriers.open.get_mut(&id) {
-            b.answers.insert(peer);
-            b.index = b.index.max(max);
-        }
+        let Some(b) = self.barriers.open.get_mut(&id) else {
+            return self.ignore(Ignored::UnknownBarrier, self.peers[peer], "ReadMax");
+        };
+        b.answers.insert(peer);
+        b.index = b.index.max(max);
     }
 
     /// Asks again for barriers still waiting after [`BARRIER_RETRY`].

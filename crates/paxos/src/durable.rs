@@ -38,7 +38,7 @@ pub(crate) enum Record<V> {
 }
 
 /// The acceptor and learner state of one instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AcceptorState<V> {
     pub promised: Ballot,
     pub accepted: Option<(Ballot, V)>,
@@ -69,7 +69,7 @@ pub struct PaxosState<V> {
 }
 
 /// Whether a peer takes part in instances as an acceptor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Membership {
     /// The peer lost its disk and is finding out which instances it may have voted in
     /// before; it votes in none until it knows.

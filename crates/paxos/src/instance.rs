@@ -10,7 +10,7 @@ use crate::durable::AcceptorState;
 use crate::msg::Ballot;
 
 /// Where this peer's proposal for an instance is.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub(crate) enum Phase<V> {
     /// Waiting for the retry timer before a (new) round.
     Idle,
@@ -28,7 +28,7 @@ pub(crate) enum Phase<V> {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub(crate) struct Proposer<V> {
     /// What this peer's application asked to propose.
     pub value: V,
@@ -41,7 +41,7 @@ pub(crate) struct Proposer<V> {
     pub backoff: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub(crate) struct Instance<V> {
     pub acceptor: AcceptorState<V>,
     pub proposer: Option<Proposer<V>>,

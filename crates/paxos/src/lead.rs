@@ -22,6 +22,7 @@ use std::time::Duration;
 use synod_node::NodeId;
 
 use crate::durable::Record;
+use crate::guard::Ignored;
 use crate::instance::{Phase, Proposer};
 use crate::io::PaxosIo;
 use crate::msg::{Ballot, PaxosMsg, Vote};
@@ -32,7 +33,7 @@ use crate::{Fate, Value};
 pub const HEARTBEAT: Duration = Duration::from_millis(50);
 
 /// A campaign, and once a majority promised, a leadership.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub(crate) struct Lead<V> {
     pub ballot: Ballot,
     pub from: u64,
@@ -151,7 +152,7 @@ impl<V: Value> Paxos<V> {
         from: u64,
     ) {
         if !self.votes(from) {
-            return;
+            return self.ignore(self.not_voting_reason(), self.peers[peer], "PrepareAll");
         }
         let done = self.my_done();
         let reply = match self.promise_all(io, ballot, from) {
@@ -191,7 +192,7 @@ impl<V: Value> Paxos<V> {
             .as_mut()
             .filter(|l| l.ballot == ballot && !l.ready)
         else {
-            return;
+            return self.ignore(Ignored::StaleCampaign, self.peers[peer], "PromiseAll");
         };
         lead.promises.insert(peer);
         let mut decided = Vec::new();

@@ -46,6 +46,7 @@
 
 mod barrier;
 mod durable;
+mod guard;
 mod instance;
 mod io;
 mod lead;
@@ -79,7 +80,7 @@ pub enum Fate<'a, V> {
 }
 
 /// Timings and the rejoin switch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PaxosConfig {
     /// First retry interval of an undecided proposal (randomized up to twice this).
     pub retry: Duration,

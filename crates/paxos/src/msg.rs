@@ -23,7 +23,7 @@ pub struct Ballot {
 ///
 /// Requests (the course's RPCs) are `Prepare`, `Accept`, `Decided` and `JoinQuery`; the rest
 /// are replies to them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PaxosMsg<V> {
     /// Phase 1a: please promise to ignore proposals numbered below `ballot`.
     Prepare { seq: u64, ballot: Ballot, done: u64 },
@@ -102,7 +102,7 @@ pub enum PaxosMsg<V> {
 }
 
 /// An acceptor's knowledge of one instance, reported to a peer that wants to lead.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Vote<V> {
     Accepted(Ballot, V),
     Decided(V),
@@ -128,6 +128,28 @@ impl<V> PaxosMsg<V> {
             | PaxosMsg::Heartbeat { done, .. }
             | PaxosMsg::ReadQuery { done, .. }
             | PaxosMsg::ReadMax { done, .. } => *done,
+        }
+    }
+
+    /// The message's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PaxosMsg::Prepare { .. } => "Prepare",
+            PaxosMsg::Promise { .. } => "Promise",
+            PaxosMsg::Accept { .. } => "Accept",
+            PaxosMsg::Accepted { .. } => "Accepted",
+            PaxosMsg::Reject { .. } => "Reject",
+            PaxosMsg::Decided { .. } => "Decided",
+            PaxosMsg::AlreadyDecided { .. } => "AlreadyDecided",
+            PaxosMsg::Forgotten { .. } => "Forgotten",
+            PaxosMsg::JoinQuery { .. } => "JoinQuery",
+            PaxosMsg::JoinInfo { .. } => "JoinInfo",
+            PaxosMsg::PrepareAll { .. } => "PrepareAll",
+            PaxosMsg::PromiseAll { .. } => "PromiseAll",
+            PaxosMsg::RejectAll { .. } => "RejectAll",
+            PaxosMsg::Heartbeat { .. } => "Heartbeat",
+            PaxosMsg::ReadQuery { .. } => "ReadQuery",
+            PaxosMsg::ReadMax { .. } => "ReadMax",
         }
     }
 

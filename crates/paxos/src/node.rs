@@ -17,7 +17,7 @@ pub const TICK: Duration = Duration::from_millis(10);
 const COMPACT_EVERY: usize = 1000;
 
 /// A standalone Paxos peer.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub struct PaxosNode<V> {
     paxos: Paxos<V>,
     /// Set when recovery failed: the node then ignores all input rather than vote without
@@ -50,6 +50,14 @@ impl<V: Value> PaxosNode<V> {
             return;
         }
         self.paxos.start(&mut io(ctx), seq, value);
+    }
+
+    /// [`Paxos::campaign`] from the node's own context.
+    pub fn campaign(&mut self, ctx: &mut dyn Context<PaxosMsg<V>>, from: u64) {
+        if self.broken {
+            return;
+        }
+        self.paxos.campaign(&mut io(ctx), from);
     }
 
     /// The course's deaf peer: its socket file was removed, so nobody could call it, yet its

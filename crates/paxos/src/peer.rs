@@ -9,6 +9,7 @@ use synod_node::NodeId;
 
 use crate::barrier::Barriers;
 use crate::durable::{AcceptorState, Membership, PaxosState, Record};
+use crate::guard::Ignored;
 use crate::instance::{Instance, Phase, Proposer};
 use crate::io::PaxosIo;
 use crate::lead::Lead;
@@ -16,7 +17,7 @@ use crate::msg::{Ballot, PaxosMsg};
 use crate::{Fate, PaxosConfig, PaxosError, Value};
 
 /// One Paxos peer. See the crate documentation for the protocol and its guarantees.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 pub struct Paxos<V> {
     pub(crate) peers: Vec<NodeId>,
     pub(crate) me: usize,
@@ -204,10 +205,10 @@ impl<V: Value> Paxos<V> {
     /// Handles a message from `from`. Messages from nodes outside the group are ignored.
     pub fn handle(&mut self, io: &mut dyn PaxosIo<V>, from: NodeId, msg: PaxosMsg<V>) {
         let Some(peer) = self.peers.iter().position(|&p| p == from) else {
-            return;
+            return self.ignore(Ignored::NotAPeer, from, msg.kind());
         };
         if self.failed.is_some() {
-            return;
+            return self.ignore(Ignored::Failed, from, msg.kind());
         }
         if msg.is_request() {
             self.requests += 1;
@@ -224,6 +225,11 @@ impl<V: Value> Paxos<V> {
             PaxosMsg::Accept {
                 seq, ballot, value, ..
             } => self.on_accept(io, peer, seq, ballot, value),
+            PaxosMsg::Decided { seq, .. } | PaxosMsg::AlreadyDecided { seq, .. }
+                if seq < self.min =>
+            {
+                self.ignore(Ignored::Forgotten, from, "Decided")
+            }
             PaxosMsg::Decided { seq, value, .. } | PaxosMsg::AlreadyDecided { seq, value, .. } => {
                 // A proposer that learns the outcome from a peer (rather than by counting
                 // accepts) passes it on: peers that never proposed would otherwise not hear.
@@ -279,13 +285,7 @@ impl<V: Value> Paxos<V> {
                     self.stop_proposing(seq);
                 }
             }
-            PaxosMsg::JoinQuery { .. } => {
-                let reply = PaxosMsg::JoinInfo {
-                    max: self.max,
-                    done: self.my_done(),
-                };
-                io.send(from, reply);
-            }
+            PaxosMsg::JoinQuery { .. } => self.on_join_query(io, peer),
             PaxosMsg::JoinInfo { max, .. } => self.on_join_info(io, peer, max),
             PaxosMsg::ReadQuery { id, .. } => self.on_read_query(io, peer, id),
             PaxosMsg::ReadMax { id, max, .. } => self.on_read_max(peer, id, max),
@@ -366,6 +366,16 @@ impl<V: Value> Paxos<V> {
     pub fn accepted(&self, seq: u64) -> Option<&V> {
         let inst = self.instances.get(&seq)?;
         inst.acceptor.accepted.as_ref().map(|(_, v)| v)
+    }
+
+    /// The acceptor state of every instance held, in order: what a checker inspects.
+    pub fn acceptors(&self) -> impl Iterator<Item = (u64, &AcceptorState<V>)> {
+        self.instances.iter().map(|(&seq, i)| (seq, &i.acceptor))
+    }
+
+    /// The ballot promised for every instance (multi-Paxos phase 1).
+    pub fn promised_all(&self) -> Ballot {
+        self.promised_all
     }
 
     pub fn membership(&self) -> Membership {
@@ -470,22 +480,30 @@ impl<V: Value> Paxos<V> {
         ballot: Ballot,
         accepted: Option<(Ballot, V)>,
     ) {
+        let from = self.peers[peer];
         let Some(p) = self.proposer(seq) else {
-            return;
+            return self.ignore(Ignored::NotProposing, from, "Promise");
         };
-        if let Phase::Preparing {
+        let Phase::Preparing {
             ballot: current,
             promises,
             best,
         } = &mut p.phase
-        {
-            if *current == ballot {
-                promises.insert(peer);
-                if let Some((b, v)) = accepted {
-                    if best.as_ref().is_none_or(|(bb, _)| b > *bb) {
-                        *best = Some((b, v));
-                    }
-                }
+        else {
+            return self.ignore(Ignored::StaleRound, from, "Promise");
+        };
+        if *current != ballot {
+            return self.ignore(Ignored::StaleRound, from, "Promise");
+        }
+        promises.insert(peer);
+        if let Some((b, v)) = accepted {
+            // An acceptor that promised `ballot` can only have accepted below it.
+            assert!(
+                b < ballot,
+                "instance {seq}: promise of {ballot:?} reports {b:?}"
+            );
+            if best.as_ref().is_none_or(|(bb, _)| b > *bb) {
+                *best = Some((b, v));
             }
         }
         self.reweigh(seq);
@@ -575,18 +593,19 @@ impl<V: Value> Paxos<V> {
     }
 
     fn on_accepted(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
+        let from = self.peers[peer];
         let Some(p) = self.proposer(seq) else {
-            return;
+            return self.ignore(Ignored::NotProposing, from, "Accepted");
         };
-        if let Phase::Accepting {
-            ballot: current,
-            accepts,
-            ..
-        } = &mut p.phase
-        {
-            if *current == ballot {
+        match &mut p.phase {
+            Phase::Accepting {
+                ballot: current,
+                accepts,
+                ..
+            } if *current == ballot => {
                 accepts.insert(peer);
             }
+            _ => return self.ignore(Ignored::StaleRound, from, "Accepted"),
         }
         self.after_accept(io, seq);
     }
@@ -635,8 +654,19 @@ impl<V: Value> Paxos<V> {
     /// a settled instance with its decision, ignores instances this peer may not vote in, and
     /// rejects a ballot below its promise (for this instance or for all). Returns whether the
     /// request may be taken.
-    fn admit(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) -> bool {
-        if self.answer_settled(io, peer, seq) || !self.votes(seq) {
+    fn admit(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        peer: usize,
+        seq: u64,
+        ballot: Ballot,
+        what: &'static str,
+    ) -> bool {
+        if self.answer_settled(io, peer, seq) {
+            return false;
+        }
+        if !self.votes(seq) {
+            self.ignore(self.not_voting_reason(), self.peers[peer], what);
             return false;
         }
         let done = self.my_done();
@@ -655,7 +685,7 @@ impl<V: Value> Paxos<V> {
     }
 
     fn on_prepare(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
-        if !self.admit(io, peer, seq, ballot) {
+        if !self.admit(io, peer, seq, ballot, "Prepare") {
             return;
         }
         let done = self.my_done();
@@ -689,13 +719,25 @@ impl<V: Value> Paxos<V> {
         ballot: Ballot,
         value: V,
     ) {
-        if !self.admit(io, peer, seq, ballot) {
+        if !self.admit(io, peer, seq, ballot, "Accept") {
             return;
         }
         let done = self.my_done();
+        let promised_all = self.promised_all;
         let inst = self.instances.entry(seq).or_default();
+        assert!(
+            ballot >= inst.acceptor.promised.max(promised_all),
+            "instance {seq}: accepting {ballot:?} below the promise {:?}",
+            inst.acceptor.promised.max(promised_all)
+        );
         // A duplicate of an accept already taken carries the same value (one value per ballot).
-        let fresh = inst.acceptor.accepted.as_ref().map(|(b, _)| *b) != Some(ballot);
+        let fresh = match &inst.acceptor.accepted {
+            Some((b, v)) if *b == ballot => {
+                debug_assert!(*v == value, "instance {seq}: two values under {ballot:?}");
+                false
+            }
+            _ => true,
+        };
         inst.acceptor.promised = ballot;
         if fresh {
             inst.acceptor.accepted = Some((ballot, value.clone()));
@@ -713,7 +755,12 @@ impl<V: Value> Paxos<V> {
             return;
         }
         let inst = self.instances.entry(seq).or_default();
-        if inst.acceptor.decided.is_some() {
+        if let Some(decided) = &inst.acceptor.decided {
+            // The heart of consensus, checked where it would break: a decision never changes.
+            debug_assert!(
+                *decided == value,
+                "instance {seq}: learned {value:?}, but {decided:?} was decided"
+            );
             return;
         }
         // The decision supersedes the acceptor's vote: any later request is answered with it.
@@ -729,11 +776,22 @@ impl<V: Value> Paxos<V> {
 
     // ---- rejoining after a lost disk -------------------------------------------------------
 
+    fn on_join_query(&mut self, io: &mut dyn PaxosIo<V>, peer: usize) {
+        let reply = PaxosMsg::JoinInfo {
+            max: self.max,
+            done: self.my_done(),
+        };
+        io.send(self.peers[peer], reply);
+    }
+
     fn on_join_info(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, max: Option<u64>) {
+        if self.membership != Membership::Rejoining {
+            return self.ignore(Ignored::NotRejoining, self.peers[peer], "JoinInfo");
+        }
         // Answers that arrive before this life asked were meant for an earlier life and may
         // predate votes it cast.
-        if self.membership != Membership::Rejoining || !self.join_asked {
-            return;
+        if !self.join_asked {
+            return self.ignore(Ignored::NotAskedYet, self.peers[peer], "JoinInfo");
         }
         self.join_replies.insert(peer, max);
         self.try_join(io);
@@ -769,6 +827,14 @@ impl<V: Value> Paxos<V> {
         match self.membership {
             Membership::Rejoining => false,
             Membership::Voting { horizon } => horizon.is_none_or(|h| seq > h),
+        }
+    }
+
+    /// Why [`votes`](Self::votes) said no.
+    pub(crate) fn not_voting_reason(&self) -> Ignored {
+        match self.membership {
+            Membership::Rejoining => Ignored::Rejoining,
+            Membership::Voting { .. } => Ignored::BelowHorizon,
         }
     }
 

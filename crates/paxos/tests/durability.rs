@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use rand::Rng;
-use synod_paxos::{Membership, PaxosConfig, PaxosNode};
+use synod_paxos::Membership;
 use synod_sim::{NetConfig, NodeId};
 
 use common::*;
@@ -77,20 +77,7 @@ fn crash_restart_keeps_promises() {
 fn wiped_disk_rejoins_without_contradicting_itself() {
     let n = 3;
     let mut sim = cluster(synod_sim::seed_from_env(23), n, &[]);
-    let peers = peer_ids(n);
-    for i in 0..n {
-        let peers = peers.clone();
-        let mut lives = 0;
-        // The first life is a new peer; any later life with an empty disk lost it.
-        sim.add_node(NodeId(i as u64), move || {
-            lives += 1;
-            let config = PaxosConfig {
-                rejoin: lives > 1,
-                ..PaxosConfig::default()
-            };
-            PaxosNode::<String>::new(peers.clone(), i, config)
-        });
-    }
+    add_rejoining_peers(&mut sim, n);
     part(&mut sim, &[&[0, 1], &[2]]);
     start(&mut sim, 0, 0, "chosen");
     waitn(&mut sim, 0, n, 2);
@@ -132,19 +119,7 @@ fn random_faults() {
     for seed in synod_sim::seeds(20) {
         let n = 5;
         let mut sim = cluster(seed, n, &[]);
-        let peers = peer_ids(n);
-        for i in 0..n {
-            let peers = peers.clone();
-            let mut lives = 0;
-            sim.add_node(NodeId(i as u64), move || {
-                lives += 1;
-                let config = PaxosConfig {
-                    rejoin: lives > 1,
-                    ..PaxosConfig::default()
-                };
-                PaxosNode::<String>::new(peers.clone(), i, config)
-            });
-        }
+        add_rejoining_peers(&mut sim, n);
         sim.set_network(NetConfig::hostile());
         let instances = 12;
         let mut wiped = false;

@@ -36,6 +36,7 @@
 //! messages of their own, an enum whose first two variants mirror [`StatusMsg`]), so
 //! `synod status` can talk to any of them.
 
+mod guard;
 mod replica;
 mod sessions;
 mod status;
@@ -98,7 +99,7 @@ pub trait StateMachine: Default + Debug + Serialize + DeserializeOwned + 'static
 }
 
 /// One entry of the replicated log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Entry<C, I> {
     /// Fills a hole in the log; changes nothing.
     Noop,
@@ -118,7 +119,7 @@ pub type EntryOf<S> = Entry<<S as StateMachine>::Command, <S as StateMachine>::I
 
 /// Every message of a replicated state machine's cluster. The first two variants are the
 /// same as [`StatusMsg`]'s, so their encoding is too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RsmMsg<C, I, R> {
     /// From anyone: please send your [`StatusReport`].
     StatusQuery,

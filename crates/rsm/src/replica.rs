@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_paxos::{Embed, Fate, Paxos, PaxosConfig, PaxosError, PaxosState};
 
+use crate::guard::{ignore, Ignored};
 use crate::sessions::Verdict;
 use crate::status::StatusReport;
 use crate::{Entry, EntryOf, MsgOf, RsmMsg, StateMachine};
@@ -85,7 +86,7 @@ struct Durable<P, S> {
 }
 
 /// A client request this replica has taken on and not yet answered.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 struct Waiting<C> {
     seq: u64,
     op: C,
@@ -98,7 +99,7 @@ struct Waiting<C> {
 
 /// A read answered without a log entry, waiting for its barrier and for the log to be
 /// applied up to the barrier's index.
-#[derive(Debug)]
+#[derive(Debug, Clone, Hash)]
 struct Read<C> {
     client: u64,
     seq: u64,
@@ -108,8 +109,9 @@ struct Read<C> {
 }
 
 /// One replica. Usable as a [`Node`] by itself (kvpaxos, the shard controller) or embedded
-/// in a node with messages of its own (shardkv) through [`crate::Wrap`].
-#[derive(Debug)]
+/// in a node with messages of its own (shardkv) through [`crate::Wrap`]. Clonable and
+/// hashable (when its state machine is) so the model checker can branch and deduplicate.
+#[derive(Debug, Clone, Hash)]
 pub struct Rsm<S: StateMachine> {
     peers: Vec<NodeId>,
     me: usize,
@@ -117,6 +119,9 @@ pub struct Rsm<S: StateMachine> {
     machine: S,
     /// The next log instance to apply; every instance below it is applied.
     next: u64,
+    /// `next` as restored from a snapshot (this replica's own at start, or a peer's): the
+    /// instances below it were applied without being decided here.
+    snapshot_next: u64,
     /// Requests waiting for their command to be applied, by client.
     waiting: BTreeMap<u64, Waiting<S::Command>>,
     reads: Vec<Read<S::Command>>,
@@ -156,6 +161,7 @@ impl<S: StateMachine> Rsm<S> {
             me,
             machine,
             next: 0,
+            snapshot_next: 0,
             waiting: BTreeMap::new(),
             reads: Vec::new(),
             internal: Vec::new(),
@@ -233,6 +239,7 @@ impl<S: StateMachine> Rsm<S> {
         self.machine = machine;
         self.machine.reindex();
         self.next = next;
+        self.snapshot_next = next;
         self.paxos
             .recover(&mut io::<S>(ctx), paxos, &recovered.records)?;
         if let Some(last) = self.next.checked_sub(1) {
@@ -256,7 +263,7 @@ impl<S: StateMachine> Rsm<S> {
                 return;
             }
             if table.seen(client, seq) {
-                return;
+                return ignore(ctx.id(), Ignored::InProgress, from, "Request");
             }
             // A read from a client with a session needs no entry. (Without a session it is
             // logged: the table must see a client's first command, or the client's next one
@@ -365,6 +372,33 @@ impl<S: StateMachine> Rsm<S> {
         self.answer_reads(ctx);
         self.propose_waiting(ctx);
         self.compact(ctx);
+        self.check_invariants();
+    }
+
+    /// What holds after every input, checked where a bug would first show.
+    fn check_invariants(&self) {
+        // Applied <= decided: what this replica applied from its log was decided here (or
+        // forgotten since, by every peer, after being applied everywhere).
+        if let Some(applied) = self
+            .next
+            .checked_sub(1)
+            .filter(|&a| a >= self.snapshot_next)
+        {
+            assert!(
+                !matches!(self.paxos.status(applied), Fate::Pending),
+                "applied instance {applied} is not decided"
+            );
+        }
+        // The window: client batches stay within it; internal commands may add to it.
+        assert!(
+            self.in_flight.len() <= LEADER_WINDOW + self.internal.len(),
+            "{} instances in flight, window {LEADER_WINDOW} + {} internal",
+            self.in_flight.len(),
+            self.internal.len()
+        );
+        debug_assert!(self.in_flight.iter().all(|&i| i >= self.next));
+        debug_assert!(self.internal.iter().all(|&(_, i)| i >= self.next));
+        debug_assert!(self.next_propose >= self.in_flight.last().map_or(0, |&i| i + 1));
     }
 
     /// Starts one barrier for every read that has none, and answers the reads whose barrier
@@ -554,17 +588,18 @@ impl<S: StateMachine> Rsm<S> {
         ctx.send(peer, RsmMsg::SnapshotRequest { next: self.next });
     }
 
-    fn install(&mut self, ctx: &mut dyn Context<MsgOf<S>>, next: u64, bytes: &[u8]) {
+    fn install(&mut self, ctx: &mut dyn Context<MsgOf<S>>, from: NodeId, next: u64, bytes: &[u8]) {
         if next <= self.next {
-            return;
+            return ignore(ctx.id(), Ignored::StaleSnapshot, from, "Snapshot");
         }
         let Ok(mut machine) = postcard::from_bytes::<S>(bytes) else {
-            tracing::warn!(node = %ctx.id(), "undecodable snapshot from a peer, ignored");
-            return;
+            tracing::warn!(node = %ctx.id(), %from, "undecodable snapshot from a peer, ignored");
+            return ignore(ctx.id(), Ignored::Undecodable, from, "Snapshot");
         };
         machine.reindex();
         self.machine = machine;
         self.next = next;
+        self.snapshot_next = next;
         self.paxos.done(next - 1);
         self.write_snapshot(ctx);
     }
@@ -619,7 +654,7 @@ impl<S: StateMachine> Node for Rsm<S> {
             return;
         }
         if self.broken {
-            return;
+            return ignore(ctx.id(), Ignored::Broken, from, "message");
         }
         let from_peer = self.peers.contains(&from);
         match msg {
@@ -637,12 +672,16 @@ impl<S: StateMachine> Node for Rsm<S> {
                     Err(e) => tracing::error!(node = %ctx.id(), "cannot encode state: {e}"),
                 }
             }
-            RsmMsg::Snapshot { next, state } if from_peer => self.install(ctx, next, &state),
-            RsmMsg::SnapshotRequest { .. }
-            | RsmMsg::Snapshot { .. }
-            | RsmMsg::Reply { .. }
-            | RsmMsg::StatusQuery
-            | RsmMsg::Status(_) => {}
+            RsmMsg::Snapshot { next, state } if from_peer => self.install(ctx, from, next, &state),
+            RsmMsg::SnapshotRequest { .. } if from_peer => {
+                ignore(ctx.id(), Ignored::NotBehind, from, "SnapshotRequest")
+            }
+            RsmMsg::SnapshotRequest { .. } | RsmMsg::Snapshot { .. } => {
+                ignore(ctx.id(), Ignored::NotAPeer, from, "snapshot")
+            }
+            RsmMsg::Reply { .. } | RsmMsg::StatusQuery | RsmMsg::Status(_) => {
+                ignore(ctx.id(), Ignored::NotForReplicas, from, "client message")
+            }
         }
         self.broken |= self.paxos.failure().is_some();
         if !self.broken {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_SESSIONS: usize = 10_000;
 
 /// What the table remembers about one client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Session<R> {
     /// The last sequence number applied for this client, and the reply it got.
     pub seq: u64,
@@ -35,14 +35,30 @@ pub enum Verdict<R> {
     Expired,
 }
 
-/// Client id → last applied command, bounded by [`MAX_SESSIONS`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Client id → last applied command, bounded by [`MAX_SESSIONS`]. Equality and hashing
+/// look at the sessions only: the index is derived from them, and a table that travelled
+/// (in a log entry or a snapshot) has it rebuilt only once it is used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sessions<R> {
     sessions: BTreeMap<u64, Session<R>>,
     /// Sessions by (last_used, client), to find the least recently used one. Derived from
     /// `sessions`, so not serialized; rebuilt by [`reindex`](Self::reindex).
     #[serde(skip)]
     lru: BTreeSet<(u64, u64)>,
+}
+
+impl<R: PartialEq> PartialEq for Sessions<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.sessions == other.sessions
+    }
+}
+
+impl<R: Eq> Eq for Sessions<R> {}
+
+impl<R: std::hash::Hash> std::hash::Hash for Sessions<R> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.sessions.hash(state);
+    }
 }
 
 impl<R> Default for Sessions<R> {

@@ -6,7 +6,7 @@ use synod_node::NodeId;
 use synod_paxos::Membership;
 
 /// One replica's view of itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StatusReport {
     /// This replica's id and its index in `peers`.
     pub id: NodeId,

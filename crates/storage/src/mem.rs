@@ -18,7 +18,7 @@ use crate::{Recovered, Result, Storage, StorageError, MAX_RECORD_BYTES};
 /// are not returned, but they stay pending, so a later [`Storage::sync`] still makes them
 /// durable. That is the view a node has of its own disk after a restart, which is the only
 /// moment a core is meant to call `recover`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Hash)]
 pub struct MemStorage {
     snapshot: Option<Vec<u8>>,
     synced: Vec<Vec<u8>>,

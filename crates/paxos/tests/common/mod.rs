@@ -41,6 +41,24 @@ pub fn add_peer(sim: &mut Sim, n: usize, i: usize, config: PaxosConfig) {
     });
 }
 
+/// Starts every peer of an `n`-peer group the way a real deployment treats disks: a peer's
+/// first life is new, and any later life that finds its storage empty lost its disk and
+/// rejoins (`PaxosConfig::rejoin`).
+pub fn add_rejoining_peers(sim: &mut Sim, n: usize) {
+    for i in 0..n {
+        let peers = peer_ids(n);
+        let mut lives = 0;
+        sim.add_node(NodeId(i as u64), move || {
+            lives += 1;
+            let config = PaxosConfig {
+                rejoin: lives > 1,
+                ..PaxosConfig::default()
+            };
+            PaxosNode::<String>::new(peers.clone(), i, config)
+        });
+    }
+}
+
 fn add_consistency_invariant(sim: &mut Sim, n: usize) {
     let seen: Rc<RefCell<BTreeMap<u64, String>>> = Rc::default();
     // Per peer, (lives, decisions learned) at the last look: unchanged means nothing new.
@@ -83,6 +101,13 @@ pub fn start(sim: &mut Sim, i: usize, seq: u64, value: impl Into<String>) {
     let value = value.into();
     sim.call(NodeId(i as u64), |n: &mut PaxosNode<String>, ctx| {
         n.start(ctx, seq, value)
+    });
+}
+
+/// Peer `i` campaigns to lead from instance `from` on ([`synod_paxos::Paxos::campaign`]).
+pub fn campaign(sim: &mut Sim, i: usize, from: u64) {
+    sim.call(NodeId(i as u64), |n: &mut PaxosNode<String>, ctx| {
+        n.campaign(ctx, from)
     });
 }
 

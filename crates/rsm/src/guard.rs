@@ -1,0 +1,28 @@
+//! The one place where a replica drops an input on purpose, with the reason logged at trace
+//! level (`RUST_LOG=synod_rsm=trace`), so a quiet replica can always say why it was quiet.
+
+use synod_node::NodeId;
+
+/// Why a replica ignored a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ignored {
+    /// Storage failed or could not be read: the replica serves nothing but its status.
+    Broken,
+    /// A retry of a request that is being applied right now: the reply follows.
+    InProgress,
+    /// A snapshot request or snapshot from a node that is not a replica of this group.
+    NotAPeer,
+    /// A snapshot request from a replica that is not behind this one.
+    NotBehind,
+    /// A snapshot that is not ahead of what this replica applied already.
+    StaleSnapshot,
+    /// A snapshot whose bytes do not decode as this state machine.
+    Undecodable,
+    /// A message meant for clients or operators, not replicas.
+    NotForReplicas,
+}
+
+/// Drops message `what` from `from` at replica `node` for reason `why`, and says so.
+pub(crate) fn ignore(node: NodeId, why: Ignored, from: NodeId, what: &'static str) {
+    tracing::trace!(%node, %from, what, ?why, "ignored");
+}
