@@ -7,6 +7,7 @@ mod bench_cmd;
 mod check_cmd;
 mod counter_cmd;
 mod data_dir;
+mod explore_cmd;
 mod kv_cmd;
 mod lost_disk;
 mod mr_cmd;
@@ -59,6 +60,9 @@ enum Command {
     Up(up_cmd::UpArgs),
     /// Check a recorded history for linearizability.
     Check(check_cmd::CheckArgs),
+    /// Model-check a protocol's real cores: every interleaving of messages and faults up to
+    /// a bound.
+    Explore(explore_cmd::ExploreArgs),
     /// The example service: a durable counter with at-most-once increments.
     #[command(subcommand)]
     Counter(counter_cmd::CounterCommand),
@@ -86,9 +90,10 @@ enum Command {
     Shardkv(shardkv_cmd::ShardkvCommand),
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs at `default` level unless `RUST_LOG` says otherwise.
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -109,10 +114,17 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The model checker runs the cores millions of times: their routine logs would drown
+    // its report, so it shows only errors unless asked.
+    let default_level = match cli.command {
+        Command::Explore(_) => "error",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     match cli.command {
         Command::Up(args) => report(up_cmd::run(args, cli.log_format.name())),
         Command::Check(args) => check_cmd::run(args),
+        Command::Explore(args) => explore_cmd::run(args),
         Command::Counter(cmd) => report(counter_cmd::run(cmd)),
         Command::Mr(cmd) => report(mr_cmd::run(cmd)),
         Command::Kv(cmd) => report(kv_cmd::run(cmd)),
