@@ -35,7 +35,8 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// The wire protocol version this build speaks. Bump it on any incompatible change to the
 /// handshake, the framing, or the encoding of shared message types.
 /// Version 2: Paxos gained the stable-leader and read-barrier messages.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3: a rejoin answer (`JoinInfo`) carries the answerer's ballot floor.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.

@@ -58,8 +58,13 @@ pub enum PaxosMsg<V> {
     Forgotten { seq: u64, done: u64 },
     /// A peer rejoining after losing its disk asks for the highest instance others know of.
     JoinQuery { done: u64 },
-    /// Answer to `JoinQuery`: the highest instance the sender knows of (`None`: none yet).
-    JoinInfo { max: Option<u64>, done: u64 },
+    /// Answer to `JoinQuery`: the highest instance the sender knows of (`None`: none yet) and
+    /// its *ballot floor*, the highest ballot it has durably promised anywhere.
+    JoinInfo {
+        max: Option<u64>,
+        floor: Ballot,
+        done: u64,
+    },
     /// Multi-Paxos phase 1a, from a peer that wants to lead: please promise `ballot` for
     /// every instance, and report your votes in instances `from` and above.
     PrepareAll {

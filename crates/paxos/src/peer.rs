@@ -44,7 +44,8 @@ pub struct Paxos<V> {
     /// While rejoining: when to (re)send the query, whether it was sent yet, and the answers.
     join_query_at: Duration,
     join_asked: bool,
-    join_replies: BTreeMap<usize, Option<u64>>,
+    /// Per answering peer: the highest instance it knows of and its ballot floor.
+    join_replies: BTreeMap<usize, (Option<u64>, Ballot)>,
     held_bytes: usize,
     requests: u64,
     learned: u64,
@@ -286,7 +287,7 @@ impl<V: Value> Paxos<V> {
                 }
             }
             PaxosMsg::JoinQuery { .. } => self.on_join_query(io, peer),
-            PaxosMsg::JoinInfo { max, .. } => self.on_join_info(io, peer, max),
+            PaxosMsg::JoinInfo { max, floor, .. } => self.on_join_info(io, peer, max, floor),
             PaxosMsg::ReadQuery { id, .. } => self.on_read_query(io, peer, id),
             PaxosMsg::ReadMax { id, max, .. } => self.on_read_max(peer, id, max),
         }
@@ -777,14 +778,37 @@ impl<V: Value> Paxos<V> {
     // ---- rejoining after a lost disk -------------------------------------------------------
 
     fn on_join_query(&mut self, io: &mut dyn PaxosIo<V>, peer: usize) {
+        // A peer that is rejoining itself has no durable past to vouch for: counting its
+        // answer could hide a vote or a promise that only its lost disk held.
+        if self.membership == Membership::Rejoining {
+            return self.ignore(Ignored::Rejoining, self.peers[peer], "JoinQuery");
+        }
         let reply = PaxosMsg::JoinInfo {
             max: self.max,
+            floor: self.ballot_floor(),
             done: self.my_done(),
         };
         io.send(self.peers[peer], reply);
     }
 
-    fn on_join_info(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, max: Option<u64>) {
+    /// The highest ballot this acceptor has promised, for all instances or for any one it
+    /// still holds. Every promise is durable before it is given, so this is durable too.
+    fn ballot_floor(&self) -> Ballot {
+        self.instances
+            .values()
+            .map(|i| i.acceptor.promised)
+            .chain([self.promised_all])
+            .max()
+            .unwrap_or_default()
+    }
+
+    fn on_join_info(
+        &mut self,
+        io: &mut dyn PaxosIo<V>,
+        peer: usize,
+        max: Option<u64>,
+        floor: Ballot,
+    ) {
         if self.membership != Membership::Rejoining {
             return self.ignore(Ignored::NotRejoining, self.peers[peer], "JoinInfo");
         }
@@ -793,12 +817,17 @@ impl<V: Value> Paxos<V> {
         if !self.join_asked {
             return self.ignore(Ignored::NotAskedYet, self.peers[peer], "JoinInfo");
         }
-        self.join_replies.insert(peer, max);
+        self.join_replies.insert(peer, (max, floor));
         self.try_join(io);
     }
 
-    /// Joins once `ceil(n/2)` other peers answered: any majority this peer voted in before
-    /// shares a peer with them, and that peer knows of the instance.
+    /// Joins once `ceil(n/2)` other peers answered. Any majority that counted a vote or a
+    /// promise of this peer's lost life holds at least `floor(n/2)` other peers, so it shares
+    /// one with the answering set; that peer's durable state covers the instance (so the
+    /// *horizon* does) and the ballot (so the *floor* does). From then on this peer votes
+    /// only above the horizon and promises at least the floor everywhere, so it can
+    /// contradict nothing its earlier life said that counted. `docs/paxos.md` has the
+    /// argument, and why [`PaxosConfig::rejoin_quiet`] must outlast in-flight messages.
     fn try_join(&mut self, io: &mut dyn PaxosIo<V>) {
         let needed = self.peers.len().div_ceil(2).min(self.peers.len() - 1);
         if self.join_replies.len() < needed {
@@ -807,12 +836,31 @@ impl<V: Value> Paxos<V> {
         let horizon = self
             .join_replies
             .values()
-            .copied()
+            .map(|&(max, _)| max)
             .chain([self.max])
             .max()
             .flatten();
+        let floor = self
+            .join_replies
+            .values()
+            .map(|&(_, floor)| floor)
+            .chain([self.promised_all])
+            .max()
+            .unwrap_or_default();
+        // The floor is a promise for every instance, written before the membership that
+        // lets this peer vote: a crash between the two leaves it rejoining, which is safe.
+        if floor > self.promised_all {
+            self.promised_all = floor;
+            if self
+                .write(io, &Record::PromiseAll { ballot: floor }, false)
+                .is_err()
+            {
+                return;
+            }
+        }
+        self.seen_round = self.seen_round.max(floor.round);
         if self.write(io, &Record::Joined { horizon }, true).is_ok() {
-            tracing::info!(peer = self.me, ?horizon, "rejoined after disk loss");
+            tracing::info!(peer = self.me, ?horizon, ?floor, "rejoined after disk loss");
             self.membership = Membership::Voting { horizon };
             if let Some(h) = horizon {
                 self.see(h);

@@ -112,6 +112,63 @@ fn wiped_disk_rejoins_without_contradicting_itself() {
     );
 }
 
+/// The schedule from the safety issue: dueling leaders around a wiped acceptor. A leads under
+/// ballot `a`; a partition lets B win `b > a` with P's promise; P loses its disk and rejoins
+/// through a bridge position (it reaches A and B, they cannot reach each other); then A and B
+/// both propose in instance 5. P's promise of `b` died with its disk, so unless its rejoin
+/// restores a ballot floor it accepts A's `a`, helps A decide, then accepts B's `b` and helps B
+/// decide something else. The per-step invariant catches two values in one instance.
+#[test]
+fn dueling_leaders_around_a_wiped_acceptor_decide_one_value() {
+    let n = 3;
+    let (a, b, p) = (0, 1, 2);
+    let mut sim = cluster(synod_sim::seed_from_env(24), n, &[]);
+    add_rejoining_peers(&mut sim, n);
+
+    // 1. A leads under ballot `a`; instance 0 is decided everywhere.
+    campaign(&mut sim, a, 0);
+    sim.require(Duration::from_secs(1), "A leads", |s| {
+        node(s, a).paxos().leading()
+    });
+    start(&mut sim, a, 0, "zero");
+    waitn(&mut sim, 0, n, n);
+
+    // 2. {A} | {B, P}: B campaigns from instance 1 under `b > a`; B and P promise it.
+    part(&mut sim, &[&[a], &[b, p]]);
+    campaign(&mut sim, b, 1);
+    sim.require(Duration::from_secs(1), "B leads", |s| {
+        node(s, b).paxos().leading()
+    });
+    assert!(node(&sim, a).paxos().leading(), "A never heard of b");
+
+    // 3. P loses its disk and rejoins as a bridge: it reaches both, A and B not each other.
+    sim.restart_wiped(NodeId(p as u64));
+    sim.heal();
+    sim.block_link(NodeId(a as u64), NodeId(b as u64));
+    sim.block_link(NodeId(b as u64), NodeId(a as u64));
+    sim.require(Duration::from_secs(30), "P rejoins", |s| {
+        node(s, p).paxos().membership() != Membership::Rejoining
+    });
+
+    // 4. A proposes in instance 5; its Decided to P is lost once P has voted.
+    start(&mut sim, a, 5, "from-A");
+    sim.run_until(Duration::from_secs(1), |s| {
+        node(s, p).paxos().accepted(5).is_some()
+    });
+    sim.block_link(NodeId(a as u64), NodeId(p as u64));
+    sim.run_for(Duration::from_millis(200));
+
+    // 5. B proposes in instance 5 straight to phase 2.
+    start(&mut sim, b, 5, "from-B");
+    sim.run_for(Duration::from_secs(2));
+
+    // Whatever got decided, it is one value (the invariant checked every step); and B, whose
+    // ballot is the higher, gets its value through once the network heals.
+    sim.heal();
+    waitn(&mut sim, 5, n, n);
+    assert_eq!(decided_value(&sim, a, 5), decided_value(&sim, b, 5));
+}
+
 /// Random crashes (some with wiped disks), partitions, loss, duplication and reordering
 /// while every peer proposes; then heal and require every instance to decide everywhere.
 #[test]

@@ -1,0 +1,29 @@
+//! The bounded explorations CI runs: each model's real cores, every interleaving up to the
+//! bound, no invariant violated. `synod explore MODEL --deep` runs the wider bounds.
+
+use synod_explore::models::paxos::PaxosModel;
+use synod_explore::{explore, Bounds, Model};
+
+fn explore_clean(model: &impl Model, depth: usize) {
+    let report = explore(
+        model,
+        Bounds {
+            depth,
+            max_states: 5_000_000,
+        },
+    );
+    println!("{report}");
+    assert!(report.violation.is_none(), "{report}");
+    assert!(report.complete, "the bound was not covered: {report}");
+    assert!(
+        report.distinct > 100_000,
+        "explored too little to mean anything: {report}"
+    );
+}
+
+/// Covers the safety issue's schedule (dueling leaders around a wiped acceptor): on the code
+/// before the ballot floor, this bound finds it at depth 14.
+#[test]
+fn paxos_two_leaders_and_a_wiped_acceptor() {
+    explore_clean(&PaxosModel::ci_bound(), 14);
+}
