@@ -236,6 +236,34 @@ pub fn loopback_list(ports: &[u16]) -> String {
         .join(",")
 }
 
+/// `synod kv serve` arguments for replica `id` of `peers`, its data in `dir/r{id}` and its
+/// RESP front on loopback port `resp`, plus `flag` (`--bootstrap`, `--rejoin`) if given.
+pub fn kv_replica_args(
+    id: usize,
+    peers: &str,
+    dir: &Path,
+    resp: u16,
+    flag: Option<&str>,
+) -> Vec<String> {
+    let data = dir.join(format!("r{id}"));
+    let mut args = [
+        "kv",
+        "serve",
+        "--id",
+        &id.to_string(),
+        "--peers",
+        peers,
+        "--data",
+        path(&data),
+        "--resp",
+        &format!("127.0.0.1:{resp}"),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(flag.map(str::to_owned));
+    args
+}
+
 /// The `applied=N` figure of a `synod status` line (the first, given several).
 pub fn applied(status: &str) -> Option<u64> {
     status
