@@ -110,7 +110,8 @@ impl Layout {
     }
 
     /// The children to start for a cluster in `dir`, on ports recorded there when they are
-    /// free (so a rerun keeps the addresses clients know) and on fresh free ports otherwise.
+    /// free (so a rerun keeps the addresses clients know) and on fresh free ports otherwise,
+    /// unless the cluster cannot move: then a recorded port in use is an error.
     pub fn plan(&self, dir: &Path) -> anyhow::Result<Plan> {
         // The controllers of a sharded cluster remember its servers' addresses in their
         // configurations, and a Paxos KV replica records its peer list in its directory's
