@@ -5,6 +5,9 @@
 //! it when the process exits, however it exits (SIGKILL included), so there is no stale lock
 //! to clean up after a crash; the file itself stays and holds the pid of the last owner,
 //! which is what the error message names and what operators (and tests) can read.
+//!
+//! Small files beside the durable state (a replica's identity, `up`'s recorded ports) are
+//! replaced whole with [`write_atomically`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -59,6 +62,18 @@ pub fn lock(dir: &Path) -> anyhow::Result<DirLock> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(DirLock { _file: file })
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename, so a crash leaves
+/// the old contents or the new, never a mix or an empty file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    File::create(&tmp)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use synod_client::KvClient;
 use synod_kvpaxos::{KvOp, KvReplica, KvReply};
 use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::NodeId;
-use synod_paxos::PaxosConfig;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
-use crate::{data_dir, lost_disk, resp_front};
+use crate::replica_start::{self, StartArgs};
+use crate::{data_dir, resp_front};
 
 #[derive(Subcommand)]
 pub enum KvCommand {
@@ -35,10 +35,8 @@ pub enum KvCommand {
         /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address.
         #[arg(long, env = "SYNOD_RESP")]
         resp: Option<SocketAddr>,
-        /// The directory is empty because this replica lost its disk (not because it is
-        /// new): vote only in instances the others had not yet seen. See docs/paxos.md.
-        #[arg(long)]
-        rejoin: bool,
+        #[command(flatten)]
+        start: StartArgs,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -81,8 +79,8 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 peers,
                 data,
                 resp,
-                rejoin,
-            } => serve(id, peers, data, resp, rejoin).await,
+                start,
+            } => serve(id, peers, data, resp, start).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
             KvCommand::Put { target, key, value } => {
                 request(target, KvOp::Put { key, value }).await
@@ -99,7 +97,7 @@ async fn serve(
     peers: Vec<SocketAddr>,
     data: PathBuf,
     resp: Option<SocketAddr>,
-    rejoin: bool,
+    start: StartArgs,
 ) -> anyhow::Result<ExitCode> {
     let Some(&listen) = peers.get(id) else {
         bail!(
@@ -108,7 +106,7 @@ async fn serve(
         );
     };
     let _lock = data_dir::lock(&data)?;
-    let rejoin = rejoin || lost_disk::must_rejoin(&data, &peers, id).await;
+    let paxos = replica_start::prepare(&data, id, &peers, &start)?;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening replica state in {}", data.display()))?;
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();
@@ -122,10 +120,6 @@ async fn serve(
         .filter(|(&peer, _)| peer != ids[id])
         .map(|(&peer, &addr)| (peer, addr))
         .collect();
-    let paxos = PaxosConfig {
-        rejoin,
-        ..PaxosConfig::default()
-    };
     let replica = KvReplica::new(ids.clone(), id, paxos);
     let front = resp_front::spawn(resp, || {
         Ok(KvClient::connect(peers.iter().map(ToString::to_string))?)

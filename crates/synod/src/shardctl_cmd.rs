@@ -15,13 +15,13 @@ use clap::{Args, Subcommand};
 use synod_client::shardkv::CtlClient;
 use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::NodeId;
-use synod_paxos::PaxosConfig;
 use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
 use synod_shardkv::controller_node;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
-use crate::{data_dir, lost_disk};
+use crate::data_dir;
+use crate::replica_start::{self, StartArgs};
 
 /// At most this many controllers or replicas per group: an index must fit the 8 low bits
 /// of a group server's id.
@@ -44,9 +44,8 @@ pub enum ShardctlCommand {
         /// Number of shards; fixed for the cluster's life, the same on every server.
         #[arg(long, default_value_t = DEFAULT_SHARDS)]
         shards: usize,
-        /// The directory is empty because this replica lost its disk (see docs/paxos.md).
-        #[arg(long)]
-        rejoin: bool,
+        #[command(flatten)]
+        start: StartArgs,
     },
     /// Add group GID with the given servers (the same list, in the same order, as their
     /// --peers) and rebalance.
@@ -120,8 +119,8 @@ pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
                 peers,
                 data,
                 shards,
-                rejoin,
-            } => serve(id, peers, data, shards, rejoin).await,
+                start,
+            } => serve(id, peers, data, shards, start).await,
             ShardctlCommand::Join { ctl, gid, servers } => {
                 request(ctl, CtlOp::Join { gid, servers }).await
             }
@@ -139,7 +138,7 @@ async fn serve(
     peers: Vec<SocketAddr>,
     data: PathBuf,
     shards: usize,
-    rejoin: bool,
+    start: StartArgs,
 ) -> anyhow::Result<ExitCode> {
     let Some(&listen) = peers.get(id) else {
         bail!(
@@ -152,7 +151,7 @@ async fn serve(
     }
     let ids = controller_ids(peers.len())?;
     let _lock = data_dir::lock(&data)?;
-    let rejoin = rejoin || lost_disk::must_rejoin(&data, &peers, id).await;
+    let paxos = replica_start::prepare(&data, id, &peers, &start)?;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening controller state in {}", data.display()))?;
     let listener = TcpListener::bind(listen)
@@ -165,10 +164,6 @@ async fn serve(
         .zip(peers.iter().copied())
         .filter(|&(peer, _)| peer != ids[id])
         .collect();
-    let paxos = PaxosConfig {
-        rejoin,
-        ..PaxosConfig::default()
-    };
     let node = controller_node(ids, id, paxos, shards);
     // Installed before the readiness line, so a signal right after it stops us gracefully.
     let shutdown = shutdown_signal();

@@ -13,14 +13,14 @@ use synod_client::shardkv::ShardKvClient;
 use synod_kvpaxos::KvOp;
 use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::NodeId;
-use synod_paxos::PaxosConfig;
 use synod_shardctl::{Gid, DEFAULT_SHARDS};
 use synod_shardkv::{server_id, GroupServer, ShardReply};
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
+use crate::replica_start::{self, StartArgs};
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
-use crate::{data_dir, lost_disk, resp_front};
+use crate::{data_dir, resp_front};
 
 /// Group ids must keep `gid << 8 | i` below the client id range.
 const MAX_GID: Gid = (NodeId::FIRST_CLIENT >> 8) - 1;
@@ -53,9 +53,8 @@ pub enum ShardkvCommand {
         /// Number of shards: the controllers' --shards.
         #[arg(long, default_value_t = DEFAULT_SHARDS)]
         shards: usize,
-        /// The directory is empty because this replica lost its disk (see docs/paxos.md).
-        #[arg(long)]
-        rejoin: bool,
+        #[command(flatten)]
+        start: StartArgs,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -86,7 +85,7 @@ struct Replica {
     peers: Vec<SocketAddr>,
     ctl: Vec<SocketAddr>,
     shards: usize,
-    rejoin: bool,
+    start: StartArgs,
 }
 
 pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
@@ -101,7 +100,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 data,
                 resp,
                 shards,
-                rejoin,
+                start,
             } => {
                 let replica = Replica {
                     gid,
@@ -109,7 +108,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                     peers,
                     ctl,
                     shards,
-                    rejoin,
+                    start,
                 };
                 serve(replica, data, resp).await
             }
@@ -141,7 +140,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     }
     let controllers = controller_ids(r.ctl.len())?;
     let _lock = data_dir::lock(&data)?;
-    let rejoin = r.rejoin || lost_disk::must_rejoin(&data, &r.peers, r.id).await;
+    let paxos = replica_start::prepare(&data, r.id, &r.peers, &r.start)?;
     let storage = FileStorage::open(&data)
         .with_context(|| format!("opening replica state in {}", data.display()))?;
     let listener = TcpListener::bind(listen)
@@ -160,10 +159,6 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .chain(controllers.iter().copied().zip(r.ctl.iter().copied()))
         .filter(|&(peer, _)| peer != me)
         .collect();
-    let paxos = PaxosConfig {
-        rejoin,
-        ..PaxosConfig::default()
-    };
     let addrs = r.peers.iter().map(ToString::to_string).collect();
     let node = GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos);
     let front = resp_front::spawn(resp, || {

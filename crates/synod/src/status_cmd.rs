@@ -42,7 +42,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One replica's status report, or why it did not give one within `limit`.
-pub async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusReport> {
+async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusReport> {
     let mut client: Client<StatusMsg> = Client::connect(addr, limit).await?;
     match client.call(&StatusMsg::Query, limit).await? {
         StatusMsg::Report(report) => Ok(report),

@@ -1,38 +1,30 @@
 //! Three real `synod kv serve` processes loaded through the Redis protocol while one is
 //! killed with SIGKILL and restarted from its data directory and another is paused with
 //! SIGSTOP: no acknowledged write may be lost, and the whole history (with final reads) must
-//! be linearizable.
+//! be linearizable. And a replica whose disk was lost starts only once that is declared
+//! (`--rejoin`), then rejoins and catches up.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{applied, free_ports, load, loopback_list, path, Server};
+use support::{applied, free_ports, kv_replica_args, load, loopback_list, Server};
 
-/// `synod kv serve` arguments for replica `id`, its data in `dir/r{id}`.
-fn replica_args(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Vec<String> {
-    let data = dir.join(format!("r{id}"));
-    [
-        "kv",
-        "serve",
-        "--id",
-        &id.to_string(),
-        "--peers",
-        peers,
-        "--data",
-        path(&data),
-        "--resp",
-        &format!("127.0.0.1:{resp}"),
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-fn start_replica(id: usize, peers: &str, dir: &std::path::Path, resp: u16) -> Server {
-    let args = replica_args(id, peers, dir, resp);
+/// Starts replica `id` with its data in `dir/r{id}` (see [`kv_replica_args`]).
+fn start_replica(
+    id: usize,
+    peers: &str,
+    dir: &std::path::Path,
+    resp: u16,
+    flag: Option<&str>,
+) -> Server {
+    let args = kv_replica_args(id, peers, dir, resp, flag);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start(&args, &format!("kv replica {id} listening on "))
 }
+
+/// How every replica of a new cluster starts.
+const BOOTSTRAP: Option<&str> = Some("--bootstrap");
 
 #[test]
 fn kill_restart_and_pause_lose_no_acknowledged_write() {
@@ -41,7 +33,7 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
     let peers = loopback_list(&ports[..3]);
     let fronts = ports[3..].to_vec();
     let mut replicas: Vec<Option<Server>> = (0..3)
-        .map(|i| Some(start_replica(i, &peers, dir.path(), fronts[i])))
+        .map(|i| Some(start_replica(i, &peers, dir.path(), fronts[i], BOOTSTRAP)))
         .collect();
 
     let start = Instant::now();
@@ -49,7 +41,8 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
         std::thread::sleep(Duration::from_secs(1));
         replicas[1].take().expect("running").kill9();
         std::thread::sleep(Duration::from_secs(1));
-        replicas[1] = Some(start_replica(1, &peers, dir.path(), fronts[1]));
+        // A restart on its own directory: no flag needed.
+        replicas[1] = Some(start_replica(1, &peers, dir.path(), fronts[1], None));
         std::thread::sleep(Duration::from_secs(1));
         let paused = replicas[2].as_ref().expect("running");
         paused.signal("STOP");
@@ -62,25 +55,43 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
 }
 
 #[test]
-fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
+fn a_replica_that_lost_its_disk_starts_only_when_told_and_then_rejoins() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = free_ports(6);
     let peers = loopback_list(&ports[..3]);
     let mut replicas: Vec<Server> = (0..3)
-        .map(|i| start_replica(i, &peers, dir.path(), ports[3 + i]))
+        .map(|i| start_replica(i, &peers, dir.path(), ports[3 + i], BOOTSTRAP))
         .collect();
     let put = support::run(&["kv", "put", "--servers", &peers, "k", "v"]);
     assert!(put.status.success(), "{}", support::stderr(&put));
 
-    // Replica 1 loses its disk and is started again by someone who forgot `--rejoin`.
+    // Replica 1 loses its disk. Started again without a word, it cannot know whether it is
+    // new or lost its disk (its peers cannot tell either), so it refuses.
     replicas.remove(1).kill9();
-    std::fs::remove_dir_all(dir.path().join("r1")).expect("removing replica 1's data");
-    let args = replica_args(1, &peers, dir.path(), ports[4]);
+    let data = dir.path().join("r1");
+    std::fs::remove_dir_all(&data).expect("removing replica 1's data");
+    let args = kv_replica_args(1, &peers, dir.path(), ports[4], None);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = support::run(&args);
+    assert!(!refused.status.success());
+    let want = format!(
+        "error: data directory {} holds no state: start it with --bootstrap if this replica \
+         is new and the cluster is being formed, or with --rejoin if it lost its disk \
+         (docs/running.md, \"Bootstrap and disk loss\")",
+        data.display()
+    );
+    assert!(
+        support::stderr(&refused).contains(&want),
+        "{}",
+        support::stderr(&refused)
+    );
+
+    // Told, it waits out its quiet period, learns how far the log got, then votes and
+    // catches up.
+    let args = kv_replica_args(1, &peers, dir.path(), ports[4], Some("--rejoin"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let again =
         Server::start_logged_env(&args, &[("RUST_LOG", "info")], "kv replica 1 listening on ");
-    // It notices by itself; after its quiet period it learns how far the log got, then votes
-    // and catches up.
     let start = Instant::now();
     loop {
         let status = support::run(&["status", "--servers", &peers]);
@@ -89,8 +100,8 @@ fn a_blank_replica_of_a_cluster_with_a_log_rejoins_by_itself() {
         let level =
             applied.len() == 3 && applied[0].is_some() && applied.iter().all(|a| *a == applied[0]);
         let logs = again.logs();
-        let noticed = logs.contains("this replica lost its disk, so it rejoins");
-        let rejoined = noticed && logs.contains("rejoined after disk loss");
+        let told = logs.contains("this replica lost its disk: it rejoins before it votes");
+        let rejoined = told && logs.contains("rejoined after disk loss");
         if rejoined && level && text.contains("replica=1/3 voting") {
             break;
         }

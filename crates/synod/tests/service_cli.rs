@@ -54,6 +54,7 @@ fn every_server_logs_json_when_asked_and_stops_on_sigterm() {
             ("SYNOD_PEERS", &peer),
             ("SYNOD_DATA", path(&dir.path().join("kv"))),
             ("SYNOD_RESP", &resp),
+            ("SYNOD_BOOTSTRAP", "true"),
         ],
         "kv replica 0 listening on",
     );
@@ -151,6 +152,7 @@ fn a_second_server_on_a_data_directory_in_use_refuses_to_start() {
             &peer,
             "--data",
             path(&data),
+            "--bootstrap",
         ],
         "kv replica 0 listening on",
     );

@@ -49,6 +49,7 @@ impl Cluster {
                     &ctl,
                     "--data",
                     path(&data),
+                    "--bootstrap",
                 ];
                 Server::start(&args, &format!("shardctl replica {i} listening on "))
             })
@@ -61,17 +62,20 @@ impl Cluster {
             servers: Vec::new(),
             _controllers: controllers,
         };
-        cluster.servers = (0..6).map(|n| Some(cluster.start_server(n))).collect();
+        cluster.servers = (0..6)
+            .map(|n| Some(cluster.start_server(n, Some("--bootstrap"))))
+            .collect();
         cluster
     }
 
-    /// Starts server `n`: replica `n % 3` of group `GIDS[n / 3]`.
-    fn start_server(&self, n: usize) -> Server {
+    /// Starts server `n`: replica `n % 3` of group `GIDS[n / 3]`, with `flag` if given
+    /// (`--bootstrap` the first time).
+    fn start_server(&self, n: usize, flag: Option<&str>) -> Server {
         let (gid, i) = (GIDS[n / 3], n % 3);
         let data = self.dir.path().join(format!("g{gid}-{i}"));
         let resp = format!("127.0.0.1:{}", self.fronts[n]);
         let (gid_text, id) = (gid.to_string(), i.to_string());
-        let args = [
+        let mut args = vec![
             "shardkv",
             "serve",
             "--gid",
@@ -87,6 +91,7 @@ impl Cluster {
             "--resp",
             &resp,
         ];
+        args.extend(flag);
         Server::start(&args, &format!("shardkv {gid} replica {i} listening on "))
     }
 
@@ -101,7 +106,7 @@ impl Cluster {
         let group: Vec<&str> = self.groups[n / 3].split(',').collect();
         let peer = group[(n + 1) % 3];
         let target = applied(peer).expect("a live peer answers status");
-        self.servers[n] = Some(self.start_server(n));
+        self.servers[n] = Some(self.start_server(n, None));
         let deadline = Instant::now() + Duration::from_secs(10);
         while applied(group[n % 3]) < Some(target) {
             assert!(

@@ -25,6 +25,7 @@ fn status_reports_every_replica_and_says_which_are_unreachable() {
                 &peers,
                 "--data",
                 path(&data),
+                "--bootstrap",
             ];
             Server::start(&args, &format!("kv replica {i} listening on "))
         })

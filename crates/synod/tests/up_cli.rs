@@ -86,6 +86,16 @@ fn time_until_read(port: u16) -> Duration {
 fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cluster, replicas) = up(dir.path());
+    // A new cluster: `up` declares every replica new.
+    assert_eq!(
+        cluster
+            .logs()
+            .matches("bootstrapping a new replica")
+            .count(),
+        3,
+        "{}",
+        cluster.logs()
+    );
     let fronts: Vec<u16> = replicas.iter().map(|r| r.resp).collect();
 
     let start = Instant::now();
@@ -129,10 +139,15 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
         Reply::Simple("OK".into())
     );
     let restarted = restarted.expect("replica 1 restarted");
+    // Restarts, by `up` after the kill above and by the rerun below, pass no start flag.
+    assert!(!cluster.logs().contains("is ignored"), "{}", cluster.logs());
     stop(cluster, &[replicas[0].pid, restarted.pid, replicas[2].pid]);
 
-    // A rerun on the same directory: same addresses, same data.
+    // A rerun on the same directory: same addresses, same data, and nothing declared.
     let (cluster, again) = up(dir.path());
+    for declared in ["bootstrapping", "lost its disk", "is ignored"] {
+        assert!(!cluster.logs().contains(declared), "{}", cluster.logs());
+    }
     let addrs = |rs: &[Replica]| {
         rs.iter()
             .map(|r| (r.peer.clone(), r.resp))

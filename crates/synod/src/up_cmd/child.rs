@@ -134,30 +134,36 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|&stop| stop).await;
 }
 
-/// Whether `spec` is a Paxos replica that lost its disk: the cluster has formed, yet the
-/// replica's directory holds no state. Started blank it could vote against promises of its
-/// earlier life; `--rejoin` makes it first learn from the others how far the log got
-/// (docs/paxos.md, "Rejoining after a lost disk").
-fn lost_its_disk(spec: &ChildSpec, ctx: &Context) -> bool {
-    let Some(dir) = &spec.paxos_data else {
-        return false;
-    };
-    let formed = ctx.formed || ctx.cluster_up.load(Ordering::SeqCst);
-    // Damaged or foreign state is not a lost disk: the replica refuses it with the reason.
-    formed && FileStorage::holds_state(dir).is_ok_and(|holds| !holds)
-}
-
-fn spawn(spec: &ChildSpec, ctx: &Context) -> std::io::Result<Child> {
-    let mut cmd = Command::new(&*ctx.exe);
-    cmd.args(&spec.args);
-    if lost_its_disk(spec, ctx) {
+/// The flag that tells a Paxos replica how to start on its directory, if it needs one
+/// (see `crate::replica_start`). A directory with state is a restart and needs none. A blank
+/// one belongs to a new replica while the cluster has not formed (`--bootstrap`); once it has
+/// (see [`Context::formed`]), it can only be a lost disk (`--rejoin`): started blank, it
+/// could vote against promises of its earlier life, so it first learns from the others how
+/// far the log got (docs/paxos.md, "Rejoining after a lost disk"). This is `up`'s own
+/// knowledge of its cluster, not a guess from what the peers say.
+fn start_flag(spec: &ChildSpec, ctx: &Context) -> Option<&'static str> {
+    let dir = spec.paxos_data.as_ref()?;
+    // Damaged or foreign state is not a blank directory: the replica refuses it with the
+    // reason.
+    if FileStorage::holds_state(dir).unwrap_or(true) {
+        return None;
+    }
+    if ctx.formed || ctx.cluster_up.load(Ordering::SeqCst) {
         eprintln!(
             "synod up: {} has no data in its directory although the cluster has formed; \
              starting it with --rejoin",
             spec.name
         );
-        cmd.arg("--rejoin");
+        Some("--rejoin")
+    } else {
+        Some("--bootstrap")
     }
+}
+
+fn spawn(spec: &ChildSpec, ctx: &Context) -> std::io::Result<Child> {
+    let mut cmd = Command::new(&*ctx.exe);
+    cmd.args(&spec.args);
+    cmd.args(start_flag(spec, ctx));
     cmd.env("SYNOD_LOG_FORMAT", ctx.log_format)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

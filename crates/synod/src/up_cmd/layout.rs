@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use synod_storage::FileStorage;
 
+use crate::{data_dir, identity};
+
 /// Every process of a local cluster listens on loopback.
 const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
@@ -49,8 +51,9 @@ pub struct ChildSpec {
     /// Whether `up` may restart it after it dies. The view service keeps its state in
     /// memory only, so a restarted one would contradict the servers' views.
     pub restartable: bool,
-    /// A Paxos replica's data directory. Once the cluster has formed, a replica whose
-    /// directory holds no state has lost its disk, and `up` starts it with `--rejoin`.
+    /// A Paxos replica's data directory. A replica whose directory holds no state is started
+    /// with `--bootstrap` until the cluster has formed, and with `--rejoin` after (it lost
+    /// its disk).
     pub paxos_data: Option<PathBuf>,
 }
 
@@ -107,11 +110,19 @@ impl Layout {
     }
 
     /// The children to start for a cluster in `dir`, on ports recorded there when they are
-    /// free (so a rerun keeps the addresses clients know) and on fresh free ports otherwise.
+    /// free (so a rerun keeps the addresses clients know) and on fresh free ports otherwise,
+    /// unless the cluster cannot move: then a recorded port in use is an error.
     pub fn plan(&self, dir: &Path) -> anyhow::Result<Plan> {
         // The controllers of a sharded cluster remember its servers' addresses in their
-        // configurations, so those addresses cannot change between runs.
-        let fixed = matches!(self, Layout::Sharded);
+        // configurations, and a Paxos KV replica records its peer list in its directory's
+        // identity and refuses to run with another: neither can move once started.
+        let fixed = match *self {
+            Layout::Kv { replicas } => {
+                (0..replicas).any(|i| !matches!(identity::read(&kv_replica_dir(dir, i)), Ok(None)))
+            }
+            Layout::Pb => false,
+            Layout::Sharded => true,
+        };
         let ports = ports(&dir.join(self.ports_file()), self.ports_needed(), fixed)?;
         let addr = |i: usize| SocketAddr::from((HOST, ports[i]));
         let mut sharded = None;
@@ -121,7 +132,7 @@ impl Layout {
                 let peers = join_addrs(&addrs);
                 let mut children = Vec::with_capacity(replicas);
                 for i in 0..replicas {
-                    let data_dir = dir.join(format!("replica-{i}"));
+                    let data_dir = kv_replica_dir(dir, i);
                     let data = path_arg(&data_dir)?;
                     let resp = addr(replicas + i);
                     children.push(ChildSpec {
@@ -257,6 +268,11 @@ impl Layout {
     }
 }
 
+/// The data directory of Paxos KV replica `i` in the cluster directory `dir`.
+fn kv_replica_dir(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("replica-{i}"))
+}
+
 /// `HOST:PORT,HOST:PORT,...`, the form every `--peers` and `--ctl` flag takes.
 fn join_addrs(addrs: &[SocketAddr]) -> String {
     addrs
@@ -322,16 +338,8 @@ pub(crate) fn ports(record: &Path, n: usize, fixed: bool) -> anyhow::Result<Vec<
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<std::io::Result<Vec<_>>>()?;
-    write_record(record, &ports)?;
+    data_dir::write_atomically(record, serde_json::to_string(&ports)?.as_bytes())?;
     Ok(ports)
-}
-
-/// Writes the record atomically (temp file + rename), so a crash leaves the old or the new.
-fn write_record(record: &Path, ports: &[u16]) -> anyhow::Result<()> {
-    let tmp: PathBuf = record.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string(ports)?)
-        .and_then(|()| std::fs::rename(&tmp, record))
-        .with_context(|| format!("writing {}", record.display()))
 }
 
 #[cfg(test)]
@@ -354,6 +362,25 @@ mod tests {
         assert_eq!(
             layout.plan(dir.path()).unwrap().resp_addrs(),
             moved.resp_addrs()
+        );
+    }
+
+    #[test]
+    fn a_kv_cluster_whose_replicas_recorded_their_identity_keeps_its_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::Kv { replicas: 3 };
+        let first = layout.plan(dir.path()).unwrap();
+        let peers: Vec<SocketAddr> = first.children.iter().map(|c| c.peer).collect();
+        let replica = kv_replica_dir(dir.path(), 1);
+        std::fs::create_dir_all(&replica).unwrap();
+        let recorded = identity::Identity::new(1, &peers, identity::DEFAULT_CLUSTER_TOKEN);
+        identity::record(&replica, &recorded.unwrap()).unwrap();
+
+        let _busy = TcpListener::bind(first.children[0].peer).unwrap();
+        let err = layout.plan(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("are in use, and this cluster must restart on the same ports"),
+            "{err}"
         );
     }
 }

@@ -40,35 +40,39 @@ impl Server {
     /// Starts `synod ARGS` and waits (up to 10 s) for a stdout line starting with `prefix`;
     /// the rest of that line is the address. Stderr goes to the test's stderr.
     pub fn start(args: &[&str], prefix: &str) -> Server {
-        Self::launch(args, &[], prefix, false, Duration::from_secs(10))
+        let mut cmd = synod();
+        cmd.args(args);
+        Self::launch(cmd, prefix, false, Duration::from_secs(10))
     }
 
     /// Like [`Server::start`], but keeps stderr for [`Server::logs`], and waits up to
     /// `limit` for the line.
     pub fn start_logged(args: &[&str], prefix: &str, limit: Duration) -> Server {
-        Self::launch(args, &[], prefix, true, limit)
+        let mut cmd = synod();
+        cmd.args(args);
+        Self::launch(cmd, prefix, true, limit)
     }
 
     /// Like [`Server::start_logged`], with extra environment variables, waiting up to 60 s.
     pub fn start_logged_env(args: &[&str], env: &[(&str, &str)], prefix: &str) -> Server {
-        Self::launch(args, env, prefix, true, Duration::from_secs(60))
+        let mut cmd = synod();
+        cmd.args(args).envs(env.iter().copied());
+        Self::launch(cmd, prefix, true, Duration::from_secs(60))
     }
 
-    fn launch(
-        args: &[&str],
-        env: &[(&str, &str)],
-        prefix: &str,
-        capture: bool,
-        limit: Duration,
-    ) -> Server {
+    /// Like [`Server::start_logged`], for a command the caller built: synod run through
+    /// another program, say.
+    pub fn start_command(cmd: Command, prefix: &str, limit: Duration) -> Server {
+        Self::launch(cmd, prefix, true, limit)
+    }
+
+    fn launch(mut cmd: Command, prefix: &str, capture: bool, limit: Duration) -> Server {
         let stderr = if capture {
             Stdio::piped()
         } else {
             Stdio::inherit()
         };
-        let mut child = synod()
-            .args(args)
-            .envs(env.iter().copied())
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -112,7 +116,7 @@ impl Server {
                 Err(_) => {
                     let logs = server.logs();
                     panic!(
-                        "server {args:?} did not print {prefix:?} within {limit:?}; stderr: {logs}"
+                        "server {cmd:?} did not print {prefix:?} within {limit:?}; stderr: {logs}"
                     );
                 }
             }
@@ -234,6 +238,34 @@ pub fn loopback_list(ports: &[u16]) -> String {
         .map(|p| format!("127.0.0.1:{p}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `synod kv serve` arguments for replica `id` of `peers`, its data in `dir/r{id}` and its
+/// RESP front on loopback port `resp`, plus `flag` (`--bootstrap`, `--rejoin`) if given.
+pub fn kv_replica_args(
+    id: usize,
+    peers: &str,
+    dir: &Path,
+    resp: u16,
+    flag: Option<&str>,
+) -> Vec<String> {
+    let data = dir.join(format!("r{id}"));
+    let mut args = [
+        "kv",
+        "serve",
+        "--id",
+        &id.to_string(),
+        "--peers",
+        peers,
+        "--data",
+        path(&data),
+        "--resp",
+        &format!("127.0.0.1:{resp}"),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(flag.map(str::to_owned));
+    args
 }
 
 /// The `applied=N` figure of a `synod status` line (the first, given several).
