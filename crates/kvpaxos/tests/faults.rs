@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::Rng;
 use synod_kvpaxos::KvReplica;
 use synod_paxos::Membership;
-use synod_sim::{seed_from_env, NetConfig};
+use synod_sim::{seed_from_env, Nemesis, NetConfig};
 
 use common::*;
 
@@ -87,46 +87,18 @@ fn wiped_replica_catches_up_from_a_snapshot() {
     c.check_linearizable();
 }
 
-/// One randomized run: faults switched at random every 100 ms for 5 s of virtual time,
+/// One randomized run: faults switched every 100 ms for 5 s of virtual time by `faults`,
 /// with five clients on shared keys; then heal and require every client to finish.
-fn random_run(seed: u64) {
-    let n = 3;
+fn random_run(seed: u64, n: usize, mut faults: impl FnMut(&mut Cluster)) {
     let mut c = Cluster::new(seed, n);
     c.sim.set_network(NetConfig::hostile());
     let keys: Vec<String> = (0..3).map(|k| format!("k{k}")).collect();
+    let all: Vec<usize> = (0..n).collect();
     let clients: Vec<_> = (0..5)
-        .map(|_| c.busy_clerk(&[0, 1, 2], keys.clone(), true))
+        .map(|_| c.busy_clerk(&all, keys.clone(), true))
         .collect();
-    let mut wiped = false;
-    let mut down = None;
     for _ in 0..50 {
-        // A crashed replica comes back at the next switch, so faults do not pile up into a
-        // cluster that is simply dead for the rest of the run.
-        if let Some(id) = down.take() {
-            c.sim.restart(id);
-        }
-        let target = server(c.sim.rng().gen_range(0..n));
-        match c.sim.rng().gen_range(0..8) {
-            0 => {
-                c.sim.crash(target);
-                down = Some(target);
-            }
-            // One lost disk per run; more than a minority lost is beyond what Paxos survives.
-            1 if !wiped => {
-                wiped = true;
-                c.sim.restart_wiped(target);
-            }
-            2 => c.sim.isolate(target),
-            3 => c.sim.set_unreliable(target, true),
-            4 => {
-                let a = c.sim.rng().gen_range(0..n);
-                c.part(&[&[a], &[(a + 1) % n, (a + 2) % n]]);
-            }
-            _ => {
-                c.sim.heal();
-                c.set_unreliable(false);
-            }
-        }
+        faults(&mut c);
         c.sim.run_for(Duration::from_millis(100));
     }
     assert!(
@@ -146,7 +118,7 @@ fn random_run(seed: u64) {
         Duration::from_secs(60),
         "every client finishes after healing",
     );
-    let ck = c.clerk(&[0, 1, 2]);
+    let ck = c.clerk(&all);
     c.put(ck, "after", "heal");
     c.check(ck, "after", "heal");
     c.check_linearizable();
@@ -155,6 +127,54 @@ fn random_run(seed: u64) {
 #[test]
 fn random_faults_are_linearizable() {
     for seed in synod_sim::seeds(12) {
-        random_run(seed);
+        let n = 3;
+        let mut wiped = false;
+        let mut down = None;
+        random_run(seed, n, |c| {
+            // A crashed replica comes back at the next switch, so faults do not pile up into
+            // a cluster that is simply dead for the rest of the run.
+            if let Some(id) = down.take() {
+                c.sim.restart(id);
+            }
+            let target = server(c.sim.rng().gen_range(0..n));
+            match c.sim.rng().gen_range(0..8) {
+                0 => {
+                    c.sim.crash(target);
+                    down = Some(target);
+                }
+                // One lost disk per run; more than a minority lost is beyond what Paxos
+                // survives.
+                1 if !wiped => {
+                    wiped = true;
+                    c.sim.restart_wiped(target);
+                }
+                2 => c.sim.isolate(target),
+                3 => c.sim.set_unreliable(target, true),
+                4 => {
+                    let a = c.sim.rng().gen_range(0..n);
+                    c.part(&[&[a], &[(a + 1) % n, (a + 2) % n]]);
+                }
+                _ => {
+                    c.sim.heal();
+                    c.set_unreliable(false);
+                }
+            }
+        });
     }
+}
+
+/// The targeted nemesis (dueling leaders, a bridge replica, one-way links, a wipe in the
+/// middle) on 3 and on 5 replicas, every history checked for linearizability.
+#[test]
+fn targeted_nemesis_is_linearizable() {
+    let seeds = synod_sim::seeds(6);
+    for &seed in &seeds {
+        for n in [3, 5] {
+            let mut nemesis = Nemesis::new((0..n).map(server).collect(), 1);
+            random_run(seed, n, |c| {
+                nemesis.step(&mut c.sim);
+            });
+        }
+    }
+    println!("targeted nemesis: seeds {seeds:?} passed on 3 and 5 replicas");
 }

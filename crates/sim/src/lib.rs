@@ -38,12 +38,14 @@
 
 mod faults;
 mod history;
+mod nemesis;
 mod seed;
 mod simulator;
 mod stats;
 
 pub use faults::{NetConfig, NodeFaults};
 pub use history::{OpId, RecordedOp, Recorder, SimClock};
+pub use nemesis::{Move, Nemesis};
 pub use seed::{seed_from_env, seeds};
 pub use simulator::Simulator;
 pub use stats::{DropReason, NodeStats, SimStats};
