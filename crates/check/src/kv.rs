@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::model::Model;
 
 /// A request to the KV store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KvInput {
     Get { key: String },
     Put { key: String, value: String },

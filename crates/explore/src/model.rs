@@ -26,6 +26,10 @@ pub trait Model {
     /// timeouts the cores compare against (retries, elections) can pass in a few firings.
     fn time_step(&self) -> Duration;
 
+    /// Brings the freshly started world to the model's starting point (a leader elected,
+    /// say) with deterministic steps that are not explored and cost no budget.
+    fn setup(&self, _world: &mut World<Self::Msg, Self::Ghost>) {}
+
     /// How many inputs the environment has; each happens at most once, in any order.
     fn inputs(&self) -> usize {
         0

@@ -286,6 +286,7 @@ fn initial<M: Model>(model: &M) -> (World<M::Msg, M::Ghost>, Result<(), String>)
     for slot in 0..world.slots.len() {
         world.start(slot, model.make(slot, Life::First));
     }
+    model.setup(&mut world);
     let checked = model.check(&mut world);
     (world, checked)
 }

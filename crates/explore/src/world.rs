@@ -261,6 +261,14 @@ impl<M: Clone + Hash + Eq + Debug + 'static, G: Hash> World<M, G> {
         self.net.retain(|e| e.epoch == epoch);
     }
 
+    /// Delivers every message in flight, in key order, and everything they cause, until
+    /// none is left: a deterministic setup step. Messages to no node are dropped.
+    pub fn settle(&mut self) {
+        while !self.net.is_empty() {
+            self.deliver(0);
+        }
+    }
+
     /// Duplicates message `index` of the network.
     pub fn duplicate(&mut self, index: usize) {
         let env = self.net[index].clone();

@@ -1,7 +1,9 @@
 //! The bounded explorations CI runs: each model's real cores, every interleaving up to the
 //! bound, no invariant violated. `synod explore MODEL --deep` runs the wider bounds.
 
+use synod_explore::models::kv::KvModel;
 use synod_explore::models::paxos::PaxosModel;
+use synod_explore::models::pb::PbModel;
 use synod_explore::{explore, Bounds, Model};
 
 fn explore_clean(model: &impl Model, depth: usize) {
@@ -25,5 +27,19 @@ fn explore_clean(model: &impl Model, depth: usize) {
 /// before the ballot floor, this bound finds it at depth 14.
 #[test]
 fn paxos_two_leaders_and_a_wiped_acceptor() {
-    explore_clean(&PaxosModel::ci_bound(), 14);
+    explore_clean(&PaxosModel::ci_bound(), PaxosModel::CI_DEPTH);
+}
+
+/// The Paxos KV with a write and a read from two clients, through the leader or a follower,
+/// with a retry each: every order of every message.
+#[test]
+fn kv_write_and_read_through_leader_and_follower() {
+    explore_clean(&KvModel::ci_bound(), KvModel::CI_DEPTH);
+}
+
+/// Primary/backup with a write and a read from two clients, a server crash and two timer
+/// firings (a restarted server, a view change).
+#[test]
+fn pb_write_and_read_with_a_crash() {
+    explore_clean(&PbModel::ci_bound(), PbModel::CI_DEPTH);
 }

@@ -35,7 +35,7 @@ use thiserror::Error;
 pub type Msg = synod_viewservice::Msg<PbMsg>;
 
 /// A key/value operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
     Get { key: String },
     Put { key: String, value: String },
@@ -50,7 +50,7 @@ impl Op {
 
 /// A client's request. `seq` numbers the client's operations from 1, one at a time; it makes
 /// Puts and Appends at-most-once and matches replies to requests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Request {
     pub client: u64,
     pub seq: u64,
@@ -58,7 +58,7 @@ pub struct Request {
 }
 
 /// Why a server did not perform a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error, Serialize, Deserialize)]
 pub enum PbError {
     /// This server is not the primary of the current view (as far as it knows).
     #[error("not the primary")]
@@ -66,7 +66,7 @@ pub enum PbError {
 }
 
 /// What a backup tells the primary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BackupAnswer {
     /// Applied the forwarded operation at this position (or had already).
     Applied { index: u64 },
@@ -79,7 +79,7 @@ pub enum BackupAnswer {
 }
 
 /// The primary/backup service's own messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PbMsg {
     /// Client → primary.
     Request(Request),

@@ -16,7 +16,7 @@ const PING_TIMER: TimerToken = 0;
 const RESEND_TIMER: TimerToken = 1;
 
 /// Counters a test can assert on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct PbStats {
     /// Client requests answered with a result.
     pub served: u64,
@@ -28,6 +28,7 @@ pub struct PbStats {
 
 /// One primary/backup server. State is in memory only: a restarted server starts empty and
 /// pings 0, which tells the view service it lost everything.
+#[derive(Debug, Clone, Hash)]
 pub struct PbServer {
     view_service: NodeId,
     /// Where clients reach this server; passed on by the view service.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Op, Request};
 
 /// Keys, values, and per client the last sequence number applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Store {
     data: BTreeMap<String, String>,
     /// One entry per client: since a client has one operation outstanding at a time, an

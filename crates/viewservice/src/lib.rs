@@ -82,7 +82,7 @@ impl View {
 }
 
 /// The view plus where its members can be reached by clients that are not simulated nodes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ViewReply {
     pub view: View,
     /// The address the primary announced in its pings (empty if none or unknown).
@@ -96,7 +96,7 @@ pub struct ViewReply {
 }
 
 /// The view service's own messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ViewMsg {
     /// A replica's heartbeat: `viewnum` is the latest view it is ready to serve in (0 right
     /// after a (re)start). `addr` is where clients and the other replicas reach it: the
@@ -110,7 +110,7 @@ pub enum ViewMsg {
 
 /// Every message of a cluster built on the view service: the view service's own, and those of
 /// the service `S` that uses it (primary/backup KV, say).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Msg<S> {
     View(ViewMsg),
     Service(S),

@@ -10,7 +10,7 @@ use synod_node::{Context, Node, NodeId, TimerToken};
 use crate::{Msg, View, ViewMsg, ViewReply, DEAD_PINGS, PING_INTERVAL};
 
 /// What the service remembers about one server from its latest ping.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 struct Seen {
     /// Local time of the latest ping.
     at: Duration,
@@ -22,6 +22,7 @@ struct Seen {
 /// The view service. Keeps no durable state: after a restart it starts again from view 0,
 /// which the replicas cannot tell from a brand-new service (see the crate docs: the service is
 /// a single point of failure).
+#[derive(Debug, Clone, Hash)]
 pub struct ViewServer<S> {
     view: View,
     /// Whether the primary of `view` has pinged `view.num`.

@@ -20,6 +20,7 @@ use synod_node::NodeId;
 use synod_paxos::{Ballot, Membership, PaxosConfig, PaxosMsg, PaxosNode};
 
 use crate::model::Model;
+use crate::models::agree;
 use crate::world::{Actor, Budget, Life, World};
 
 /// A proposal an input makes: (peer, instance, value).
@@ -43,6 +44,9 @@ pub struct PaxosModel {
 }
 
 impl PaxosModel {
+    /// The depth to which CI explores [`Self::ci_bound`] completely.
+    pub const CI_DEPTH: usize = 14;
+
     /// The safety issue's bound: 3 peers, peers 0 and 1 campaign, each proposes in
     /// instances 0 and 1 (with or without leading), one lost disk, one drop, two timer
     /// firings.
@@ -230,20 +234,7 @@ impl PaxosModel {
                 continue;
             };
             let paxos = node.paxos();
-            for (seq, value) in paxos.decided() {
-                match ghost.decided.get(&seq) {
-                    Some(first) if first != value => {
-                        return Err(format!(
-                            "one value per instance: n{slot} decided {value:?} in instance \
-                             {seq}, where {first:?} was decided"
-                        ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        ghost.decided.insert(seq, value.clone());
-                    }
-                }
-            }
+            agree(&mut ghost.decided, slot, paxos.decided())?;
             for (seq, acceptor) in paxos.acceptors() {
                 let Some((ballot, _)) = &acceptor.accepted else {
                     continue;
