@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synod_node::limits::{self, TooLarge};
 use synod_rsm::{Sessions, StateMachine};
 
 use crate::{KvOp, KvReply};
@@ -43,11 +44,19 @@ impl StateMachine for KvState {
                 }
             }
             KvOp::Append { key, value } => {
+                // The ceiling, not a replica's configured limit: every replica must decide
+                // alike, whatever its flags.
+                let old = self.data.get(key).map_or(0, String::len);
+                let len = old + value.len();
+                if len > limits::MAX_VALUE_CEILING {
+                    return KvReply::TooLarge(TooLarge::Value {
+                        size: len as u64,
+                        limit: limits::MAX_VALUE_CEILING as u64,
+                    });
+                }
                 let entry = self.data.entry(key.clone()).or_default();
                 entry.push_str(value);
-                KvReply::Written {
-                    len: entry.len() as u64,
-                }
+                KvReply::Written { len: len as u64 }
             }
         }
     }

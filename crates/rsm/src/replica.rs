@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use synod_node::{Context, Node, NodeId, TimerToken};
+use synod_node::{limits, Context, Node, NodeId, TimerToken};
 use synod_paxos::{Embed, Fate, Paxos, PaxosConfig, PaxosError, PaxosState};
 
 use crate::guard::{ignore, Ignored};
@@ -56,9 +56,9 @@ const FORWARD_RETRY: Duration = Duration::from_millis(200);
 
 /// Largest number of client entries in one batch...
 const MAX_BATCH: usize = 256;
-/// ...and their largest serialized size (a batch always takes at least one entry), well
-/// under the transport's frame limit.
-const MAX_BATCH_BYTES: usize = 1 << 20;
+/// ...and their largest serialized size: a batch always takes at least one entry, so an
+/// entry above this goes alone, and `limits::Limits::max_entry` covers both cases.
+const MAX_BATCH_BYTES: usize = limits::BATCH_BYTES;
 
 /// Minimum time between two snapshot requests.
 const SNAPSHOT_RETRY: Duration = Duration::from_millis(200);

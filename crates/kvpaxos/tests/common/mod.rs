@@ -392,6 +392,7 @@ impl Node for Clerk {
             KvReply::Value(v) => v.clone(),
             KvReply::Written { .. } => String::new(),
             KvReply::SessionExpired => panic!("client {} session expired", self.id),
+            KvReply::TooLarge(refused) => panic!("client {}: {refused}", self.id),
         };
         self.history.complete(p.record, output);
         self.results.push((p.op, reply));
