@@ -25,6 +25,13 @@ impl KvReplica {
         }
     }
 
+    /// The same replica, sending snapshots in chunks of at most `bytes` (see
+    /// [`Rsm::with_snapshot_chunk`]).
+    pub fn with_snapshot_chunk(mut self, bytes: usize) -> Self {
+        self.rsm = self.rsm.with_snapshot_chunk(bytes);
+        self
+    }
+
     /// The same replica, refusing keys and values above `limits`.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
