@@ -86,3 +86,37 @@ impl StateMachine for KvState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_past_the_ceiling_is_refused_and_changes_nothing() {
+        let mut state = KvState::default();
+        let almost = "a".repeat(limits::MAX_VALUE_CEILING - 10);
+        let put = KvOp::Put {
+            key: "k".into(),
+            value: almost.clone(),
+        };
+        assert!(matches!(state.apply(0, &put), KvReply::Written { .. }));
+        let append = |value: &str| KvOp::Append {
+            key: "k".into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            state.apply(1, &append("12345678901")),
+            KvReply::TooLarge(TooLarge::Value {
+                size: limits::MAX_VALUE_CEILING as u64 + 1,
+                limit: limits::MAX_VALUE_CEILING as u64,
+            })
+        );
+        assert_eq!(state.data["k"], almost);
+        assert_eq!(
+            state.apply(2, &append("1234567890")),
+            KvReply::Written {
+                len: limits::MAX_VALUE_CEILING as u64
+            }
+        );
+    }
+}

@@ -131,6 +131,25 @@ fn a_value_at_the_limit_round_trips_while_others_are_served_and_one_over_is_refu
     raw.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, expected);
     assert_eq!(conn.call(&["GET", "big"]).unwrap(), Reply::Bulk(Some(big)));
+
+    // The native client refuses before sending, with the same words (it is refused before
+    // it connects, so any address list will do).
+    let refused = support::run(&[
+        "kv",
+        "put",
+        "--servers",
+        &resp.join(","),
+        "--max-value-bytes",
+        "2048",
+        "k",
+        &"x".repeat(3000),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        support::stderr(&refused).contains("value too large (3000 > 2048)"),
+        "{}",
+        support::stderr(&refused)
+    );
 }
 
 /// The largest resident size of `pid` seen while `during` runs, sampled every 20 ms.
