@@ -2,7 +2,7 @@
 //! `synod_resp`'s encoder and parser, for Redis itself and for synod's `--resp` fronts
 //! (`synod up`'s readiness probe uses it too).
 
-use synod_resp::{encode, parse, Value};
+use synod_resp::{encode, ParseLimits, Parsed, Parser, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -11,8 +11,10 @@ use crate::{BenchError, Store};
 /// One connection to a Redis-protocol server.
 pub struct RespConn {
     stream: TcpStream,
-    /// Bytes read but not yet parsed.
-    buf: Vec<u8>,
+    /// Replies read but not yet taken.
+    parser: Parser,
+    /// Input read from the socket, before the parser takes it.
+    chunk: Vec<u8>,
     /// The encoded command, kept to reuse its allocation.
     out: Vec<u8>,
 }
@@ -30,7 +32,8 @@ impl RespConn {
         stream.set_nodelay(true)?;
         Ok(RespConn {
             stream,
-            buf: Vec::new(),
+            parser: Parser::new(ParseLimits::replies()),
+            chunk: Vec::with_capacity(16 * 1024),
             out: Vec::new(),
         })
     }
@@ -42,15 +45,17 @@ impl RespConn {
         encode(&Value::Array(Some(parts)), &mut self.out);
         self.stream.write_all(&self.out).await?;
         loop {
-            if let Some((value, used)) =
-                parse(&self.buf).map_err(|e| BenchError::Resp(e.to_string()))?
-            {
-                self.buf.drain(..used);
-                return Ok(value);
+            match self.parser.take() {
+                Ok(Some(Parsed::Value(value))) => return Ok(value),
+                Ok(Some(Parsed::Refused(why))) => return Err(BenchError::Resp(why.to_string())),
+                Err(e) => return Err(BenchError::Resp(e.to_string())),
+                Ok(None) => {}
             }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            self.chunk.clear();
+            if self.stream.read_buf(&mut self.chunk).await? == 0 {
                 return Err(BenchError::Resp("the server closed the connection".into()));
             }
+            self.parser.feed(&self.chunk);
         }
     }
 }

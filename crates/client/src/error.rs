@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use synod_net::limits::TooLarge;
+
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -27,6 +29,10 @@ pub enum ClientError {
     /// disagrees with this client about the protocol); the outcome is unknown.
     #[error("unexpected reply {0}; the operation may or may not have been applied")]
     Unexpected(String),
+    /// The key or value is above the size policy (this client's, checked before sending,
+    /// or the server's); the operation was not applied.
+    #[error("{0}; the operation was not applied")]
+    TooLarge(#[from] TooLarge),
 }
 
 /// The list of server addresses a client was given, refused if it is empty.

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use synod_kvpaxos::{KvMsg, KvOp, KvReply};
+use synod_net::limits::Limits;
 use synod_net::Client;
 
 use crate::error::server_list;
@@ -42,6 +43,7 @@ struct Session {
 pub struct KvClient {
     servers: Vec<String>,
     timeout: Duration,
+    limits: Limits,
     idle: Mutex<Vec<Session>>,
 }
 
@@ -55,8 +57,17 @@ impl KvClient {
         Ok(KvClient {
             servers,
             timeout: DEFAULT_TIMEOUT,
+            limits: Limits::default(),
             idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Refuses keys and values above `limits` before sending them (default: the default
+    /// policy; give it the servers' `--max-value-bytes`). A server refuses them too, but only
+    /// once they reached it.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// How long each operation keeps retrying before it fails with
@@ -108,6 +119,7 @@ impl KvClient {
 
     /// Runs one operation, retrying across replicas until one answers or the timeout passes.
     pub async fn call(&self, op: KvOp) -> Result<KvReply, ClientError> {
+        op.check_size(&self.limits)?;
         let mut session = self.take_session();
         session.seq += 1;
         let deadline = Instant::now() + self.timeout;
@@ -121,6 +133,9 @@ impl KvClient {
             let left = deadline.saturating_duration_since(Instant::now());
             match attempt(&mut session, &self.servers, server, &msg, ATTEMPT.min(left)).await {
                 Some(KvReply::SessionExpired) => return Err(ClientError::SessionExpired),
+                // The session is dropped with it: a refusal at the edge is not recorded in the
+                // server's session table, which must see a session's first command.
+                Some(KvReply::TooLarge(refused)) => return Err(refused.into()),
                 Some(reply) => {
                     if let Ok(mut idle) = self.idle.lock() {
                         idle.push(session);

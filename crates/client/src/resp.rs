@@ -11,6 +11,7 @@ pub(crate) fn backend_error(e: ClientError) -> BackendError {
             tracing::debug!(reason = %e, "RESP operation not answered");
             BackendError::Timeout
         }
+        ClientError::TooLarge(refused) => BackendError::TooLarge(refused.to_string()),
         other => BackendError::Unavailable(other.to_string()),
     }
 }

@@ -22,6 +22,7 @@ pub use state::KvState;
 pub use synod_rsm::TICK;
 
 use serde::{Deserialize, Serialize};
+use synod_node::limits::{Limits, TooLarge};
 use synod_rsm::{Entry, RsmMsg};
 
 /// A client's request.
@@ -44,6 +45,23 @@ pub enum KvReply {
     /// longer tell a retry from a new request; nothing was applied. The client must start a
     /// new session (a new client id) and treat this operation's outcome as unknown.
     SessionExpired,
+    /// A Put or Append refused for its size (a value above the replica's
+    /// `--max-value-bytes`, a key above [`synod_node::limits::MAX_KEY_BYTES`], or an Append that would
+    /// grow a value past [`synod_node::limits::MAX_VALUE_CEILING`]); nothing was applied.
+    TooLarge(TooLarge),
+}
+
+impl KvOp {
+    /// Refuses a Put or Append whose key or value is above `limits` (a Get's key is checked
+    /// too: it travels and is logged like any other).
+    pub fn check_size(&self, limits: &Limits) -> Result<(), TooLarge> {
+        match self {
+            KvOp::Get { key } => limits.check(key.len(), 0),
+            KvOp::Put { key, value } | KvOp::Append { key, value } => {
+                limits.check(key.len(), value.len())
+            }
+        }
+    }
 }
 
 /// One entry of the replicated log.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synod_node::limits::{self, TooLarge};
 use synod_rsm::{Sessions, StateMachine};
 
 use crate::{KvOp, KvReply};
@@ -43,11 +44,19 @@ impl StateMachine for KvState {
                 }
             }
             KvOp::Append { key, value } => {
+                // The ceiling, not a replica's configured limit: every replica must decide
+                // alike, whatever its flags.
+                let old = self.data.get(key).map_or(0, String::len);
+                let len = old + value.len();
+                if len > limits::MAX_VALUE_CEILING {
+                    return KvReply::TooLarge(TooLarge::Value {
+                        size: len as u64,
+                        limit: limits::MAX_VALUE_CEILING as u64,
+                    });
+                }
                 let entry = self.data.entry(key.clone()).or_default();
                 entry.push_str(value);
-                KvReply::Written {
-                    len: entry.len() as u64,
-                }
+                KvReply::Written { len: len as u64 }
             }
         }
     }
@@ -75,5 +84,39 @@ impl StateMachine for KvState {
             KvOp::Get { key } => Some(self.value(key)),
             KvOp::Put { .. } | KvOp::Append { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_past_the_ceiling_is_refused_and_changes_nothing() {
+        let mut state = KvState::default();
+        let almost = "a".repeat(limits::MAX_VALUE_CEILING - 10);
+        let put = KvOp::Put {
+            key: "k".into(),
+            value: almost.clone(),
+        };
+        assert!(matches!(state.apply(0, &put), KvReply::Written { .. }));
+        let append = |value: &str| KvOp::Append {
+            key: "k".into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            state.apply(1, &append("12345678901")),
+            KvReply::TooLarge(TooLarge::Value {
+                size: limits::MAX_VALUE_CEILING as u64 + 1,
+                limit: limits::MAX_VALUE_CEILING as u64,
+            })
+        );
+        assert_eq!(state.data["k"], almost);
+        assert_eq!(
+            state.apply(2, &append("1234567890")),
+            KvReply::Written {
+                len: limits::MAX_VALUE_CEILING as u64
+            }
+        );
     }
 }

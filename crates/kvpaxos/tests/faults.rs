@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use synod_kvpaxos::KvReplica;
+use synod_node::NodeId;
 use synod_paxos::Membership;
+use synod_rsm::CatchUp;
 use synod_sim::{seed_from_env, Nemesis, NetConfig};
 
 use common::*;
@@ -84,6 +86,89 @@ fn wiped_replica_catches_up_from_a_snapshot() {
     let only2 = c.clerk(&[2]);
     c.append(only2, "log", "100,");
     c.check(only2, "log", &format!("{expected}100,"));
+    c.check_linearizable();
+}
+
+/// The replica being caught up by a snapshot: who sends it, and how much arrived.
+fn receiving(c: &Cluster, i: usize) -> Option<(NodeId, u64, u64)> {
+    let r = c.sim.node::<KvReplica>(server(i))?;
+    match r.status(server(i)).catch_up {
+        Some(CatchUp::Receiving {
+            from,
+            received,
+            total,
+        }) => Some((from, received, total)),
+        _ => None,
+    }
+}
+
+/// A wiped replica catches up through a snapshot sent in many small chunks, over a network
+/// that loses, duplicates and reorders them, while its sender crashes and restarts in the
+/// middle of the transfer and so does the receiver itself. It ends with exactly the state
+/// of the others.
+#[test]
+fn streamed_snapshot_survives_loss_reordering_and_crashes_at_both_ends() {
+    let n = 3;
+    let chunk = 512;
+    let mut c = Cluster::new_with(seed_from_env(33), n, move |r| r.with_snapshot_chunk(chunk));
+    let ck = c.clerk(&[0, 1, 2]);
+    let value = "v".repeat(1000);
+    for i in 0..60 {
+        c.put(ck, &format!("key{i}"), &value);
+    }
+    c.sim.crash(server(2));
+    for i in 60..80 {
+        c.put(ck, &format!("key{i}"), &value);
+    }
+    c.sim.set_network(NetConfig::hostile());
+    c.sim.restart_wiped(server(2));
+    // Some chunks in, the sender crashes and comes back.
+    c.sim
+        .require(Duration::from_secs(30), "the transfer starts", |s| {
+            let c2 = s.node::<KvReplica>(server(2));
+            c2.is_some_and(|r| {
+                matches!(r.status(server(2)).catch_up,
+                    Some(CatchUp::Receiving { received, total, .. }) if received > 8 * chunk as u64 && received < total / 2)
+            })
+        });
+    let (sender, _, total) = receiving(&c, 2).expect("receiving");
+    assert!(
+        total > 100 * chunk as u64,
+        "a snapshot of {total} bytes is not many chunks"
+    );
+    c.sim.crash(sender);
+    c.sim.run_for(Duration::from_millis(300));
+    c.sim.restart(sender);
+    // Later, the receiver crashes mid-transfer and restarts from its disk.
+    c.sim
+        .require(Duration::from_secs(30), "the transfer goes on", |s| {
+            s.node::<KvReplica>(server(2)).is_some_and(|r| {
+                matches!(r.status(server(2)).catch_up,
+                    Some(CatchUp::Receiving { received, .. }) if received > 16 * chunk as u64)
+            })
+        });
+    c.sim.crash(server(2));
+    c.sim.run_for(Duration::from_millis(100));
+    c.sim.restart(server(2));
+    c.sim.heal_all();
+    c.sim.require(
+        Duration::from_secs(60),
+        "the wiped replica installs a snapshot and follows the log",
+        |s| {
+            let others = s.node::<KvReplica>(server(0)).map(|r| r.kv().data.clone());
+            s.node::<KvReplica>(server(2)).is_some_and(|r| {
+                r.status(server(2)).catch_up.is_none()
+                    && matches!(r.paxos().membership(), Membership::Voting { .. })
+                    && r.kv().data.len() == 80
+                    && Some(&r.kv().data) == others.as_ref()
+            })
+        },
+    );
+    // And it serves: with replica 0 down, it is needed for a majority.
+    c.sim.crash(server(0));
+    let only2 = c.clerk(&[2]);
+    c.put(only2, "after", "catch-up");
+    c.check(only2, "key79", &value);
     c.check_linearizable();
 }
 

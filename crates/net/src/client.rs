@@ -29,7 +29,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::time::timeout;
 
-use crate::codec::{decode_msg, encode_frame, Hello, DEFAULT_MAX_FRAME};
+use crate::codec::{decode_msg, encode_frame, Hello, CLIENT_MAX_FRAME};
 use crate::conn::{handshake, FrameReader, FrameWriter};
 use crate::error::NetError;
 
@@ -43,9 +43,10 @@ pub struct Client<M> {
 }
 
 impl<M: Serialize + DeserializeOwned> Client<M> {
-    /// Connects and handshakes within `limit`, with the default frame-size limit.
+    /// Connects and handshakes within `limit`, accepting frames as large as any server may
+    /// be configured to send ([`CLIENT_MAX_FRAME`]).
     pub async fn connect(addr: impl ToSocketAddrs, limit: Duration) -> Result<Self, NetError> {
-        Self::connect_with_max_frame(addr, limit, DEFAULT_MAX_FRAME).await
+        Self::connect_with_max_frame(addr, limit, CLIENT_MAX_FRAME).await
     }
 
     /// Connects with a custom frame-size limit (applied to what it sends and receives).

@@ -28,6 +28,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use synod_node::limits::Limits;
 use synod_node::NodeId;
 
 /// The first four bytes of every synod connection, in both directions.
@@ -36,13 +37,18 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// handshake, the framing, or the encoding of shared message types.
 /// Version 2: Paxos gained the stable-leader and read-barrier messages.
 /// Version 3: a rejoin answer (`JoinInfo`) carries the answerer's ballot floor.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4: size limits — a KV reply can refuse a value too large.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.
 pub const HEADER_LEN: usize = 4;
-/// Default cap on a frame's payload size.
-pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Default cap on a frame's payload size: what a server with the default size policy
+/// (`synod_node::limits`) sends or accepts. Servers derive theirs from their configured policy.
+pub const DEFAULT_MAX_FRAME: usize = Limits::DEFAULT_FRAME;
+/// Cap on what a client accepts: the most any server may be configured to send (a client
+/// trusts its servers, and must read any value a server was allowed to store).
+pub const CLIENT_MAX_FRAME: usize = Limits::CEILING.max_frame();
 
 const KIND_PEER: u8 = 0;
 const KIND_CLIENT: u8 = 1;

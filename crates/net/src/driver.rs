@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
-use crate::codec::encode_frame;
+use crate::codec::{encode_frame, CLIENT_MAX_FRAME};
 use crate::commit::GroupCommit;
 use crate::config::NetOptions;
 use crate::link::{run_link, LinkTarget};
@@ -260,7 +260,15 @@ impl<M: Serialize> Context<M> for Driver<M> {
             self.to_self.push_back(msg);
             return;
         }
-        match encode_frame(&msg, self.opts.max_frame) {
+        // What a client may receive is bounded by what the service stored (a value grown by
+        // appends past this server's inbound limit, up to the ceiling), not by what this
+        // server accepts from others.
+        let limit = if to.is_client() {
+            CLIENT_MAX_FRAME
+        } else {
+            self.opts.max_frame
+        };
+        match encode_frame(&msg, limit) {
             Ok(frame) => self.held.push((to, frame)),
             Err(e) => warn!(%to, reason = %e, "dropping outbound message"),
         }

@@ -29,7 +29,8 @@ mod link;
 mod server;
 
 pub use client::Client;
-pub use codec::{FrameError, Hello, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+pub use codec::{FrameError, Hello, CLIENT_MAX_FRAME, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 pub use config::{Listen, NetOptions, NodeConfig};
 pub use error::NetError;
 pub use server::{run_node, shutdown_signal};
+pub use synod_node::limits;

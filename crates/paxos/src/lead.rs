@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use synod_node::NodeId;
+use synod_node::{limits, NodeId};
 
 use crate::durable::Record;
 use crate::guard::Ignored;
@@ -38,6 +38,9 @@ pub(crate) struct Lead<V> {
     pub ballot: Ballot,
     pub from: u64,
     pub promises: BTreeSet<usize>,
+    /// The parts of each peer's `PromiseAll` received so far; a peer's promise counts once
+    /// all of them are here.
+    pub parts: BTreeMap<usize, BTreeSet<u32>>,
     /// Highest-ballot vote reported so far per instance.
     pub reports: BTreeMap<u64, (Ballot, V)>,
     pub ready: bool,
@@ -68,12 +71,13 @@ impl<V: Value> Paxos<V> {
             ballot,
             from,
             promises: BTreeSet::new(),
+            parts: BTreeMap::new(),
             reports: BTreeMap::new(),
             ready: false,
             heartbeat_at: io.now(),
         });
         match self.promise_all(io, ballot, from) {
-            Ok(votes) => self.on_promise_all(io, me, ballot, votes, self.max),
+            Ok(votes) => self.on_promise_all(io, me, ballot, votes, self.max, (0, 1)),
             Err(higher) => {
                 // The own acceptor promised more somewhere: the next campaign must beat it.
                 self.seen_round = self.seen_round.max(higher.round);
@@ -155,24 +159,34 @@ impl<V: Value> Paxos<V> {
             return self.ignore(self.not_voting_reason(), self.peers[peer], "PrepareAll");
         }
         let done = self.my_done();
-        let reply = match self.promise_all(io, ballot, from) {
+        let replies = match self.promise_all(io, ballot, from) {
             Ok(votes) => {
                 self.saw_leader(io, ballot);
-                PaxosMsg::PromiseAll {
-                    ballot,
-                    votes,
-                    max: self.max,
-                    done,
-                }
+                let parts = split_votes(votes);
+                let count = parts.len() as u32;
+                parts
+                    .into_iter()
+                    .zip(0..)
+                    .map(|(votes, part)| PaxosMsg::PromiseAll {
+                        ballot,
+                        votes,
+                        max: self.max,
+                        done,
+                        part,
+                        parts: count,
+                    })
+                    .collect()
             }
-            Err(promised) => PaxosMsg::RejectAll {
+            Err(promised) => vec![PaxosMsg::RejectAll {
                 ballot,
                 promised,
                 done,
-            },
+            }],
         };
         if self.failed.is_none() {
-            io.send(self.peers[peer], reply);
+            for reply in replies {
+                io.send(self.peers[peer], reply);
+            }
         }
     }
 
@@ -183,7 +197,11 @@ impl<V: Value> Paxos<V> {
         ballot: Ballot,
         votes: Vec<(u64, Vote<V>)>,
         max: Option<u64>,
+        (part, parts): (u32, u32),
     ) {
+        if part >= parts {
+            return self.ignore(Ignored::Malformed, self.peers[peer], "PromiseAll");
+        }
         if let Some(m) = max {
             self.see(m);
         }
@@ -194,7 +212,11 @@ impl<V: Value> Paxos<V> {
         else {
             return self.ignore(Ignored::StaleCampaign, self.peers[peer], "PromiseAll");
         };
-        lead.promises.insert(peer);
+        let got = lead.parts.entry(peer).or_default();
+        got.insert(part);
+        if got.len() as u32 == parts {
+            lead.promises.insert(peer);
+        }
         let mut decided = Vec::new();
         for (seq, vote) in votes {
             match vote {
@@ -295,5 +317,48 @@ impl<V: Value> Paxos<V> {
                 },
             );
         }
+    }
+}
+
+/// Cuts an acceptor's votes into the parts of its `PromiseAll`: each part at most
+/// [`limits::BATCH_BYTES`] of votes or a single vote (one log entry, which fits a frame), so
+/// every part fits a frame however many votes in flight there are. Always at least one part.
+fn split_votes<V: Value>(votes: Vec<(u64, Vote<V>)>) -> Vec<Vec<(u64, Vote<V>)>> {
+    let mut parts = vec![Vec::new()];
+    let mut bytes = 0;
+    for vote in votes {
+        let size = postcard::experimental::serialized_size(&vote).unwrap_or(0);
+        let current = parts.last().map_or(0, Vec::len);
+        if current > 0 && bytes + size > limits::BATCH_BYTES {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(part) = parts.last_mut() {
+            part.push(vote);
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn votes_are_cut_into_parts_that_fit_a_frame_and_none_is_lost() {
+        let big = vec![7u8; limits::BATCH_BYTES * 6 / 10];
+        let votes: Vec<(u64, Vote<Vec<u8>>)> = (0..3)
+            .map(|seq| (seq, Vote::Decided(big.clone())))
+            .chain([(3, Vote::Decided(vec![1]))])
+            .collect();
+        let parts = split_votes(votes.clone());
+        assert_eq!(parts.len(), 3, "two large votes never share a part");
+        assert_eq!(parts.concat(), votes);
+        for part in &parts {
+            let bytes = postcard::experimental::serialized_size(part).unwrap();
+            assert!(bytes <= limits::BATCH_BYTES + 64, "a part of {bytes} bytes");
+        }
+        assert_eq!(split_votes::<Vec<u8>>(Vec::new()), vec![Vec::new()]);
     }
 }

@@ -73,12 +73,16 @@ pub enum PaxosMsg<V> {
         done: u64,
     },
     /// Promised `ballot` for every instance; `votes` are the sender's votes and decisions in
-    /// the instances from `from` on, `max` the highest instance it knows of.
+    /// the instances from `from` on, `max` the highest instance it knows of. The votes come
+    /// in `parts` messages (numbered by `part`) that each fit a frame; the promise counts
+    /// once every part arrived.
     PromiseAll {
         ballot: Ballot,
         votes: Vec<(u64, Vote<V>)>,
         max: Option<u64>,
         done: u64,
+        part: u32,
+        parts: u32,
     },
     /// Refusal of a `PrepareAll` for `ballot`: the sender promised `promised`, which is higher.
     RejectAll {

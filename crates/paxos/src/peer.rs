@@ -260,8 +260,13 @@ impl<V: Value> Paxos<V> {
                 self.on_prepare_all(io, peer, ballot, from)
             }
             PaxosMsg::PromiseAll {
-                ballot, votes, max, ..
-            } => self.on_promise_all(io, peer, ballot, votes, max),
+                ballot,
+                votes,
+                max,
+                part,
+                parts,
+                ..
+            } => self.on_promise_all(io, peer, ballot, votes, max, (part, parts)),
             PaxosMsg::RejectAll { promised, .. } => {
                 self.seen_round = self.seen_round.max(promised.round);
                 self.outbid(promised);

@@ -19,6 +19,8 @@ mod parse;
 mod server;
 mod value;
 
-pub use parse::{parse, ParseError, MAX_BULK, MAX_DEPTH, MAX_ELEMENTS};
-pub use server::{serve_resp, Backend, BackendError};
+pub use parse::{
+    parse, ParseError, ParseLimits, Parsed, Parser, ELEMENT_COST, MAX_DEPTH, MAX_ELEMENTS,
+};
+pub use server::{serve_resp, Backend, BackendError, RespLimits, FREE_PER_CONNECTION};
 pub use value::{encode, Value};

@@ -2,14 +2,18 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::parse::{parse, ParseError};
+use synod_node::limits::Limits;
+
+use crate::parse::{ParseError, ParseLimits, Parsed, Parser};
 use crate::value::{encode, Value};
 
 /// Why a backend could not perform an operation; sent to the client as `-ERR ...`.
@@ -21,6 +25,9 @@ pub enum BackendError {
     /// The service cannot serve now.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Refused for its size (`value too large (N > limit)`); nothing was applied.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// The key/value service behind the RESP front. Implementations are usually a client (a
@@ -44,13 +51,61 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
 }
 
-/// Serves RESP clients on `listener` until `shutdown` resolves. Connections in progress end
-/// with it.
+/// The bounds of a RESP port: per command, per connection and per server. Every one of them
+/// is a flag of the servers (docs/running.md, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespLimits {
+    /// What one command may hold (a value above `max_bulk`, or a command above
+    /// `max_command`, is answered `-ERR value too large (N > limit)` and skipped).
+    pub parse: ParseLimits,
+    /// Connections served at once; one more is answered `-ERR max number of clients
+    /// reached` and closed, as Redis does.
+    pub max_clients: usize,
+    /// A connection that sends nothing, or takes none of its replies, for this long is
+    /// closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Bytes of unfinished commands held across all connections. A connection that needs more
+    /// waits (and so stops reading, which pushes back on its client through TCP) until others
+    /// release theirs; the first [`FREE_PER_CONNECTION`] bytes of each need none.
+    pub max_buffered: usize,
+    /// Replies waiting to be written on one connection: past this, they are written before
+    /// the next command is read, so a client that does not read its replies stops being
+    /// read, and is closed after `idle_timeout`.
+    pub max_output: usize,
+}
+
+/// What a connection may buffer without drawing on [`RespLimits::max_buffered`]: small
+/// commands never wait for big ones.
+pub const FREE_PER_CONNECTION: usize = 64 * 1024;
+
+impl RespLimits {
+    /// The defaults for a server with the size policy `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        RespLimits {
+            parse: ParseLimits::commands(limits),
+            max_clients: 1024,
+            idle_timeout: Some(Duration::from_secs(300)),
+            max_buffered: (256 << 20).max(2 * limits.max_command()),
+            max_output: 1 << 20,
+        }
+    }
+}
+
+impl Default for RespLimits {
+    fn default() -> Self {
+        RespLimits::new(&Limits::default())
+    }
+}
+
+/// Serves RESP clients on `listener` until `shutdown` resolves, within `limits`.
+/// Connections in progress end with it.
 pub async fn serve_resp<B: Backend>(
     listener: TcpListener,
     backend: Arc<B>,
+    limits: RespLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let budget = Arc::new(Semaphore::new(limits.max_buffered));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -58,15 +113,25 @@ pub async fn serve_resp<B: Backend>(
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if connections.len() >= limits.max_clients => {
+                    // Never waits: the refusal fits any socket buffer, and a client that
+                    // cannot take it is closed all the same.
+                    let _ = stream.try_write(MAX_CLIENTS_REACHED);
+                    warn!(%peer, max = limits.max_clients, "RESP connection refused: max number of clients reached");
+                }
                 Ok((stream, peer)) => {
                     let backend = backend.clone();
+                    let budget = Buffered { semaphore: budget.clone(), held: 0 };
                     connections.spawn(async move {
-                        match serve_connection(stream, backend).await {
+                        match serve_connection(stream, backend, &limits, budget).await {
                             Ok(()) => debug!(%peer, "RESP connection closed"),
                             Err(Closed::MidCommand { buffered }) => info!(
                                 %peer, buffered,
                                 "RESP client disconnected in the middle of a command"
                             ),
+                            Err(e @ (Closed::Idle(_) | Closed::NotReading(_))) => {
+                                info!(%peer, reason = %e, "closing RESP connection")
+                            }
                             Err(Closed::Protocol(e)) => {
                                 warn!(%peer, reason = %e, "closing RESP connection: protocol error")
                             }
@@ -84,64 +149,136 @@ pub async fn serve_resp<B: Backend>(
     connections.shutdown().await;
 }
 
+const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";
+
 /// Why a connection ended other than by the client closing it between commands.
 #[derive(Debug, Error)]
 enum Closed {
     #[error("disconnected with {buffered} bytes of an unfinished command")]
     MidCommand { buffered: usize },
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    #[error("took none of its replies for {0:?}")]
+    NotReading(Duration),
     #[error(transparent)]
     Protocol(#[from] ParseError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// Input is read into a buffer only once the socket is readable, so an idle connection
-/// holds no buffer at all; a buffer that grew for a large command is released afterwards.
+/// Input is read in pieces of this size, only once the socket is readable, so an idle
+/// connection holds no input buffer at all.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// One connection's share of the server-wide [`RespLimits::max_buffered`] budget, given back
+/// when the connection ends.
+struct Buffered {
+    semaphore: Arc<Semaphore>,
+    held: usize,
+}
+
+impl Buffered {
+    /// Holds enough budget for `need` bytes (beyond the free allowance), waiting for other
+    /// connections to release theirs if the server has none left.
+    async fn hold(&mut self, need: usize) {
+        let need = need.saturating_sub(FREE_PER_CONNECTION);
+        if need > self.held {
+            let more = u32::try_from(need - self.held).unwrap_or(u32::MAX);
+            // Never closed, so acquiring only waits.
+            if let Ok(permit) = self.semaphore.acquire_many(more).await {
+                permit.forget();
+                self.held += more as usize;
+            }
+        } else if need < self.held {
+            self.semaphore.add_permits(self.held - need);
+            self.held = need;
+        }
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        self.semaphore.add_permits(self.held);
+    }
+}
+
+/// Waits for `io`, up to `limit` if there is one.
+async fn within<T>(limit: Option<Duration>, io: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, io).await.ok(),
+        None => Some(io.await),
+    }
+}
 
 async fn serve_connection<B: Backend>(
     mut stream: TcpStream,
     backend: Arc<B>,
+    limits: &RespLimits,
+    mut budget: Buffered,
 ) -> Result<(), Closed> {
-    let mut buf = Vec::new();
+    let mut parser = Parser::new(limits.parse);
+    let mut out = Vec::new();
+    let idle = limits.idle_timeout;
     loop {
-        // Answer every complete command in the buffer (clients may pipeline).
+        // Answer every complete command received (clients may pipeline), writing the
+        // replies whenever they pass `max_output`, and before reading more.
         loop {
-            match parse(&buf) {
-                Ok(Some((value, used))) => {
-                    buf.drain(..used);
-                    let reply = execute(value, &*backend).await;
-                    let mut out = Vec::new();
-                    encode(&reply, &mut out);
-                    stream.write_all(&out).await?;
-                }
+            let parsed = match parser.take() {
+                Ok(Some(parsed)) => parsed,
                 Ok(None) => break,
                 Err(e) => {
-                    let mut out = Vec::new();
                     encode(&Value::Error(format!("ERR Protocol error: {e}")), &mut out);
                     // The client may be gone already; the protocol error is what matters.
-                    let _ = stream.write_all(&out).await;
+                    let _ = within(idle, stream.write_all(&out)).await;
                     return Err(e.into());
                 }
+            };
+            let reply = match parsed {
+                Parsed::Value(command) => execute(command, &*backend).await,
+                Parsed::Refused(why) => Value::Error(format!("ERR {why}")),
+            };
+            encode(&reply, &mut out);
+            if out.len() >= limits.max_output {
+                write_replies(&mut stream, &mut out, idle).await?;
             }
         }
-        if buf.is_empty() && buf.capacity() > READ_CHUNK {
-            buf = Vec::new();
-        }
-        stream.readable().await?;
-        buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(&mut buf) {
-            Ok(0) if buf.is_empty() => return Ok(()),
-            Ok(0) => {
+        write_replies(&mut stream, &mut out, idle).await?;
+        budget.hold(parser.buffered() + READ_CHUNK).await;
+        within(idle, stream.readable())
+            .await
+            .ok_or(Closed::Idle(idle.unwrap_or_default()))??;
+        let mut chunk = [0u8; READ_CHUNK];
+        match stream.try_read(&mut chunk) {
+            Ok(0) if parser.mid_value() => {
                 return Err(Closed::MidCommand {
-                    buffered: buf.len(),
+                    buffered: parser.buffered(),
                 })
             }
-            Ok(_) => {}
+            Ok(0) => return Ok(()),
+            Ok(n) => parser.feed(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Writes the waiting replies; a client that takes none of them within `idle` is closed.
+async fn write_replies(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    idle: Option<Duration>,
+) -> Result<(), Closed> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    within(idle, stream.write_all(out))
+        .await
+        .ok_or(Closed::NotReading(idle.unwrap_or_default()))??;
+    out.clear();
+    if out.capacity() > 4 * READ_CHUNK {
+        *out = Vec::new();
+    }
+    Ok(())
 }
 
 /// Runs one command and returns the reply.
@@ -234,7 +371,11 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         client.write_all(bytes).await.unwrap();
         client.shutdown().await.unwrap();
-        serve_connection(server, Arc::new(Fixed)).await
+        let budget = Buffered {
+            semaphore: Arc::new(Semaphore::new(1 << 20)),
+            held: 0,
+        };
+        serve_connection(server, Arc::new(Fixed), &RespLimits::default(), budget).await
     }
 
     #[tokio::test]
@@ -244,7 +385,7 @@ mod tests {
             .is_ok());
         assert!(matches!(
             ending_after(b"*2\r\n$3\r\nGET\r\n$1").await,
-            Err(Closed::MidCommand { buffered: 15 })
+            Err(Closed::MidCommand { .. })
         ));
         assert!(matches!(
             ending_after(b"*99999999999\r\n").await,

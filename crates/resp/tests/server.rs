@@ -4,15 +4,20 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use synod_resp::{serve_resp, Backend, BackendError};
+use synod_resp::{serve_resp, Backend, BackendError, ParseLimits, RespLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A map, counting the commands it executed.
 #[derive(Default)]
-struct Memory(Mutex<BTreeMap<String, String>>);
+struct Memory(
+    Mutex<BTreeMap<String, String>>,
+    std::sync::atomic::AtomicUsize,
+);
 
 impl Memory {
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -39,13 +44,49 @@ impl Backend for Memory {
 }
 
 async fn start() -> (TcpStream, tokio::sync::oneshot::Sender<()>) {
+    let (addr, _, stop) = start_with(RespLimits::default()).await;
+    (TcpStream::connect(addr).await.unwrap(), stop)
+}
+
+/// A server within `limits`: its address, its backend, and its stop switch.
+async fn start_with(
+    limits: RespLimits,
+) -> (
+    std::net::SocketAddr,
+    Arc<Memory>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve_resp(listener, Arc::new(Memory::default()), async {
+    let backend = Arc::new(Memory::default());
+    tokio::spawn(serve_resp(listener, backend.clone(), limits, async {
         let _ = stopped.await;
     }));
-    (TcpStream::connect(addr).await.unwrap(), stop)
+    (addr, backend, stop)
+}
+
+/// Small limits, so tests exercise them with small data.
+fn small() -> RespLimits {
+    RespLimits {
+        parse: ParseLimits {
+            max_bulk: 1024,
+            max_command: 4096,
+        },
+        max_clients: 2,
+        idle_timeout: Some(Duration::from_millis(300)),
+        max_buffered: 1 << 20,
+        max_output: 4096,
+    }
+}
+
+/// Reads until the server closes the connection; returns what arrived.
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got));
+    // A reset after the replies counts as closed too.
+    let _ = read.await.expect("closed in time");
+    got
 }
 
 /// Sends `request` and reads until `expected.len()` bytes arrived (or 5 s passed).
@@ -119,4 +160,103 @@ async fn a_protocol_error_is_answered_then_the_connection_closes() {
         .unwrap();
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("-ERR Protocol error"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_value_over_the_limit_is_refused_at_once_and_never_reaches_the_backend() {
+    let (addr, backend, _stop) = start_with(small()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // Only the header of the value is sent: the refusal does not wait for the rest.
+    exchange(
+        &mut s,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000\r\n",
+        b"-ERR value too large (2000 > 1024)\r\n",
+    )
+    .await;
+    let mut rest = vec![b'v'; 2000];
+    rest.extend(b"\r\n");
+    s.write_all(&rest).await.unwrap();
+    exchange(&mut s, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"$-1\r\n").await;
+    assert_eq!(
+        backend.1.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "only the GET ran"
+    );
+    // A command above the total limit, made of values each within it, is refused too.
+    let mut big = b"*5\r\n$3\r\nSET\r\n".to_vec();
+    for _ in 0..4 {
+        big.extend(b"$1000\r\n");
+        big.extend(vec![b'x'; 1000]);
+        big.extend(b"\r\n");
+    }
+    s.write_all(&big).await.unwrap();
+    // 4 x 1000 bytes of values, their headers, and 32 bytes of bookkeeping per element.
+    exchange(
+        &mut s,
+        b"PING\r\n",
+        b"-ERR command too large (4209 > 4096)\r\n+PONG\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_past_the_connection_limit_is_told_why_and_closed() {
+    let (addr, _, _stop) = start_with(small()).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    exchange(&mut first, b"PING\r\n", b"+PONG\r\n").await;
+    exchange(&mut second, b"PING\r\n", b"+PONG\r\n").await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        until_closed(&mut third).await,
+        b"-ERR max number of clients reached\r\n"
+    );
+    drop(first);
+    // The slot is free again once the server saw the first one go.
+    let fourth = loop {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PING\r\n").await.unwrap();
+        let mut got = [0u8; 7];
+        if s.read_exact(&mut got).await.is_ok() && &got == b"+PONG\r\n" {
+            break s;
+        }
+    };
+    drop(fourth);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let (addr, _, _stop) = start_with(small()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    exchange(&mut s, b"PING\r\n", b"+PONG\r\n").await;
+    // Half a command, then silence: the server closes, it does not wait forever.
+    s.write_all(b"*2\r\n$3\r\nGET\r\n").await.unwrap();
+    assert_eq!(until_closed(&mut s).await, b"");
+}
+
+#[tokio::test]
+async fn a_client_that_reads_no_replies_stops_being_served_and_is_closed() {
+    let (addr, backend, _stop) = start_with(small()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let value = "v".repeat(1000);
+    exchange(
+        &mut s,
+        format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000\r\n{value}\r\n").as_bytes(),
+        b"+OK\r\n",
+    )
+    .await;
+    // Far more commands than socket buffers hold, whose replies (a gigabyte) are never read.
+    let gets = 1_000_000;
+    let pipeline = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".repeat(gets);
+    // The server stops reading while its replies wait, so this write can only end when the
+    // server gives up on the client and resets the connection.
+    let sent = tokio::time::timeout(Duration::from_secs(20), s.write_all(&pipeline))
+        .await
+        .expect("the server closed the connection in time");
+    assert!(sent.is_err(), "the server read every command");
+    let executed = backend.1.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        executed < gets / 10,
+        "executed {executed} of {gets} commands"
+    );
 }

@@ -18,6 +18,9 @@ pub(crate) enum Ignored {
     StaleSnapshot,
     /// A snapshot whose bytes do not decode as this state machine.
     Undecodable,
+    /// A snapshot chunk that is not the one this replica expects next (a duplicate, a late
+    /// answer, the middle of a snapshot it is not receiving).
+    UnexpectedChunk,
     /// A message meant for clients or operators, not replicas.
     NotForReplicas,
 }

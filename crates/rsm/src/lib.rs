@@ -24,7 +24,8 @@
 //!   Paxos frees instances every replica has applied; the durable log is compacted by writing
 //!   snapshots (state machine + Paxos state) as it grows.
 //! - **Catching up.** A replica whose peers forgot instances it still needs fetches a
-//!   snapshot of the state machine from one of them.
+//!   snapshot of the state machine from one of them, in chunks that each fit a frame,
+//!   resuming after a lost connection, installed atomically once complete (`transfer`).
 //! - **Reads without log entries.** A command the state machine can answer without changing
 //!   anything ([`StateMachine::read`]), from a client that has a session, waits for a Paxos
 //!   read barrier (a majority's highest known instance) and for the log to be applied that
@@ -40,6 +41,7 @@ mod guard;
 mod replica;
 mod sessions;
 mod status;
+mod transfer;
 mod wrap;
 
 use std::fmt::Debug;
@@ -50,7 +52,8 @@ use synod_paxos::PaxosMsg;
 
 pub use replica::{Rsm, ELECTION_TIMEOUT, LEADER_WINDOW, TICK, TIMER, WINDOW};
 pub use sessions::{Session, Sessions, Verdict, MAX_SESSIONS};
-pub use status::{StatusMsg, StatusReport};
+pub use status::{CatchUp, StatusMsg, StatusReport};
+pub use transfer::SnapshotId;
 pub use wrap::Wrap;
 
 /// What the replicated log may carry: serializable, comparable, debuggable.
@@ -138,14 +141,18 @@ pub enum RsmMsg<C, I, R> {
         reply: R,
     },
     /// From a replica that needs the state after instance `next - 1` (its peers forgot the
-    /// instances in between).
+    /// instances in between): please send the chunk at `offset` of snapshot `id`, or the
+    /// start of your current one if you no longer have it (or `resume` is `None`).
     SnapshotRequest {
         next: u64,
+        resume: Option<(SnapshotId, u64)>,
     },
-    /// The serialized state machine of a replica that applied every instance below `next`.
-    Snapshot {
-        next: u64,
-        state: Vec<u8>,
+    /// Bytes `offset..offset + data.len()` of the serialized state machine `id` (see the
+    /// `transfer` module).
+    SnapshotChunk {
+        id: SnapshotId,
+        offset: u64,
+        data: Vec<u8>,
     },
 }
 

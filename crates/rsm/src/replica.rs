@@ -20,12 +20,13 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use synod_node::{Context, Node, NodeId, TimerToken};
+use synod_node::{limits, Context, Node, NodeId, TimerToken};
 use synod_paxos::{Embed, Fate, Paxos, PaxosConfig, PaxosError, PaxosState};
 
 use crate::guard::{ignore, Ignored};
 use crate::sessions::Verdict;
-use crate::status::StatusReport;
+use crate::status::{CatchUp, StatusReport};
+use crate::transfer::{Chunk, Receiving, Serving, SnapshotId, MAX_STALLS, SERVING_IDLE};
 use crate::{Entry, EntryOf, MsgOf, RsmMsg, StateMachine};
 
 /// How often the replica drives Paxos retries and looks for holes in its log.
@@ -56,9 +57,9 @@ const FORWARD_RETRY: Duration = Duration::from_millis(200);
 
 /// Largest number of client entries in one batch...
 const MAX_BATCH: usize = 256;
-/// ...and their largest serialized size (a batch always takes at least one entry), well
-/// under the transport's frame limit.
-const MAX_BATCH_BYTES: usize = 1 << 20;
+/// ...and their largest serialized size: a batch always takes at least one entry, so an
+/// entry above this goes alone, and `limits::Limits::max_entry` covers both cases.
+const MAX_BATCH_BYTES: usize = limits::BATCH_BYTES;
 
 /// Minimum time between two snapshot requests.
 const SNAPSHOT_RETRY: Duration = Duration::from_millis(200);
@@ -136,7 +137,20 @@ pub struct Rsm<S: StateMachine> {
     campaign_at: Duration,
     /// Since when the instance `next` has been waited for.
     stuck_since: (u64, Duration),
+    /// When this replica last asked a peer for a snapshot chunk.
     snapshot_asked: Option<Duration>,
+    /// A snapshot arriving from a peer, chunk by chunk.
+    receiving: Option<Receiving>,
+    /// This replica's state, serialized once for the peers that fetch it.
+    serving: Option<Serving>,
+    /// Largest snapshot chunk this replica sends.
+    snapshot_chunk: usize,
+    /// Since when this replica has needed a snapshot (its peers forgot its next instance).
+    behind_since: Option<Duration>,
+    /// Why the last snapshot received could not be installed, until one is.
+    install_failure: Option<String>,
+    /// The time of the last tick, for the status report.
+    now: Duration,
     last_snapshot_bytes: usize,
     broken: bool,
 }
@@ -170,9 +184,27 @@ impl<S: StateMachine> Rsm<S> {
             campaign_at: Duration::ZERO,
             stuck_since: (0, Duration::ZERO),
             snapshot_asked: None,
+            receiving: None,
+            serving: None,
+            snapshot_chunk: limits::SNAPSHOT_CHUNK_BYTES,
+            behind_since: None,
+            install_failure: None,
+            now: Duration::ZERO,
             last_snapshot_bytes: 0,
             broken: false,
         }
+    }
+
+    /// The same replica, sending snapshots in chunks of at most `bytes` (default
+    /// [`limits::SNAPSHOT_CHUNK_BYTES`]; tests use small ones to cut small states in many).
+    pub fn with_snapshot_chunk(mut self, bytes: usize) -> Self {
+        assert!(
+            (1..=limits::SNAPSHOT_CHUNK_BYTES).contains(&bytes),
+            "a snapshot chunk must be 1..={} bytes to fit a frame",
+            limits::SNAPSHOT_CHUNK_BYTES
+        );
+        self.snapshot_chunk = bytes;
+        self
     }
 
     /// The replicated state, as of every applied instance.
@@ -221,7 +253,28 @@ impl<S: StateMachine> Rsm<S> {
             durable_bytes: (self.last_snapshot_bytes + self.paxos.log_bytes()) as u64,
             state_bytes: state as u64,
             broken: self.broken,
+            catch_up: self.catch_up(),
         }
+    }
+
+    /// How far this replica got in fetching a snapshot, if it needs one.
+    fn catch_up(&self) -> Option<CatchUp> {
+        if let Some(r) = &self.receiving {
+            return Some(CatchUp::Receiving {
+                from: r.from,
+                received: r.received(),
+                total: r.id.len,
+            });
+        }
+        if let Some(reason) = &self.install_failure {
+            return Some(CatchUp::Failed {
+                reason: reason.clone(),
+            });
+        }
+        let since = self.behind_since?;
+        Some(CatchUp::Waiting {
+            for_ms: self.now.saturating_sub(since).as_millis() as u64,
+        })
     }
 
     fn recover(&mut self, ctx: &mut dyn Context<MsgOf<S>>) -> Result<(), PaxosError> {
@@ -542,14 +595,32 @@ impl<S: StateMachine> Rsm<S> {
         self.paxos.tick(&mut io::<S>(ctx));
         self.elect(ctx);
         let now = ctx.now();
+        self.now = now;
+        if self
+            .serving
+            .as_ref()
+            .is_some_and(|s| now >= s.last_asked + SERVING_IDLE)
+        {
+            self.serving = None;
+        }
         if let Some(peer) = self.paxos.take_lagging() {
-            self.ask_snapshot(ctx, peer);
+            self.ask_snapshot(ctx, Some(peer));
+        }
+        let forgotten = matches!(self.paxos.status(self.next), Fate::Forgotten);
+        if forgotten && self.behind_since.is_none() {
+            self.behind_since = Some(now);
+            tracing::warn!(
+                node = %ctx.id(), next = self.next,
+                "behind: the peers forgot instances this replica needs; fetching a snapshot"
+            );
+        } else if !forgotten && self.receiving.is_none() {
+            self.behind_since = None;
+        }
+        if forgotten || self.receiving.is_some() {
+            self.ask_snapshot(ctx, None);
         }
         match self.paxos.status(self.next) {
-            Fate::Forgotten => {
-                let peer = self.random_peer(ctx);
-                self.ask_snapshot(ctx, peer);
-            }
+            Fate::Forgotten => {}
             Fate::Pending => {
                 if self.stuck_since.0 != self.next {
                     self.stuck_since = (self.next, now);
@@ -576,7 +647,10 @@ impl<S: StateMachine> Rsm<S> {
         others[ctx.rng().gen_range(0..others.len())]
     }
 
-    fn ask_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>, peer: NodeId) {
+    /// Asks for the next snapshot chunk, unless a request is already on its way: from the
+    /// peer sending the snapshot being received (until it stalls), else from `preferred`,
+    /// else from a random peer.
+    fn ask_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>, preferred: Option<NodeId>) {
         let now = ctx.now();
         if self
             .snapshot_asked
@@ -584,22 +658,114 @@ impl<S: StateMachine> Rsm<S> {
         {
             return;
         }
-        self.snapshot_asked = Some(now);
-        ctx.send(peer, RsmMsg::SnapshotRequest { next: self.next });
+        if let Some(r) = self
+            .receiving
+            .as_mut()
+            .filter(|_| self.snapshot_asked.is_some())
+        {
+            r.stalls += 1;
+            if r.stalls > MAX_STALLS {
+                tracing::info!(
+                    node = %ctx.id(), from = %r.from, received = r.received(),
+                    "snapshot transfer stalled; asking another peer"
+                );
+                self.receiving = None;
+            }
+        }
+        let peer = match &self.receiving {
+            Some(r) => r.from,
+            None => preferred.unwrap_or_else(|| self.random_peer(ctx)),
+        };
+        self.request_chunk(ctx, peer);
+    }
+
+    /// Asks `peer` for the chunk that comes next in the snapshot being received (or for the
+    /// start of its current snapshot).
+    fn request_chunk(&mut self, ctx: &mut dyn Context<MsgOf<S>>, peer: NodeId) {
+        self.snapshot_asked = Some(ctx.now());
+        let resume = self.receiving.as_ref().map(|r| (r.id, r.received()));
+        let next = self.next;
+        ctx.send(peer, RsmMsg::SnapshotRequest { next, resume });
+    }
+
+    /// Answers a peer that is behind with one chunk of this replica's serialized state,
+    /// serializing it only when no copy it can use is kept.
+    fn serve_snapshot(
+        &mut self,
+        ctx: &mut dyn Context<MsgOf<S>>,
+        from: NodeId,
+        next: u64,
+        resume: Option<(SnapshotId, u64)>,
+    ) {
+        let now = ctx.now();
+        if self.serving.as_ref().is_none_or(|s| s.id.next <= next) {
+            match postcard::to_allocvec(&self.machine) {
+                Ok(bytes) => self.serving = Some(Serving::new(self.next, bytes, now)),
+                Err(e) => return tracing::error!(node = %ctx.id(), "cannot encode state: {e}"),
+            }
+        }
+        let Some(serving) = self.serving.as_mut() else {
+            return;
+        };
+        serving.last_asked = now;
+        let offset = resume
+            .filter(|(id, _)| *id == serving.id)
+            .map_or(0, |(_, offset)| offset);
+        let (offset, data) = serving.chunk(offset, self.snapshot_chunk);
+        let id = serving.id;
+        ctx.send(from, RsmMsg::SnapshotChunk { id, offset, data });
+    }
+
+    /// Takes a chunk of a snapshot; installs the snapshot once it is complete.
+    fn on_chunk(
+        &mut self,
+        ctx: &mut dyn Context<MsgOf<S>>,
+        from: NodeId,
+        id: SnapshotId,
+        offset: u64,
+        data: &[u8],
+    ) {
+        if id.next <= self.next {
+            return ignore(ctx.id(), Ignored::StaleSnapshot, from, "SnapshotChunk");
+        }
+        match Receiving::accept(&mut self.receiving, from, id, offset, data) {
+            Chunk::Progress => self.request_chunk(ctx, from),
+            Chunk::Complete(bytes) => self.install(ctx, from, id.next, &bytes),
+            Chunk::Ignored => ignore(ctx.id(), Ignored::UnexpectedChunk, from, "SnapshotChunk"),
+            Chunk::Corrupt => {
+                let reason =
+                    format!("the snapshot from {from} does not match its length or checksum");
+                tracing::warn!(node = %ctx.id(), "{reason}; asking again");
+                self.install_failure = Some(reason);
+                self.snapshot_asked = None;
+            }
+        }
+        debug_assert!(self
+            .receiving
+            .as_ref()
+            .is_none_or(|r| r.received() < r.id.len));
     }
 
     fn install(&mut self, ctx: &mut dyn Context<MsgOf<S>>, from: NodeId, next: u64, bytes: &[u8]) {
-        if next <= self.next {
-            return ignore(ctx.id(), Ignored::StaleSnapshot, from, "Snapshot");
-        }
         let Ok(mut machine) = postcard::from_bytes::<S>(bytes) else {
-            tracing::warn!(node = %ctx.id(), %from, "undecodable snapshot from a peer, ignored");
+            let reason =
+                format!("the snapshot from {from} does not decode as this service's state");
+            tracing::warn!(node = %ctx.id(), "{reason}; asking again");
+            self.install_failure = Some(reason);
+            self.snapshot_asked = None;
             return ignore(ctx.id(), Ignored::Undecodable, from, "Snapshot");
         };
         machine.reindex();
+        tracing::info!(
+            node = %ctx.id(), %from, next, bytes = bytes.len(),
+            "installed a snapshot from a peer"
+        );
         self.machine = machine;
         self.next = next;
         self.snapshot_next = next;
+        self.behind_since = None;
+        self.install_failure = None;
+        self.snapshot_asked = None;
         self.paxos.done(next - 1);
         self.write_snapshot(ctx);
     }
@@ -660,23 +826,16 @@ impl<S: StateMachine> Node for Rsm<S> {
         match msg {
             RsmMsg::Paxos(m) => self.paxos.handle(&mut io::<S>(ctx), from, m),
             RsmMsg::Request { client, seq, op } => self.on_request(ctx, from, client, seq, op),
-            RsmMsg::SnapshotRequest { next } if from_peer && self.next > next => {
-                match postcard::to_allocvec(&self.machine) {
-                    Ok(state) => ctx.send(
-                        from,
-                        RsmMsg::Snapshot {
-                            next: self.next,
-                            state,
-                        },
-                    ),
-                    Err(e) => tracing::error!(node = %ctx.id(), "cannot encode state: {e}"),
-                }
+            RsmMsg::SnapshotRequest { next, resume } if from_peer && self.next > next => {
+                self.serve_snapshot(ctx, from, next, resume)
             }
-            RsmMsg::Snapshot { next, state } if from_peer => self.install(ctx, from, next, &state),
+            RsmMsg::SnapshotChunk { id, offset, data } if from_peer => {
+                self.on_chunk(ctx, from, id, offset, &data)
+            }
             RsmMsg::SnapshotRequest { .. } if from_peer => {
                 ignore(ctx.id(), Ignored::NotBehind, from, "SnapshotRequest")
             }
-            RsmMsg::SnapshotRequest { .. } | RsmMsg::Snapshot { .. } => {
+            RsmMsg::SnapshotRequest { .. } | RsmMsg::SnapshotChunk { .. } => {
                 ignore(ctx.id(), Ignored::NotAPeer, from, "snapshot")
             }
             RsmMsg::Reply { .. } | RsmMsg::StatusQuery | RsmMsg::Status(_) => {

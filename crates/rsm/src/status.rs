@@ -28,6 +28,24 @@ pub struct StatusReport {
     pub state_bytes: u64,
     /// Whether the replica stopped serving because its storage failed.
     pub broken: bool,
+    /// Whether it is behind its peers and fetching their state, and how far it got; `None`
+    /// when it can follow the log.
+    pub catch_up: Option<CatchUp>,
+}
+
+/// A replica that cannot follow the log because its peers forgot instances it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CatchUp {
+    /// It asked for a snapshot `for_ms` milliseconds ago and has received none of it yet.
+    Waiting { for_ms: u64 },
+    /// A snapshot is arriving from `from`: `received` of `total` bytes.
+    Receiving {
+        from: NodeId,
+        received: u64,
+        total: u64,
+    },
+    /// The last snapshot received could not be installed, for `reason`; it asks again.
+    Failed { reason: String },
 }
 
 /// Just the status messages. Every replicated service's message enum starts with these two

@@ -160,6 +160,11 @@ fn status_messages_encode_alike_for_every_service() {
         durable_bytes: 100,
         state_bytes: 10,
         broken: false,
+        catch_up: Some(synod_rsm::CatchUp::Receiving {
+            from: NodeId(0),
+            received: 5,
+            total: 10,
+        }),
     };
     let generic = postcard::to_allocvec(&StatusMsg::Report(report.clone())).unwrap();
     let service = postcard::to_allocvec(&Msg::Status(report)).unwrap();

@@ -34,6 +34,7 @@
 
 mod file;
 mod format;
+pub mod limits;
 mod mem;
 
 pub use file::FileStorage;
@@ -78,9 +79,10 @@ pub enum StorageError {
     },
 }
 
-/// The largest record `append` accepts, in both implementations. Recovery never allocates
-/// on the strength of a length field: a length above this limit is treated as damage.
-pub const MAX_RECORD_BYTES: usize = 64 << 20;
+/// The largest record `append` accepts, in both implementations ([`limits`] says how it is
+/// derived). Recovery never allocates on the strength of a length field: a length above
+/// this limit is treated as damage.
+pub use limits::MAX_RECORD_BYTES;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 

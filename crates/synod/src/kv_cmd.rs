@@ -11,10 +11,12 @@ use clap::{Args, Subcommand};
 use synod_client::KvClient;
 use synod_kvpaxos::{KvOp, KvReplica, KvReply};
 use synod_net::{run_node, shutdown_signal, NodeConfig};
+use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use synod_node::NodeId;
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
+use crate::limit_args::LimitArgs;
 use crate::replica_start::{self, StartArgs};
 use crate::{data_dir, resp_front};
 
@@ -37,6 +39,8 @@ pub enum KvCommand {
         resp: Option<SocketAddr>,
         #[command(flatten)]
         start: StartArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -68,6 +72,10 @@ pub struct Target {
     /// Give up after this many seconds without an answer.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Refuse values above this many bytes before sending them: the servers'
+    /// --max-value-bytes.
+    #[arg(long, env = "SYNOD_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
+    max_value_bytes: usize,
 }
 
 pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
@@ -80,7 +88,8 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 data,
                 resp,
                 start,
-            } => serve(id, peers, data, resp, start).await,
+                limits,
+            } => serve(id, peers, data, resp, start, limits).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
             KvCommand::Put { target, key, value } => {
                 request(target, KvOp::Put { key, value }).await
@@ -98,7 +107,10 @@ async fn serve(
     data: PathBuf,
     resp: Option<SocketAddr>,
     start: StartArgs,
+    limit_args: LimitArgs,
 ) -> anyhow::Result<ExitCode> {
+    let limits = limit_args.limits()?;
+    let resp_limits = limit_args.resp()?;
     let Some(&listen) = peers.get(id) else {
         bail!(
             "--id {id} is not an index into --peers ({} addresses)",
@@ -114,15 +126,16 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let mut config = NodeConfig::new(ids[id], listener);
+    config.net.max_frame = limits.max_frame();
     config.peers = ids
         .iter()
         .zip(&peers)
         .filter(|(&peer, _)| peer != ids[id])
         .map(|(&peer, &addr)| (peer, addr))
         .collect();
-    let replica = KvReplica::new(ids.clone(), id, paxos);
-    let front = resp_front::spawn(resp, || {
-        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?)
+    let replica = KvReplica::new(ids.clone(), id, paxos).with_limits(limits);
+    let front = resp_front::spawn(resp, resp_limits, || {
+        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?.with_limits(limits))
     })
     .await?;
     // Installed before the readiness line, so a signal right after it stops us gracefully.
@@ -142,12 +155,15 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
     if !(target.timeout.is_finite() && target.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
     }
-    let client =
-        KvClient::connect(target.servers)?.with_timeout(Duration::from_secs_f64(target.timeout));
+    let limits = Limits::new(target.max_value_bytes).context("--max-value-bytes")?;
+    let client = KvClient::connect(target.servers)?
+        .with_timeout(Duration::from_secs_f64(target.timeout))
+        .with_limits(limits);
     match client.call(op).await? {
         KvReply::Value(v) => println!("{v}"),
         KvReply::Written { len } => println!("{len}"),
         KvReply::SessionExpired => bail!("session expired; the operation was not applied"),
+        KvReply::TooLarge(refused) => bail!("{refused}; the operation was not applied"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod data_dir;
 mod explore_cmd;
 mod identity;
 mod kv_cmd;
+mod limit_args;
 mod mr_cmd;
 mod pb_cmd;
 mod replica_start;

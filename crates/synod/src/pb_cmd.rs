@@ -21,6 +21,7 @@ use synod_storage::MemStorage;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::limit_args::LimitArgs;
 use crate::view_cmd::{resolve, VIEW_SERVICE_ID};
 
 #[derive(Subcommand)]
@@ -71,6 +72,8 @@ pub struct ServeArgs {
     /// Seconds a RESP command may wait for the service before answering an error.
     #[arg(long, default_value_t = 5.0)]
     resp_timeout: f64,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args)]
@@ -159,6 +162,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(id = args.id, %advertised, view = %args.view, "pb server serving");
 
     let mut config = NodeConfig::new(NodeId(args.id), listener);
+    config.net.max_frame = args.limits.limits()?.max_frame();
     config.peers.insert(VIEW_SERVICE_ID, view);
     let node = PbServer::new(VIEW_SERVICE_ID, advertised.to_string());
     let kv = run_node(
@@ -167,10 +171,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Box::new(MemStorage::default()),
         until_stopped(stopped.clone()),
     );
+    let resp_limits = args.limits.resp()?;
     let backend = Arc::new(PbClient::connect(args.view.clone())?.with_timeout(resp_timeout));
     let front = async {
         if let Some(listener) = resp {
-            synod_resp::serve_resp(listener, backend, until_stopped(stopped.clone())).await;
+            synod_resp::serve_resp(
+                listener,
+                backend,
+                resp_limits,
+                until_stopped(stopped.clone()),
+            )
+            .await;
         }
     };
     let (served, ()) = tokio::join!(kv, front);

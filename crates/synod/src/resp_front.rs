@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use synod_resp::Backend;
+use synod_resp::{Backend, RespLimits};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// Binds `addr` (if given) and serves RESP there through the backend `make` builds, until the
-/// returned task is aborted (the caller does that when its replica stops).
+/// Binds `addr` (if given) and serves RESP there within `limits` through the backend `make`
+/// builds, until the returned task is aborted (the caller does that when its replica stops).
 pub async fn spawn<B: Backend>(
     addr: Option<SocketAddr>,
+    limits: RespLimits,
     make: impl FnOnce() -> anyhow::Result<B>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(addr) = addr else {
@@ -26,6 +27,7 @@ pub async fn spawn<B: Backend>(
     Ok(Some(tokio::spawn(synod_resp::serve_resp(
         listener,
         backend,
+        limits,
         std::future::pending(),
     ))))
 }

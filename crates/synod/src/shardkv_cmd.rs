@@ -18,6 +18,7 @@ use synod_shardkv::{server_id, GroupServer, ShardReply};
 use synod_storage::FileStorage;
 use tokio::net::TcpListener;
 
+use crate::limit_args::LimitArgs;
 use crate::replica_start::{self, StartArgs};
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
 use crate::{data_dir, resp_front};
@@ -55,6 +56,8 @@ pub enum ShardkvCommand {
         shards: usize,
         #[command(flatten)]
         start: StartArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -86,6 +89,7 @@ struct Replica {
     ctl: Vec<SocketAddr>,
     shards: usize,
     start: StartArgs,
+    limits: LimitArgs,
 }
 
 pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
@@ -101,6 +105,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 resp,
                 shards,
                 start,
+                limits,
             } => {
                 let replica = Replica {
                     gid,
@@ -109,6 +114,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                     ctl,
                     shards,
                     start,
+                    limits,
                 };
                 serve(replica, data, resp).await
             }
@@ -148,6 +154,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .with_context(|| format!("listening on {listen}"))?;
     let me = server_id(r.gid, r.id);
     let mut config = NodeConfig::new(me, listener);
+    config.net.max_frame = r.limits.limits()?.max_frame();
     // Its own group and the controllers; other groups' servers are learned from
     // configurations while running (the core calls `add_peer`).
     let group = r
@@ -161,7 +168,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .collect();
     let addrs = r.peers.iter().map(ToString::to_string).collect();
     let node = GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos);
-    let front = resp_front::spawn(resp, || {
+    let front = resp_front::spawn(resp, r.limits.resp()?, || {
         Ok(ShardKvClient::connect(
             r.ctl.iter().map(ToString::to_string),
         )?)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use synod_net::Client;
-use synod_rsm::{StatusMsg, StatusReport};
+use synod_rsm::{CatchUp, StatusMsg, StatusReport};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -50,13 +50,39 @@ async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusReport> {
     }
 }
 
+/// What a replica that is behind is doing about it, for people.
+fn catching_up(catch_up: &CatchUp) -> String {
+    match catch_up {
+        CatchUp::Waiting { for_ms } => format!(
+            "behind: peers forgot instances it needs, waiting {:.1} s for a snapshot",
+            *for_ms as f64 / 1000.0
+        ),
+        CatchUp::Receiving {
+            from,
+            received,
+            total,
+        } => format!(
+            "catching up: snapshot {} of {} from {from}",
+            mib(*received),
+            mib(*total)
+        ),
+        CatchUp::Failed { reason } => format!("behind: cannot install a snapshot: {reason}"),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
 fn describe(r: &StatusReport) -> String {
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-    let role = match r.membership {
-        synod_paxos::Membership::Voting { .. } if r.broken => "broken",
-        synod_paxos::Membership::Voting { .. } if r.leader => "voting leader",
-        synod_paxos::Membership::Voting { .. } => "voting follower",
-        synod_paxos::Membership::Rejoining => "rejoining",
+    // A replica that is behind is no healthy follower, whatever its membership says.
+    let role = match (&r.membership, &r.catch_up) {
+        _ if r.broken => "broken".to_owned(),
+        (_, Some(catch_up)) => catching_up(catch_up),
+        (synod_paxos::Membership::Voting { .. }, None) if r.leader => "voting leader".to_owned(),
+        (synod_paxos::Membership::Voting { .. }, None) => "voting follower".to_owned(),
+        (synod_paxos::Membership::Rejoining, None) => "rejoining".to_owned(),
     };
     format!(
         "id={} replica={}/{} {role} max={} applied={} min={} durable_bytes={} state_bytes={}",

@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use synod_net::shutdown_signal;
+use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -58,6 +59,10 @@ pub struct UpArgs {
     /// Seconds to wait for the cluster to accept a write before giving up.
     #[arg(long, default_value_t = 60.0)]
     ready_timeout: f64,
+    /// Largest value a client may store, in bytes: passed to every server that stores values
+    /// (docs/running.md, "Limits").
+    #[arg(long, env = "SYNOD_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
+    max_value_bytes: usize,
 }
 
 /// Runs `up`; `log_format` is passed on to every child.
@@ -88,7 +93,13 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
         }
     };
     let _lock = data_dir::lock(&args.dir)?;
-    let plan = layout.plan(&args.dir)?;
+    Limits::new(args.max_value_bytes).context("--max-value-bytes")?;
+    let mut plan = layout.plan(&args.dir)?;
+    // Every server that stores values gets the same limit: a cluster must agree on it.
+    for child in plan.children.iter_mut().filter(|c| c.resp.is_some()) {
+        let limit = args.max_value_bytes.to_string();
+        child.args.extend(["--max-value-bytes".to_string(), limit]);
+    }
     let exe: Arc<std::path::Path> = std::env::current_exe()
         .context("finding the synod executable")?
         .into();

@@ -8,20 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{applied, free_ports, kv_replica_args, load, loopback_list, Server};
-
-/// Starts replica `id` with its data in `dir/r{id}` (see [`kv_replica_args`]).
-fn start_replica(
-    id: usize,
-    peers: &str,
-    dir: &std::path::Path,
-    resp: u16,
-    flag: Option<&str>,
-) -> Server {
-    let args = kv_replica_args(id, peers, dir, resp, flag);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Server::start(&args, &format!("kv replica {id} listening on "))
-}
+use support::{
+    applied, free_ports, kv_replica_args, load, loopback_list, start_kv_replica as start_replica,
+    Server,
+};
 
 /// How every replica of a new cluster starts.
 const BOOTSTRAP: Option<&str> = Some("--bootstrap");

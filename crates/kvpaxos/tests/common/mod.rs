@@ -39,11 +39,21 @@ pub struct Cluster {
 impl Cluster {
     /// `n` replicas. A replica that restarts with an empty disk rejoins (see docs/paxos.md).
     pub fn new(seed: u64, n: usize) -> Self {
+        Self::new_with(seed, n, |replica| replica)
+    }
+
+    /// `n` replicas, each passed through `configure` whenever it starts.
+    pub fn new_with(
+        seed: u64,
+        n: usize,
+        configure: impl Fn(KvReplica) -> KvReplica + Clone + 'static,
+    ) -> Self {
         let mut sim = Sim::new(seed);
         let history = History::new(sim.clock());
         let peers: Vec<NodeId> = (0..n).map(server).collect();
         for i in 0..n {
             let peers = peers.clone();
+            let configure = configure.clone();
             let mut lives = 0;
             sim.add_node(server(i), move || {
                 lives += 1;
@@ -51,7 +61,7 @@ impl Cluster {
                     rejoin: lives > 1,
                     ..PaxosConfig::default()
                 };
-                KvReplica::new(peers.clone(), i, config)
+                configure(KvReplica::new(peers.clone(), i, config))
             });
         }
         add_log_invariant(&mut sim, n);
@@ -392,6 +402,7 @@ impl Node for Clerk {
             KvReply::Value(v) => v.clone(),
             KvReply::Written { .. } => String::new(),
             KvReply::SessionExpired => panic!("client {} session expired", self.id),
+            KvReply::TooLarge(refused) => panic!("client {}: {refused}", self.id),
         };
         self.history.complete(p.record, output);
         self.results.push((p.op, reply));

@@ -268,6 +268,32 @@ pub fn kv_replica_args(
     args
 }
 
+/// Starts replica `id` with its data in `dir/r{id}` (see [`kv_replica_args`]).
+pub fn start_kv_replica(
+    id: usize,
+    peers: &str,
+    dir: &Path,
+    resp: u16,
+    flag: Option<&str>,
+) -> Server {
+    start_kv_replica_with(id, peers, dir, resp, flag, &[])
+}
+
+/// [`start_kv_replica`] with `extra` arguments.
+pub fn start_kv_replica_with(
+    id: usize,
+    peers: &str,
+    dir: &Path,
+    resp: u16,
+    flag: Option<&str>,
+    extra: &[&str],
+) -> Server {
+    let mut args = kv_replica_args(id, peers, dir, resp, flag);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(&args, &format!("kv replica {id} listening on "))
+}
+
 /// The `applied=N` figure of a `synod status` line (the first, given several).
 pub fn applied(status: &str) -> Option<u64> {
     status

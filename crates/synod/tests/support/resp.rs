@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use synod_resp::{encode, parse, Value};
+use synod_resp::{encode, ParseLimits, Parsed, Parser, Value};
 
 /// A RESP reply, with bulk strings decoded as UTF-8.
 #[derive(Debug, PartialEq)]
@@ -20,8 +20,8 @@ pub enum Reply {
 /// One connection to a RESP front.
 pub struct Resp {
     stream: TcpStream,
-    /// Bytes read but not yet parsed.
-    buf: Vec<u8>,
+    /// Replies read but not yet taken.
+    parser: Parser,
 }
 
 fn invalid(what: impl std::fmt::Display) -> io::Error {
@@ -37,7 +37,7 @@ impl Resp {
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(Resp {
             stream,
-            buf: Vec::new(),
+            parser: Parser::new(ParseLimits::replies()),
         })
     }
 
@@ -48,16 +48,17 @@ impl Resp {
         encode(&Value::Array(Some(parts)), &mut out);
         self.stream.write_all(&out)?;
         let value = loop {
-            if let Some((value, used)) = parse(&self.buf).map_err(invalid)? {
-                self.buf.drain(..used);
-                break value;
+            match self.parser.take().map_err(invalid)? {
+                Some(Parsed::Value(value)) => break value,
+                Some(Parsed::Refused(why)) => return Err(invalid(why)),
+                None => {}
             }
             let mut chunk = [0u8; 4096];
             let n = self.stream.read(&mut chunk)?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.parser.feed(&chunk[..n]);
         };
         Ok(match value {
             Value::Simple(text) => Reply::Simple(text),
