@@ -184,8 +184,9 @@ impl Model for KvModel {
         let output = match reply {
             KvReply::Value(v) => v,
             KvReply::Written { .. } => String::new(),
-            // The client learns nothing: the operation stays of unknown outcome.
-            KvReply::SessionExpired => return,
+            // The client learns nothing: the operation stays of unknown outcome (a value
+            // too large is refused before anything is proposed; the model sends none).
+            KvReply::SessionExpired | KvReply::TooLarge(_) => return,
         };
         world.ghost.history.returned(client, seq, output);
     }
