@@ -34,6 +34,8 @@ pub(crate) enum Ignored {
     UnknownBarrier,
     /// The instance is below `min`: decided, and forgotten by every peer.
     Forgotten,
+    /// A `Learn` from an instance this peer has not seen decided either.
+    NothingToTeach,
     /// A message that contradicts itself (a part number not below its count of parts).
     Malformed,
 }

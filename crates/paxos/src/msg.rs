@@ -100,6 +100,9 @@ pub enum PaxosMsg<V> {
         done_all: Vec<u64>,
         max: Option<u64>,
     },
+    /// From a peer that is behind: please send the decisions you hold from instance `from`
+    /// on (answered with `Decided` messages, or `Forgotten` if `from` is below your `min`).
+    Learn { from: u64, done: u64 },
     /// For read barrier `id`: what is the highest instance you know of?
     ReadQuery { id: u64, done: u64 },
     /// Answer to `ReadQuery`.
@@ -136,7 +139,8 @@ impl<V> PaxosMsg<V> {
             | PaxosMsg::RejectAll { done, .. }
             | PaxosMsg::Heartbeat { done, .. }
             | PaxosMsg::ReadQuery { done, .. }
-            | PaxosMsg::ReadMax { done, .. } => *done,
+            | PaxosMsg::ReadMax { done, .. }
+            | PaxosMsg::Learn { done, .. } => *done,
         }
     }
 
@@ -159,6 +163,7 @@ impl<V> PaxosMsg<V> {
             PaxosMsg::Heartbeat { .. } => "Heartbeat",
             PaxosMsg::ReadQuery { .. } => "ReadQuery",
             PaxosMsg::ReadMax { .. } => "ReadMax",
+            PaxosMsg::Learn { .. } => "Learn",
         }
     }
 
@@ -180,7 +185,8 @@ impl<V> PaxosMsg<V> {
             | PaxosMsg::RejectAll { .. }
             | PaxosMsg::Heartbeat { .. }
             | PaxosMsg::ReadQuery { .. }
-            | PaxosMsg::ReadMax { .. } => None,
+            | PaxosMsg::ReadMax { .. }
+            | PaxosMsg::Learn { .. } => None,
         }
     }
 
@@ -195,6 +201,7 @@ impl<V> PaxosMsg<V> {
                 | PaxosMsg::PrepareAll { .. }
                 | PaxosMsg::Heartbeat { .. }
                 | PaxosMsg::ReadQuery { .. }
+                | PaxosMsg::Learn { .. }
         )
     }
 }

@@ -55,6 +55,11 @@ pub struct Paxos<V> {
     pub(crate) failed: Option<String>,
 }
 
+/// At most this many decisions answer one `Learn`...
+pub const LEARN_BATCH: usize = 256;
+/// ...and about this many bytes of values.
+const LEARN_BYTES: usize = 8 << 20;
+
 /// How long a rejoining peer waits between rounds of `JoinQuery`.
 const JOIN_RETRY: Duration = Duration::from_millis(250);
 
@@ -295,6 +300,7 @@ impl<V: Value> Paxos<V> {
             PaxosMsg::JoinInfo { max, floor, .. } => self.on_join_info(io, peer, max, floor),
             PaxosMsg::ReadQuery { id, .. } => self.on_read_query(io, peer, id),
             PaxosMsg::ReadMax { id, max, .. } => self.on_read_max(peer, id, max),
+            PaxosMsg::Learn { from, .. } => self.on_learn(io, peer, from),
         }
     }
 
@@ -778,6 +784,65 @@ impl<V: Value> Paxos<V> {
         self.reweigh(seq);
         // No sync of its own: a lost decision is learned again from the acceptors.
         let _ = self.write(io, &Record::Decided { seq, value }, false);
+    }
+
+    // ---- catching up ---------------------------------------------------------------------
+
+    /// Asks for the decisions from instance `from` on: of the leader if one is heard of,
+    /// else of every other peer. For a peer that is behind (its application waits on an
+    /// instance that others decided), so it needs one round trip per [`LEARN_BATCH`]
+    /// instances instead of a proposal per instance.
+    pub fn catch_up(&mut self, io: &mut dyn PaxosIo<V>, from: u64) {
+        if self.failed.is_some() {
+            return;
+        }
+        let done = self.my_done();
+        let leader = self
+            .leader_seen
+            .map(|(b, _)| b.peer as usize)
+            .filter(|&l| l != self.me && l < self.peers.len());
+        let to = match leader {
+            Some(l) => vec![self.peers[l]],
+            None => self.others(),
+        };
+        for to in to {
+            io.send(to, PaxosMsg::Learn { from, done });
+        }
+    }
+
+    /// Answers a `Learn`: the decisions held from `from` on, in order, up to the first
+    /// instance not decided here, at most [`LEARN_BATCH`] instances and about
+    /// [`LEARN_BYTES`] of values.
+    fn on_learn(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, from: u64) {
+        let to = self.peers[peer];
+        let done = self.my_done();
+        if from < self.min {
+            return io.send(to, PaxosMsg::Forgotten { seq: from, done });
+        }
+        let mut answers = Vec::new();
+        let mut bytes = 0;
+        for (seq, inst) in self.instances.range(from..) {
+            let Some(value) = &inst.acceptor.decided else {
+                break;
+            };
+            let contiguous = *seq == from + answers.len() as u64;
+            if !contiguous || answers.len() == LEARN_BATCH || bytes >= LEARN_BYTES {
+                break;
+            }
+            bytes += inst.bytes;
+            let value = value.clone();
+            answers.push(PaxosMsg::Decided {
+                seq: *seq,
+                value,
+                done,
+            });
+        }
+        if answers.is_empty() {
+            return self.ignore(Ignored::NothingToTeach, to, "Learn");
+        }
+        for answer in answers {
+            io.send(to, answer);
+        }
     }
 
     // ---- rejoining after a lost disk -------------------------------------------------------

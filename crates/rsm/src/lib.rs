@@ -52,7 +52,7 @@ use synod_paxos::PaxosMsg;
 
 pub use replica::{Rsm, ELECTION_TIMEOUT, LEADER_WINDOW, TICK, TIMER, WINDOW};
 pub use sessions::{Session, Sessions, Verdict, MAX_SESSIONS};
-pub use status::{CatchUp, StatusMsg, StatusReport};
+pub use status::{voter_shortage, CatchUp, StatusMsg, StatusReport, VoterShortage};
 pub use transfer::SnapshotId;
 pub use wrap::Wrap;
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use synod_node::{limits, Context, Node, NodeId, TimerToken};
-use synod_paxos::{Embed, Fate, Paxos, PaxosConfig, PaxosError, PaxosState};
+use synod_paxos::{Embed, Fate, Membership, Paxos, PaxosConfig, PaxosError, PaxosState};
 
 use crate::guard::{ignore, Ignored};
 use crate::sessions::Verdict;
@@ -39,6 +39,15 @@ pub const TIMER: TimerToken = 0;
 /// How long the next instance to apply may stay undecided, once it is known to be in use,
 /// before the replica proposes a no-op there to learn or fill it.
 const HOLE_PATIENCE: Duration = Duration::from_millis(100);
+
+/// How long the next instance to apply may stay undecided, once it is known to be in use,
+/// before the replica asks a peer for the decisions from there on (and between two asks
+/// while nothing arrives). Shorter than [`HOLE_PATIENCE`]: asking costs no proposal.
+const CATCH_UP_PATIENCE: Duration = Duration::from_millis(30);
+
+/// How long the next instance may stay undecided, where this replica may not vote, before
+/// it says so in the log.
+const VOTELESS_WARNING: Duration = Duration::from_secs(5);
 
 /// Instances this replica proposes in at once (its own, not yet applied). More would only
 /// make concurrent replicas collide on the same instances more often.
@@ -137,6 +146,10 @@ pub struct Rsm<S: StateMachine> {
     campaign_at: Duration,
     /// Since when the instance `next` has been waited for.
     stuck_since: (u64, Duration),
+    /// The instance this replica last asked its peers to teach it (`Learn`), and when.
+    catch_up_asked: Option<(u64, Duration)>,
+    /// The last instance this replica warned it cannot vote in while it stays undecided.
+    voteless_warned: Option<u64>,
     /// When this replica last asked a peer for a snapshot chunk.
     snapshot_asked: Option<Duration>,
     /// A snapshot arriving from a peer, chunk by chunk.
@@ -183,6 +196,8 @@ impl<S: StateMachine> Rsm<S> {
             in_flight: BTreeSet::new(),
             campaign_at: Duration::ZERO,
             stuck_since: (0, Duration::ZERO),
+            catch_up_asked: None,
+            voteless_warned: None,
             snapshot_asked: None,
             receiving: None,
             serving: None,
@@ -628,6 +643,18 @@ impl<S: StateMachine> Rsm<S> {
                 // `>=`: a follower that forwarded its requests and missed the decision of
                 // the last instance has no later one to notice, and must still learn it.
                 let known = self.paxos.max().is_some_and(|m| m >= self.next);
+                // Behind with nothing else to learn from (no client traffic): ask a peer for
+                // the decisions in bulk, again every CATCH_UP_PATIENCE while no progress is
+                // made, so k instances behind costs about k / LEARN_BATCH round trips.
+                let waited = now.saturating_sub(self.stuck_since.1);
+                let asked = self.catch_up_asked.is_some_and(|(at_next, at)| {
+                    at_next == self.next && now < at + CATCH_UP_PATIENCE
+                });
+                if known && waited >= CATCH_UP_PATIENCE && !asked {
+                    self.catch_up_asked = Some((self.next, now));
+                    self.paxos.catch_up(&mut io::<S>(ctx), self.next);
+                }
+                self.warn_if_voteless(ctx, waited);
                 if known && now >= self.stuck_since.1 + HOLE_PATIENCE {
                     // Learns what was decided there, or fills the hole; a no-op if this
                     // replica already proposes in it.
@@ -636,6 +663,27 @@ impl<S: StateMachine> Rsm<S> {
             }
             Fate::Decided(_) => {}
         }
+    }
+
+    /// Says once, in the log, when the instance this replica waits on has stayed undecided
+    /// for [`VOTELESS_WARNING`] and this replica may not vote in it (it lost its disk and
+    /// votes only above its rejoin horizon, or is still rejoining): progress then needs a
+    /// majority of the *others*, and `synod status` tells whether one is left.
+    fn warn_if_voteless(&mut self, ctx: &mut dyn Context<MsgOf<S>>, waited: Duration) {
+        let may_vote = match self.paxos.membership() {
+            Membership::Rejoining => false,
+            Membership::Voting { horizon } => horizon.is_none_or(|h| self.next > h),
+        };
+        if may_vote || waited < VOTELESS_WARNING || self.voteless_warned == Some(self.next) {
+            return;
+        }
+        self.voteless_warned = Some(self.next);
+        tracing::warn!(
+            node = %ctx.id(), instance = self.next, membership = ?self.paxos.membership(),
+            "instance undecided for {waited:?}: this replica lost its disk and may not vote \
+             in it, so it needs a majority of the other replicas (synod status says whether \
+             one is left)"
+        );
     }
 
     fn random_peer(&self, ctx: &mut dyn Context<MsgOf<S>>) -> NodeId {

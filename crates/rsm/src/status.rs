@@ -55,3 +55,45 @@ pub enum StatusMsg {
     Query,
     Report(StatusReport),
 }
+
+/// An instance that cannot be decided because too few replicas may vote in it: the frontier
+/// of the log (the first instance no answering replica has applied) lies at or below the
+/// rejoin horizon of so many replicas that lost their disks (or they are still rejoining)
+/// that no majority is left. It means more disks were lost than the cluster tolerates before
+/// the first rejoined replica caught up; docs/paxos.md says what an operator can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterShortage {
+    pub instance: u64,
+    /// Replicas that may vote there (those that did not answer count: they might).
+    pub voters: usize,
+    pub needed: usize,
+    /// The answering replicas that may not vote there, with their membership.
+    pub excluded: Vec<(NodeId, Membership)>,
+}
+
+/// Looks at the reports of the answering replicas of a group of `group_size` and says whether
+/// the log's frontier lacks a majority of possible voters.
+pub fn voter_shortage(reports: &[StatusReport], group_size: usize) -> Option<VoterShortage> {
+    let instance = reports
+        .iter()
+        .filter_map(|r| r.applied)
+        .max()
+        .map_or(0, |a| a + 1);
+    let votes = |m: &Membership| match m {
+        Membership::Rejoining => false,
+        Membership::Voting { horizon } => horizon.is_none_or(|h| instance > h),
+    };
+    let excluded: Vec<(NodeId, Membership)> = reports
+        .iter()
+        .filter(|r| !votes(&r.membership))
+        .map(|r| (r.id, r.membership))
+        .collect();
+    let voters = group_size - excluded.len();
+    let needed = group_size / 2 + 1;
+    (voters < needed).then_some(VoterShortage {
+        instance,
+        voters,
+        needed,
+        excluded,
+    })
+}

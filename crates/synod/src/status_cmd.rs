@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use synod_net::Client;
-use synod_rsm::{CatchUp, StatusMsg, StatusReport};
+use synod_paxos::Membership;
+use synod_rsm::{voter_shortage, CatchUp, StatusMsg, StatusReport};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -25,18 +26,42 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let limit = Duration::from_secs_f64(args.timeout);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let mut answered = 0;
+    let mut reports = Vec::new();
     for addr in &args.servers {
         match runtime.block_on(ask(addr, limit)) {
             Ok(report) => {
-                answered += 1;
                 println!("{addr} {}", describe(&report));
+                reports.push(report);
             }
             Err(why) => println!("{addr} unreachable: {why:#}"),
         }
     }
-    if answered == 0 {
+    if reports.is_empty() {
         bail!("no replica answered");
+    }
+    // Every replica reports its group's size; the lists are the same by construction.
+    let group_size = reports[0].peers.len();
+    if let Some(shortage) = voter_shortage(&reports, group_size) {
+        let excluded: Vec<String> = shortage
+            .excluded
+            .iter()
+            .map(|(id, m)| match m {
+                Membership::Rejoining => format!("{id} (rejoining)"),
+                Membership::Voting { horizon } => {
+                    format!("{id} (votes above {})", horizon.map_or(0, |h| h))
+                }
+            })
+            .collect();
+        println!(
+            "WEDGED: instance {} can get at most {} of the {} votes it needs: {} lost their \
+             disks and may not vote there. More disks were lost than the cluster tolerates \
+             before it caught up; see docs/paxos.md, \"Rejoining after a lost disk\".",
+            shortage.instance,
+            shortage.voters,
+            shortage.needed,
+            excluded.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -80,9 +105,14 @@ fn describe(r: &StatusReport) -> String {
     let role = match (&r.membership, &r.catch_up) {
         _ if r.broken => "broken".to_owned(),
         (_, Some(catch_up)) => catching_up(catch_up),
-        (synod_paxos::Membership::Voting { .. }, None) if r.leader => "voting leader".to_owned(),
-        (synod_paxos::Membership::Voting { .. }, None) => "voting follower".to_owned(),
-        (synod_paxos::Membership::Rejoining, None) => "rejoining".to_owned(),
+        (Membership::Voting { .. }, None) if r.leader => "voting leader".to_owned(),
+        (Membership::Voting { .. }, None) => "voting follower".to_owned(),
+        (Membership::Rejoining, None) => "rejoining".to_owned(),
+    };
+    // A replica that rejoined after losing its disk votes only above its horizon.
+    let role = match r.membership {
+        Membership::Voting { horizon: Some(h) } => format!("{role} (rejoined: votes above {h})"),
+        _ => role,
     };
     format!(
         "id={} replica={}/{} {role} max={} applied={} min={} durable_bytes={} state_bytes={}",
