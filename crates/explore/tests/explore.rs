@@ -30,6 +30,17 @@ fn paxos_two_leaders_and_a_wiped_acceptor() {
     explore_clean(&PaxosModel::ci_bound(), PaxosModel::CI_DEPTH);
 }
 
+/// Two lost disks around a leader (at once, or one during the other's rejoin): beyond what
+/// three peers tolerate, so the group may stop, but it never decides two values or breaks a
+/// promise that counted.
+#[test]
+fn paxos_two_lost_disks_never_contradict() {
+    explore_clean(
+        &PaxosModel::two_wipes_bound(),
+        PaxosModel::TWO_WIPES_CI_DEPTH,
+    );
+}
+
 /// The Paxos KV with a write and a read from two clients, through the leader or a follower,
 /// with a retry each: every order of every message.
 #[test]

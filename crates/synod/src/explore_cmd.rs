@@ -13,8 +13,8 @@ use synod_explore::{explore, Bounds, Model, Report};
 
 #[derive(clap::Args)]
 pub struct ExploreArgs {
-    /// The protocol: `paxos`, `kv` (the Paxos KV with clients) or `pb` (the view service
-    /// with primary/backup and clients).
+    /// The protocol: `paxos`, `paxos-two-wipes` (two lost disks around a leader), `kv` (the
+    /// Paxos KV with clients) or `pb` (the view service with primary/backup and clients).
     model: ExploreModel,
     /// The wider bound of the safety issue (two instances, proposals with or without a
     /// leader, any peer may lose its disk, a drop and timers), instead of the bound CI runs.
@@ -31,6 +31,7 @@ pub struct ExploreArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExploreModel {
     Paxos,
+    PaxosTwoWipes,
     Kv,
     Pb,
 }
@@ -43,6 +44,7 @@ pub fn run(args: ExploreArgs) -> ExitCode {
     let report = match (args.model, args.deep) {
         (ExploreModel::Paxos, false) => run_model(&PaxosModel::ci_bound(), bounds),
         (ExploreModel::Paxos, true) => run_model(&PaxosModel::issue_bound(), bounds),
+        (ExploreModel::PaxosTwoWipes, _) => run_model(&PaxosModel::two_wipes_bound(), bounds),
         (ExploreModel::Kv, false) => run_model(&KvModel::ci_bound(), bounds),
         (ExploreModel::Kv, true) => run_model(&KvModel::issue_bound(), bounds),
         (ExploreModel::Pb, false) => run_model(&PbModel::ci_bound(), bounds),
@@ -60,6 +62,7 @@ impl ExploreModel {
     fn ci_depth(self) -> usize {
         match self {
             ExploreModel::Paxos => PaxosModel::CI_DEPTH,
+            ExploreModel::PaxosTwoWipes => PaxosModel::TWO_WIPES_CI_DEPTH,
             ExploreModel::Kv => KvModel::CI_DEPTH,
             ExploreModel::Pb => PbModel::CI_DEPTH,
         }

@@ -87,6 +87,33 @@ impl PaxosModel {
     }
 }
 
+impl PaxosModel {
+    /// The depth to which CI explores [`Self::two_wipes_bound`] completely.
+    pub const TWO_WIPES_CI_DEPTH: usize = 12;
+
+    /// Two lost disks around one leader: peers 1 and 2 may each lose theirs (at once, or
+    /// one while the other rejoins), and each rejoin needs a timer; peer 0 leads and proposes
+    /// in instance 0. Beyond what 3 peers tolerate, so progress may stop: the
+    /// invariants say it never contradicts itself.
+    pub fn two_wipes_bound() -> Self {
+        PaxosModel {
+            leaders: vec![0],
+            proposals: vec![(0, 0, "a0")],
+            propose_when_leading: true,
+            wipeable: vec![1, 2],
+            timers_only_to_rejoin: true,
+            budget: Budget {
+                drops: 0,
+                duplicates: 0,
+                crashes: 0,
+                wipes: 2,
+                timers: 2,
+            },
+            ..Self::issue_bound()
+        }
+    }
+}
+
 /// What the invariants remember.
 #[derive(Debug, Clone, Default, Hash)]
 pub struct PaxosGhost {
