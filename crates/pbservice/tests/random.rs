@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use support::*;
-use synod_sim::{NetConfig, NodeId};
+use synod_sim::{Nemesis, NetConfig, NodeId};
 use synod_viewservice::ViewServer;
 
 const SERVERS: u64 = 3;
@@ -38,8 +38,9 @@ fn stuck_by_design(c: &Cluster) -> bool {
     })
 }
 
-/// Runs one seed; returns whether the service made progress after healing.
-fn run(seed: u64) -> bool {
+/// Runs one seed with faults switched every 300 ms by `faults`; returns whether the
+/// service made progress after healing.
+fn run(seed: u64, mut faults: impl FnMut(&mut Cluster, &[NodeId])) -> bool {
     let mut c = Cluster::new(seed);
     for n in 1..=SERVERS {
         c.start_server(n);
@@ -62,33 +63,7 @@ fn run(seed: u64) -> bool {
         .collect();
     let servers: Vec<NodeId> = (1..=SERVERS).map(NodeId).collect();
     for _ in 0..25 {
-        let server = servers[c.sim.rng().gen_range(0..servers.len())];
-        match c.sim.rng().gen_range(0..8) {
-            // As in the course's killer, at most one server is down at a time.
-            0 if servers.iter().all(|&s| c.sim.is_up(s)) => c.kill(server),
-            0 | 1 => {
-                for &s in &servers {
-                    c.start_server(s.0);
-                }
-            }
-            2 => {
-                c.sim.block_link(server, VS);
-                c.sim.block_link(VS, server);
-            }
-            3 => {
-                let other = servers[c.sim.rng().gen_range(0..servers.len())];
-                c.sim.partition(&[&[server], &[other]]);
-            }
-            4 => c.sim.set_unreliable(server, true),
-            5 => c.sim.set_network(NetConfig::hostile()),
-            _ => {
-                c.sim.heal();
-                c.sim.set_network(NetConfig::reliable());
-                for &s in &servers {
-                    c.sim.set_unreliable(s, false);
-                }
-            }
-        }
+        faults(&mut c, &servers);
         c.sim.run_for(Duration::from_millis(300));
     }
     c.sim.heal_all();
@@ -119,14 +94,75 @@ fn run(seed: u64) -> bool {
     progressed
 }
 
+/// The schedule of the course's killer and more: crashes (one server down at a time),
+/// servers cut off from the view service or from each other, unreliable servers, a hostile
+/// network.
+fn random_faults(c: &mut Cluster, servers: &[NodeId]) {
+    let server = servers[c.sim.rng().gen_range(0..servers.len())];
+    match c.sim.rng().gen_range(0..8) {
+        // As in the course's killer, at most one server is down at a time.
+        0 if servers.iter().all(|&s| c.sim.is_up(s)) => c.kill(server),
+        0 | 1 => {
+            for &s in servers {
+                c.start_server(s.0);
+            }
+        }
+        2 => {
+            c.sim.block_link(server, VS);
+            c.sim.block_link(VS, server);
+        }
+        3 => {
+            let other = servers[c.sim.rng().gen_range(0..servers.len())];
+            c.sim.partition(&[&[server], &[other]]);
+        }
+        4 => c.sim.set_unreliable(server, true),
+        5 => c.sim.set_network(NetConfig::hostile()),
+        _ => {
+            c.sim.heal();
+            c.sim.set_network(NetConfig::reliable());
+            for &s in servers {
+                c.sim.set_unreliable(s, false);
+            }
+        }
+    }
+}
+
 #[test]
 fn random_faults_keep_histories_linearizable() {
     let seeds = synod_sim::seeds(30);
-    let stuck: Vec<u64> = seeds.iter().copied().filter(|&seed| !run(seed)).collect();
+    let stuck: Vec<u64> = seeds
+        .iter()
+        .copied()
+        .filter(|&seed| !run(seed, random_faults))
+        .collect();
     eprintln!("{} seeds, stuck by design: {stuck:?}", seeds.len());
     // A single replayed seed may be a stuck one; the bound is about the sweep.
     assert!(
         seeds.len() < 4 || stuck.len() * 4 <= seeds.len(),
         "the view service got stuck in too many runs: seeds {stuck:?}"
     );
+}
+
+/// The targeted nemesis among the servers (a server cut off from the others while the view
+/// service still hears it, a bridge server, one-way links, crashes): no wipes, since the
+/// servers keep their state in memory and a restart already loses it. Every history must be
+/// linearizable, and every run that is not stuck by design must make progress after healing.
+#[test]
+fn targeted_nemesis_keeps_histories_linearizable() {
+    let seeds = synod_sim::seeds(12);
+    let mut stuck = Vec::new();
+    for &seed in &seeds {
+        let mut nemesis = None;
+        let progressed = run(seed, |c, servers| {
+            let nemesis = nemesis.get_or_insert_with(|| Nemesis::new(servers.to_vec(), 0));
+            nemesis.step(&mut c.sim);
+        });
+        if !progressed {
+            stuck.push(seed);
+        }
+    }
+    // Crashes during partitions often hit the primary of a view that could not be
+    // acknowledged yet: the documented dead end, more often than under random faults. Those
+    // runs are still checked for linearizability; every other run must make progress.
+    eprintln!("targeted nemesis: seeds {seeds:?}, stuck by design: {stuck:?}");
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 use synod_kvpaxos::KvOp;
 use synod_shardctl::CtlOp;
 use synod_shardkv::server_id;
-use synod_sim::{seed_from_env, NetConfig};
+use synod_sim::{seed_from_env, Nemesis, NetConfig, NodeId};
 
 use common::*;
 
@@ -158,7 +158,9 @@ fn unaffected_shards_keep_serving_during_a_long_move() {
     c.check_linearizable();
 }
 
-fn random_run(seed: u64) {
+/// One randomized run: clients and reconfigurations throughout, faults switched every 500 ms
+/// by `faults`; then heal and require every client to finish, and check the history.
+fn random_run(seed: u64, mut faults: impl FnMut(&mut Cluster)) {
     let mut c = Cluster::new(seed, false);
     c.sim.set_network(NetConfig {
         drop: 0.02,
@@ -203,21 +205,7 @@ fn random_run(seed: u64) {
             };
             c.submit(ctl, vec![Op::Ctl(op)]);
         }
-        match c.sim.rng().gen_range(0..3) {
-            0 => {
-                let victim = server_id(
-                    GIDS[c.sim.rng().gen_range(0..3)],
-                    c.sim.rng().gen_range(0..3),
-                );
-                c.sim.crash(victim);
-            }
-            1 => {
-                let gid = GIDS[c.sim.rng().gen_range(0..3)];
-                let lone = server_id(gid, c.sim.rng().gen_range(0..3));
-                c.sim.isolate(lone);
-            }
-            _ => c.sim.heal_all(),
-        }
+        faults(&mut c);
         c.sim.run_for(Duration::from_millis(500));
     }
     c.sim.heal_all();
@@ -237,9 +225,44 @@ fn random_run(seed: u64) {
     c.check_linearizable();
 }
 
+/// Crashes of any server, a lone server of a group isolated, or everything healed.
+fn random_faults(c: &mut Cluster) {
+    match c.sim.rng().gen_range(0..3) {
+        0 => {
+            let victim = server_id(
+                GIDS[c.sim.rng().gen_range(0..3)],
+                c.sim.rng().gen_range(0..3),
+            );
+            c.sim.crash(victim);
+        }
+        1 => {
+            let gid = GIDS[c.sim.rng().gen_range(0..3)];
+            let lone = server_id(gid, c.sim.rng().gen_range(0..3));
+            c.sim.isolate(lone);
+        }
+        _ => c.sim.heal_all(),
+    }
+}
+
 #[test]
 fn random_reconfigurations_and_faults_are_linearizable() {
     for seed in synod_sim::seeds(4) {
-        random_run(seed);
+        random_run(seed, random_faults);
     }
+}
+
+/// The targeted nemesis on group 100 (which never leaves, so it always owns shards):
+/// dueling leaders, a bridge server, one-way links, crashes and one lost disk, while shards
+/// move.
+#[test]
+fn targeted_nemesis_while_shards_move_is_linearizable() {
+    let seeds = synod_sim::seeds(3);
+    for &seed in &seeds {
+        let group: Vec<NodeId> = (0..3).map(|i| server_id(GIDS[0], i)).collect();
+        let mut nemesis = Nemesis::new(group, 1);
+        random_run(seed, |c| {
+            nemesis.step(&mut c.sim);
+        });
+    }
+    println!("targeted nemesis: seeds {seeds:?} passed");
 }
