@@ -208,13 +208,7 @@ fn random_faults() {
             }
             pause(&mut sim, 50, 400);
         }
-        sim.heal_all();
-        for seq in 0..instances {
-            for i in 0..n {
-                start(&mut sim, i, seq, "final".to_string());
-            }
-            waitn(&mut sim, seq, n, n);
-        }
+        heal_and_decide_everywhere(&mut sim, n, instances);
     }
 }
 
@@ -248,13 +242,7 @@ fn targeted_nemesis() {
             nemesis.step(&mut sim);
             pause(&mut sim, 50, 400);
         }
-        sim.heal_all();
-        for seq in 0..instances {
-            for i in 0..n {
-                start(&mut sim, i, seq, "final".to_string());
-            }
-            waitn(&mut sim, seq, n, n);
-        }
+        heal_and_decide_everywhere(&mut sim, n, instances);
         moves.extend_from_slice(nemesis.moves());
     }
     for kind in [Move::DuelingLeaders, Move::Bridge, Move::OneWay, Move::Wipe] {

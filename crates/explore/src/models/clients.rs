@@ -20,6 +20,32 @@ pub struct Workload {
     pub retries: bool,
 }
 
+impl Workload {
+    /// Two clients, each writing one key and then reading it (the read of a client with a
+    /// session takes the read path that does not log), through any of `targets`, with
+    /// retries.
+    pub fn writes_then_reads(targets: Vec<usize>) -> Self {
+        Workload {
+            clients: vec![
+                vec![KvInput::put("x", "1"), KvInput::get("x")],
+                vec![KvInput::append("x", "2"), KvInput::get("x")],
+            ],
+            targets,
+            retries: true,
+        }
+    }
+
+    /// Two clients, one writing a key and one reading it, through any of `targets`, with
+    /// retries.
+    pub fn a_write_and_a_read(targets: Vec<usize>) -> Self {
+        Workload {
+            clients: vec![vec![KvInput::put("x", "1")], vec![KvInput::get("x")]],
+            targets,
+            retries: true,
+        }
+    }
+}
+
 /// One send the environment may make: the `op`-th operation of `client`, to `target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Send {

@@ -43,14 +43,7 @@ impl KvModel {
     /// a crash and two timer firings.
     pub fn issue_bound() -> Self {
         KvModel {
-            workload: Workload {
-                clients: vec![
-                    vec![KvInput::put("x", "1"), KvInput::get("x")],
-                    vec![KvInput::append("x", "2"), KvInput::get("x")],
-                ],
-                targets: vec![0, 1],
-                retries: true,
-            },
+            workload: Workload::writes_then_reads(vec![0, 1]),
             budget: Budget {
                 drops: 1,
                 duplicates: 0,
@@ -66,10 +59,7 @@ impl KvModel {
     /// retry through the other replica.
     pub fn ci_bound() -> Self {
         KvModel {
-            workload: Workload {
-                clients: vec![vec![KvInput::put("x", "1")], vec![KvInput::get("x")]],
-                ..Self::issue_bound().workload
-            },
+            workload: Workload::a_write_and_a_read(vec![0, 1]),
             budget: Budget::default(),
         }
     }

@@ -40,14 +40,7 @@ impl PbModel {
     /// crash, a drop and three timer firings (enough for a failover).
     pub fn issue_bound() -> Self {
         PbModel {
-            workload: Workload {
-                clients: vec![
-                    vec![KvInput::put("x", "1"), KvInput::get("x")],
-                    vec![KvInput::append("x", "2"), KvInput::get("x")],
-                ],
-                targets: vec![1, 2],
-                retries: true,
-            },
+            workload: Workload::writes_then_reads(vec![1, 2]),
             budget: Budget {
                 drops: 1,
                 duplicates: 0,
@@ -62,10 +55,7 @@ impl PbModel {
     /// retries, one crash of a server and two timer firings.
     pub fn ci_bound() -> Self {
         PbModel {
-            workload: Workload {
-                clients: vec![vec![KvInput::put("x", "1")], vec![KvInput::get("x")]],
-                ..Self::issue_bound().workload
-            },
+            workload: Workload::a_write_and_a_read(vec![1, 2]),
             budget: Budget {
                 drops: 0,
                 timers: 2,

@@ -142,6 +142,18 @@ pub fn waitmajority(sim: &mut Sim, seq: u64, n: usize) {
     waitn(sim, seq, n, n / 2 + 1);
 }
 
+/// The ending of a randomized run: heal every fault, then every peer proposes in every
+/// instance below `instances` and each instance must decide on all `n` peers.
+pub fn heal_and_decide_everywhere(sim: &mut Sim, n: usize, instances: u64) {
+    sim.heal_all();
+    for seq in 0..instances {
+        for i in 0..n {
+            start(sim, i, seq, "final");
+        }
+        waitn(sim, seq, n, n);
+    }
+}
+
 /// The course's `checkmax`: after 3 seconds, at most `max` peers decided `seq`.
 pub fn checkmax(sim: &mut Sim, seq: u64, n: usize, max: usize) {
     sim.run_for(Duration::from_secs(3));
