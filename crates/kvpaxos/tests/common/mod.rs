@@ -403,6 +403,9 @@ impl Node for Clerk {
             KvReply::Written { .. } => String::new(),
             KvReply::SessionExpired => panic!("client {} session expired", self.id),
             KvReply::TooLarge(refused) => panic!("client {}: {refused}", self.id),
+            KvReply::OutOfMemory { used, limit } => {
+                panic!("client {}: store full ({used} > {limit})", self.id)
+            }
         };
         self.history.complete(p.record, output);
         self.results.push((p.op, reply));
