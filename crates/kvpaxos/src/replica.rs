@@ -91,7 +91,9 @@ impl Node for KvReplica {
             }
             let used = self.kv().data_bytes();
             let added = op.added_bytes();
-            if let Some(limit) = self.max_memory.filter(|&limit| added > 0 && used + added > limit)
+            if let Some(limit) = self
+                .max_memory
+                .filter(|&limit| added > 0 && used + added > limit)
             {
                 tracing::debug!(%from, used, limit, "write refused: the store is full");
                 let reply = KvReply::OutOfMemory { used, limit };

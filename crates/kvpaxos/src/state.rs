@@ -70,7 +70,11 @@ impl StateMachine for KvState {
                         limit: limits::MAX_VALUE_CEILING as u64,
                     });
                 }
-                let added = if self.data.contains_key(key) { 0 } else { key.len() };
+                let added = if self.data.contains_key(key) {
+                    0
+                } else {
+                    key.len()
+                };
                 self.data_bytes += (added + value.len()) as u64;
                 let entry = self.data.entry(key.clone()).or_default();
                 entry.push_str(value);

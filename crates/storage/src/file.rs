@@ -318,8 +318,7 @@ impl FileStorage {
         let header = format::header(LOG_MAGIC, generation);
         let log = write_atomically(&self.dir, LOG_TMP, LOG_NEXT, &[&header, &tail])?;
         let snapshot_path = self.dir.join(SNAPSHOT);
-        fs::rename(self.dir.join(SNAPSHOT_NEXT), &snapshot_path)
-            .map_err(io_err(&snapshot_path))?;
+        fs::rename(self.dir.join(SNAPSHOT_NEXT), &snapshot_path).map_err(io_err(&snapshot_path))?;
         sync_dir(&self.dir)?;
         // From here a crash recovers the new snapshot with `log.next` (type docs).
         fs::rename(self.dir.join(LOG_NEXT), &log_path).map_err(io_err(&log_path))?;
@@ -470,9 +469,10 @@ impl Storage for FileStorage {
             let Some(writing) = s.writing.take() else {
                 return Ok(SnapshotProgress::Idle);
             };
-            let written = writing.thread.join().map_err(|_| {
-                StorageError::Encode("the snapshot thread panicked".to_string())
-            })?;
+            let written = writing
+                .thread
+                .join()
+                .map_err(|_| StorageError::Encode("the snapshot thread panicked".to_string()))?;
             let bytes = written?;
             let generation = s.next_generation()?;
             s.finish_snapshot(writing.mark, generation)?;

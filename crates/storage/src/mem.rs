@@ -249,7 +249,10 @@ mod tests {
         s.append(b"a").unwrap();
         s.sync().unwrap();
         s.append(b"b").unwrap();
-        assert_eq!(s.begin_snapshot(job(b"ab")).unwrap(), SnapshotProgress::Writing);
+        assert_eq!(
+            s.begin_snapshot(job(b"ab")).unwrap(),
+            SnapshotProgress::Writing
+        );
         assert!(matches!(
             s.begin_snapshot(job(b"x")),
             Err(StorageError::SnapshotBusy)

@@ -34,7 +34,10 @@ fn records_appended_during_a_snapshot_stay_in_the_log() {
         s.append(r).unwrap();
     }
     s.sync().unwrap();
-    assert_eq!(s.begin_snapshot(job(b"first three")).unwrap(), SnapshotProgress::Writing);
+    assert_eq!(
+        s.begin_snapshot(job(b"first three")).unwrap(),
+        SnapshotProgress::Writing
+    );
     for r in &recs[3..5] {
         s.append(r).unwrap();
     }
