@@ -76,11 +76,22 @@ fn writes_past_max_memory_are_refused_whole_and_reads_still_served() {
         r.with_max_memory(Some(limit))
     });
     let ck = c.clerk(&[0, 1, 2]);
-    let value = "v".repeat(99);
-    // Nine keys of 100 bytes fit; the tenth would too (1000); the eleventh would not.
+    let value = "v".repeat(98);
+    // Ten keys of 100 bytes (2 + 98) fit exactly; an eleventh, or one more byte, does not.
     for i in 0..10 {
         c.put(ck, &format!("k{i}"), &value);
     }
+    // The decision is each replica's, from what it has applied: wait until all applied all.
+    c.sim.require(
+        Duration::from_secs(5),
+        "every replica applies the puts",
+        |s| {
+            (0..3).all(|i| {
+                s.node::<synod_kvpaxos::KvReplica>(server(i))
+                    .is_some_and(|r| r.kv().data_bytes() == 1000)
+            })
+        },
+    );
     let refused = c.run(ck, put("k10", &value), Duration::from_secs(5));
     assert_eq!(refused, KvReply::OutOfMemory { used: 1000, limit });
     let refused = c.run(ck, append("k0", "x"), Duration::from_secs(5));
