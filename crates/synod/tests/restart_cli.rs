@@ -52,6 +52,18 @@ fn stop_within_grace(mut replica: Server) {
     );
 }
 
+/// Three new replicas with their data under `dir`, started with `extra` arguments; returns
+/// them and their RESP ports.
+fn new_cluster(dir: &Path, extra: &[&str]) -> (Vec<Server>, String, Vec<u16>) {
+    let ports = free_ports(6);
+    let peers = loopback_list(&ports[..3]);
+    let fronts = ports[3..].to_vec();
+    let replicas = (0..3)
+        .map(|i| start_kv_replica_with(i, &peers, dir, fronts[i], Some("--bootstrap"), extra))
+        .collect();
+    (replicas, peers, fronts)
+}
+
 fn has_snapshot(dir: &Path, id: usize) -> bool {
     dir.join(format!("r{id}")).join("snapshot").exists()
 }
@@ -59,12 +71,7 @@ fn has_snapshot(dir: &Path, id: usize) -> bool {
 #[test]
 fn replicas_restart_on_a_large_state_and_serve_every_acknowledged_value() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports = free_ports(6);
-    let peers = loopback_list(&ports[..3]);
-    let fronts = ports[3..].to_vec();
-    let replicas: Vec<Server> = (0..3)
-        .map(|i| start_kv_replica(i, &peers, dir.path(), fronts[i], Some("--bootstrap")))
-        .collect();
+    let (replicas, peers, fronts) = new_cluster(dir.path(), &[]);
     let mut conn = connect(fronts[0]);
     for i in 0..KEYS {
         assert_eq!(
