@@ -44,11 +44,11 @@ struct Shared {
 }
 
 /// Runs `workload` with one client per connection in `stores` (there must be
-/// `workload.clients` of them). When some operations are gets, every key is written once
-/// first, so gets find values.
+/// `workload.clients` of them). When some operations are gets, or `workload.preload` asks
+/// for it, every key is written once first, so gets find values.
 pub async fn run<S: Store>(workload: &Workload, stores: Vec<S>) -> Result<Measurement, BenchError> {
     workload.validate()?;
-    let stores = if workload.read_ratio > 0.0 {
+    let stores = if workload.read_ratio > 0.0 || workload.preload {
         preload(workload, stores).await?
     } else {
         stores
@@ -211,6 +211,7 @@ mod tests {
             key_size: 8,
             value_size: 10,
             keys: 50,
+            preload: false,
             read_ratio,
             limit,
             warmup: Duration::ZERO,
@@ -227,6 +228,18 @@ mod tests {
         assert_eq!(memory.gets.load(Ordering::Relaxed), 1000);
         assert_eq!(memory.missing.load(Ordering::Relaxed), 0);
         assert_eq!(memory.map.lock().unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_preload_fills_every_key_before_a_run_of_puts_only() {
+        let memory = Memory::default();
+        let w = Workload {
+            preload: true,
+            ..workload(0.0, Limit::Ops(5))
+        };
+        run(&w, vec![memory.clone(); 4]).await.unwrap();
+        assert_eq!(memory.map.lock().unwrap().len(), 50);
+        assert_eq!(memory.gets.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

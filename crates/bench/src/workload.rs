@@ -26,6 +26,10 @@ pub struct Workload {
     pub value_size: usize,
     /// How many distinct keys operations pick from, uniformly.
     pub keys: u64,
+    /// Write every key once before the run even if it has no gets, so the store holds
+    /// `keys * value_size` bytes of values throughout (puts overwrite): throughput and
+    /// latency at a given state size.
+    pub preload: bool,
     /// The fraction of operations that are gets (the rest are puts), 0 to 1.
     pub read_ratio: f64,
     pub limit: Limit,
@@ -112,6 +116,7 @@ mod tests {
             key_size: 16,
             value_size: 100,
             keys: 1000,
+            preload: false,
             read_ratio: 0.5,
             limit: Limit::Duration(Duration::from_secs(1)),
             warmup: Duration::ZERO,

@@ -33,6 +33,13 @@ pub enum ClientError {
     /// or the server's); the operation was not applied.
     #[error("{0}; the operation was not applied")]
     TooLarge(#[from] TooLarge),
+    /// The store holds `used` bytes of keys and values and the write would pass the server's
+    /// `--max-memory` (`limit`); the operation was not applied.
+    #[error(
+        "out of memory: the store holds {used} bytes, the limit is {limit}; \
+         the operation was not applied"
+    )]
+    OutOfMemory { used: u64, limit: u64 },
 }
 
 /// The list of server addresses a client was given, refused if it is empty.

@@ -136,6 +136,9 @@ impl KvClient {
                 // The session is dropped with it: a refusal at the edge is not recorded in the
                 // server's session table, which must see a session's first command.
                 Some(KvReply::TooLarge(refused)) => return Err(refused.into()),
+                Some(KvReply::OutOfMemory { used, limit }) => {
+                    return Err(ClientError::OutOfMemory { used, limit })
+                }
                 Some(reply) => {
                     if let Ok(mut idle) = self.idle.lock() {
                         idle.push(session);

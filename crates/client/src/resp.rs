@@ -12,6 +12,7 @@ pub(crate) fn backend_error(e: ClientError) -> BackendError {
             BackendError::Timeout
         }
         ClientError::TooLarge(refused) => BackendError::TooLarge(refused.to_string()),
+        ClientError::OutOfMemory { .. } => BackendError::OutOfMemory,
         other => BackendError::Unavailable(other.to_string()),
     }
 }

@@ -49,9 +49,23 @@ pub enum KvReply {
     /// `--max-value-bytes`, a key above [`synod_node::limits::MAX_KEY_BYTES`], or an Append that would
     /// grow a value past [`synod_node::limits::MAX_VALUE_CEILING`]); nothing was applied.
     TooLarge(TooLarge),
+    /// A Put or Append refused because the store holds `used` bytes of keys and values and the
+    /// write would take it past the replica's `--max-memory` (`limit`); nothing was applied.
+    /// Gets are still served. Redis's `maxmemory` with the `noeviction` policy.
+    OutOfMemory { used: u64, limit: u64 },
 }
 
 impl KvOp {
+    /// Bytes a Put or Append may add to the store (its key and value); 0 for a Get.
+    pub fn added_bytes(&self) -> u64 {
+        match self {
+            KvOp::Get { .. } => 0,
+            KvOp::Put { key, value } | KvOp::Append { key, value } => {
+                (key.len() + value.len()) as u64
+            }
+        }
+    }
+
     /// Refuses a Put or Append whose key or value is above `limits` (a Get's key is checked
     /// too: it travels and is logged like any other).
     pub fn check_size(&self, limits: &Limits) -> Result<(), TooLarge> {

@@ -1,5 +1,12 @@
 //! The KV replica: a replicated state machine ([`synod_rsm::Rsm`]) over [`KvState`], and
-//! the edge where requests above the size policy are refused before anything is proposed.
+//! the edge where requests are refused before anything is proposed: those above the size
+//! policy, and writes that would take the store past `--max-memory`.
+//!
+//! Refusing at the edge, before proposing, keeps replicas identical whatever their flags:
+//! a refused write is in no log entry, and a write that was proposed is applied by every
+//! replica alike. The memory decision is based on the replicated state's size (the bytes
+//! of keys and values applied so far), not on the process's RSS, so it does not depend on
+//! allocator or page cache.
 
 use synod_node::limits::Limits;
 use synod_node::{Context, Node, NodeId, TimerToken};
@@ -14,6 +21,8 @@ use crate::{KvMsg, KvReply, Op};
 pub struct KvReplica {
     rsm: Rsm<KvState>,
     limits: Limits,
+    /// Bytes of keys and values past which Puts and Appends are refused; `None`: no limit.
+    max_memory: Option<u64>,
 }
 
 impl KvReplica {
@@ -22,6 +31,7 @@ impl KvReplica {
         KvReplica {
             rsm: Rsm::new(peers, me, config),
             limits: Limits::default(),
+            max_memory: None,
         }
     }
 
@@ -35,6 +45,13 @@ impl KvReplica {
     /// The same replica, refusing keys and values above `limits`.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The same replica, refusing a Put or Append when the store's keys and values plus the
+    /// write's would exceed `bytes` ([`KvReply::OutOfMemory`]).
+    pub fn with_max_memory(mut self, bytes: Option<u64>) -> Self {
+        self.max_memory = bytes;
         self
     }
 
@@ -70,6 +87,16 @@ impl Node for KvReplica {
                 // Refused whole, before it is proposed: nothing of it is ever applied.
                 tracing::debug!(%from, %refused, "request refused for its size");
                 let reply = KvReply::TooLarge(refused);
+                return ctx.send(from, RsmMsg::Reply { seq: *seq, reply });
+            }
+            let used = self.kv().data_bytes();
+            let added = op.added_bytes();
+            if let Some(limit) = self
+                .max_memory
+                .filter(|&limit| added > 0 && used + added > limit)
+            {
+                tracing::debug!(%from, used, limit, "write refused: the store is full");
+                let reply = KvReply::OutOfMemory { used, limit };
                 return ctx.send(from, RsmMsg::Reply { seq: *seq, reply });
             }
         }

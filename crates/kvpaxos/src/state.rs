@@ -1,9 +1,13 @@
 //! The replicated state machine: the key/value map and the session table that makes client
 //! operations at-most-once. Every replica applies the same log to it, so it is deterministic
 //! (ordered maps only).
+//!
+//! The map is a persistent B-tree ([`imbl::OrdMap`]): cloning it is O(1) and shares every
+//! node, and a write after the clone copies only the nodes on its path. That is what lets a
+//! snapshot be taken from a clone in the background while the replica goes on applying
+//! (ARCHITECTURE.md, "Decisions").
 
-use std::collections::BTreeMap;
-
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use synod_node::limits::{self, TooLarge};
 use synod_rsm::{Sessions, StateMachine};
@@ -13,8 +17,12 @@ use crate::{KvOp, KvReply};
 /// The KV map and the session table (bounded by [`synod_rsm::MAX_SESSIONS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KvState {
-    pub data: BTreeMap<String, String>,
+    pub data: OrdMap<String, String>,
     pub sessions: Sessions<KvReply>,
+    /// Bytes of keys and values in `data`, kept as it changes (so `--max-memory` and the
+    /// status report never walk the map) and recomputed by `reindex` after a load.
+    #[serde(skip)]
+    data_bytes: u64,
 }
 
 impl KvState {
@@ -23,9 +31,15 @@ impl KvState {
         KvReply::Value(self.data.get(key).cloned().unwrap_or_default())
     }
 
-    /// Bytes of keys and values held, for memory tests.
-    pub fn data_bytes(&self) -> usize {
-        self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
+    /// Bytes of keys and values held: a deterministic function of the applied log, the same
+    /// on every replica that applied as far.
+    pub fn data_bytes(&self) -> u64 {
+        debug_assert_eq!(self.data_bytes, Self::count_bytes(&self.data));
+        self.data_bytes
+    }
+
+    fn count_bytes(data: &OrdMap<String, String>) -> u64 {
+        data.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
     }
 }
 
@@ -38,7 +52,9 @@ impl StateMachine for KvState {
         match op {
             KvOp::Get { key } => self.value(key),
             KvOp::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
+                let old = self.data.insert(key.clone(), value.clone());
+                let freed = old.map_or(0, |old| key.len() + old.len());
+                self.data_bytes = self.data_bytes + (key.len() + value.len()) as u64 - freed as u64;
                 KvReply::Written {
                     len: value.len() as u64,
                 }
@@ -54,6 +70,12 @@ impl StateMachine for KvState {
                         limit: limits::MAX_VALUE_CEILING as u64,
                     });
                 }
+                let added = if self.data.contains_key(key) {
+                    0
+                } else {
+                    key.len()
+                };
+                self.data_bytes += (added + value.len()) as u64;
                 let entry = self.data.entry(key.clone()).or_default();
                 entry.push_str(value);
                 KvReply::Written { len: len as u64 }
@@ -77,6 +99,11 @@ impl StateMachine for KvState {
 
     fn reindex(&mut self) {
         self.sessions.reindex();
+        self.data_bytes = Self::count_bytes(&self.data);
+    }
+
+    fn state_bytes(&self) -> u64 {
+        self.data_bytes()
     }
 
     fn read(&self, op: &KvOp) -> Option<KvReply> {

@@ -83,7 +83,7 @@ fn log_memory_freed_after_done() {
     let cka: Vec<NodeId> = (0..n).map(|i| c.clerk(&[i])).collect();
     let memory = |c: &Cluster| -> usize {
         (0..n)
-            .map(|i| c.replica(i).paxos().held_bytes() + c.replica(i).kv().data_bytes())
+            .map(|i| c.replica(i).paxos().held_bytes() + c.replica(i).kv().data_bytes() as usize)
             .sum()
     };
 

@@ -38,7 +38,7 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// Version 2: Paxos gained the stable-leader and read-barrier messages.
 /// Version 3: a rejoin answer (`JoinInfo`) carries the answerer's ballot floor.
 /// Version 4: size limits — a KV reply can refuse a value too large.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use synod_node::{Recovered, Storage, StorageError};
+use synod_node::{Recovered, SnapshotJob, SnapshotProgress, Storage, StorageError};
 
 /// A [`Storage`] whose syncs are deferred to [`commit`](GroupCommit::commit).
 pub(crate) struct GroupCommit {
@@ -78,6 +78,22 @@ impl Storage for GroupCommit {
 
     fn recover(&mut self) -> Result<Recovered, StorageError> {
         self.inner.recover()
+    }
+
+    fn begin_snapshot(&mut self, encode: SnapshotJob) -> Result<SnapshotProgress, StorageError> {
+        if self.failed {
+            return Err(failed_before());
+        }
+        self.inner.begin_snapshot(encode)
+    }
+
+    /// Installing makes the records after the snapshot's mark durable early, which only
+    /// strengthens what the held messages wait for.
+    fn poll_snapshot(&mut self) -> Result<SnapshotProgress, StorageError> {
+        if self.failed {
+            return Err(failed_before());
+        }
+        self.inner.poll_snapshot()
     }
 }
 

@@ -26,7 +26,7 @@ use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
-pub use synod_storage::{limits, Recovered, Storage, StorageError};
+pub use synod_storage::{limits, Recovered, SnapshotJob, SnapshotProgress, Storage, StorageError};
 
 /// Identifies a node within one cluster (simulated or real). Server ids are small integers
 /// chosen by the operator; the TCP driver gives each client connection an id from

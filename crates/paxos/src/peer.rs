@@ -415,8 +415,11 @@ impl<V: Value> Paxos<V> {
         self.record_bytes
     }
 
-    /// The durable state, for the embedding node's next snapshot. The node must install that
-    /// snapshot (which empties the log) before handing Paxos any further input.
+    /// The durable state, for the embedding node's next snapshot, which stands for every
+    /// record appended so far. The node must either install it at once (which empties the
+    /// log) or hand it to a background snapshot (`Storage::begin_snapshot`), which keeps the
+    /// records appended after it in the log: replayed over this state, they give the state
+    /// Paxos is in when they were appended.
     pub fn checkpoint(&mut self) -> PaxosState<V> {
         self.records = 0;
         self.record_bytes = 0;

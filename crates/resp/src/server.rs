@@ -16,7 +16,8 @@ use synod_node::limits::Limits;
 use crate::parse::{ParseError, ParseLimits, Parsed, Parser};
 use crate::value::{encode, Value};
 
-/// Why a backend could not perform an operation; sent to the client as `-ERR ...`.
+/// Why a backend could not perform an operation; sent to the client as `-ERR ...` (or
+/// `-OOM ...`, as Redis does).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum BackendError {
     /// No server answered in time; the operation may or may not have taken effect.
@@ -28,6 +29,10 @@ pub enum BackendError {
     /// Refused for its size (`value too large (N > limit)`); nothing was applied.
     #[error("{0}")]
     TooLarge(String),
+    /// A write refused because the store is at its memory limit; nothing was applied. Sent
+    /// as Redis sends it under `maxmemory` with `noeviction`: an `-OOM` error.
+    #[error("command not allowed when used memory > 'maxmemory'.")]
+    OutOfMemory,
 }
 
 /// The key/value service behind the RESP front. Implementations are usually a client (a
@@ -339,7 +344,10 @@ async fn execute<B: Backend>(command: Value, backend: &B) -> Value {
             return Value::Error(format!("ERR unknown command '{shown}'"));
         }
     };
-    result.unwrap_or_else(|e| Value::Error(format!("ERR {e}")))
+    result.unwrap_or_else(|e| match e {
+        BackendError::OutOfMemory => Value::Error(format!("OOM {e}")),
+        e => Value::Error(format!("ERR {e}")),
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,11 @@
 //!   a no-op there, which either learns the decided entry or fills the hole.
 //! - **Forgetting and compaction.** After applying an instance the replica calls `done`, so
 //!   Paxos frees instances every replica has applied; the durable log is compacted by writing
-//!   snapshots (state machine + Paxos state) as it grows.
+//!   snapshots (state machine + Paxos state) as it grows, in the background: the replica
+//!   hands storage a clone of its state ([`synod_node::Storage::begin_snapshot`]) and keeps
+//!   applying; storage cuts the log only once that snapshot is durable. Snapshots are due
+//!   by log size relative to the last snapshot, so their amortized cost per byte written
+//!   does not grow with the state.
 //! - **Catching up.** A replica whose peers forgot instances it still needs fetches a
 //!   snapshot of the state machine from one of them, in chunks that each fit a frame,
 //!   resuming after a lost connection, installed atomically once complete (`transfer`).
@@ -56,14 +60,21 @@ pub use status::{voter_shortage, CatchUp, StatusMsg, StatusReport, VoterShortage
 pub use transfer::SnapshotId;
 pub use wrap::Wrap;
 
-/// What the replicated log may carry: serializable, comparable, debuggable.
-pub trait Data: Clone + Eq + Debug + Serialize + DeserializeOwned + 'static {}
-impl<T: Clone + Eq + Debug + Serialize + DeserializeOwned + 'static> Data for T {}
+/// What the replicated log may carry: serializable, comparable, debuggable, and sendable to
+/// the thread that writes a background snapshot.
+pub trait Data: Clone + Eq + Debug + Send + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Eq + Debug + Send + Serialize + DeserializeOwned + 'static> Data for T {}
 
 /// The application state a service replicates. It must be deterministic: the same commands
 /// in the same order give the same state and replies on every replica (ordered maps only, no
 /// clock, no randomness).
-pub trait StateMachine: Default + Debug + Serialize + DeserializeOwned + 'static {
+///
+/// Snapshots are taken off the apply path: the replica clones the state and a storage thread
+/// serializes the clone. A state whose clone is O(1) (a persistent map, as `KvState`'s) keeps
+/// the apply path's cost of a snapshot independent of the state's size.
+pub trait StateMachine:
+    Default + Clone + Debug + Send + Serialize + DeserializeOwned + 'static
+{
     /// What clients ask for.
     type Command: Data;
     /// What replicas propose on their own (use `()` for none).
@@ -92,6 +103,13 @@ pub trait StateMachine: Default + Debug + Serialize + DeserializeOwned + 'static
 
     /// Rebuilds indexes that are not serialized, after loading a snapshot.
     fn reindex(&mut self);
+
+    /// The size of the state in bytes, for the status report and for snapshot scheduling.
+    /// The default serializes nothing but walks the whole state; a large state should keep
+    /// a running count instead.
+    fn state_bytes(&self) -> u64 {
+        postcard::experimental::serialized_size(self).map_or(0, |n| n as u64)
+    }
 
     /// The reply to `cmd` if it changes nothing (a read), so that it can be answered
     /// without a log entry once a read barrier says the state is recent enough; `None` (the

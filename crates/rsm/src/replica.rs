@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use synod_node::{limits, Context, Node, NodeId, TimerToken};
+use synod_node::{limits, Context, Node, NodeId, SnapshotProgress, TimerToken};
 use synod_paxos::{Embed, Fate, Membership, Paxos, PaxosConfig, PaxosError, PaxosState};
 
 use crate::guard::{ignore, Ignored};
@@ -73,22 +73,18 @@ const MAX_BATCH_BYTES: usize = limits::BATCH_BYTES;
 /// Minimum time between two snapshot requests.
 const SNAPSHOT_RETRY: Duration = Duration::from_millis(200);
 
-/// Compact the log once it holds this many records...
+/// Compact the log once it holds this many records per MiB of the last snapshot (at least
+/// one MiB's worth)...
 const COMPACT_RECORDS: usize = 1000;
-/// ...or more bytes than this plus the last snapshot (so compaction costs amortize, and the
-/// durable state stays within about twice the snapshot plus this).
+/// ...or more bytes than this plus half the last snapshot. Both grow with the snapshot, so a
+/// snapshot's cost, O(state), is spread over O(state) bytes written: the amortized cost per
+/// write does not grow with the state. The durable state stays within about 1.5 times the
+/// snapshot plus this, and a restart replays at most that much log.
 const COMPACT_BYTES: usize = 1 << 20;
 
 /// The snapshot: the state machine next to the Paxos state. Every log record is a Paxos
 /// record.
-#[derive(Serialize)]
-struct DurableRef<'a, P, S> {
-    paxos: &'a P,
-    next: u64,
-    machine: &'a S,
-}
-
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Durable<P, S> {
     paxos: P,
     next: u64,
@@ -165,6 +161,8 @@ pub struct Rsm<S: StateMachine> {
     /// The time of the last tick, for the status report.
     now: Duration,
     last_snapshot_bytes: usize,
+    /// A background snapshot was begun and storage has not reported it installed.
+    snapshotting: bool,
     broken: bool,
 }
 
@@ -206,6 +204,7 @@ impl<S: StateMachine> Rsm<S> {
             install_failure: None,
             now: Duration::ZERO,
             last_snapshot_bytes: 0,
+            snapshotting: false,
             broken: false,
         }
     }
@@ -255,7 +254,6 @@ impl<S: StateMachine> Rsm<S> {
 
     /// What this replica knows about itself.
     pub fn status(&self, id: NodeId) -> StatusReport {
-        let state = postcard::experimental::serialized_size(&self.machine).unwrap_or(0);
         StatusReport {
             id,
             index: self.me,
@@ -266,7 +264,7 @@ impl<S: StateMachine> Rsm<S> {
             applied: self.next.checked_sub(1),
             min: self.paxos.min(),
             durable_bytes: (self.last_snapshot_bytes + self.paxos.log_bytes()) as u64,
-            state_bytes: state as u64,
+            state_bytes: self.machine.state_bytes(),
             broken: self.broken,
             catch_up: self.catch_up(),
         }
@@ -607,6 +605,7 @@ impl<S: StateMachine> Rsm<S> {
     }
 
     fn tick(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        self.poll_snapshot(ctx);
         self.paxos.tick(&mut io::<S>(ctx));
         self.elect(ctx);
         let now = ctx.now();
@@ -818,20 +817,63 @@ impl<S: StateMachine> Rsm<S> {
         self.write_snapshot(ctx);
     }
 
+    /// Begins a background snapshot once the log is due for compaction (see
+    /// [`COMPACT_RECORDS`] and [`COMPACT_BYTES`]) and none is being written. The apply path
+    /// pays for a Paxos checkpoint and a clone of the state; storage serializes and writes
+    /// them elsewhere and cuts the log only once they are durable ([`Self::poll_snapshot`]).
     fn compact(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
-        let limit = COMPACT_BYTES + self.last_snapshot_bytes;
-        if self.paxos.log_records() >= COMPACT_RECORDS || self.paxos.log_bytes() > limit {
-            self.write_snapshot(ctx);
+        let snapshot = self.last_snapshot_bytes;
+        let records = COMPACT_RECORDS * (1 + snapshot / COMPACT_BYTES);
+        let bytes = COMPACT_BYTES + snapshot / 2;
+        let due = self.paxos.log_records() >= records || self.paxos.log_bytes() > bytes;
+        if self.snapshotting || !due {
+            return;
+        }
+        let durable = self.durable();
+        let job = Box::new(move || postcard::to_allocvec(&durable).map_err(|e| e.to_string()));
+        match ctx.storage().begin_snapshot(job) {
+            Ok(SnapshotProgress::Installed { bytes }) => self.last_snapshot_bytes = bytes,
+            Ok(SnapshotProgress::Writing) => self.snapshotting = true,
+            Ok(SnapshotProgress::Idle) => {
+                unreachable!("storage reported no snapshot right after beginning one")
+            }
+            Err(why) => self.fail_snapshot(ctx, &why.to_string()),
         }
     }
 
-    fn write_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
-        let paxos = self.paxos.checkpoint();
-        let durable = DurableRef {
-            paxos: &paxos,
+    /// Learns whether the background snapshot is durable (and the log cut).
+    fn poll_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        if !self.snapshotting {
+            return;
+        }
+        match ctx.storage().poll_snapshot() {
+            Ok(SnapshotProgress::Writing) => {}
+            Ok(SnapshotProgress::Installed { bytes }) => {
+                self.snapshotting = false;
+                self.last_snapshot_bytes = bytes;
+            }
+            // Nothing being written any more (it was abandoned): the log still holds every
+            // record, so the next compaction simply tries again.
+            Ok(SnapshotProgress::Idle) => self.snapshotting = false,
+            Err(why) => self.fail_snapshot(ctx, &why.to_string()),
+        }
+    }
+
+    /// The state to snapshot: a Paxos checkpoint (which restarts the log's counts) and a
+    /// clone of the state machine, as of every instance below `next`.
+    fn durable(&mut self) -> Durable<PaxosState<EntryOf<S>>, S> {
+        Durable {
+            paxos: self.paxos.checkpoint(),
             next: self.next,
-            machine: &self.machine,
-        };
+            machine: self.machine.clone(),
+        }
+    }
+
+    /// Installs a snapshot synchronously (after a transfer from a peer, whose state replaces
+    /// this replica's): storage abandons a background snapshot being written.
+    fn write_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        self.snapshotting = false;
+        let durable = self.durable();
         let result = postcard::to_allocvec(&durable)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
@@ -841,9 +883,13 @@ impl<S: StateMachine> Rsm<S> {
                     .map_err(|e| e.to_string())
             });
         if let Err(why) = result {
-            self.broken = true;
-            tracing::error!(node = %ctx.id(), "cannot write snapshot, not serving: {why}");
+            self.fail_snapshot(ctx, &why);
         }
+    }
+
+    fn fail_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>, why: &str) {
+        self.broken = true;
+        tracing::error!(node = %ctx.id(), "cannot write snapshot, not serving: {why}");
     }
 }
 

@@ -11,7 +11,7 @@ use synod_rsm::{MsgOf, Rsm, RsmMsg, Sessions, StateMachine, StatusMsg, StatusRep
 use synod_sim::Simulator;
 
 /// A counter: `Add(n)` returns the new total.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Counter {
     total: u64,
     sessions: Sessions<u64>,

@@ -10,12 +10,16 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::{self, HEADER_LEN, LOG_MAGIC};
-use crate::{Recovered, Result, Storage, StorageError, MAX_RECORD_BYTES};
+use crate::{
+    Recovered, Result, SnapshotJob, SnapshotProgress, Storage, StorageError, MAX_RECORD_BYTES,
+};
 
 const LOG: &str = "log";
 const LOG_TMP: &str = "log.tmp";
+const LOG_NEXT: &str = "log.next";
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
+const SNAPSHOT_NEXT: &str = "snapshot.next";
 
 /// Appended records are handed to the OS once this many bytes are buffered, so memory stays
 /// bounded between syncs; the write does not make them durable, only `sync` does.
@@ -29,8 +33,10 @@ const WRITE_OUT_BYTES: usize = 256 << 10;
 /// - `log`: a header carrying a generation, then checksummed records, appended in place.
 /// - `snapshot`: a header carrying a generation, then the snapshot bytes. Absent until the
 ///   first [`install_snapshot`](Storage::install_snapshot); the log's generation is then 0.
-/// - `snapshot.tmp`, `log.tmp`: files being written; never part of the durable state, and
-///   deleted by [`FileStorage::open`].
+/// - `snapshot.tmp`, `log.tmp`, `snapshot.next`: files being written; never part of the
+///   durable state, and deleted by [`FileStorage::open`].
+/// - `log.next`: the log that goes with a background snapshot, written just before that
+///   snapshot is renamed into place (below).
 ///
 /// Both headers start with a magic and a format version, so a foreign file or one from a
 /// newer build is refused with [`StorageError::Unsupported`].
@@ -51,6 +57,24 @@ const WRITE_OUT_BYTES: usize = 256 << 10;
 /// reach the disk before the first, leaving a new empty log next to the old snapshot, which
 /// would lose the old log's records. `open` reports that state (a log newer than the
 /// snapshot) as corruption rather than guessing.
+///
+/// # A background snapshot, and why it is crash-safe too
+///
+/// [`begin_snapshot`](Storage::begin_snapshot) notes the log's length (the mark) and hands the
+/// job to a thread, which encodes the state and writes `snapshot.next` at generation `g + 1`
+/// and fsyncs it; the caller goes on appending. The first
+/// [`poll_snapshot`](Storage::poll_snapshot) after the thread is done finishes on the
+/// caller's thread, in time proportional to the records appended since the mark:
+/// 1. write `log.next`: a log at generation `g + 1` holding the records after the mark,
+///    fsynced, its directory entry fsynced;
+/// 2. rename `snapshot.next` to `snapshot`, fsync the directory;
+/// 3. rename `log.next` to `log`, fsync the directory.
+///
+/// A crash before step 2 is durable leaves the old snapshot and the whole old log; `open`
+/// deletes `snapshot.next` and a `log.next` of a generation the snapshot does not have. A
+/// crash between steps 2 and 3 leaves the new snapshot, an old log and a `log.next` of the
+/// snapshot's generation: `open` renames `log.next` into place, which is the state after
+/// step 3.
 ///
 /// # Recovery
 ///
@@ -74,6 +98,15 @@ pub struct FileStorage {
     /// Length of the log file known to be durable.
     synced: u64,
     failed: bool,
+    /// A background snapshot being written.
+    writing: Option<Writing>,
+}
+
+/// A background snapshot: the log length it covers, and the thread writing `snapshot.next`,
+/// which returns the snapshot's payload length.
+struct Writing {
+    mark: u64,
+    thread: std::thread::JoinHandle<Result<usize>>,
 }
 
 impl fmt::Debug for FileStorage {
@@ -87,6 +120,7 @@ impl fmt::Debug for FileStorage {
                 &(self.written - self.synced + self.buf.len() as u64),
             )
             .field("failed", &self.failed)
+            .field("snapshot_writing", &self.writing.is_some())
             .finish()
     }
 }
@@ -106,7 +140,7 @@ impl FileStorage {
             _ => Path::new("."),
         };
         sync_dir(parent)?;
-        for tmp in [SNAPSHOT_TMP, LOG_TMP] {
+        for tmp in [SNAPSHOT_TMP, LOG_TMP, SNAPSHOT_NEXT] {
             let path = dir.join(tmp);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
@@ -125,6 +159,7 @@ impl FileStorage {
         };
 
         let log_path = dir.join(LOG);
+        Self::settle_next_log(&dir, snapshot_generation)?;
         let Some(bytes) = read_optional(&log_path)? else {
             if snapshot_generation != 0 {
                 let reason =
@@ -166,6 +201,24 @@ impl FileStorage {
         Ok(Self::new(dir, log, log_generation, end))
     }
 
+    /// Puts a `log.next` left by a crash in the middle of a background snapshot where it
+    /// belongs: in place of `log` if the snapshot it goes with was installed, else nowhere.
+    fn settle_next_log(dir: &Path, snapshot_generation: u64) -> Result<()> {
+        let next_path = dir.join(LOG_NEXT);
+        let Some(bytes) = read_optional(&next_path)? else {
+            return Ok(());
+        };
+        let installed = format::parse_header(&bytes, LOG_MAGIC)
+            .is_ok_and(|generation| generation == snapshot_generation && generation > 0);
+        if installed {
+            let log_path = dir.join(LOG);
+            fs::rename(&next_path, &log_path).map_err(io_err(&log_path))?;
+        } else {
+            fs::remove_file(&next_path).map_err(io_err(&next_path))?;
+        }
+        sync_dir(dir)
+    }
+
     fn with_fresh_log(dir: PathBuf, generation: u64) -> Result<Self> {
         let log = write_atomically(
             &dir,
@@ -185,6 +238,7 @@ impl FileStorage {
             written: len,
             synced: len,
             failed: false,
+            writing: None,
         }
     }
 
@@ -233,6 +287,46 @@ impl FileStorage {
             .map_err(io_err(&self.dir.join(LOG)))?;
         self.written += self.buf.len() as u64;
         self.buf.clear();
+        Ok(())
+    }
+
+    /// Waits for a background snapshot's thread, if any, and forgets that snapshot.
+    fn abandon_snapshot(&mut self) -> Result<()> {
+        let Some(writing) = self.writing.take() else {
+            return Ok(());
+        };
+        // Its outcome does not matter: `snapshot.next` is deleted either way.
+        let _outcome = writing.thread.join();
+        let path = self.dir.join(SNAPSHOT_NEXT);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Steps 1–3 of a background snapshot (type docs), once `snapshot.next` is durable.
+    fn finish_snapshot(&mut self, mark: u64, generation: u64) -> Result<()> {
+        self.write_out()?;
+        let log_path = self.dir.join(LOG);
+        let mut tail = Vec::with_capacity((self.written - mark) as usize);
+        (|| {
+            let mut log = File::open(&log_path)?;
+            log.seek(SeekFrom::Start(mark))?;
+            log.take(self.written - mark).read_to_end(&mut tail)
+        })()
+        .map_err(io_err(&log_path))?;
+        let header = format::header(LOG_MAGIC, generation);
+        let log = write_atomically(&self.dir, LOG_TMP, LOG_NEXT, &[&header, &tail])?;
+        let snapshot_path = self.dir.join(SNAPSHOT);
+        fs::rename(self.dir.join(SNAPSHOT_NEXT), &snapshot_path).map_err(io_err(&snapshot_path))?;
+        sync_dir(&self.dir)?;
+        // From here a crash recovers the new snapshot with `log.next` (type docs).
+        fs::rename(self.dir.join(LOG_NEXT), &log_path).map_err(io_err(&log_path))?;
+        sync_dir(&self.dir)?;
+        self.log = log;
+        self.generation = generation;
+        self.written = (HEADER_LEN + tail.len()) as u64;
+        self.synced = self.written;
         Ok(())
     }
 
@@ -312,13 +406,8 @@ impl Storage for FileStorage {
 
     fn install_snapshot(&mut self, snapshot: &[u8]) -> Result<()> {
         self.guarded(|s| {
-            let generation = s.generation.checked_add(1).ok_or_else(|| {
-                corrupt(
-                    &s.dir.join(SNAPSHOT),
-                    12,
-                    "snapshot generation counter exhausted",
-                )
-            })?;
+            s.abandon_snapshot()?;
+            let generation = s.next_generation()?;
             let prefix = format::snapshot_prefix(generation, snapshot);
             write_atomically(&s.dir, SNAPSHOT_TMP, SNAPSHOT, &[&prefix, snapshot])?;
             // From here a crash recovers the new snapshot with an empty log (type docs).
@@ -336,6 +425,70 @@ impl Storage for FileStorage {
         Ok(Recovered {
             snapshot: self.read_snapshot()?,
             records: self.read_synced_records()?,
+        })
+    }
+
+    fn begin_snapshot(&mut self, encode: SnapshotJob) -> Result<SnapshotProgress> {
+        if self.writing.is_some() {
+            return Err(StorageError::SnapshotBusy);
+        }
+        self.guarded(|s| {
+            let generation = s.next_generation()?;
+            let dir = s.dir.clone();
+            let thread = std::thread::Builder::new()
+                .name("snapshot".into())
+                .spawn(move || {
+                    let payload = encode().map_err(StorageError::Encode)?;
+                    let prefix = format::snapshot_prefix(generation, &payload);
+                    let path = dir.join(SNAPSHOT_NEXT);
+                    File::create(&path)
+                        .and_then(|mut f| {
+                            f.write_all(&prefix)?;
+                            f.write_all(&payload)?;
+                            f.sync_all()
+                        })
+                        .map_err(io_err(&path))?;
+                    Ok(payload.len())
+                })
+                .map_err(io_err(&s.dir))?;
+            s.writing = Some(Writing {
+                mark: s.written + s.buf.len() as u64,
+                thread,
+            });
+            Ok(SnapshotProgress::Writing)
+        })
+    }
+
+    fn poll_snapshot(&mut self) -> Result<SnapshotProgress> {
+        match &self.writing {
+            None => return Ok(SnapshotProgress::Idle),
+            Some(w) if !w.thread.is_finished() => return Ok(SnapshotProgress::Writing),
+            Some(_) => {}
+        }
+        self.guarded(|s| {
+            let Some(writing) = s.writing.take() else {
+                return Ok(SnapshotProgress::Idle);
+            };
+            let written = writing
+                .thread
+                .join()
+                .map_err(|_| StorageError::Encode("the snapshot thread panicked".to_string()))?;
+            let bytes = written?;
+            let generation = s.next_generation()?;
+            s.finish_snapshot(writing.mark, generation)?;
+            Ok(SnapshotProgress::Installed { bytes })
+        })
+    }
+}
+
+impl FileStorage {
+    fn next_generation(&self) -> Result<u64> {
+        self.generation.checked_add(1).ok_or_else(|| {
+            corrupt(
+                &self.dir.join(SNAPSHOT),
+                12,
+                "snapshot generation counter exhausted",
+            )
         })
     }
 }

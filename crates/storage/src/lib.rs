@@ -28,6 +28,9 @@
 //! - A file with a foreign magic or a newer format version is [`StorageError::Unsupported`].
 //! - A crash at any point of `install_snapshot` recovers either the old snapshot and old
 //!   log, or the new snapshot and an empty log; the [`FileStorage`] docs say how.
+//! - A crash at any point of a background snapshot ([`Storage::begin_snapshot`]) recovers
+//!   either the old snapshot and the whole log, or the new snapshot and the records appended
+//!   after it began.
 //!
 //! A length field is never trusted for an allocation: records are decoded from the bytes
 //! actually read, and no file content makes recovery panic.
@@ -66,6 +69,13 @@ pub enum StorageError {
         offset: u64,
         reason: String,
     },
+    /// The state handed to [`Storage::begin_snapshot`] could not be encoded.
+    #[error("cannot encode a snapshot: {0}")]
+    Encode(String),
+    /// [`Storage::begin_snapshot`] while an earlier snapshot is still being written: a core
+    /// must wait for [`SnapshotProgress::Installed`] (or [`SnapshotProgress::Idle`]) first.
+    #[error("a snapshot is already being written")]
+    SnapshotBusy,
     /// A single record larger than [`MAX_RECORD_BYTES`], refused by `append`.
     #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
     RecordTooLarge { size: usize, limit: usize },
@@ -86,6 +96,24 @@ pub use limits::MAX_RECORD_BYTES;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Encodes a snapshot's bytes. It owns an immutable view of the state (a persistent map's
+/// O(1) clone, say), so it may run on another thread while the core goes on applying, and
+/// its cost is paid off the apply path.
+pub type SnapshotJob = Box<dyn FnOnce() -> std::result::Result<Vec<u8>, String> + Send>;
+
+/// Where the snapshot begun with [`Storage::begin_snapshot`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnapshotProgress {
+    /// No snapshot is being written.
+    Idle,
+    /// The snapshot is being encoded or written; nothing of it is durable yet, and the log
+    /// still holds every record.
+    Writing,
+    /// The snapshot, `bytes` long, is durable and the log now holds only the records
+    /// appended after it began. Reported once; the storage is then idle.
+    Installed { bytes: usize },
+}
+
 /// The durable-state interface every protocol core uses.
 ///
 /// Contract:
@@ -94,7 +122,18 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 ///   Calling it once after many appends is group commit.
 /// - [`install_snapshot`](Storage::install_snapshot) atomically replaces the snapshot and
 ///   empties the log (including unsynced records); it is durable when it returns. Records
-///   appended afterwards belong to the new snapshot.
+///   appended afterwards belong to the new snapshot. It abandons a background snapshot
+///   being written.
+/// - [`begin_snapshot`](Storage::begin_snapshot) starts a *background* snapshot of the state
+///   as of every record appended so far (*the mark*) and returns at once: the encoding and
+///   writing happen off the caller's path (a thread for [`FileStorage`]; at the next
+///   [`poll_snapshot`](Storage::poll_snapshot) for [`MemStorage`], which models that delay).
+///   The core keeps appending meanwhile. Nothing changes durably until
+///   [`poll_snapshot`](Storage::poll_snapshot) reports [`SnapshotProgress::Installed`]: the
+///   new snapshot is then durable, and only then is the log cut to the records appended
+///   after the mark. A crash before that report recovers the old snapshot and the whole log
+///   (or, for [`FileStorage`], possibly the new snapshot and the records after the mark:
+///   the same state). One background snapshot at a time ([`StorageError::SnapshotBusy`]).
 /// - [`recover`](Storage::recover) returns the snapshot and the synced records; records
 ///   appended but not yet synced are not returned (and stay pending). After a crash,
 ///   records that were appended but never synced may or may not survive on disk for
@@ -104,4 +143,18 @@ pub trait Storage {
     fn sync(&mut self) -> Result<()>;
     fn install_snapshot(&mut self, snapshot: &[u8]) -> Result<()>;
     fn recover(&mut self) -> Result<Recovered>;
+
+    /// Starts a background snapshot (see the trait docs). This default does the work
+    /// synchronously, which the contract allows: the snapshot is durable when it returns,
+    /// and nothing was appended after the mark.
+    fn begin_snapshot(&mut self, encode: SnapshotJob) -> Result<SnapshotProgress> {
+        let bytes = encode().map_err(StorageError::Encode)?;
+        self.install_snapshot(&bytes)?;
+        Ok(SnapshotProgress::Installed { bytes: bytes.len() })
+    }
+
+    /// Finishes the background snapshot if its bytes are written (see the trait docs).
+    fn poll_snapshot(&mut self) -> Result<SnapshotProgress> {
+        Ok(SnapshotProgress::Idle)
+    }
 }

@@ -6,11 +6,17 @@
 //! pending tail is gone), what a disk that wrote part of its cache does
 //! ([`crash_keeping`]), and what a replaced disk does ([`wipe`]: everything is gone).
 //!
+//! A background snapshot ([`Storage::begin_snapshot`]) is encoded at once but becomes
+//! durable only at the next [`Storage::poll_snapshot`], so a crash in between (the
+//! simulator's crash in the middle of a snapshot) loses it and keeps the whole log.
+//!
 //! [`crash`]: MemStorage::crash
 //! [`crash_keeping`]: MemStorage::crash_keeping
 //! [`wipe`]: MemStorage::wipe
 
-use crate::{Recovered, Result, Storage, StorageError, MAX_RECORD_BYTES};
+use crate::{
+    Recovered, Result, SnapshotJob, SnapshotProgress, Storage, StorageError, MAX_RECORD_BYTES,
+};
 
 /// Durable state held in memory, with synced and unsynced records kept apart.
 ///
@@ -25,6 +31,9 @@ pub struct MemStorage {
     pending: Vec<Vec<u8>>,
     /// Bytes in `snapshot` plus `synced`, kept up to date so the simulator can poll it cheaply.
     durable_bytes: usize,
+    /// A background snapshot not yet durable: its bytes, and how many records (synced, then
+    /// pending) were appended before it began.
+    writing: Option<(Vec<u8>, usize)>,
 }
 
 impl MemStorage {
@@ -35,6 +44,7 @@ impl MemStorage {
     /// A power loss: every record appended since the last sync is lost.
     pub fn crash(&mut self) {
         self.pending.clear();
+        self.writing = None;
     }
 
     /// A power loss on a disk that had already written the first `keep` pending records
@@ -44,6 +54,7 @@ impl MemStorage {
     pub fn crash_keeping(&mut self, keep: usize) {
         let keep = keep.min(self.pending.len());
         self.pending.truncate(keep);
+        self.writing = None;
         self.make_pending_durable();
     }
 
@@ -60,6 +71,11 @@ impl MemStorage {
     /// Number of records appended but not yet synced.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether a background snapshot has begun and is not durable yet.
+    pub fn snapshot_writing(&self) -> bool {
+        self.writing.is_some()
     }
 
     /// Total durable payload bytes: the snapshot plus every synced record.
@@ -92,6 +108,7 @@ impl Storage for MemStorage {
     }
 
     fn install_snapshot(&mut self, snapshot: &[u8]) -> Result<()> {
+        self.writing = None;
         self.synced.clear();
         self.pending.clear();
         self.snapshot = Some(snapshot.to_vec());
@@ -104,6 +121,30 @@ impl Storage for MemStorage {
             snapshot: self.snapshot.clone(),
             records: self.synced.clone(),
         })
+    }
+
+    fn begin_snapshot(&mut self, encode: SnapshotJob) -> Result<SnapshotProgress> {
+        if self.writing.is_some() {
+            return Err(StorageError::SnapshotBusy);
+        }
+        let bytes = encode().map_err(StorageError::Encode)?;
+        self.writing = Some((bytes, self.synced.len() + self.pending.len()));
+        Ok(SnapshotProgress::Writing)
+    }
+
+    fn poll_snapshot(&mut self) -> Result<SnapshotProgress> {
+        let Some((bytes, mark)) = self.writing.take() else {
+            return Ok(SnapshotProgress::Idle);
+        };
+        // The records before the mark are in the snapshot, synced or not; the rest keep
+        // their state.
+        let from_synced = mark.min(self.synced.len());
+        self.synced.drain(..from_synced);
+        self.pending.drain(..mark - from_synced);
+        let len = bytes.len();
+        self.snapshot = Some(bytes);
+        self.durable_bytes = len + self.synced.iter().map(Vec::len).sum::<usize>();
+        Ok(SnapshotProgress::Installed { bytes: len })
     }
 }
 
@@ -196,6 +237,65 @@ mod tests {
             }
         );
         assert_eq!(s.bytes(), 7);
+    }
+
+    fn job(bytes: &'static [u8]) -> SnapshotJob {
+        Box::new(move || Ok(bytes.to_vec()))
+    }
+
+    #[test]
+    fn a_background_snapshot_keeps_the_records_after_its_mark() {
+        let mut s = MemStorage::new();
+        s.append(b"a").unwrap();
+        s.sync().unwrap();
+        s.append(b"b").unwrap();
+        assert_eq!(
+            s.begin_snapshot(job(b"ab")).unwrap(),
+            SnapshotProgress::Writing
+        );
+        assert!(matches!(
+            s.begin_snapshot(job(b"x")),
+            Err(StorageError::SnapshotBusy)
+        ));
+        s.append(b"c").unwrap();
+        s.sync().unwrap();
+        s.append(b"d").unwrap();
+        assert_eq!(s.recover().unwrap().records, recs(&["a", "b", "c"]));
+        assert_eq!(
+            s.poll_snapshot().unwrap(),
+            SnapshotProgress::Installed { bytes: 2 }
+        );
+        assert_eq!(s.poll_snapshot().unwrap(), SnapshotProgress::Idle);
+        assert_eq!((s.synced_len(), s.pending_len(), s.bytes()), (1, 1, 3));
+        s.crash();
+        assert_eq!(
+            s.recover().unwrap(),
+            Recovered {
+                snapshot: Some(b"ab".to_vec()),
+                records: recs(&["c"]),
+            }
+        );
+    }
+
+    #[test]
+    fn a_crash_before_the_snapshot_is_durable_keeps_the_old_snapshot_and_the_whole_log() {
+        let mut s = MemStorage::new();
+        s.install_snapshot(b"old").unwrap();
+        s.append(b"a").unwrap();
+        s.sync().unwrap();
+        s.begin_snapshot(job(b"new")).unwrap();
+        s.append(b"b").unwrap();
+        s.sync().unwrap();
+        s.crash();
+        assert!(!s.snapshot_writing());
+        assert_eq!(s.poll_snapshot().unwrap(), SnapshotProgress::Idle);
+        assert_eq!(
+            s.recover().unwrap(),
+            Recovered {
+                snapshot: Some(b"old".to_vec()),
+                records: recs(&["a", "b"]),
+            }
+        );
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// gets, so gets find values).
     #[arg(long, default_value_t = 1000)]
     keys: u64,
+    /// Fill the store with this many distinct keys (of --value-size bytes each) before
+    /// measuring, and pick the measured operations' keys among them (instead of --keys), so
+    /// throughput and latency are measured at a state of N * --value-size bytes.
+    #[arg(long, conflicts_with = "keys")]
+    preload: Option<u64>,
     /// Fraction of operations that are gets, 0 to 1 (the rest are puts).
     #[arg(long, default_value_t = 0.5)]
     read_ratio: f64,
@@ -118,7 +123,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         clients: args.clients,
         key_size: args.key_size,
         value_size: args.value_size,
-        keys: args.keys,
+        keys: args.preload.unwrap_or(args.keys),
+        preload: args.preload.is_some(),
         read_ratio: args.read_ratio,
         limit: args.ops.map_or(Limit::Duration(args.duration), Limit::Ops),
         warmup: args.warmup,

@@ -41,6 +41,12 @@ pub enum KvCommand {
         start: StartArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Bytes of keys and values the store may hold; a SET or APPEND that would pass it is
+        /// refused ("-OOM command not allowed when used memory > 'maxmemory'.") and Gets are
+        /// still served. A replica needs about 3 bytes of memory per byte of state
+        /// (docs/running.md, "Memory"). Give every replica the same one. [default: no limit]
+        #[arg(long, env = "SYNOD_MAX_MEMORY")]
+        max_memory: Option<u64>,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -89,7 +95,8 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 resp,
                 start,
                 limits,
-            } => serve(id, peers, data, resp, start, limits).await,
+                max_memory,
+            } => serve(id, peers, data, resp, start, limits, max_memory).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
             KvCommand::Put { target, key, value } => {
                 request(target, KvOp::Put { key, value }).await
@@ -108,6 +115,7 @@ async fn serve(
     resp: Option<SocketAddr>,
     start: StartArgs,
     limit_args: LimitArgs,
+    max_memory: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;
@@ -133,7 +141,9 @@ async fn serve(
         .filter(|(&peer, _)| peer != ids[id])
         .map(|(&peer, &addr)| (peer, addr))
         .collect();
-    let replica = KvReplica::new(ids.clone(), id, paxos).with_limits(limits);
+    let replica = KvReplica::new(ids.clone(), id, paxos)
+        .with_limits(limits)
+        .with_max_memory(max_memory);
     let front = resp_front::spawn(resp, resp_limits, || {
         Ok(KvClient::connect(peers.iter().map(ToString::to_string))?.with_limits(limits))
     })
@@ -164,6 +174,10 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
         KvReply::Written { len } => println!("{len}"),
         KvReply::SessionExpired => bail!("session expired; the operation was not applied"),
         KvReply::TooLarge(refused) => bail!("{refused}; the operation was not applied"),
+        KvReply::OutOfMemory { used, limit } => bail!(
+            "out of memory: the store holds {used} bytes, --max-memory is {limit}; \
+             the operation was not applied"
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

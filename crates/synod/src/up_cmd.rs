@@ -56,7 +56,9 @@ pub struct UpArgs {
     /// Number of Paxos KV replicas.
     #[arg(long, default_value_t = 3, conflicts_with_all = ["pb", "sharded"])]
     replicas: usize,
-    /// Seconds to wait for the cluster to accept a write before giving up.
+    /// Seconds to wait for the cluster to accept a write before giving up, on top of the
+    /// time the replicas may need to load the data already in DIR (one second per
+    /// 20 MB held). The wait is reported every 10 seconds.
     #[arg(long, default_value_t = 60.0)]
     ready_timeout: f64,
     /// Largest value a client may store, in bytes: passed to every server that stores values
@@ -123,7 +125,14 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
         supervisors.spawn(child::supervise(index, spec.clone(), ctx.clone()));
     }
     drop(ctx);
-    let deadline = Instant::now() + Duration::from_secs_f64(args.ready_timeout);
+    let loading = loading_allowance(&args.dir);
+    if !loading.is_zero() {
+        eprintln!(
+            "loading existing data: waiting up to {}s more for the cluster to be ready",
+            loading.as_secs()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(args.ready_timeout) + loading;
 
     let outcome = tokio::select! {
         () = &mut shutdown => Ok(ExitCode::SUCCESS),
@@ -137,6 +146,33 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     while supervisors.join_next().await.is_some() {}
     tracing::info!("every child stopped");
     outcome
+}
+
+/// Bytes a replica is assumed to load per second at the least when it restarts on its data
+/// (reading and decoding its snapshot and replaying its log; docs/bench.md measures it).
+const LOAD_BYTES_PER_SEC: u64 = 20_000_000;
+
+/// Time the replicas may need to load what `dir` holds: its replicas' snapshots and logs
+/// are loaded in parallel, so the largest directory sets it.
+fn loading_allowance(dir: &std::path::Path) -> Duration {
+    let size = |path: &std::path::Path| -> u64 {
+        std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    };
+    let largest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| size(&entry.path()))
+        .max()
+        .unwrap_or(0);
+    Duration::from_secs(largest / LOAD_BYTES_PER_SEC)
 }
 
 /// Waits for every child to listen, prints their lines, then probes and prints `ready`.

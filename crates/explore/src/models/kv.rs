@@ -176,7 +176,7 @@ impl Model for KvModel {
             KvReply::Written { .. } => String::new(),
             // The client learns nothing: the operation stays of unknown outcome (a value
             // too large is refused before anything is proposed; the model sends none).
-            KvReply::SessionExpired | KvReply::TooLarge(_) => return,
+            KvReply::SessionExpired | KvReply::TooLarge(_) | KvReply::OutOfMemory { .. } => return,
         };
         world.ghost.history.returned(client, seq, output);
     }

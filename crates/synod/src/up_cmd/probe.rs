@@ -15,11 +15,24 @@ pub const PROBE_KEY: &str = "synod:up:ready";
 /// Longest single attempt; the fronts themselves give up on an operation after 10 s.
 const ATTEMPT: Duration = Duration::from_secs(12);
 
+/// How often a wait that has not succeeded yet is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// Writes [`PROBE_KEY`] and reads it back through one of `fronts` after another until that
 /// works, or fails at `deadline` with the last problem.
 pub async fn write_and_read(fronts: &[SocketAddr], deadline: Instant) -> anyhow::Result<()> {
     let mut last = None;
+    let started = Instant::now();
+    let mut report_at = started + REPORT_EVERY;
     for front in fronts.iter().cycle() {
+        if Instant::now() >= report_at {
+            report_at += REPORT_EVERY;
+            eprintln!(
+                "still waiting for the cluster to accept a write ({}s; last problem: {})",
+                started.elapsed().as_secs(),
+                last.as_deref().unwrap_or("none")
+            );
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || fronts.is_empty() {
             break;
