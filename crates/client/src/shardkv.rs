@@ -285,6 +285,9 @@ impl ShardKvClient {
                     .await
                 {
                     Some(ShardReply::SessionExpired) => return Err(ClientError::SessionExpired),
+                    // The session is dropped with it: a refusal at the edge is not recorded in
+                    // the shard's session table, which must see a session's first command.
+                    Some(ShardReply::TooLarge { refused, .. }) => return Err(refused.into()),
                     Some(ShardReply::WrongGroup { .. }) | None => {}
                     Some(answer) => {
                         if let Ok(mut idle) = self.idle.lock() {
