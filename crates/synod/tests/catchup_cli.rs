@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use support::resp::{Reply, Resp};
 use support::{
-    applied, free_ports, kv_replica_args, loopback_list, start_kv_replica, stderr, stdout,
-    Server,
+    applied, free_ports, kv_replica_args, loopback_list, start_kv_replica, stderr, stdout, Server,
 };
 
 const VALUE_BYTES: usize = 1000;
@@ -44,7 +43,8 @@ fn value(n: usize) -> String {
 /// SETs keys `range` through `front`, `PIPELINE` at a time; every one must be acknowledged.
 fn load(front: &str, range: std::ops::Range<usize>) {
     let mut conn = TcpStream::connect(front).expect("connecting to a RESP front");
-    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let ids: Vec<usize> = range.collect();
     for batch in ids.chunks(PIPELINE) {
         let mut out = Vec::with_capacity(batch.len() * (VALUE_BYTES + 64));
