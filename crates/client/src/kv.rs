@@ -12,12 +12,9 @@ use synod_kvpaxos::{KvMsg, KvOp, KvReply};
 use synod_net::limits::Limits;
 use synod_net::Client;
 
+use crate::attempt::attempt_wait;
 use crate::error::server_list;
 use crate::ClientError;
-
-/// How long one attempt on one replica may take before trying the next: a replica in a
-/// minority, or stopped, never answers.
-const ATTEMPT: Duration = Duration::from_millis(800);
 
 /// How long an operation keeps retrying by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,6 +121,7 @@ impl KvClient {
         session.seq += 1;
         let deadline = Instant::now() + self.timeout;
         let mut server = session.conn.as_ref().map_or(0, |(i, _)| *i);
+        let wait = attempt_wait(&op);
         let msg = KvMsg::Request {
             client: session.client,
             seq: session.seq,
@@ -131,7 +129,7 @@ impl KvClient {
         };
         while Instant::now() < deadline {
             let left = deadline.saturating_duration_since(Instant::now());
-            match attempt(&mut session, &self.servers, server, &msg, ATTEMPT.min(left)).await {
+            match attempt(&mut session, &self.servers, server, &msg, wait.min(left)).await {
                 Some(KvReply::SessionExpired) => return Err(ClientError::SessionExpired),
                 // The session is dropped with it: a refusal at the edge is not recorded in the
                 // server's session table, which must see a session's first command.

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 mod error;
 mod kv;
 mod pb;

@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use synod_net::limits::TooLarge;
 use synod_net::{Client, NetError};
 use synod_pbservice::{Clerk, Msg, Op, Outgoing, Step, Target, RETRY_INTERVAL};
 use tokio::time::Instant;
@@ -136,7 +137,7 @@ impl Session {
         let mut out = self.clerk.start(op);
         loop {
             match self.exchange(out, deadline).await {
-                Ok(value) => return Ok(value),
+                Ok(answer) => return answer.map_err(ClientError::from),
                 Err(Some(e)) => problem = Some(e),
                 Err(None) => {}
             }
@@ -153,19 +154,21 @@ impl Session {
         }
     }
 
-    /// Sends `out` and feeds answers to the clerk until it completes, or until a retry
+    /// Sends `out` and feeds answers to the clerk until it completes (with the value or a
+    /// refusal for its size), or until a retry
     /// interval passes without anything useful (`Err(None)`) or a connection fails
     /// (`Err(Some(why))`, after waiting out the interval so a dead server is not hammered).
     async fn exchange(
         &mut self,
         mut out: Outgoing,
         deadline: Instant,
-    ) -> Result<String, Option<String>> {
+    ) -> Result<Result<String, TooLarge>, Option<String>> {
         loop {
             let retry_at = (Instant::now() + RETRY_INTERVAL).min(deadline);
             let result = self.send_and_wait(&out, retry_at).await;
             match result {
-                Ok(Step::Done(value)) => return Ok(value),
+                Ok(Step::Done(value)) => return Ok(Ok(value)),
+                Ok(Step::Refused(refused)) => return Ok(Err(refused)),
                 Ok(Step::Send(next)) => out = next,
                 Ok(Step::Wait) => return Err(None),
                 Err(why) => {

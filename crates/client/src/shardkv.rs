@@ -25,12 +25,10 @@ use synod_shardctl::{Config, CtlOp, CtlReply};
 use synod_shardkv::{Numbering, ShardMsg, ShardReply};
 use tokio::time::Instant;
 
+use crate::attempt::{attempt_wait, SMALL_REQUEST_WAIT};
 use crate::error::server_list;
 use crate::resp::backend_error;
 use crate::ClientError;
-
-/// How long one attempt on one server may take before trying the next.
-const ATTEMPT: Duration = Duration::from_millis(800);
 
 /// Pause before retrying when the controller has nothing newer (a shard in transit: its new
 /// owner answers `WrongGroup` until the data arrives), so clients do not flood the
@@ -142,7 +140,15 @@ impl CtlClient {
         };
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             let addr = &self.servers[self.server];
-            match attempt(&mut self.conn, addr, &msg, ATTEMPT.min(left), wanted).await {
+            match attempt(
+                &mut self.conn,
+                addr,
+                &msg,
+                SMALL_REQUEST_WAIT.min(left),
+                wanted,
+            )
+            .await
+            {
                 Some(CtlReply::SessionExpired) => {
                     self.new_session();
                     return Err(ClientError::SessionExpired);
@@ -279,6 +285,9 @@ impl ShardKvClient {
                     .await
                 {
                     Some(ShardReply::SessionExpired) => return Err(ClientError::SessionExpired),
+                    // The session is dropped with it: a refusal at the edge is not recorded in
+                    // the shard's session table, which must see a session's first command.
+                    Some(ShardReply::TooLarge { refused, .. }) => return Err(refused.into()),
                     Some(ShardReply::WrongGroup { .. }) | None => {}
                     Some(answer) => {
                         if let Ok(mut idle) = self.idle.lock() {
@@ -330,7 +339,7 @@ impl ShardKvClient {
         for i in 0..servers.len() {
             let left = deadline.checked_duration_since(Instant::now())?;
             let addr = &servers[(first + i) % servers.len()];
-            let limit = ATTEMPT.min(left);
+            let limit = attempt_wait(op).min(left);
             if let Some(reply) = attempt(&mut session.conn, addr, &msg, limit, wanted).await {
                 return Some(reply);
             }

@@ -19,6 +19,16 @@ pub enum MrError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "input file {} has a line at offset {offset} longer than {limit} bytes, the most a map task \
+         holds at once (half its memory budget; raise --memory-mb)",
+        path.display()
+    )]
+    LineTooLong {
+        path: PathBuf,
+        offset: u64,
+        limit: usize,
+    },
     #[error("output directory {} is not empty (use --force to replace its part files)", .0.display())]
     OutputNotEmpty(PathBuf),
     #[error("invalid job: {0}")]

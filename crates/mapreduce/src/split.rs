@@ -181,8 +181,13 @@ pub fn plan_splits(inputs: &[InputFile], maps: u32, line_numbers: bool) -> Resul
     Ok(splits)
 }
 
-/// Reads `piece` in chunks of whole lines of about `chunk` bytes (longer if a single line
-/// is), calling `f(contents, first_line)` for each.
+/// Reads `piece` in chunks of whole lines of at most `chunk` bytes, calling
+/// `f(contents, first_line)` for each.
+///
+/// The buffer never holds more than `chunk` bytes, so a task's input costs a fixed part of its
+/// memory budget whatever the input looks like. A line longer than `chunk` cannot be handed
+/// to the application whole within that, so it is refused with [`MrError::LineTooLong`]
+/// naming the file, the line's offset and the limit, rather than buffered at any size.
 pub fn for_each_chunk(
     file: &InputFile,
     piece: &Piece,
@@ -199,11 +204,18 @@ pub fn for_each_chunk(
     let mut input = input.take(expected);
     let mut line = piece.first_line;
     let mut got = 0u64;
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
+    let chunk = chunk.max(1);
+    // Never allocate more than is left to read: splits are often small.
+    let mut buf: Vec<u8> = Vec::with_capacity((chunk as u64).min(expected) as usize);
     loop {
         let old = buf.len();
-        // Never allocate more than is left to read: splits are often small.
-        let want = (chunk.max(1) as u64).min(expected - got) as usize;
+        // The unfinished line carried over plus what is read stays within `chunk`; a carried
+        // line that fills it alone was refused below, so there is always room.
+        assert!(
+            old < chunk,
+            "a line of {old} bytes was carried over a {chunk}-byte chunk"
+        );
+        let want = ((chunk - old) as u64).min(expected - got) as usize;
         buf.resize(old + want, 0);
         let n = read_full(&mut input, &mut buf[old..]).map_err(err)?;
         buf.truncate(old + n);
@@ -214,6 +226,13 @@ pub fn for_each_chunk(
         } else {
             memchr::memrchr(b'\n', &buf).map(|i| i + 1)
         };
+        if cut.is_none() && buf.len() == chunk {
+            return Err(MrError::LineTooLong {
+                path: file.path.clone(),
+                offset: piece.start + got - buf.len() as u64,
+                limit: chunk,
+            });
+        }
         if let Some(cut) = cut.filter(|&c| c > 0) {
             f(&buf[..cut], line)?;
             if let Some(l) = line.as_mut() {
@@ -311,6 +330,37 @@ mod tests {
             plan_splits(&inputs, 0, false),
             Err(MrError::InvalidJob(_))
         ));
+    }
+
+    #[test]
+    fn a_line_longer_than_the_chunk_is_refused_with_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(100);
+        let text = format!("short\n{long}\nend\n");
+        let inputs = vec![input(dir.path(), "a", &text)];
+        let piece = &plan_splits(&inputs, 1, false).unwrap()[0].pieces[0];
+        // Lines up to the chunk size pass, in chunks that never exceed it.
+        let mut seen = Vec::new();
+        for_each_chunk(&inputs[0], piece, 101, |c, _| {
+            assert!(c.len() <= 101);
+            seen.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, text.as_bytes());
+        let err = for_each_chunk(&inputs[0], piece, 100, |_, _| Ok(())).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MrError::LineTooLong {
+                    offset: 6,
+                    limit: 100,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("offset 6"), "{err}");
     }
 
     #[test]

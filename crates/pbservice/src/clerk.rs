@@ -11,6 +11,8 @@ use std::time::Duration;
 use synod_node::NodeId;
 use synod_viewservice::{ViewMsg, PING_INTERVAL};
 
+use synod_node::limits::TooLarge;
+
 use crate::{Msg, Op, PbError, PbMsg, Request};
 
 /// How long the driver waits for an answer before calling [`Clerk::on_timeout`]. After a
@@ -43,6 +45,8 @@ pub enum Step {
     Send(Outgoing),
     /// The operation completed: the value for a Get, empty for a write.
     Done(String),
+    /// The operation was refused for its size; nothing of it was applied.
+    Refused(TooLarge),
     /// Nothing to do until the next message or the timeout.
     Wait,
 }
@@ -118,6 +122,10 @@ impl Clerk {
                 Err(PbError::WrongServer) => {
                     self.primary = None;
                     Step::Wait
+                }
+                Err(PbError::TooLarge(refused)) => {
+                    self.current = None;
+                    Step::Refused(refused)
                 }
             },
             Msg::View(ViewMsg::Reply(reply)) if self.primary.is_none() => {

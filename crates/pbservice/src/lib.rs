@@ -29,6 +29,7 @@ pub use store::Store;
 pub use synod_viewservice::{View, ViewMsg, ViewReply};
 
 use serde::{Deserialize, Serialize};
+use synod_node::limits::{Limits, TooLarge};
 use thiserror::Error;
 
 /// Every message of a primary/backup cluster: the view service's and the KV service's.
@@ -45,6 +46,16 @@ pub enum Op {
 impl Op {
     pub fn is_get(&self) -> bool {
         matches!(self, Op::Get { .. })
+    }
+
+    /// Refuses a key or value above `limits` (a Get's key too: it travels like any other).
+    pub fn check_size(&self, limits: &Limits) -> Result<(), TooLarge> {
+        match self {
+            Op::Get { key } => limits.check(key.len(), 0),
+            Op::Put { key, value } | Op::Append { key, value } => {
+                limits.check(key.len(), value.len())
+            }
+        }
     }
 }
 
@@ -63,6 +74,10 @@ pub enum PbError {
     /// This server is not the primary of the current view (as far as it knows).
     #[error("not the primary")]
     WrongServer,
+    /// A key or value above the primary's `--max-value-bytes`, or an Append that would grow a
+    /// value past [`synod_node::limits::MAX_VALUE_CEILING`]; nothing was applied.
+    #[error("{0}; the operation was not applied")]
+    TooLarge(TooLarge),
 }
 
 /// What a backup tells the primary.

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use synod_node::limits::Limits;
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_viewservice::{View, ViewMsg, ViewReply, PING_INTERVAL};
 
@@ -53,6 +54,8 @@ pub struct PbServer {
     queue: VecDeque<(NodeId, Request)>,
     inflight: Option<(NodeId, Request)>,
     stats: PbStats,
+    /// Requests with a key or value above these are refused before they are queued.
+    limits: Limits,
 }
 
 impl PbServer {
@@ -70,7 +73,14 @@ impl PbServer {
             queue: VecDeque::new(),
             inflight: None,
             stats: PbStats::default(),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same server, refusing keys and values above `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The latest view this server knows.
@@ -173,13 +183,15 @@ impl PbServer {
         }
     }
 
-    fn answer(&mut self, ctx: &mut dyn Context<Msg>, client: NodeId, seq: u64, value: String) {
+    fn answer(
+        &mut self,
+        ctx: &mut dyn Context<Msg>,
+        client: NodeId,
+        seq: u64,
+        result: Result<String, PbError>,
+    ) {
         self.stats.served += 1;
-        let reply = PbMsg::Reply {
-            seq,
-            result: Ok(value),
-        };
-        ctx.send(client, Msg::Service(reply));
+        ctx.send(client, Msg::Service(PbMsg::Reply { seq, result }));
     }
 
     fn on_request(&mut self, ctx: &mut dyn Context<Msg>, from: NodeId, request: Request) {
@@ -191,9 +203,13 @@ impl PbServer {
             };
             return ctx.send(from, Msg::Service(reply));
         }
+        if let Err(refused) = request.op.check_size(&self.limits) {
+            // Refused whole, before it is queued or forwarded: nothing of it is applied.
+            return self.answer(ctx, from, request.seq, Err(PbError::TooLarge(refused)));
+        }
         if self.store.is_duplicate(&request) {
             // Applied (and confirmed by the backup of its time) already; the reply was lost.
-            return self.answer(ctx, from, request.seq, String::new());
+            return self.answer(ctx, from, request.seq, Ok(String::new()));
         }
         // A retry of a waiting request only updates where to answer (a TCP client may have
         // reconnected under a new id).
@@ -324,7 +340,8 @@ impl PbServer {
             BackupAnswer::NeedState
         } else {
             if index == self.applied + 1 {
-                self.store.apply(&request);
+                // A refusal changes nothing here as on the primary, which tells the client.
+                let _refusal_told_by_primary = self.store.apply(&request);
                 self.applied += 1;
             }
             BackupAnswer::Applied { index }

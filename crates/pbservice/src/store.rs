@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synod_node::limits::{TooLarge, MAX_VALUE_CEILING};
 
-use crate::{Op, Request};
+use crate::{Op, PbError, Request};
 
 /// Keys, values, and per client the last sequence number applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -32,20 +33,32 @@ impl Store {
     }
 
     /// Applies `request` (a retried write is not applied again) and returns what the client
-    /// is told: the value for a Get, empty for a write.
-    pub fn apply(&mut self, request: &Request) -> String {
+    /// is told: the value for a Get, empty for a write, or the refusal of an Append that would
+    /// grow a value past the ceiling. The ceiling, not a server's configured limit, so primary
+    /// and backup decide alike; a refused Append changes nothing, not even the client's
+    /// sequence number, so its retry is refused again rather than reported done.
+    pub fn apply(&mut self, request: &Request) -> Result<String, PbError> {
         if self.is_duplicate(request) {
-            return String::new();
+            return Ok(String::new());
         }
         match &request.op {
-            Op::Get { key } => return self.get(key).to_owned(),
+            Op::Get { key } => return Ok(self.get(key).to_owned()),
             Op::Put { key, value } => {
                 self.data.insert(key.clone(), value.clone());
             }
-            Op::Append { key, value } => self.data.entry(key.clone()).or_default().push_str(value),
+            Op::Append { key, value } => {
+                let len = self.get(key).len() + value.len();
+                if len > MAX_VALUE_CEILING {
+                    return Err(PbError::TooLarge(TooLarge::Value {
+                        size: len as u64,
+                        limit: MAX_VALUE_CEILING as u64,
+                    }));
+                }
+                self.data.entry(key.clone()).or_default().push_str(value);
+            }
         }
         self.last_seq.insert(request.client, request.seq);
-        String::new()
+        Ok(String::new())
     }
 
     /// Number of keys.
@@ -73,15 +86,40 @@ mod tests {
             key: "k".into(),
             value: v.into(),
         };
-        s.apply(&req(1, 1, append("a")));
-        s.apply(&req(1, 1, append("a")));
-        s.apply(&req(2, 1, append("b")));
-        s.apply(&req(1, 2, append("c")));
-        s.apply(&req(1, 1, append("a")));
+        s.apply(&req(1, 1, append("a"))).unwrap();
+        s.apply(&req(1, 1, append("a"))).unwrap();
+        s.apply(&req(2, 1, append("b"))).unwrap();
+        s.apply(&req(1, 2, append("c"))).unwrap();
+        s.apply(&req(1, 1, append("a"))).unwrap();
         assert_eq!(s.get("k"), "abc");
         let get = req(3, 1, Op::Get { key: "k".into() });
-        assert_eq!(s.apply(&get), "abc");
-        assert_eq!(s.apply(&get), "abc", "gets are never filtered");
+        assert_eq!(s.apply(&get), Ok("abc".into()));
+        assert_eq!(s.apply(&get), Ok("abc".into()), "gets are never filtered");
         assert_eq!(s.get("missing"), "");
+    }
+
+    #[test]
+    fn an_append_past_the_ceiling_is_refused_and_changes_nothing() {
+        let mut s = Store::default();
+        let almost = "a".repeat(MAX_VALUE_CEILING - 1);
+        let put = Op::Put {
+            key: "k".into(),
+            value: almost,
+        };
+        s.apply(&req(1, 1, put)).unwrap();
+        let append = |v: &str| Op::Append {
+            key: "k".into(),
+            value: v.into(),
+        };
+        let refused = PbError::TooLarge(TooLarge::Value {
+            size: MAX_VALUE_CEILING as u64 + 1,
+            limit: MAX_VALUE_CEILING as u64,
+        });
+        assert_eq!(s.apply(&req(1, 2, append("bc"))), Err(refused));
+        // Its retry is refused again, not taken for done.
+        assert_eq!(s.apply(&req(1, 2, append("bc"))), Err(refused));
+        assert_eq!(s.get("k").len(), MAX_VALUE_CEILING - 1);
+        assert_eq!(s.apply(&req(1, 2, append("b"))), Ok(String::new()));
+        assert_eq!(s.get("k").len(), MAX_VALUE_CEILING);
     }
 }

@@ -55,6 +55,12 @@ pub enum ShardReply {
     WrongGroup { shard: usize },
     /// The client's session for this shard was evicted; nothing was applied.
     SessionExpired,
+    /// A key or value above the server's `--max-value-bytes`, or an Append that would grow a
+    /// value past [`synod_node::limits::MAX_VALUE_CEILING`]; nothing was applied.
+    TooLarge {
+        shard: usize,
+        refused: synod_node::limits::TooLarge,
+    },
 }
 
 /// Messages within one group, and between a group and its clients.

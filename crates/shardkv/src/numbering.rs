@@ -43,7 +43,8 @@ impl ShardReply {
         match self {
             ShardReply::Value { shard, .. }
             | ShardReply::Written { shard, .. }
-            | ShardReply::WrongGroup { shard } => Some(*shard),
+            | ShardReply::WrongGroup { shard }
+            | ShardReply::TooLarge { shard, .. } => Some(*shard),
             ShardReply::SessionExpired => None,
         }
     }

@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use synod_node::limits::Limits;
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_paxos::PaxosConfig;
 use synod_rsm::{Rsm, RsmMsg, Wrap};
 use synod_shardctl::{controller, Config, Controller, CtlMsg, CtlOp, CtlReply, Gid};
 
 use crate::state::{GroupOp, GroupState};
-use crate::{GroupMsg, ShardMsg};
+use crate::{GroupMsg, ShardMsg, ShardReply};
 
 /// How often a group polls the controller and pushes the shards it owes.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -65,6 +66,8 @@ pub struct GroupServer {
     /// evicted.
     ctl_answered: bool,
     polls: usize,
+    /// Client requests with a key or value above these are refused before they are proposed.
+    limits: Limits,
 }
 
 impl GroupServer {
@@ -87,7 +90,14 @@ impl GroupServer {
             ctl_seq: 0,
             ctl_answered: true,
             polls: 0,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same server, refusing keys and values above `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn state(&self) -> &GroupState {
@@ -196,6 +206,17 @@ impl Node for GroupServer {
             ShardMsg::StatusQuery => {
                 self.rsm
                     .on_message(&mut Wrap::new(ctx, from_group), from, RsmMsg::StatusQuery)
+            }
+            ShardMsg::Group(RsmMsg::Request { seq, op, .. })
+                if op.check_size(&self.limits).is_err() =>
+            {
+                // Refused whole, before it is proposed: nothing of it is ever applied.
+                let refused = op
+                    .check_size(&self.limits)
+                    .expect_err("checked by the guard");
+                let shard = self.rsm.machine().shard_of(&op);
+                let reply = ShardReply::TooLarge { shard, refused };
+                ctx.send(from, ShardMsg::Group(RsmMsg::Reply { seq, reply }));
             }
             ShardMsg::Group(m) => self
                 .rsm

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use synod_kvpaxos::KvOp;
+use synod_node::limits::{self, TooLarge};
 use synod_rsm::{Sessions, StateMachine};
 use synod_shardctl::{Config, Gid};
 
@@ -68,7 +69,8 @@ impl GroupState {
         }
     }
 
-    fn shard_of(&self, op: &KvOp) -> usize {
+    /// The shard `op`'s key belongs to, in the configuration this state has reached.
+    pub fn shard_of(&self, op: &KvOp) -> usize {
         key2shard(key_of(op), self.config.shards.len())
     }
 
@@ -133,11 +135,20 @@ impl StateMachine for GroupState {
                 }
             }
             KvOp::Append { key, value } => {
-                let entry = s.data.entry(key.clone()).or_default();
-                entry.push_str(value);
+                // The ceiling, not a server's configured limit: every replica must decide
+                // alike, whatever its flags.
+                let len = s.data.get(key).map_or(0, String::len) + value.len();
+                if len > limits::MAX_VALUE_CEILING {
+                    let refused = TooLarge::Value {
+                        size: len as u64,
+                        limit: limits::MAX_VALUE_CEILING as u64,
+                    };
+                    return ShardReply::TooLarge { shard, refused };
+                }
+                s.data.entry(key.clone()).or_default().push_str(value);
                 ShardReply::Written {
                     shard,
-                    len: entry.len() as u64,
+                    len: len as u64,
                 }
             }
         }
@@ -179,5 +190,38 @@ impl StateMachine for GroupState {
         for o in self.outgoing.values_mut() {
             o.shard.sessions.reindex();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_past_the_ceiling_is_refused_and_changes_nothing() {
+        let mut state = GroupState::new(100, 10);
+        let append = |value: &str| KvOp::Append {
+            key: "k".into(),
+            value: value.into(),
+        };
+        let shard = state.shard_of(&append(""));
+        state.shards.insert(shard, Shard::default());
+        let almost = "a".repeat(limits::MAX_VALUE_CEILING - 1);
+        state.apply(1, &append(&almost));
+        let refused = TooLarge::Value {
+            size: limits::MAX_VALUE_CEILING as u64 + 1,
+            limit: limits::MAX_VALUE_CEILING as u64,
+        };
+        assert_eq!(
+            state.apply(2, &append("bc")),
+            ShardReply::TooLarge { shard, refused }
+        );
+        assert_eq!(
+            state.apply(3, &append("b")),
+            ShardReply::Written {
+                shard,
+                len: limits::MAX_VALUE_CEILING as u64
+            }
+        );
     }
 }

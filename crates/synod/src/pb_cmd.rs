@@ -162,9 +162,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(id = args.id, %advertised, view = %args.view, "pb server serving");
 
     let mut config = NodeConfig::new(NodeId(args.id), listener);
-    config.net.max_frame = args.limits.limits()?.max_frame();
+    let limits = args.limits.limits()?;
+    config.net.max_frame = limits.max_frame();
     config.peers.insert(VIEW_SERVICE_ID, view);
-    let node = PbServer::new(VIEW_SERVICE_ID, advertised.to_string());
+    let node = PbServer::new(VIEW_SERVICE_ID, advertised.to_string()).with_limits(limits);
     let kv = run_node(
         node,
         config,

@@ -154,7 +154,8 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .with_context(|| format!("listening on {listen}"))?;
     let me = server_id(r.gid, r.id);
     let mut config = NodeConfig::new(me, listener);
-    config.net.max_frame = r.limits.limits()?.max_frame();
+    let limits = r.limits.limits()?;
+    config.net.max_frame = limits.max_frame();
     // Its own group and the controllers; other groups' servers are learned from
     // configurations while running (the core calls `add_peer`).
     let group = r
@@ -167,7 +168,8 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .filter(|&(peer, _)| peer != me)
         .collect();
     let addrs = r.peers.iter().map(ToString::to_string).collect();
-    let node = GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos);
+    let node =
+        GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos).with_limits(limits);
     let front = resp_front::spawn(resp, r.limits.resp()?, || {
         Ok(ShardKvClient::connect(
             r.ctl.iter().map(ToString::to_string),
@@ -194,6 +196,7 @@ async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {
     match client.call(op).await? {
         ShardReply::Value { value, .. } => println!("{value}"),
         ShardReply::Written { len, .. } => println!("{len}"),
+        ShardReply::TooLarge { refused, .. } => bail!("{refused}; the operation was not applied"),
         other => bail!("unexpected answer {other:?}"),
     }
     Ok(ExitCode::SUCCESS)

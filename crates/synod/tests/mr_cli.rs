@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{path, run, stderr, synod};
+use support::{path, run, run_measuring_peak_rss, stderr, synod};
 
 /// About 13 MB of words from a fixed vocabulary, the same every time.
 fn write_corpus(p: &Path, lines: usize) {
@@ -351,4 +351,83 @@ fn bad_input_gets_a_clear_error_and_no_output() {
         std::fs::read_to_string(out.join("part-00000")).unwrap(),
         "x\t1\n"
     );
+}
+
+/// Writes one line of `bytes` bytes (the words `ab`, and a newline at the end), in 1 MiB writes.
+fn write_single_line(p: &Path, bytes: usize) {
+    let block = "ab ".repeat((1 << 20) / 3);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(p).unwrap());
+    let mut left = bytes - 1;
+    while left > 0 {
+        let n = left.min(block.len());
+        out.write_all(&block.as_bytes()[..n]).unwrap();
+        left -= n;
+    }
+    out.write_all(b"\n").unwrap();
+}
+
+/// Runs `synod mr run --sequential --app wc` with a 64 MiB per-task budget over `input`,
+/// returning the exit code, stderr and peak RSS in MiB.
+fn word_count_measured(dir: &Path, input: &Path, output: &Path) -> (Option<i32>, String, u64) {
+    let log = dir.join("stderr.log");
+    let mut cmd = synod();
+    cmd.args([
+        "mr",
+        "run",
+        "--sequential",
+        "--app",
+        "wc",
+        "--memory-mb",
+        "64",
+    ])
+    .args(["--output", path(output), path(input)])
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap());
+    let (code, peak_kib) = run_measuring_peak_rss(cmd);
+    (code, std::fs::read_to_string(&log).unwrap(), peak_kib >> 10)
+}
+
+/// What a map task may hold beyond its 64 MiB budget: the process itself (runtime, code,
+/// allocator slack), measured at about 10 MiB for a tiny job, with room to spare.
+const PROCESS_OVERHEAD_MIB: u64 = 32;
+const BUDGET_MIB: u64 = 64;
+
+#[test]
+fn a_long_line_keeps_the_memory_budget_or_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A line of 24 MiB fits the map task's input half of the budget: it is counted whole.
+    let fits = dir.path().join("fits.txt");
+    write_single_line(&fits, 24 << 20);
+    let out = dir.path().join("out-fits");
+    let (code, err, peak) = word_count_measured(dir.path(), &fits, &out);
+    assert_eq!(code, Some(0), "{err}");
+    let counted: String = parts(&out)
+        .into_iter()
+        .map(|(_, t)| String::from_utf8(t).unwrap())
+        .collect();
+    assert_eq!(counted, format!("ab\t{}\n", (24 << 20) / 3));
+    eprintln!("24 MiB line: peak RSS {peak} MiB, budget {BUDGET_MIB} MiB");
+    assert!(
+        peak < BUDGET_MIB + PROCESS_OVERHEAD_MIB,
+        "peak RSS {peak} MiB"
+    );
+
+    // A line of 200 MB does not: the job fails naming the file, the offset and the limit,
+    // having held no more than the budget, and leaves no part files.
+    let huge = dir.path().join("huge.txt");
+    write_single_line(&huge, 200_000_000);
+    let out = dir.path().join("out-huge");
+    let (code, err, peak) = word_count_measured(dir.path(), &huge, &out);
+    eprintln!("200 MB line: peak RSS {peak} MiB, budget {BUDGET_MIB} MiB; {err}");
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains(path(&huge)) && err.contains("line at offset 0 longer than 33554432 bytes"),
+        "{err}"
+    );
+    assert!(
+        peak < BUDGET_MIB + PROCESS_OVERHEAD_MIB,
+        "peak RSS {peak} MiB"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out).map_or(Vec::new(), |d| d.collect());
+    assert!(left.is_empty(), "no part files after a failed job");
 }

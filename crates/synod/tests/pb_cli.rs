@@ -32,21 +32,24 @@ struct Pb {
 }
 
 fn pb_server(view: &str, id: u64) -> Pb {
-    let server = Server::start(
-        &[
-            "pb",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--view",
-            view,
-            "--id",
-            &id.to_string(),
-            "--resp",
-            "127.0.0.1:0",
-        ],
-        "pb listening on",
-    );
+    pb_server_with(view, id, &[])
+}
+
+fn pb_server_with(view: &str, id: u64, extra: &[&str]) -> Pb {
+    let id = id.to_string();
+    let args = [
+        "pb",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--view",
+        view,
+        "--id",
+        &id,
+        "--resp",
+        "127.0.0.1:0",
+    ];
+    let server = Server::start(&[&args[..], extra].concat(), "pb listening on");
     // The readiness line is `pb listening on ADDR resp RESP_ADDR`.
     let words: Vec<&str> = server.addr.split_whitespace().collect();
     let [addr, "resp", resp] = words[..] else {
@@ -362,4 +365,36 @@ fn cli_and_resp_front_against_one_server() {
 
     pb.server.signal("TERM");
     assert_eq!(pb.server.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn a_value_over_the_limit_is_refused_at_both_edges_and_nothing_is_applied() {
+    let view = view_service();
+    let pb = pb_server_with(&view.addr, 1, &["--max-value-bytes", "1024"]);
+    await_view(&view.addr, "a primary", |v| v.primary.is_some());
+    let big = "x".repeat(2000);
+    // The native request: the primary refuses it before queueing it.
+    let out = run(&["pb", "put", "--view", &view.addr, "k", &big]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("value too large (2000 > 1024)"),
+        "{}",
+        stderr(&out)
+    );
+    // The RESP front: refused with the same words.
+    let mut resp = Resp::connect(&pb.resp).unwrap();
+    assert_eq!(
+        resp.call(&["APPEND", "k", &big]).unwrap(),
+        Reply::Error("ERR value too large (2000 > 1024)".into())
+    );
+    let get = run(&["pb", "get", "--view", &view.addr, "k"]);
+    assert_eq!(stdout(&get).trim_end(), "", "nothing was applied");
+    // A value at the limit is served.
+    let at_limit = "y".repeat(1024);
+    let out = run(&["pb", "put", "--view", &view.addr, "k", &at_limit]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        resp.call(&["GET", "k"]).unwrap(),
+        Reply::Bulk(Some(at_limit))
+    );
 }

@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::resp::{Reply, Resp};
 use support::{free_ports, load, path, run, stderr, stdout, Server};
 use synod_shardctl::{Config, Gid};
 use synod_shardkv::{key2shard, server_id};
@@ -295,4 +296,67 @@ fn the_client_times_out_with_a_clear_error_when_no_controller_answers() {
         "0.3",
     ]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_value_over_the_limit_is_refused_at_both_edges_and_nothing_is_applied() {
+    // The smallest cluster: one controller, one group of one server.
+    let ports = free_ports(3);
+    let (ctl, peers) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    let resp = format!("127.0.0.1:{}", ports[2]);
+    let dir = tempfile::tempdir().unwrap();
+    let (ctl_data, data) = (dir.path().join("ctl"), dir.path().join("g100"));
+    let ctl_args = ["shardctl", "serve", "--id", "0", "--peers", &ctl, "--data"];
+    let _controller = Server::start(
+        &[&ctl_args[..], &[path(&ctl_data), "--bootstrap"]].concat(),
+        "shardctl replica 0 listening on ",
+    );
+    let args = [
+        "shardkv", "serve", "--gid", "100", "--id", "0", "--peers", &peers,
+    ];
+    let more = ["--ctl", &ctl, "--resp", &resp, "--max-value-bytes", "1024"];
+    let _server = Server::start(
+        &[&args[..], &more, &["--data", path(&data), "--bootstrap"]].concat(),
+        "shardkv 100 replica 0 listening on ",
+    );
+    let join = run(&[
+        "shardctl",
+        "join",
+        "--ctl",
+        &ctl,
+        "--gid",
+        "100",
+        "--servers",
+        &peers,
+    ]);
+    assert!(join.status.success(), "{}", stderr(&join));
+
+    let big = "x".repeat(2000);
+    // The native request: the server refuses it before proposing it.
+    let out = run(&["shardkv", "put", "--ctl", &ctl, "k", &big]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("value too large (2000 > 1024)"),
+        "{}",
+        stderr(&out)
+    );
+    // The RESP front: refused with the same words.
+    let mut front = Resp::connect(&resp).unwrap();
+    assert_eq!(
+        front.call(&["APPEND", "k", &big]).unwrap(),
+        Reply::Error("ERR value too large (2000 > 1024)".into())
+    );
+    // Nothing was applied, and a value at the limit is served.
+    let get = run(&["shardkv", "get", "--ctl", &ctl, "k"]);
+    assert_eq!(stdout(&get).trim_end(), "", "{}", stderr(&get));
+    let at_limit = "y".repeat(1024);
+    let out = run(&["shardkv", "put", "--ctl", &ctl, "k", &at_limit]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        front.call(&["GET", "k"]).unwrap(),
+        Reply::Bulk(Some(at_limit))
+    );
 }

@@ -128,6 +128,7 @@ impl Node for ClientNode {
                 self.last = Some(value);
                 ctx.set_timer(self.think, THINK);
             }
+            Step::Refused(refused) => panic!("simulated clients stay small, yet: {refused}"),
             Step::Wait => {}
         }
     }

@@ -420,6 +420,9 @@ impl Node for Clerk {
                     ShardReply::Written { .. } => self.finish(ctx, String::new()),
                     ShardReply::WrongGroup { .. } => self.send(ctx, true),
                     ShardReply::SessionExpired => panic!("client {} session expired", self.id),
+                    ShardReply::TooLarge { refused, .. } => {
+                        panic!("simulated values stay small: {refused}")
+                    }
                 }
             }
             _ => {}

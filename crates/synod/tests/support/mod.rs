@@ -219,6 +219,23 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
+/// Runs `cmd` to its end and returns its exit code and its peak resident memory in KiB, exact
+/// (the kernel's `ru_maxrss` for that one child, from `wait4`), where polling /proc would miss
+/// a short peak. Its output goes wherever `cmd` sends it.
+pub fn run_measuring_peak_rss(mut cmd: Command) -> (Option<i32>, u64) {
+    let child = cmd.spawn().expect("starting the command");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data the kernel fills in; `pid` is our own unwaited child, and
+    // `child` is never waited through std afterwards (dropping a `Child` does not wait).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    drop(child);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as u64)
+}
+
 /// Distinct free ports, found by binding port 0 (and releasing it just before use).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
