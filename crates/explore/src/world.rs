@@ -22,7 +22,6 @@ pub trait Actor<M>: Debug {
     fn clone_actor(&self) -> Box<dyn Actor<M>>;
     fn fingerprint(&self, hasher: &mut dyn Hasher);
     fn as_any(&self) -> &dyn Any;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl<N, M> Actor<M> for N
@@ -39,9 +38,6 @@ where
         self.hash(&mut hasher);
     }
     fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 }
@@ -212,16 +208,13 @@ impl<M: Clone + Hash + Eq + Debug + 'static, G: Hash> World<M, G> {
         slot: usize,
         f: impl FnOnce(&mut N, &mut dyn Context<M>),
     ) {
-        let Some(mut actor) = self.slots[slot].node.take() else {
-            return;
-        };
-        if let Some(node) = actor.as_any_mut().downcast_mut::<N>() {
-            let mut ctx = self.context(slot);
-            f(node, &mut ctx);
-            let effects = ctx.finish();
-            self.apply(slot, effects);
-        }
-        self.slots[slot].node = Some(actor);
+        self.run(slot, |node, ctx| {
+            let node: &mut dyn Any = node;
+            let node = node.downcast_mut::<N>().unwrap_or_else(|| {
+                panic!("slot {slot} does not hold a {}", std::any::type_name::<N>())
+            });
+            f(node, ctx)
+        });
     }
 
     /// Puts a message from outside (a client) into flight.
