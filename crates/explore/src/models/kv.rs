@@ -17,12 +17,11 @@ use std::time::Duration;
 use synod_check::kv::KvInput;
 use synod_kvpaxos::{KvMsg, KvOp, KvReplica, KvReply, Op};
 use synod_node::NodeId;
-use synod_paxos::{Membership, PaxosConfig};
 use synod_rsm::RsmMsg;
 
 use crate::model::Model;
-use crate::models::agree;
 use crate::models::clients::{History, Workload};
+use crate::models::{agree, paxos_config, quiet_before_rejoin};
 use crate::world::{Actor, Budget, Envelope, Life, World};
 
 /// The KV model.
@@ -96,12 +95,7 @@ impl Model for KvModel {
     }
 
     fn make(&self, slot: usize, life: Life) -> Box<dyn Actor<KvMsg>> {
-        let config = PaxosConfig {
-            rejoin: life == Life::Wiped,
-            rejoin_quiet: Duration::ZERO,
-            ..PaxosConfig::default()
-        };
-        Box::new(KvReplica::new(self.nodes(), slot, config))
+        Box::new(KvReplica::new(self.nodes(), slot, paxos_config(life)))
     }
 
     fn budget(&self) -> Budget {
@@ -158,12 +152,10 @@ impl Model for KvModel {
     }
 
     fn before_timer(&self, world: &mut World<KvMsg, KvGhost>, slot: usize) {
-        let rejoining = world
+        let membership = world
             .node::<KvReplica>(slot)
-            .is_some_and(|r| r.paxos().membership() == Membership::Rejoining);
-        if rejoining {
-            world.lose_messages_of_lost_lives();
-        }
+            .map(|r| r.paxos().membership());
+        quiet_before_rejoin(world, membership);
     }
 
     fn on_external(&self, world: &mut World<KvMsg, KvGhost>, env: Envelope<KvMsg>) {

@@ -7,6 +7,34 @@ pub mod pb;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::time::Duration;
+
+use synod_paxos::{Membership, PaxosConfig};
+
+use crate::world::{Life, World};
+
+/// The Paxos configuration of a node's `life`: a life after a wipe rejoins. Its quiet period
+/// is not a wait here but the rule in [`quiet_before_rejoin`].
+pub(crate) fn paxos_config(life: Life) -> PaxosConfig {
+    PaxosConfig {
+        rejoin: life == Life::Wiped,
+        rejoin_quiet: Duration::ZERO,
+        ..PaxosConfig::default()
+    }
+}
+
+/// `rejoin_quiet`, as the checker models it: when the timer of a peer that is rejoining
+/// fires (it is about to ask the others), the messages sent before the disk loss that are
+/// still in flight are lost.
+pub(crate) fn quiet_before_rejoin<M, G>(world: &mut World<M, G>, membership: Option<Membership>)
+where
+    M: Clone + std::hash::Hash + Eq + Debug + 'static,
+    G: std::hash::Hash,
+{
+    if membership == Some(Membership::Rejoining) {
+        world.lose_messages_of_lost_lives();
+    }
+}
 
 /// One value per instance: records the decisions of the node in `slot` in `seen` (every
 /// decision any node ever held) and fails on the first that contradicts one.

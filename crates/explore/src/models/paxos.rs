@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use synod_node::NodeId;
-use synod_paxos::{Ballot, Membership, PaxosConfig, PaxosMsg, PaxosNode};
+use synod_paxos::{Ballot, Membership, PaxosMsg, PaxosNode};
 
 use crate::model::Model;
-use crate::models::agree;
+use crate::models::{agree, paxos_config, quiet_before_rejoin};
 use crate::world::{Actor, Budget, Life, World};
 
 /// A proposal an input makes: (peer, instance, value).
@@ -160,13 +160,7 @@ impl Model for PaxosModel {
     }
 
     fn make(&self, slot: usize, life: Life) -> Box<dyn Actor<Self::Msg>> {
-        let config = PaxosConfig {
-            rejoin: life == Life::Wiped,
-            // The quiet period is the scheduling rule in `timer_enabled` instead.
-            rejoin_quiet: Duration::ZERO,
-            ..PaxosConfig::default()
-        };
-        Box::new(Node::new(self.nodes(), slot, config))
+        Box::new(Node::new(self.nodes(), slot, paxos_config(life)))
     }
 
     fn budget(&self) -> Budget {
@@ -234,10 +228,8 @@ impl Model for PaxosModel {
     }
 
     fn before_timer(&self, world: &mut World<Self::Msg, PaxosGhost>, slot: usize) {
-        // `rejoin_quiet`: a rejoining peer asks once its earlier life's messages are gone.
-        if rejoining(world, slot) {
-            world.lose_messages_of_lost_lives();
-        }
+        let membership = world.node::<Node>(slot).map(|n| n.paxos().membership());
+        quiet_before_rejoin(world, membership);
     }
 
     fn check(&self, world: &mut World<Self::Msg, PaxosGhost>) -> Result<(), String> {
