@@ -13,6 +13,9 @@
 //!  └──────────────┴────────────────────────────┘
 //! ```
 //!
+//! A frame of length 0 is a [`PROBE`]: on a peer link the link sends them and the server
+//! echoes each one back, which is how a link knows its connection still works.
+//!
 //! Both ends send their [`Hello`] as soon as the connection is up and then read the other's, so
 //! an incompatible peer learns *why* (wrong magic, versions `ours`/`theirs`) on its own side
 //! too instead of seeing garbage. The handshake has a fixed layout rather than being postcard
@@ -36,11 +39,16 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// handshake, the framing, or the encoding of shared message types.
 /// Version 2: Paxos gained the stable-leader and read-barrier messages.
 /// Version 3: a rejoin answer (`JoinInfo`) carries the answerer's ballot floor.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4: peer links carry [`PROBE`]s, which the server echoes.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.
 pub const HEADER_LEN: usize = 4;
+/// A peer link's liveness probe, and the server's echo of it: a frame with an empty payload.
+/// No message encodes to nothing (every message type is an enum, whose variant takes a
+/// byte), so a probe cannot be mistaken for a message.
+pub const PROBE: [u8; HEADER_LEN] = [0; HEADER_LEN];
 /// Default cap on a frame's payload size.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 

@@ -26,10 +26,12 @@ mod conn;
 mod driver;
 mod error;
 mod link;
+mod liveness;
 mod server;
 
 pub use client::Client;
 pub use codec::{FrameError, Hello, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 pub use config::{Listen, NetOptions, NodeConfig};
 pub use error::NetError;
+pub use liveness::LinkTiming;
 pub use server::{run_node, shutdown_signal};
