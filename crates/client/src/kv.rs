@@ -41,6 +41,8 @@ struct Session {
 /// ```
 pub struct KvClient {
     servers: Vec<String>,
+    /// The replica a new session tries first.
+    preferred: usize,
     timeout: Duration,
     idle: Mutex<Vec<Session>>,
 }
@@ -54,6 +56,7 @@ impl KvClient {
         let servers = server_list(servers)?;
         Ok(KvClient {
             servers,
+            preferred: 0,
             timeout: DEFAULT_TIMEOUT,
             idle: Mutex::new(Vec::new()),
         })
@@ -63,6 +66,23 @@ impl KvClient {
     /// [`ClientError::Timeout`] (default [`DEFAULT_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Makes new sessions try replica `index` (of the servers given to
+    /// [`KvClient::connect`]) first, instead of the first one. A RESP front prefers the
+    /// replica in its own process: whenever the front can be reached, so can that replica,
+    /// and a session that starts at a replica cut off or stopped waits a whole attempt.
+    ///
+    /// # Panics
+    /// If `index` is not an index into the servers.
+    pub fn prefer(mut self, index: usize) -> Self {
+        assert!(
+            index < self.servers.len(),
+            "preferred replica {index} of {} servers",
+            self.servers.len()
+        );
+        self.preferred = index;
         self
     }
 
@@ -111,7 +131,7 @@ impl KvClient {
         let mut session = self.take_session();
         session.seq += 1;
         let deadline = Instant::now() + self.timeout;
-        let mut server = session.conn.as_ref().map_or(0, |(i, _)| *i);
+        let mut server = session.conn.as_ref().map_or(self.preferred, |(i, _)| *i);
         let msg = KvMsg::Request {
             client: session.client,
             seq: session.seq,

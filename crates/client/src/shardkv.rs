@@ -189,6 +189,8 @@ pub struct ShardKvClient {
     config: Mutex<Config>,
     timeout: Duration,
     idle: Mutex<Vec<Session>>,
+    /// A server address a session tries first in any group that lists it.
+    preferred: Option<String>,
 }
 
 impl ShardKvClient {
@@ -202,7 +204,16 @@ impl ShardKvClient {
             config: Mutex::new(Config::initial(0)),
             timeout: DEFAULT_TIMEOUT,
             idle: Mutex::new(Vec::new()),
+            preferred: None,
         })
+    }
+
+    /// Makes a session without a connection to the group start at the server at `addr`
+    /// when the group lists it. A RESP front prefers the server in its own process: it is
+    /// reachable whenever the front is, and it forwards to its group's leader itself.
+    pub fn prefer(mut self, addr: impl Into<String>) -> Self {
+        self.preferred = Some(addr.into());
+        self
     }
 
     /// How long each operation keeps retrying before [`ClientError::Timeout`] (default
@@ -322,10 +333,12 @@ impl ShardKvClient {
             }
             _ => None,
         };
+        let position = |addr: &String| servers.iter().position(|s| s == addr);
         let first = session
             .conn
             .as_ref()
-            .and_then(|(addr, _)| servers.iter().position(|s| s == addr))
+            .and_then(|(addr, _)| position(addr))
+            .or_else(|| self.preferred.as_ref().and_then(position))
             .unwrap_or(0);
         for i in 0..servers.len() {
             let left = deadline.checked_duration_since(Instant::now())?;

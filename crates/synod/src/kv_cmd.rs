@@ -122,7 +122,7 @@ async fn serve(
         .collect();
     let replica = KvReplica::new(ids.clone(), id, paxos);
     let front = resp_front::spawn(resp, || {
-        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?)
+        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?.prefer(id))
     })
     .await?;
     // Installed before the readiness line, so a signal right after it stops us gracefully.
