@@ -6,17 +6,14 @@
 //! A session whose operation timed out is thrown away, because its outcome is unknown.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use synod_kvpaxos::{KvMsg, KvOp, KvReply};
-use synod_net::Client;
+use tokio::time::Instant;
 
 use crate::error::server_list;
+use crate::hedge::{self, Conn};
 use crate::ClientError;
-
-/// How long one attempt on one replica may take before trying the next: a replica in a
-/// minority, or stopped, never answers.
-const ATTEMPT: Duration = Duration::from_millis(800);
 
 /// How long an operation keeps retrying by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,8 +21,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Session {
     client: u64,
     seq: u64,
-    /// A connection kept for the next operation, with the index of its replica.
-    conn: Option<(usize, Client<KvMsg>)>,
+    /// A connection kept for the next operation, to the replica that answered the last one.
+    conn: Conn<KvMsg>,
 }
 
 /// A client of a Paxos KV cluster (`synod kv serve`).
@@ -41,8 +38,8 @@ struct Session {
 /// ```
 pub struct KvClient {
     servers: Vec<String>,
-    /// The replica a new session tries first.
-    preferred: usize,
+    /// The replica an operation tries right after the one that answered its session last.
+    preferred: Option<usize>,
     timeout: Duration,
     idle: Mutex<Vec<Session>>,
 }
@@ -56,7 +53,7 @@ impl KvClient {
         let servers = server_list(servers)?;
         Ok(KvClient {
             servers,
-            preferred: 0,
+            preferred: None,
             timeout: DEFAULT_TIMEOUT,
             idle: Mutex::new(Vec::new()),
         })
@@ -69,10 +66,10 @@ impl KvClient {
         self
     }
 
-    /// Makes new sessions try replica `index` (of the servers given to
-    /// [`KvClient::connect`]) first, instead of the first one. A RESP front prefers the
-    /// replica in its own process: whenever the front can be reached, so can that replica,
-    /// and a session that starts at a replica cut off or stopped waits a whole attempt.
+    /// Makes operations try replica `index` (of the servers given to [`KvClient::connect`])
+    /// first when their session is new, and right after the replica that answered the
+    /// session last otherwise. A RESP front prefers the replica in its own process: whenever
+    /// the front can be reached, so can that replica.
     ///
     /// # Panics
     /// If `index` is not an index into the servers.
@@ -82,7 +79,7 @@ impl KvClient {
             "preferred replica {index} of {} servers",
             self.servers.len()
         );
-        self.preferred = index;
+        self.preferred = Some(index);
         self
     }
 
@@ -126,34 +123,36 @@ impl KvClient {
         }
     }
 
-    /// Runs one operation, retrying across replicas until one answers or the timeout passes.
+    /// Runs one operation, retrying across replicas until one answers or the timeout passes:
+    /// first the replica that answered this session last, then the preferred one, then the
+    /// others, each [`hedge::STEP`] after the one before while those may still answer.
     pub async fn call(&self, op: KvOp) -> Result<KvReply, ClientError> {
         let mut session = self.take_session();
         session.seq += 1;
         let deadline = Instant::now() + self.timeout;
-        let mut server = session.conn.as_ref().map_or(self.preferred, |(i, _)| *i);
+        let seq = session.seq;
         let msg = KvMsg::Request {
             client: session.client,
-            seq: session.seq,
+            seq,
             op,
         };
-        while Instant::now() < deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match attempt(&mut session, &self.servers, server, &msg, ATTEMPT.min(left)).await {
-                Some(KvReply::SessionExpired) => return Err(ClientError::SessionExpired),
-                Some(reply) => {
-                    if let Ok(mut idle) = self.idle.lock() {
-                        idle.push(session);
-                    }
-                    return Ok(reply);
+        // Replies to earlier operations of the session can still arrive: skip them.
+        let wanted = move |reply: KvMsg| match reply {
+            KvMsg::Reply { seq: got, reply } if got == seq => Some(reply),
+            _ => None,
+        };
+        let preferred = self.preferred.map(|i| &self.servers[i]);
+        let order = hedge::order(&session.conn, &self.servers, preferred);
+        match hedge::first_answer(&mut session.conn, &order, &msg, deadline, wanted).await {
+            Some(KvReply::SessionExpired) => Err(ClientError::SessionExpired),
+            Some(reply) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(session);
                 }
-                None => {
-                    session.conn = None;
-                    server = (server + 1) % self.servers.len();
-                }
+                Ok(reply)
             }
+            None => Err(ClientError::Timeout(self.timeout)),
         }
-        Err(ClientError::Timeout(self.timeout))
     }
 
     fn take_session(&self) -> Session {
@@ -168,34 +167,4 @@ impl KvClient {
 
 fn unexpected(reply: KvReply) -> ClientError {
     ClientError::Unexpected(format!("{reply:?}"))
-}
-
-/// One try on replica `index`, reusing the session's connection if it goes there. Returns
-/// the reply to this request, or `None` if the replica did not answer in time.
-async fn attempt(
-    session: &mut Session,
-    servers: &[String],
-    index: usize,
-    msg: &KvMsg,
-    limit: Duration,
-) -> Option<KvReply> {
-    let start = Instant::now();
-    let conn = match session.conn.take() {
-        Some((i, conn)) if i == index => conn,
-        _ => Client::connect(servers[index].as_str(), limit).await.ok()?,
-    };
-    session.conn = Some((index, conn));
-    let (_, conn) = session.conn.as_mut()?;
-    conn.send(msg).await.ok()?;
-    let KvMsg::Request { seq, .. } = msg else {
-        return None;
-    };
-    loop {
-        let left = limit.checked_sub(start.elapsed())?;
-        match conn.recv(left).await.ok()? {
-            // Replies to earlier attempts of earlier operations can still arrive: skip them.
-            KvMsg::Reply { seq: got, reply } if got == *seq => return Some(reply),
-            _ => continue,
-        }
-    }
 }

@@ -110,8 +110,8 @@ impl Default for NetOptions {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(50),
             probe_every: Duration::from_millis(100),
-            silence_limit: Duration::from_millis(500),
-            tcp_user_timeout: Duration::from_secs(2),
+            silence_limit: Duration::from_secs(1),
+            tcp_user_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(1),
         }

@@ -162,10 +162,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     let addrs = r.peers.iter().map(ToString::to_string).collect();
     let node = GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos);
     let front = resp_front::spawn(resp, || {
-        Ok(
-            ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?
-                .prefer(listen.to_string()),
-        )
+        Ok(ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?.prefer(listen.ip()))
     })
     .await?;
     // Installed before the readiness line, so a signal right after it stops us gracefully.
