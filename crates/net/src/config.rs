@@ -84,8 +84,8 @@ pub struct NetOptions {
     pub backoff_max: Duration,
     /// A peer link probes its connection this often (the server echoes each probe)...
     pub probe_every: Duration,
-    /// ...and gives the connection up, with what is queued for it, when a write stays
-    /// unconfirmed by an echo this long.
+    /// ...and gives the connection up and connects afresh when a write stays unconfirmed
+    /// by an echo this long.
     pub silence_limit: Duration,
     /// `TCP_USER_TIMEOUT` of peer sockets, both ends: the kernel gives a connection up when
     /// data it sent stays unacknowledged this long. A backstop behind `silence_limit`, and

@@ -20,11 +20,14 @@
 //!    (`backoff_max`) so a healed link is back within a few heartbeats, reset after every
 //!    successful handshake.
 //!
-//! A connection given up takes the frames still queued with it, and so does a failed connect
-//! attempt: they were sent to a peer we could not reach, as if lost on a cut link, and after
-//! a long outage they would only be stale. Frames queued while the link backs off go out on
-//! the next connection. The protocols tolerate the loss and resend what matters. Links are
-//! one-way: replies come back on the peer's own link to us.
+//! A connection given up loses what the kernel still held for it. The frames still queued
+//! go out on the next connection if the next connect succeeds; a failed connect attempt
+//! drops them: they were sent to a peer we could not reach, as if lost on a cut link, and
+//! after a long outage they would only be stale. (Dropping them at every teardown was
+//! measured to hurt: on a lossy link, where teardowns come every few seconds, it lost
+//! decisions that followers then had to learn one instance at a time.) The protocols
+//! tolerate the loss and resend what matters. Links are one-way: replies come back on the
+//! peer's own link to us.
 //!
 //! Shutdown: the node drops the queue's sender. A connected link writes what is queued and
 //! closes; a disconnected one gives up at once when the shared cancellation token fires.
@@ -89,11 +92,11 @@ pub(crate) async fn run_link(
                     debug!(peer = %to, %addr, reason = %e, failures, "reconnect failed");
                 }
                 failures = failures.saturating_add(1);
+                let dropped = drop_queued(&mut queue);
+                if dropped > 0 {
+                    debug!(peer = %to, dropped, "dropped frames queued for an unreachable peer");
+                }
             }
-        }
-        let dropped = drop_queued(&mut queue);
-        if dropped > 0 {
-            debug!(peer = %to, dropped, "dropped frames queued for an unreachable peer");
         }
         let delay = backoff(&opts, failures, &mut rand::thread_rng());
         tokio::select! {

@@ -9,9 +9,8 @@
 //! The rule: a write (a message or a probe) that stays unconfirmed for `silence_limit`
 //! means the connection is dead in practice, whatever the kernel thinks. After a
 //! partition heals, the kernel may keep such a connection in retransmission backoff for
-//! seconds (an RTO of 6.5 s was seen after an 8 s partition); the link instead drops it,
-//! with the frames still queued for it, and connects afresh. The protocols resend what
-//! matters.
+//! seconds (an RTO of 6.5 s was seen after an 8 s partition); the link instead drops it
+//! and connects afresh (see `link` for what happens to the frames).
 //!
 //! Idle links are probed too, so a link that is needed again after a quiet spell is
 //! already known good or already reconnecting.
