@@ -255,6 +255,27 @@ async fn client_round_trips_timers_and_self_messages() {
     server.stop().await.unwrap();
 }
 
+/// Asks A, through `c`, to relay pings to its partner B until a pong comes back, with a new
+/// ping every `patience` (one may be lost in a connection that broke): whether one came back
+/// within `within`.
+async fn relay_until_answered(c: &mut Client<Msg>, within: Duration, patience: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut k = 1;
+    'retry: while Instant::now() < deadline {
+        k += 1;
+        c.send(&Msg::Relay(k)).await.unwrap();
+        loop {
+            match c.recv(patience).await {
+                Ok(Msg::Pong(got)) if got == k => return true,
+                Ok(Msg::Pong(older)) if older < k => continue,
+                Err(NetError::Timeout { .. }) => continue 'retry,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    false
+}
+
 #[tokio::test]
 async fn peers_talk_and_reconnect_after_a_restart() {
     let (la, lb) = (bind().await, bind().await);
@@ -270,21 +291,32 @@ async fn peers_talk_and_reconnect_after_a_restart() {
 
     // A may write the first ping into the connection the old B just closed (lost, as the
     // protocols allow), so ask again until a pong comes back through the new link.
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    let mut k = 1;
-    'retry: loop {
-        assert!(Instant::now() < deadline, "A never reached the restarted B");
-        k += 1;
-        c.send(&Msg::Relay(k)).await.unwrap();
-        loop {
-            match c.recv(Duration::from_millis(200)).await {
-                Ok(Msg::Pong(got)) if got == k => break 'retry,
-                Ok(Msg::Pong(older)) if older < k => continue,
-                Err(NetError::Timeout { .. }) => continue 'retry,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
+    let within = Duration::from_millis(1500);
+    let answered = relay_until_answered(&mut c, within, Duration::from_millis(200)).await;
+    assert!(answered, "A never reached the restarted B");
+
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_link_stays_up_because_its_probes_are_echoed() {
+    let (logs, _guard) = Logs::capture();
+    let opts = || NetOptions {
+        probe_every: Duration::from_millis(20),
+        silence_limit: Duration::from_millis(100),
+        ..test_options()
+    };
+    let (la, lb) = (bind().await, bind().await);
+    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let a = Server::start_with(1, la, &[(2, b_addr)], opts()).await;
+    let b = Server::start_with(2, lb, &[(1, a_addr)], opts()).await;
+    let mut c = client(a_addr).await;
+    assert_eq!(c.call(&Msg::Relay(1), WAIT).await.unwrap(), Msg::Pong(1));
+    // Ten silence limits with nothing to send but probes.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(c.call(&Msg::Relay(2), WAIT).await.unwrap(), Msg::Pong(2));
+    assert!(!logs.text().contains("link down"), "{}", logs.text());
 
     a.stop().await.unwrap();
     b.stop().await.unwrap();
@@ -359,26 +391,8 @@ async fn a_link_whose_connection_falls_silent_reconnects() {
     // A's link to B now writes into a connection that never delivers and never fails: the
     // kernel would keep it for many minutes. The link must give it up and connect afresh.
     between.swallow_existing();
-    let swallowed = Instant::now();
-    let mut k = 1;
-    'retry: loop {
-        assert!(
-            swallowed.elapsed() < 2 * bound,
-            "A never reached B again ({:?} and counting); logs:\n{}",
-            swallowed.elapsed(),
-            logs.text()
-        );
-        k += 1;
-        c.send(&Msg::Relay(k)).await.unwrap();
-        loop {
-            match c.recv(Duration::from_millis(100)).await {
-                Ok(Msg::Pong(got)) if got == k => break 'retry,
-                Ok(Msg::Pong(older)) if older < k => continue,
-                Err(NetError::Timeout { .. }) => continue 'retry,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
+    let answered = relay_until_answered(&mut c, 2 * bound, Duration::from_millis(100)).await;
+    assert!(answered, "A never reached B again; logs:\n{}", logs.text());
     logs.wait_for(&["link down; reconnecting", "no echo of a probe"])
         .await;
 
