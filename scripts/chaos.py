@@ -19,6 +19,7 @@ DIR is removed first. Leaves DIR (the cluster's data), DIR-history.jsonl, DIR-ti
 Exits 0 only when the history is linearizable.
 """
 import json, os, random, re, signal, socket, subprocess, sys, threading, time
+from resp_wire import encode as enc, read_reply
 
 SYNOD = os.environ.get('SYNOD', os.path.join(os.path.dirname(__file__), '..', 'target', 'release', 'synod'))
 ARGS = sys.argv[1:]
@@ -51,24 +52,6 @@ controllers = ','.join(procs[n]['peer'] for n in names if n.startswith('controll
 T0 = time.monotonic()
 now = lambda: int((time.monotonic() - T0) * 1e6)
 hist, lock, stop = [], threading.Lock(), threading.Event()
-
-def enc(*args):
-    out = b'*%d\r\n' % len(args)
-    for a in args:
-        a = a.encode(); out += b'$%d\r\n%s\r\n' % (len(a), a)
-    return out
-def read_reply(f):
-    line = f.readline()
-    if not line: raise ConnectionError('closed')
-    t, rest = line[:1], line[1:-2]
-    if t == b'+': return rest.decode()
-    if t == b'-': raise RuntimeError(rest.decode())
-    if t == b':': return int(rest)
-    if t == b'$':
-        n = int(rest)
-        if n < 0: return None
-        data = f.read(n + 2)[:-2]; return data.decode()
-    raise RuntimeError('bad reply %r' % line)
 
 def client(cid):
     rnd = random.Random(cid); conn = None; n = 0
