@@ -1,7 +1,8 @@
 //! The Paxos KV client: sessions, retries across replicas, at most once.
 //!
-//! Every operation runs under a *session* (client id, next sequence number) and is retried
-//! with the same number, on one replica after another, until one answers. A session has one
+//! Every operation runs under a *session* (client id, next sequence number) and is sent with
+//! the same number to one replica after another, while the earlier ones may still answer
+//! (see [`crate::hedge`]), until one answers. A session has one
 //! operation outstanding at a time; concurrent callers take different sessions from a pool.
 //! A session whose operation timed out is thrown away, because its outcome is unknown.
 
