@@ -35,13 +35,8 @@ fn netfault(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new("python3")
         .arg(&script)
-        .args([
-            "--short",
-            "--max-gap",
-            MAX_GAP,
-            "--synod",
-            env!("CARGO_BIN_EXE_synod"),
-        ])
+        .args(["--short", "--max-gap", MAX_GAP, "--max-gap-skip", "lossy"])
+        .args(["--synod", env!("CARGO_BIN_EXE_synod")])
         .arg("--dir")
         .arg(dir.path().join("run"))
         .args(extra)
