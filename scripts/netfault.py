@@ -42,7 +42,7 @@ iproute2 and iptables; fails with a message saying so when it cannot create the 
 Python 3 standard library only.
 """
 import argparse, ctypes, json, os, random, re, shutil, signal, socket, subprocess, sys, threading, time
-from resp_wire import encode as enc, read_reply
+from resp_wire import encode as enc, one_operation, read_reply
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -231,18 +231,9 @@ def client(cid, front, stop_event):
                 conn = (s, s.makefile('rb'))
             except OSError:
                 time.sleep(0.05); continue
-        key = rnd.choice(KEYS); op = rnd.choice(['put', 'append', 'get']); n += 1
-        val = 'c%dn%d.' % (cid, n)
-        rec = {'client': cid, 'op': op, 'key': key, 'call': now(), 'front': front}
-        if op != 'get': rec['value'] = val
-        try:
-            s, f = conn
-            s.sendall(enc('SET', key, val) if op == 'put' else enc('APPEND', key, val) if op == 'append' else enc('GET', key))
-            r = read_reply(f)
-            rec['return'] = now()
-            if op == 'get': rec['output'] = r or ''
-        except Exception as e:
-            rec['err'] = str(e)
+        n += 1
+        rec = dict(one_operation(conn, rnd, KEYS, cid, n, now), front=front)
+        if 'err' in rec:
             try: conn[0].close()
             except Exception: pass
             conn = None
