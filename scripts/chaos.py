@@ -19,6 +19,7 @@ DIR is removed first. Leaves DIR (the cluster's data), DIR-history.jsonl, DIR-ti
 Exits 0 only when the history is linearizable.
 """
 import json, os, random, re, signal, socket, subprocess, sys, threading, time
+from resp_wire import encode as enc, one_operation, read_reply
 
 SYNOD = os.environ.get('SYNOD', os.path.join(os.path.dirname(__file__), '..', 'target', 'release', 'synod'))
 ARGS = sys.argv[1:]
@@ -52,24 +53,6 @@ T0 = time.monotonic()
 now = lambda: int((time.monotonic() - T0) * 1e6)
 hist, lock, stop = [], threading.Lock(), threading.Event()
 
-def enc(*args):
-    out = b'*%d\r\n' % len(args)
-    for a in args:
-        a = a.encode(); out += b'$%d\r\n%s\r\n' % (len(a), a)
-    return out
-def read_reply(f):
-    line = f.readline()
-    if not line: raise ConnectionError('closed')
-    t, rest = line[:1], line[1:-2]
-    if t == b'+': return rest.decode()
-    if t == b'-': raise RuntimeError(rest.decode())
-    if t == b':': return int(rest)
-    if t == b'$':
-        n = int(rest)
-        if n < 0: return None
-        data = f.read(n + 2)[:-2]; return data.decode()
-    raise RuntimeError('bad reply %r' % line)
-
 def client(cid):
     rnd = random.Random(cid); conn = None; n = 0
     while not stop.is_set():
@@ -80,18 +63,9 @@ def client(cid):
                 conn = (s, s.makefile('rb'))
             except OSError:
                 time.sleep(0.05); continue
-        key = rnd.choice(KEYS); op = rnd.choice(['put', 'append', 'get']); n += 1
-        val = 'c%dn%d.' % (cid, n)
-        rec = {'client': cid, 'op': op, 'key': key, 'call': now()}
-        if op != 'get': rec['value'] = val
-        try:
-            s, f = conn
-            s.sendall(enc('SET', key, val) if op == 'put' else enc('APPEND', key, val) if op == 'append' else enc('GET', key))
-            r = read_reply(f)
-            rec['return'] = now()
-            if op == 'get': rec['output'] = r or ''
-        except Exception as e:
-            rec['err'] = str(e)
+        n += 1
+        rec = one_operation(conn, rnd, KEYS, cid, n, now)
+        if 'err' in rec:
             try: conn[0].close()
             except Exception: pass
             conn = None

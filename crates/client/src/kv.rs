@@ -1,19 +1,21 @@
 //! The Paxos KV client: sessions, retries across replicas, at most once.
 //!
-//! Every operation runs under a *session* (client id, next sequence number) and is retried
-//! with the same number, on one replica after another, until one answers. A session has one
+//! Every operation runs under a *session* (client id, next sequence number) and is sent with
+//! the same number to one replica after another, while the earlier ones may still answer
+//! (see [`crate::hedge`]), until one answers. A session has one
 //! operation outstanding at a time; concurrent callers take different sessions from a pool.
 //! A session whose operation timed out is thrown away, because its outcome is unknown.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use synod_kvpaxos::{KvMsg, KvOp, KvReply};
 use synod_net::limits::Limits;
-use synod_net::Client;
+use tokio::time::Instant;
 
-use crate::attempt::attempt_wait;
+use crate::attempt::hedge_step;
 use crate::error::server_list;
+use crate::hedge::{self, Conn};
 use crate::ClientError;
 
 /// How long an operation keeps retrying by default.
@@ -22,8 +24,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Session {
     client: u64,
     seq: u64,
-    /// A connection kept for the next operation, with the index of its replica.
-    conn: Option<(usize, Client<KvMsg>)>,
+    /// A connection kept for the next operation, to the replica that answered the last one.
+    conn: Conn<KvMsg>,
 }
 
 /// A client of a Paxos KV cluster (`synod kv serve`).
@@ -39,6 +41,8 @@ struct Session {
 /// ```
 pub struct KvClient {
     servers: Vec<String>,
+    /// The replica an operation tries right after the one that answered its session last.
+    preferred: Option<usize>,
     timeout: Duration,
     limits: Limits,
     idle: Mutex<Vec<Session>>,
@@ -53,6 +57,7 @@ impl KvClient {
         let servers = server_list(servers)?;
         Ok(KvClient {
             servers,
+            preferred: None,
             timeout: DEFAULT_TIMEOUT,
             limits: Limits::default(),
             idle: Mutex::new(Vec::new()),
@@ -71,6 +76,23 @@ impl KvClient {
     /// [`ClientError::Timeout`] (default [`DEFAULT_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Makes operations try replica `index` (of the servers given to [`KvClient::connect`])
+    /// first when their session is new, and right after the replica that answered the
+    /// session last otherwise. A RESP front prefers the replica in its own process: whenever
+    /// the front can be reached, so can that replica.
+    ///
+    /// # Panics
+    /// If `index` is not an index into the servers.
+    pub fn prefer(mut self, index: usize) -> Self {
+        assert!(
+            index < self.servers.len(),
+            "preferred replica {index} of {} servers",
+            self.servers.len()
+        );
+        self.preferred = Some(index);
         self
     }
 
@@ -114,42 +136,44 @@ impl KvClient {
         }
     }
 
-    /// Runs one operation, retrying across replicas until one answers or the timeout passes.
+    /// Runs one operation, retrying across replicas until one answers or the timeout passes:
+    /// first the replica that answered this session last, then the preferred one, then the
+    /// others, each hedge step (longer for a bigger request) after the one before while those may still answer.
     pub async fn call(&self, op: KvOp) -> Result<KvReply, ClientError> {
         op.check_size(&self.limits)?;
         let mut session = self.take_session();
         session.seq += 1;
         let deadline = Instant::now() + self.timeout;
-        let mut server = session.conn.as_ref().map_or(0, |(i, _)| *i);
-        let wait = attempt_wait(&op);
+        let step = hedge_step(&op);
+        let seq = session.seq;
         let msg = KvMsg::Request {
             client: session.client,
-            seq: session.seq,
+            seq,
             op,
         };
-        while Instant::now() < deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match attempt(&mut session, &self.servers, server, &msg, wait.min(left)).await {
-                Some(KvReply::SessionExpired) => return Err(ClientError::SessionExpired),
-                // The session is dropped with it: a refusal at the edge is not recorded in the
-                // server's session table, which must see a session's first command.
-                Some(KvReply::TooLarge(refused)) => return Err(refused.into()),
-                Some(KvReply::OutOfMemory { used, limit }) => {
-                    return Err(ClientError::OutOfMemory { used, limit })
-                }
-                Some(reply) => {
-                    if let Ok(mut idle) = self.idle.lock() {
-                        idle.push(session);
-                    }
-                    return Ok(reply);
-                }
-                None => {
-                    session.conn = None;
-                    server = (server + 1) % self.servers.len();
-                }
+        // Replies to earlier operations of the session can still arrive: skip them.
+        let wanted = move |reply: KvMsg| match reply {
+            KvMsg::Reply { seq: got, reply } if got == seq => Some(reply),
+            _ => None,
+        };
+        let preferred = self.preferred.map(|i| &self.servers[i]);
+        let order = hedge::order(&session.conn, &self.servers, preferred);
+        match hedge::first_answer(&mut session.conn, &order, &msg, step, deadline, wanted).await {
+            Some(KvReply::SessionExpired) => Err(ClientError::SessionExpired),
+            // The session is dropped with it: a refusal at the edge is not recorded in the
+            // server's session table, which must see a session's first command.
+            Some(KvReply::TooLarge(refused)) => Err(refused.into()),
+            Some(KvReply::OutOfMemory { used, limit }) => {
+                Err(ClientError::OutOfMemory { used, limit })
             }
+            Some(reply) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(session);
+                }
+                Ok(reply)
+            }
+            None => Err(ClientError::Timeout(self.timeout)),
         }
-        Err(ClientError::Timeout(self.timeout))
     }
 
     fn take_session(&self) -> Session {
@@ -164,34 +188,4 @@ impl KvClient {
 
 fn unexpected(reply: KvReply) -> ClientError {
     ClientError::Unexpected(format!("{reply:?}"))
-}
-
-/// One try on replica `index`, reusing the session's connection if it goes there. Returns
-/// the reply to this request, or `None` if the replica did not answer in time.
-async fn attempt(
-    session: &mut Session,
-    servers: &[String],
-    index: usize,
-    msg: &KvMsg,
-    limit: Duration,
-) -> Option<KvReply> {
-    let start = Instant::now();
-    let conn = match session.conn.take() {
-        Some((i, conn)) if i == index => conn,
-        _ => Client::connect(servers[index].as_str(), limit).await.ok()?,
-    };
-    session.conn = Some((index, conn));
-    let (_, conn) = session.conn.as_mut()?;
-    conn.send(msg).await.ok()?;
-    let KvMsg::Request { seq, .. } = msg else {
-        return None;
-    };
-    loop {
-        let left = limit.checked_sub(start.elapsed())?;
-        match conn.recv(left).await.ok()? {
-            // Replies to earlier attempts of earlier operations can still arrive: skip them.
-            KvMsg::Reply { seq: got, reply } if got == *seq => return Some(reply),
-            _ => continue,
-        }
-    }
 }

@@ -1,7 +1,8 @@
 //! Typed async clients for synod's key/value services over TCP.
 //!
 //! - [`KvClient`]: the Paxos-replicated KV (`synod kv serve`). Give it every replica's
-//!   address; it tries them in turn until one answers.
+//!   address; it tries them in turn, each while the earlier ones may still answer, until one
+//!   does (the `hedge` module).
 //! - [`PbClient`]: the primary/backup KV (`synod pb serve`). Give it the view service's
 //!   address; it asks the view service who the primary is.
 //!
@@ -24,6 +25,7 @@
 
 mod attempt;
 mod error;
+mod hedge;
 mod kv;
 mod pb;
 mod resp;

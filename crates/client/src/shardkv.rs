@@ -14,21 +14,26 @@
 //! since its outcome is unknown. Controller requests run under a session of their own with
 //! the same rule.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
-use synod_net::Client;
 use synod_resp::{Backend, BackendError};
 use synod_rsm::RsmMsg;
 use synod_shardctl::{Config, CtlOp, CtlReply};
 use synod_shardkv::{Numbering, ShardMsg, ShardReply};
 use tokio::time::Instant;
 
-use crate::attempt::{attempt_wait, SMALL_REQUEST_WAIT};
+use crate::attempt::hedge_step;
 use crate::error::server_list;
+use crate::hedge::{self, Conn};
 use crate::resp::backend_error;
 use crate::ClientError;
+
+/// How long a group may leave a request unanswered, every server tried, before the client
+/// asks the controller whether the group still owns the shard.
+const GROUP_SILENCE: Duration = Duration::from_secs(2);
 
 /// Pause before retrying when the controller has nothing newer (a shard in transit: its new
 /// owner answers `WrongGroup` until the data arrives), so clients do not flood the
@@ -38,38 +43,6 @@ const PAUSE: Duration = Duration::from_millis(50);
 /// How long an operation keeps retrying by default (shorter than a RESP client's patience,
 /// so the front answers with an error rather than leaving it hanging).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A connection kept between attempts, with the address it goes to.
-type Conn = Option<(String, Client<ShardMsg>)>;
-
-/// One try: sends `msg` to `addr` (reusing `conn` if it goes there) and waits up to `limit`
-/// for the reply `wanted` picks out; other messages (late replies to earlier attempts) are
-/// skipped. `None` if the server is unreachable or silent.
-async fn attempt<T>(
-    conn: &mut Conn,
-    addr: &str,
-    msg: &ShardMsg,
-    limit: Duration,
-    wanted: impl Fn(ShardMsg) -> Option<T>,
-) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    let client = match conn.take() {
-        Some((a, c)) if a == addr => c,
-        _ => Client::connect(addr, limit).await.ok()?,
-    };
-    let (_, client) = conn.insert((addr.to_owned(), client));
-    client.send(msg).await.ok()?;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        let Ok(reply) = client.recv(left).await else {
-            *conn = None;
-            return None;
-        };
-        if let Some(found) = wanted(reply) {
-            return Some(found);
-        }
-    }
-}
 
 /// A client of the shard controller: joins, leaves, moves and queries, at most once.
 ///
@@ -86,9 +59,8 @@ pub struct CtlClient {
     timeout: Duration,
     client: u64,
     seq: u64,
-    /// The server tried last, tried first next time.
-    server: usize,
-    conn: Conn,
+    /// A connection to the controller that answered last, tried first next time.
+    conn: Conn<ShardMsg>,
 }
 
 impl CtlClient {
@@ -102,7 +74,6 @@ impl CtlClient {
             timeout: DEFAULT_TIMEOUT,
             client: rand::random::<u64>() >> 1,
             seq: 0,
-            server: 0,
             conn: None,
         })
     }
@@ -134,33 +105,26 @@ impl CtlClient {
             seq,
             op,
         });
-        let wanted = |m: ShardMsg| match m {
+        let wanted = move |m: ShardMsg| match m {
             ShardMsg::Ctl(RsmMsg::Reply { seq: got, reply }) if got == seq => Some(reply),
             _ => None,
         };
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let addr = &self.servers[self.server];
-            match attempt(
-                &mut self.conn,
-                addr,
-                &msg,
-                SMALL_REQUEST_WAIT.min(left),
-                wanted,
-            )
-            .await
-            {
-                Some(CtlReply::SessionExpired) => {
-                    self.new_session();
-                    return Err(ClientError::SessionExpired);
-                }
-                Some(reply) => return Ok(reply),
-                None => self.server = (self.server + 1) % self.servers.len(),
+        let order = hedge::order(&self.conn, &self.servers, None);
+        match hedge::first_answer(&mut self.conn, &order, &msg, hedge::STEP, deadline, wanted).await
+        {
+            Some(CtlReply::SessionExpired) => {
+                self.new_session();
+                Err(ClientError::SessionExpired)
+            }
+            Some(reply) => Ok(reply),
+            None => {
+                // The request may or may not have been applied: its number cannot be reused
+                // for another request, nor skipped (an unknown client past number 1 looks
+                // evicted).
+                self.new_session();
+                Err(ClientError::Timeout(self.timeout))
             }
         }
-        // The request may or may not have been applied: its number cannot be reused for
-        // another request, nor skipped (an unknown client past number 1 looks evicted).
-        self.new_session();
-        Err(ClientError::Timeout(self.timeout))
     }
 
     fn new_session(&mut self) {
@@ -174,7 +138,7 @@ impl CtlClient {
 struct Session {
     client: u64,
     numbering: Numbering,
-    conn: Conn,
+    conn: Conn<ShardMsg>,
 }
 
 /// A client of a sharded KV cluster, given the controllers' addresses.
@@ -195,6 +159,8 @@ pub struct ShardKvClient {
     config: Mutex<Config>,
     timeout: Duration,
     idle: Mutex<Vec<Session>>,
+    /// A host whose server an operation tries first in any group that has one there.
+    preferred: Option<IpAddr>,
 }
 
 impl ShardKvClient {
@@ -208,7 +174,19 @@ impl ShardKvClient {
             config: Mutex::new(Config::initial(0)),
             timeout: DEFAULT_TIMEOUT,
             idle: Mutex::new(Vec::new()),
+            preferred: None,
         })
+    }
+
+    /// Makes every operation start at the owning group's server on host `ip`, when the
+    /// group has one there. Without a preference an operation starts where its session is
+    /// connected (the group's first server for a new one). A RESP front prefers its own
+    /// host: its servers there are reachable whenever the front is, and forward to their
+    /// group's leader themselves, while a session left at another server by an earlier
+    /// fault would wait a whole attempt when that server is cut off or stopped next.
+    pub fn prefer(mut self, ip: IpAddr) -> Self {
+        self.preferred = Some(ip);
+        self
     }
 
     /// How long each operation keeps retrying before [`ClientError::Timeout`] (default
@@ -308,8 +286,10 @@ impl ShardKvClient {
         Err(ClientError::Timeout(self.timeout))
     }
 
-    /// Tries the group's servers in turn, starting with the one the session is connected
-    /// to. Returns the first answer, or `None` if none answered.
+    /// Tries the group's servers, the one the session is connected to first, then the one on
+    /// the preferred host, then the others, each hedge step (longer for a bigger request) after the one before while
+    /// those may still answer. Returns the first answer, or `None` if none answered within
+    /// [`GROUP_SILENCE`] of the last try.
     async fn try_group(
         &self,
         session: &mut Session,
@@ -323,7 +303,7 @@ impl ShardKvClient {
             seq,
             op: op.clone(),
         });
-        let wanted = |m: ShardMsg| match m {
+        let wanted = move |m: ShardMsg| match m {
             ShardMsg::Group(RsmMsg::Reply { seq: got, reply })
                 if got == seq && reply.shard().is_none_or(|s| s == shard) =>
             {
@@ -331,20 +311,19 @@ impl ShardKvClient {
             }
             _ => None,
         };
-        let first = session
-            .conn
-            .as_ref()
-            .and_then(|(addr, _)| servers.iter().position(|s| s == addr))
-            .unwrap_or(0);
-        for i in 0..servers.len() {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let addr = &servers[(first + i) % servers.len()];
-            let limit = attempt_wait(op).min(left);
-            if let Some(reply) = attempt(&mut session.conn, addr, &msg, limit, wanted).await {
-                return Some(reply);
-            }
-        }
-        None
+        let on_preferred_host = |addr: &&String| {
+            let ip = addr.parse::<SocketAddr>().ok().map(|a| a.ip());
+            ip.is_some() && ip == self.preferred
+        };
+        let order = hedge::order(
+            &session.conn,
+            servers,
+            servers.iter().find(on_preferred_host),
+        );
+        let step = hedge_step(op);
+        let tried_all = step * (order.len() as u32 - 1) + GROUP_SILENCE;
+        let limit = deadline.min(Instant::now() + tried_all);
+        hedge::first_answer(&mut session.conn, &order, &msg, step, limit, wanted).await
     }
 
     /// Asks the controller for the latest configuration, unless someone else already

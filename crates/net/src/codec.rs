@@ -13,6 +13,9 @@
 //!  └──────────────┴────────────────────────────┘
 //! ```
 //!
+//! A frame of length 0 is a [`PROBE`]: on a peer link the link sends them and the server
+//! echoes each one back, which is how a link knows its connection still works.
+//!
 //! Both ends send their [`Hello`] as soon as the connection is up and then read the other's, so
 //! an incompatible peer learns *why* (wrong magic, versions `ours`/`theirs`) on its own side
 //! too instead of seeing garbage. The handshake has a fixed layout rather than being postcard
@@ -38,11 +41,18 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// Version 2: Paxos gained the stable-leader and read-barrier messages.
 /// Version 3: a rejoin answer (`JoinInfo`) carries the answerer's ballot floor.
 /// Version 4: size limits — a KV reply can refuse a value too large.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Version 5: snapshots are taken in the background and the KV can refuse a write when out
+/// of memory.
+/// Version 6: peer links carry [`PROBE`]s, which the server echoes.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.
 pub const HEADER_LEN: usize = 4;
+/// A peer link's liveness probe, and the server's echo of it: a frame with an empty payload.
+/// No message encodes to nothing (every message type is an enum, whose variant takes a
+/// byte), so a probe cannot be mistaken for a message.
+pub const PROBE: [u8; HEADER_LEN] = [0; HEADER_LEN];
 /// Default cap on a frame's payload size: what a server with the default size policy
 /// (`synod_node::limits`) sends or accepts. Servers derive theirs from their configured policy.
 pub const DEFAULT_MAX_FRAME: usize = Limits::DEFAULT_FRAME;

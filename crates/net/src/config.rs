@@ -9,6 +9,7 @@ use synod_node::NodeId;
 use tokio::net::TcpListener;
 
 use crate::codec::DEFAULT_MAX_FRAME;
+use crate::liveness::LinkTiming;
 
 /// Where a server accepts connections.
 #[derive(Debug)]
@@ -56,7 +57,9 @@ impl NodeConfig {
     }
 }
 
-/// Limits and timings. The defaults suit a LAN cluster; tests shrink the timeouts.
+/// Limits and timings. The defaults suit a LAN cluster (round trips well under
+/// `connect_timeout`); tests shrink the timeouts. docs/paxos.md, "Timings", says why each
+/// peer-link timing is what it is.
 #[derive(Debug, Clone)]
 pub struct NetOptions {
     /// Largest frame payload accepted or sent, in bytes. Larger inbound frames close the
@@ -64,7 +67,9 @@ pub struct NetOptions {
     pub max_frame: usize,
     /// How long a new connection may take to complete the handshake, in either direction.
     pub handshake_timeout: Duration,
-    /// How long an outbound TCP connect may take.
+    /// How long an outbound TCP connect may take. Short, because a SYN lost to a partition
+    /// is retransmitted by the kernel only after a second: a fresh attempt soon after the
+    /// partition heals gets through sooner. Raise it for round trips near it.
     pub connect_timeout: Duration,
     /// Inbound connections served at once; more are closed right after accept.
     pub max_connections: usize,
@@ -77,6 +82,18 @@ pub struct NetOptions {
     /// First reconnect delay of a peer link; doubles per failed attempt up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// A peer link probes its connection this often (the server echoes each probe)...
+    pub probe_every: Duration,
+    /// ...and gives the connection up and connects afresh when a write stays unconfirmed
+    /// by an echo this long.
+    pub silence_limit: Duration,
+    /// `TCP_USER_TIMEOUT` of peer sockets, both ends: the kernel gives a connection up when
+    /// data it sent stays unacknowledged this long. A backstop behind `silence_limit`, and
+    /// what ends the server side of a peer connection whose link went away unseen.
+    pub tcp_user_timeout: Duration,
+    /// TCP keepalive of peer sockets: idle time before the first keepalive probe and the
+    /// interval between probes; the kernel gives up after `tcp_user_timeout`.
+    pub keepalive: Duration,
     /// On shutdown, how long to keep writing already queued messages before giving up.
     pub flush_timeout: Duration,
 }
@@ -86,13 +103,27 @@ impl Default for NetOptions {
         NetOptions {
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(100),
             max_connections: 1024,
             inbox_capacity: 4096,
             send_queue: 1024,
-            backoff_min: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+            probe_every: Duration::from_millis(100),
+            silence_limit: Duration::from_secs(1),
+            tcp_user_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl NetOptions {
+    /// The liveness timing of peer links.
+    pub fn link_timing(&self) -> LinkTiming {
+        LinkTiming {
+            probe_every: self.probe_every,
+            silence_limit: self.silence_limit,
         }
     }
 }

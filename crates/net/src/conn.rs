@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::codec::{decode_hello, encode_hello, FrameDecoder, FrameError, Hello, HELLO_LEN};
+use crate::config::NetOptions;
 use crate::error::NetError;
 
 /// Initial input buffer; grows only as bytes actually arrive.
@@ -106,6 +107,18 @@ pub(crate) async fn handshake(
             after: limit,
         })??;
     Ok((reader, BufWriter::new(write), theirs))
+}
+
+/// Sets a peer socket's `TCP_USER_TIMEOUT` and keepalive (see [`NetOptions`]), so that the
+/// kernel too gives up on a connection to a peer it cannot reach within seconds rather than
+/// the many minutes of its defaults.
+pub(crate) fn tune_peer_socket(stream: &TcpStream, opts: &NetOptions) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    socket.set_tcp_user_timeout(Some(opts.tcp_user_timeout))?;
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(opts.keepalive)
+        .with_interval(opts.keepalive);
+    socket.set_tcp_keepalive(&keepalive)
 }
 
 /// Writes `first` and every frame already waiting in `queue` behind it, then flushes once.

@@ -26,11 +26,13 @@ mod conn;
 mod driver;
 mod error;
 mod link;
+mod liveness;
 mod server;
 
 pub use client::Client;
 pub use codec::{FrameError, Hello, CLIENT_MAX_FRAME, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 pub use config::{Listen, NetOptions, NodeConfig};
 pub use error::NetError;
+pub use liveness::LinkTiming;
 pub use server::{run_node, shutdown_signal};
 pub use synod_node::limits;

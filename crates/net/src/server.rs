@@ -21,7 +21,8 @@
 //!
 //! Inbound connections come in two kinds, told apart by the handshake. A *peer* connection
 //! only carries messages into this node, stamped with the id the peer announced (replies
-//! travel on this node's own link to that peer). A *client* connection carries both ways: it
+//! travel on this node's own link to that peer); the only frames going back are echoes of
+//! the link's probes (see [`crate::liveness`]). A *client* connection carries both ways: it
 //! gets a fresh [`NodeId`] from [`NodeId::FIRST_CLIENT`] upwards, registers a reply queue with
 //! the node, and unregisters it when it closes, after which replies to it are dropped.
 //!
@@ -43,6 +44,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use synod_node::{Node, NodeId, Storage};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -50,9 +52,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::codec::{decode_msg, Hello};
+use crate::codec::{decode_msg, Hello, PROBE};
 use crate::config::{Listen, NetOptions, NodeConfig};
-use crate::conn::{handshake, write_batch, FrameReader, FrameWriter};
+use crate::conn::{handshake, tune_peer_socket, write_batch, FrameReader, FrameWriter};
 use crate::driver::{Driver, Event};
 use crate::error::NetError;
 
@@ -227,7 +229,10 @@ where
     M: DeserializeOwned + Send + 'static,
 {
     let opts = &shared.opts;
-    let (mut reader, writer, hello) = handshake(
+    // Before the handshake tells a peer from a client, so clients get the same timings: a
+    // client that vanished is noticed as soon as a peer would be.
+    tune_peer_socket(&stream, opts)?;
+    let (mut reader, mut writer, hello) = handshake(
         stream,
         Hello::Peer(shared.id),
         opts.max_frame,
@@ -243,6 +248,10 @@ where
                     _ = shared.cancel.cancelled() => return Ok(()),
                 };
                 match frame {
+                    Some(payload) if payload.is_empty() => {
+                        writer.write_all(&PROBE).await?;
+                        writer.flush().await?;
+                    }
                     Some(payload) if deliver(shared, from, &payload).await? => {}
                     _ => return Ok(()),
                 }

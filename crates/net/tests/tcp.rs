@@ -1,5 +1,5 @@
 //! The TCP driver end to end, over real sockets on 127.0.0.1 port 0: client round trips,
-//! peers talking and reconnecting after a restart, every kind of bad input closing only its
+//! peers talking and reconnecting after a restart or once their connection falls silent, every kind of bad input closing only its
 //! own connection, and graceful shutdown.
 //!
 //! Tests run on tokio's current-thread runtime so that a thread-local log capture sees every
@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -254,6 +255,27 @@ async fn client_round_trips_timers_and_self_messages() {
     server.stop().await.unwrap();
 }
 
+/// Asks A, through `c`, to relay pings to its partner B until a pong comes back, with a new
+/// ping every `patience` (one may be lost in a connection that broke): whether one came back
+/// within `within`.
+async fn relay_until_answered(c: &mut Client<Msg>, within: Duration, patience: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut k = 1;
+    'retry: while Instant::now() < deadline {
+        k += 1;
+        c.send(&Msg::Relay(k)).await.unwrap();
+        loop {
+            match c.recv(patience).await {
+                Ok(Msg::Pong(got)) if got == k => return true,
+                Ok(Msg::Pong(older)) if older < k => continue,
+                Err(NetError::Timeout { .. }) => continue 'retry,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    false
+}
+
 #[tokio::test]
 async fn peers_talk_and_reconnect_after_a_restart() {
     let (la, lb) = (bind().await, bind().await);
@@ -269,21 +291,110 @@ async fn peers_talk_and_reconnect_after_a_restart() {
 
     // A may write the first ping into the connection the old B just closed (lost, as the
     // protocols allow), so ask again until a pong comes back through the new link.
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    let mut k = 1;
-    'retry: loop {
-        assert!(Instant::now() < deadline, "A never reached the restarted B");
-        k += 1;
-        c.send(&Msg::Relay(k)).await.unwrap();
-        loop {
-            match c.recv(Duration::from_millis(200)).await {
-                Ok(Msg::Pong(got)) if got == k => break 'retry,
-                Ok(Msg::Pong(older)) if older < k => continue,
-                Err(NetError::Timeout { .. }) => continue 'retry,
-                other => panic!("unexpected {other:?}"),
+    let within = Duration::from_millis(1500);
+    let answered = relay_until_answered(&mut c, within, Duration::from_millis(200)).await;
+    assert!(answered, "A never reached the restarted B");
+
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_link_stays_up_because_its_probes_are_echoed() {
+    let (logs, _guard) = Logs::capture();
+    let opts = || NetOptions {
+        probe_every: Duration::from_millis(20),
+        silence_limit: Duration::from_millis(100),
+        ..test_options()
+    };
+    let (la, lb) = (bind().await, bind().await);
+    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let a = Server::start_with(1, la, &[(2, b_addr)], opts()).await;
+    let b = Server::start_with(2, lb, &[(1, a_addr)], opts()).await;
+    let mut c = client(a_addr).await;
+    assert_eq!(c.call(&Msg::Relay(1), WAIT).await.unwrap(), Msg::Pong(1));
+    // Ten silence limits with nothing to send but probes.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(c.call(&Msg::Relay(2), WAIT).await.unwrap(), Msg::Pong(2));
+    assert!(!logs.text().contains("link down"), "{}", logs.text());
+
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+/// A TCP forwarder between a link and its peer that can *swallow* the connections it has:
+/// from then on they stay open but carry nothing either way, like a connection whose
+/// segments a partition dropped until the kernel's retransmission backoff grew to many
+/// seconds. Connections made after that are forwarded normally: the network has healed.
+struct Swallower {
+    addr: SocketAddr,
+    /// How many connections were accepted; the first `swallowed` of them carry nothing.
+    accepted: Arc<AtomicU64>,
+    swallowed: Arc<AtomicU64>,
+}
+
+impl Swallower {
+    async fn start(to: SocketAddr) -> Swallower {
+        let listener = bind().await;
+        let addr = listener.local_addr().unwrap();
+        let (accepted, swallowed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (count, cut) = (accepted.clone(), swallowed.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let number = count.fetch_add(1, Ordering::SeqCst);
+                let Ok(outbound) = TcpStream::connect(to).await else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                for (mut from, mut to) in [(ri, wo), (ro, wi)] {
+                    let cut = cut.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buf).await {
+                            let swallowed = number < cut.load(Ordering::SeqCst);
+                            if !swallowed && to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
             }
+        });
+        Swallower {
+            addr,
+            accepted,
+            swallowed,
         }
     }
+
+    /// Swallows every connection accepted so far.
+    fn swallow_existing(&self) {
+        let so_far = self.accepted.load(Ordering::SeqCst);
+        self.swallowed.store(so_far, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_link_whose_connection_falls_silent_reconnects() {
+    let (logs, _guard) = Logs::capture();
+    let (la, lb) = (bind().await, bind().await);
+    let (a_addr, b_addr) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let between = Swallower::start(b_addr).await;
+    let opts = test_options();
+    let bound = opts.silence_limit + opts.probe_every + opts.connect_timeout + opts.backoff_max;
+    let a = Server::start(1, la, &[(2, between.addr)]).await;
+    let b = Server::start(2, lb, &[(1, a_addr)]).await;
+    let mut c = client(a_addr).await;
+    assert_eq!(c.call(&Msg::Relay(1), WAIT).await.unwrap(), Msg::Pong(1));
+
+    // A's link to B now writes into a connection that never delivers and never fails: the
+    // kernel would keep it for many minutes. The link must give it up and connect afresh.
+    between.swallow_existing();
+    let answered = relay_until_answered(&mut c, 2 * bound, Duration::from_millis(100)).await;
+    assert!(answered, "A never reached B again; logs:\n{}", logs.text());
+    logs.wait_for(&["link down; reconnecting", "no echo of a probe"])
+        .await;
 
     a.stop().await.unwrap();
     b.stop().await.unwrap();

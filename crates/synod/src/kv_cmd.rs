@@ -145,7 +145,9 @@ async fn serve(
         .with_limits(limits)
         .with_max_memory(max_memory);
     let front = resp_front::spawn(resp, resp_limits, || {
-        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?.with_limits(limits))
+        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
+            .with_limits(limits)
+            .prefer(id))
     })
     .await?;
     // Installed before the readiness line, so a signal right after it stops us gracefully.

@@ -171,9 +171,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     let node =
         GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos).with_limits(limits);
     let front = resp_front::spawn(resp, r.limits.resp()?, || {
-        Ok(ShardKvClient::connect(
-            r.ctl.iter().map(ToString::to_string),
-        )?)
+        Ok(ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?.prefer(listen.ip()))
     })
     .await?;
     // Installed before the readiness line, so a signal right after it stops us gracefully.
