@@ -385,3 +385,51 @@ fn replicas_started_one_at_a_time_in_every_order_form_a_cluster() {
         );
     }
 }
+
+/// A follower on a lossy link to its leader, and cut off from the third replica, serves its
+/// clients at the leader's pace: it forwards their requests to the leader, and learns the
+/// decisions it missed in bulk (`Learn`) as soon as it finds itself stuck, so its clients do
+/// not wait for one hole-filling proposal per instance (the "lossy leader" stall of
+/// docs/paxos.md, measured before bulk learning existed).
+#[test]
+fn a_follower_on_a_lossy_link_serves_its_clients_at_the_leaders_pace() {
+    let seed = seed_from_env(43);
+    let mut c = Cluster::new(seed, 3);
+    let warm = c.clerk(&[0, 1, 2]);
+    c.put(warm, "k", "0");
+    c.sim
+        .require(Duration::from_secs(5), "a stable leader", |s| {
+            (0..3).any(|i| {
+                s.node::<KvReplica>(server(i))
+                    .is_some_and(|r| r.status(server(i)).leader)
+            })
+        });
+    let leader = (0..3)
+        .find(|&i| c.replica(i).status(server(i)).leader)
+        .expect("a leader");
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    c.sim.block_link(server(other), server(follower));
+    c.sim.block_link(server(follower), server(other));
+    c.sim.set_link_drop(server(leader), server(follower), 0.3);
+    c.sim.set_link_drop(server(follower), server(leader), 0.3);
+    let ck = c.clerk(&[follower]);
+    let mut waits = Vec::new();
+    for i in 1..=100 {
+        let started = c.sim.now();
+        c.put(ck, "k", &i.to_string());
+        waits.push(c.sim.now() - started);
+    }
+    waits.sort();
+    let (median, worst) = (waits[waits.len() / 2], waits[waits.len() - 1]);
+    println!(
+        "seed {seed}: 100 puts through the lagging follower, median {median:?}, worst {worst:?}"
+    );
+    c.check_linearizable();
+    // A put that waited for the follower to fill its holes one proposal at a time (100 ms
+    // each, and more at this loss) would take several times this.
+    assert!(
+        median < Duration::from_millis(80),
+        "median {median:?}: the follower's clients wait for it to catch up"
+    );
+}
