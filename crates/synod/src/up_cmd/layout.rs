@@ -118,6 +118,7 @@ impl Layout {
         // identity and refuses to run with another: neither can move once started.
         let fixed = match *self {
             Layout::Kv { replicas } => {
+                refuse_another_size(dir, replicas)?;
                 (0..replicas).any(|i| !matches!(identity::read(&kv_replica_dir(dir, i)), Ok(None)))
             }
             Layout::Pb => false,
@@ -273,6 +274,44 @@ fn kv_replica_dir(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("replica-{i}"))
 }
 
+/// Refuses to start `replicas` Paxos KV replicas in `dir` when a replica directory there
+/// records a cluster of another size: that would start a second cluster on the first one's
+/// data, where the new majority need not include any replica that holds an acknowledged
+/// write. Every `replica-*` directory is read, not only the first `replicas`, so a shrink is
+/// caught even when the directories it keeps are blank.
+fn refuse_another_size(dir: &Path, replicas: usize) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let is_replica = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("replica-"));
+        if !is_replica {
+            continue;
+        }
+        if let Some(recorded) = identity::read(&path)? {
+            let size = recorded.peers.len();
+            if size != replicas {
+                bail!(
+                    "{} belongs to a cluster of {size} replicas, and --replicas is {replicas}: \
+                     starting {replicas} on its data would form another cluster and could lose \
+                     acknowledged writes. Run `synod up --dir {} --replicas {size}`; a running \
+                     cluster changes its size only through a membership change, which synod \
+                     does not offer yet",
+                    path.join(identity::IDENTITY_FILE).display(),
+                    dir.display(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `HOST:PORT,HOST:PORT,...`, the form every `--peers` and `--ctl` flag takes.
 fn join_addrs(addrs: &[SocketAddr]) -> String {
     addrs
@@ -363,6 +402,27 @@ mod tests {
             layout.plan(dir.path()).unwrap().resp_addrs(),
             moved.resp_addrs()
         );
+    }
+
+    #[test]
+    fn a_kv_cluster_refuses_to_start_at_another_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let three = Layout::Kv { replicas: 3 };
+        let first = three.plan(dir.path()).unwrap();
+        let peers: Vec<SocketAddr> = first.children.iter().map(|c| c.peer).collect();
+        // Only replica 2 recorded its identity: a shrink to 1 must still be caught.
+        let replica = kv_replica_dir(dir.path(), 2);
+        std::fs::create_dir_all(&replica).unwrap();
+        let recorded = identity::Identity::new(2, &peers, identity::DEFAULT_CLUSTER_TOKEN);
+        identity::record(&replica, &recorded.unwrap()).unwrap();
+
+        for replicas in [1, 5] {
+            let err = Layout::Kv { replicas }.plan(dir.path()).unwrap_err();
+            let err = err.to_string();
+            assert!(err.contains("belongs to a cluster of 3 replicas"), "{err}");
+            assert!(err.contains("--replicas 3"), "{err}");
+        }
+        assert!(three.plan(dir.path()).is_ok());
     }
 
     #[test]
