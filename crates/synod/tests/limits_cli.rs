@@ -32,9 +32,19 @@ fn cluster(dir: &std::path::Path, extra: &[&str]) -> (Vec<Server>, Vec<String>) 
 }
 
 /// A client doing small SETs and GETs on `addr` until `stop`; returns each one's latency.
+/// Returns once its first SET and GET went through (its session exists, its connection is
+/// up), so what it measures afterwards is the service under the big value, not its own start.
 fn small_client(addr: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Duration>> {
-    std::thread::spawn(move || {
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
         let mut conn = Resp::connect(&addr).expect("connect");
+        assert_eq!(
+            conn.call(&["SET", "small-first", "1"]).expect("first SET"),
+            Reply::Simple("OK".into())
+        );
+        started_tx
+            .send(())
+            .expect("the test waits for the small client");
         let mut latencies = Vec::new();
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -52,7 +62,11 @@ fn small_client(addr: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
             i += 1;
         }
         latencies
-    })
+    });
+    started
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the small client's first SET within a minute");
+    client
 }
 
 fn percentile(latencies: &mut [Duration], p: f64) -> Duration {
