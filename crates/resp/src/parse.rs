@@ -233,12 +233,12 @@ impl Parser {
     }
 
     fn line(&mut self) -> Result<Step, ParseError> {
-        let Some(len) = self.find_line_end()? else {
+        let Some((len, terminator)) = self.find_line_end()? else {
             return Ok(Step::NeedMore);
         };
         let line = self.buf[self.start..self.start + len].to_vec();
-        self.consume(len + 2);
-        self.charge(len + 2);
+        self.consume(len + terminator);
+        self.charge(len + terminator);
         let (kind, body) = (line[0], &line[1..]);
         let value = match kind {
             b'+' => Value::Simple(text(body)?),
@@ -257,26 +257,36 @@ impl Parser {
         Ok(Step::Done(value))
     }
 
-    /// The length of the line at `start` (without CRLF), searching only bytes not searched
-    /// before.
-    fn find_line_end(&mut self) -> Result<Option<usize>, ParseError> {
+    /// The length of the line at `start` and of its terminator, searching only bytes not
+    /// searched before. A line ends with CRLF; an inline command (a top-level line that does
+    /// not start with a type byte, what `echo PING | nc` sends) also ends at a bare LF, as in
+    /// Redis.
+    fn find_line_end(&mut self) -> Result<Option<(usize, usize)>, ParseError> {
         loop {
             let rest = &self.buf[self.start..];
+            let inline = self.stack.is_empty()
+                && rest
+                    .first()
+                    .is_some_and(|b| !matches!(b, b'+' | b'-' | b':' | b'$' | b'*'));
             let mut from = self.scanned;
             let mut found = None;
             while let Some(at) = rest[from..].iter().position(|&b| b == b'\n') {
                 let newline = from + at;
                 if newline > 0 && rest[newline - 1] == b'\r' {
-                    found = Some(newline - 1);
+                    found = Some((newline - 1, 2));
+                    break;
+                }
+                if inline {
+                    found = Some((newline, 1));
                     break;
                 }
                 from = newline + 1;
             }
             match found {
-                Some(len) if len > MAX_LINE => return Err(ParseError::LineTooLong),
+                Some((len, _)) if len > MAX_LINE => return Err(ParseError::LineTooLong),
                 // An empty line is no value; skip it as Redis does between commands.
-                Some(0) => self.consume(2),
-                Some(len) => return Ok(Some(len)),
+                Some((0, terminator)) => self.consume(terminator),
+                Some(line) => return Ok(Some(line)),
                 None if rest.len() > MAX_LINE + 1 => return Err(ParseError::LineTooLong),
                 None => {
                     self.scanned = rest.len();
@@ -475,6 +485,34 @@ mod tests {
             parse(b"PING  hi\r\n").unwrap().unwrap().0,
             Value::Array(Some(vec![Value::bulk("PING"), Value::bulk("hi")]))
         );
+    }
+
+    #[test]
+    fn an_inline_command_may_end_at_a_bare_newline_as_netcat_sends_it() {
+        let mut input = b"PING\n\nECHO hi\r\n".to_vec();
+        input.extend(command(&[b"GET", b"k"]));
+        for piece in [1, 3, 4096] {
+            let parsed = parse_all(small(), &input, piece);
+            let words = |w: &[&str]| {
+                Parsed::Value(Value::Array(Some(
+                    w.iter().map(|w| Value::bulk(*w)).collect(),
+                )))
+            };
+            assert_eq!(
+                parsed,
+                [
+                    words(&["PING"]),
+                    words(&["ECHO", "hi"]),
+                    words(&["GET", "k"])
+                ],
+                "fed {piece} bytes at a time"
+            );
+        }
+        // Inside the protocol proper a line still needs its CR.
+        assert!(matches!(
+            parse(b"*1\n$4\r\nPING\r\n"),
+            Err(ParseError::BadNumber(_))
+        ));
     }
 
     #[test]
