@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use synod_kvpaxos::KvOp;
 use synod_node::limits::{self, TooLarge};
@@ -12,10 +13,12 @@ use synod_shardctl::{Config, Gid};
 
 use crate::{key2shard, key_of, ShardReply};
 
-/// One shard's data and the session table guarding it.
+/// One shard's data and the session table guarding it. The data is a persistent map, as the
+/// Paxos KV's is (crates/kvpaxos/src/state.rs): a background snapshot clones the state on
+/// the apply path, and that clone must cost O(1), not a copy of every key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
-    pub data: BTreeMap<String, String>,
+    pub data: OrdMap<String, String>,
     pub sessions: Sessions<ShardReply>,
 }
 
