@@ -38,7 +38,7 @@ const GROUP_SILENCE: Duration = Duration::from_secs(2);
 
 /// Pause before retrying when the controller has nothing newer (a shard in transit: its new
 /// owner answers `WrongGroup` until the data arrives), so clients do not flood the
-/// controller's log with queries.
+/// controllers with queries (each a read barrier among them).
 const PAUSE: Duration = Duration::from_millis(50);
 
 /// How long an operation keeps retrying by default (shorter than a RESP client's patience,
