@@ -21,34 +21,47 @@ fn ops_per_sec(line: &str) -> f64 {
     words[1].parse().expect("ops/s is a number")
 }
 
-#[test]
-fn a_tiny_bench_prints_each_target_and_the_table() {
-    // An empty PATH hides redis-server, installed or not, so its target is skipped.
+/// Runs a tiny benchmark (4 clients, 1 s after 200 ms of warm-up, 100 keys) with `args`
+/// added and the environment variables `env` set, requires it to succeed, and returns its
+/// stdout.
+fn tiny_bench(args: &[&str], env: &[(&str, &str)]) -> String {
+    let common = [
+        "bench",
+        "--clients",
+        "4",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--keys",
+        "100",
+    ];
     let output = synod()
-        .args([
-            "bench",
-            "--clients",
-            "4",
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--keys",
-            "100",
-            "--targets",
-            "synod-kv,synod-kv-resp,redis",
-        ])
-        .env("PATH", "")
+        .args(common.iter().chain(args))
+        .envs(env.iter().copied())
         .output()
         .expect("running synod bench");
     let out = stdout(&output);
     assert!(output.status.success(), "{out}\n{}", stderr(&output));
-    let line = |prefix: &str| {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
-            .to_string()
-    };
+    out
+}
+
+/// The first line of `out` that starts with `prefix`.
+fn line(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn a_tiny_bench_prints_each_target_and_the_table() {
+    // An empty PATH hides redis-server, installed or not, so its target is skipped.
+    let out = tiny_bench(
+        &["--targets", "synod-kv,synod-kv-resp,redis"],
+        &[("PATH", "")],
+    );
+    let line = |prefix: &str| line(&out, prefix);
     assert!(
         line("synod bench: 4 clients, 16-byte keys, 100-byte values").contains("read ratio 0.5")
     );
@@ -70,32 +83,14 @@ fn a_tiny_bench_prints_each_target_and_the_table() {
 
 #[test]
 fn the_sharded_targets_at_two_read_ratios_print_a_row_each() {
-    let output = synod()
-        .args([
-            "bench",
-            "--clients",
-            "4",
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--keys",
-            "100",
-            "--read-ratio",
-            "0,1",
-            "--targets",
-            "synod-shardkv,synod-shardkv-resp",
-        ])
-        .output()
-        .expect("running synod bench");
-    let out = stdout(&output);
-    assert!(output.status.success(), "{out}\n{}", stderr(&output));
-    let line = |prefix: &str| {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
-            .to_string()
-    };
+    let args = [
+        "--read-ratio",
+        "0,1",
+        "--targets",
+        "synod-shardkv,synod-shardkv-resp",
+    ];
+    let out = tiny_bench(&args, &[]);
+    let line = |prefix: &str| line(&out, prefix);
     for target in ["synod-shardkv", "synod-shardkv-resp"] {
         for ratio in ["0", "1"] {
             let figures = line(&format!("{target} (read ratio {ratio}): "));
