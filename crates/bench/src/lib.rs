@@ -1,10 +1,10 @@
-//! Closed-loop benchmarks of key/value stores: synod's Paxos KV (native client or Redis
-//! protocol), Redis and etcd, driven the same way so their figures compare.
+//! Closed-loop benchmarks of key/value stores: synod's Paxos KV and sharded KV (native
+//! client or Redis protocol), Redis and etcd, driven the same way so their figures compare.
 //!
 //! - [`Workload`]: how many clients, key and value sizes, key space, read ratio, how long.
-//! - [`Store`]: one client connection that can get and put; [`KvStore`] (synod's native
-//!   client), [`RespConn`] (any Redis-protocol server) and [`EtcdConn`] (etcd v3's JSON
-//!   gateway over HTTP/1.1) implement it.
+//! - [`Store`]: one client connection that can get and put; [`KvStore`] and
+//!   [`ShardKvStore`] (synod's native clients), [`RespConn`] (any Redis-protocol server)
+//!   and [`EtcdConn`] (etcd v3's JSON gateway over HTTP/1.1) implement it.
 //! - [`run`]: the closed loop — every client does one operation at a time, back to back —
 //!   recording latencies in an HDR histogram; [`Summary`] and [`table`] print the results.
 //!
@@ -23,5 +23,5 @@ pub use etcd::EtcdConn;
 pub use load::{run, Measurement};
 pub use report::{table, Row, Summary};
 pub use resp::RespConn;
-pub use store::{KvStore, Store};
+pub use store::{KvStore, ShardKvStore, Store};
 pub use workload::{parse_duration, Limit, Workload};

@@ -1,5 +1,6 @@
 //! Turning measurements into what `synod bench` prints: one line per target as it finishes,
-//! and a final table with ratios against the first target measured (the baseline).
+//! and a final table with ratios against the first target measured at the same read ratio
+//! (the baseline).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -58,32 +59,43 @@ impl Summary {
     }
 }
 
-/// One target's row of the final table.
+/// One target's row of the final table: one target at one read ratio.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub target: String,
+    /// The fraction of gets in the load, 0 to 1.
+    pub read_ratio: f64,
     /// What was measured, or why not (`skipped (not installed)`, `failed: ...`).
     pub outcome: Result<Summary, String>,
     /// How the target was set up (`3 replicas, fsync on`), shown after the figures.
     pub setup: String,
 }
 
-/// The comparison table: figures per target, and ops/s and p50 as ratios against the first
-/// measured row.
+/// The comparison table: figures per target and read ratio (rows grouped by read ratio, in
+/// the order the ratios first appear), and ops/s and p50 as ratios against the first
+/// measured row of the same read ratio.
 pub fn table(rows: &[Row]) -> String {
-    let baseline = rows.iter().find_map(|r| r.outcome.as_ref().ok());
+    let mut ordered: Vec<&Row> = rows.iter().collect();
+    let first_of = |ratio: f64| rows.iter().position(|r| r.read_ratio == ratio);
+    ordered.sort_by_key(|r| first_of(r.read_ratio));
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8}  setup",
-        "target", "ops/s", "p50", "p99", "p99.9", "ops/s x", "p50 x"
+        "{:<18} {:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8}  setup",
+        "target", "gets", "ops/s", "p50", "p99", "p99.9", "ops/s x", "p50 x"
     );
-    for row in rows {
+    for row in ordered {
+        let baseline = rows
+            .iter()
+            .filter(|r| r.read_ratio == row.read_ratio)
+            .find_map(|r| r.outcome.as_ref().ok());
+        let gets = format!("{:.0}%", row.read_ratio * 100.0);
         let _ = match (&row.outcome, baseline) {
             (Ok(s), Some(base)) => writeln!(
                 out,
-                "{:<14} {:>9.0} {:>10} {:>10} {:>10} {:>8} {:>8}  {}",
+                "{:<18} {:>5} {:>9.0} {:>10} {:>10} {:>10} {:>8} {:>8}  {}",
                 row.target,
+                gets,
                 s.ops_per_sec,
                 ms(s.p50),
                 ms(s.p99),
@@ -94,8 +106,9 @@ pub fn table(rows: &[Row]) -> String {
             ),
             (outcome, _) => writeln!(
                 out,
-                "{:<14} {}  {}",
+                "{:<18} {:>5} {}  {}",
                 row.target,
+                gets,
                 outcome.as_ref().err().map_or("", String::as_str),
                 row.setup
             ),
@@ -143,16 +156,19 @@ mod tests {
         let rows = vec![
             Row {
                 target: "skipped-one".into(),
+                read_ratio: 0.5,
                 outcome: Err("skipped (not installed)".into()),
                 setup: String::new(),
             },
             Row {
                 target: "base".into(),
+                read_ratio: 0.5,
                 outcome: Ok(summary(1000.0, 4)),
                 setup: "3 replicas".into(),
             },
             Row {
                 target: "other".into(),
+                read_ratio: 0.5,
                 outcome: Ok(summary(3000.0, 2)),
                 setup: String::new(),
             },
@@ -166,5 +182,30 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].contains("2.00 ms") && lines[3].contains("6.00 ms"));
+    }
+
+    #[test]
+    fn rows_are_grouped_by_read_ratio_each_with_its_own_baseline() {
+        let row = |target: &str, read_ratio: f64, ops: f64| Row {
+            target: target.into(),
+            read_ratio,
+            outcome: Ok(summary(ops, 4)),
+            setup: String::new(),
+        };
+        let rows = vec![
+            row("plain", 0.0, 1000.0),
+            row("plain", 1.0, 4000.0),
+            row("sharded", 0.0, 800.0),
+            row("sharded", 1.0, 2000.0),
+        ];
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("plain") && lines[1].contains(" 0% "));
+        assert!(lines[2].starts_with("sharded") && lines[2].contains(" 0.80 "));
+        assert!(lines[3].starts_with("plain") && lines[3].contains(" 100% "));
+        assert!(
+            lines[4].starts_with("sharded") && lines[4].contains(" 0.50 "),
+            "{text}"
+        );
     }
 }

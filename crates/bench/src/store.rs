@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use synod_client::shardkv::ShardKvClient;
 use synod_client::KvClient;
 
 use crate::BenchError;
@@ -25,6 +26,23 @@ pub trait Store: Send + 'static {
 pub struct KvStore(pub Arc<KvClient>);
 
 impl Store for KvStore {
+    async fn get(&mut self, key: &str) -> Result<(), BenchError> {
+        self.0.get(key).await?;
+        Ok(())
+    }
+
+    async fn put(&mut self, key: &str, value: &str) -> Result<(), BenchError> {
+        Ok(self.0.put(key, value).await?)
+    }
+}
+
+/// synod's sharded KV through its native client, which asks the controllers for the
+/// configuration and sends each operation to the group that owns its key. Clones share one
+/// [`ShardKvClient`] (and so one cached configuration and one session pool).
+#[derive(Clone)]
+pub struct ShardKvStore(pub Arc<ShardKvClient>);
+
+impl Store for ShardKvStore {
     async fn get(&mut self, key: &str) -> Result<(), BenchError> {
         self.0.get(key).await?;
         Ok(())

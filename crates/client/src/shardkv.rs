@@ -14,6 +14,7 @@
 //! since its outcome is unknown. Controller requests run under a session of their own with
 //! the same rule.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use synod_kvpaxos::KvOp;
 use synod_resp::{Backend, BackendError};
 use synod_rsm::RsmMsg;
-use synod_shardctl::{Config, CtlOp, CtlReply};
+use synod_shardctl::{Config, CtlOp, CtlReply, Gid};
 use synod_shardkv::{Numbering, ShardMsg, ShardReply};
 use tokio::time::Instant;
 
@@ -37,7 +38,7 @@ const GROUP_SILENCE: Duration = Duration::from_secs(2);
 
 /// Pause before retrying when the controller has nothing newer (a shard in transit: its new
 /// owner answers `WrongGroup` until the data arrives), so clients do not flood the
-/// controller's log with queries.
+/// controllers with queries (each a read barrier among them).
 const PAUSE: Duration = Duration::from_millis(50);
 
 /// How long an operation keeps retrying by default (shorter than a RESP client's patience,
@@ -134,11 +135,13 @@ impl CtlClient {
     }
 }
 
-/// One client session of the KV: its id, per-shard numbers and a connection.
+/// One client session of the KV: its id, per-shard numbers and a connection to each group
+/// it has talked to (one for all groups meant a new TCP connection for every operation on
+/// another group than the last one's).
 struct Session {
     client: u64,
     numbering: Numbering,
-    conn: Conn<ShardMsg>,
+    conns: BTreeMap<Gid, Conn<ShardMsg>>,
 }
 
 /// A client of a sharded KV cluster, given the controllers' addresses.
@@ -253,15 +256,17 @@ impl ShardKvClient {
                 .then(|| {
                     let (shard, seq) = *numbered
                         .get_or_insert_with(|| session.numbering.next(&op, config.shards.len()));
-                    let servers = config.groups.get(&config.shards[shard])?;
-                    Some((shard, seq, servers))
+                    let gid = config.shards[shard];
+                    let servers = config.groups.get(&gid)?;
+                    Some((shard, seq, gid, servers))
                 })
                 .flatten();
-            if let Some((shard, seq, servers)) = owner {
-                match self
-                    .try_group(&mut session, servers, &op, (shard, seq), deadline)
-                    .await
-                {
+            if let Some((shard, seq, gid, servers)) = owner {
+                // Connections to groups that left go with them.
+                session.conns.retain(|g, _| config.groups.contains_key(g));
+                let conn = session.conns.entry(gid).or_default();
+                let request = (session.client, shard, seq);
+                match self.try_group(conn, servers, &op, request, deadline).await {
                     Some(ShardReply::SessionExpired) => return Err(ClientError::SessionExpired),
                     // The session is dropped with it: a refusal at the edge is not recorded in
                     // the shard's session table, which must see a session's first command.
@@ -286,20 +291,20 @@ impl ShardKvClient {
         Err(ClientError::Timeout(self.timeout))
     }
 
-    /// Tries the group's servers, the one the session is connected to first, then the one on
-    /// the preferred host, then the others, each hedge step (longer for a bigger request) after the one before while
-    /// those may still answer. Returns the first answer, or `None` if none answered within
+    /// Tries the group's servers, the one the session's connection `conn` to this group goes
+    /// to first, then the one on the preferred host, then the others, each hedge step
+    /// (longer for a bigger request) after the one before while those may still answer. Returns the first answer, or `None` if none answered within
     /// [`GROUP_SILENCE`] of the last try.
     async fn try_group(
         &self,
-        session: &mut Session,
+        conn: &mut Conn<ShardMsg>,
         servers: &[String],
         op: &KvOp,
-        (shard, seq): (usize, u64),
+        (client, shard, seq): (u64, usize, u64),
         deadline: Instant,
     ) -> Option<ShardReply> {
         let msg = ShardMsg::Group(RsmMsg::Request {
-            client: session.client,
+            client,
             seq,
             op: op.clone(),
         });
@@ -315,15 +320,11 @@ impl ShardKvClient {
             let ip = addr.parse::<SocketAddr>().ok().map(|a| a.ip());
             ip.is_some() && ip == self.preferred
         };
-        let order = hedge::order(
-            &session.conn,
-            servers,
-            servers.iter().find(on_preferred_host),
-        );
+        let order = hedge::order(conn, servers, servers.iter().find(on_preferred_host));
         let step = hedge_step(op);
         let tried_all = step * (order.len() as u32 - 1) + GROUP_SILENCE;
         let limit = deadline.min(Instant::now() + tried_all);
-        hedge::first_answer(&mut session.conn, &order, &msg, step, limit, wanted).await
+        hedge::first_answer(conn, &order, &msg, step, limit, wanted).await
     }
 
     /// Asks the controller for the latest configuration, unless someone else already
@@ -351,7 +352,7 @@ impl ShardKvClient {
         pooled.unwrap_or_else(|| Session {
             client: rand::random::<u64>() >> 1,
             numbering: Numbering::default(),
-            conn: None,
+            conns: BTreeMap::new(),
         })
     }
 }

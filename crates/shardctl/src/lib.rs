@@ -8,10 +8,11 @@
 //! that shard counts differ by at most one between groups while moving as few shards as
 //! possible ([`rebalance`]). Repeating a Join or a Leave changes nothing.
 //!
-//! The controller is a [`synod_rsm::Rsm`] over [`CtlState`]: every operation, Query
-//! included, goes through the Paxos log, so a Query reflects every change that completed
-//! before it was sent, even when asked of a replica cut off from its peers (it then answers
-//! nothing rather than something stale). Every replica computes the same configurations
+//! The controller is a [`synod_rsm::Rsm`] over [`CtlState`]: every change goes through the
+//! Paxos log, and a Query (from a client with a session) is answered after a majority read
+//! barrier, without a log entry; so a Query reflects every change that completed before it
+//! was sent, even when asked of a replica cut off from its peers (it then answers nothing
+//! rather than something stale). Every replica computes the same configurations
 //! because the state machine is deterministic (ordered maps, ties broken by gid).
 
 mod balance;

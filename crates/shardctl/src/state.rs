@@ -114,4 +114,13 @@ impl StateMachine for CtlState {
     fn reindex(&mut self) {
         self.sessions.reindex();
     }
+
+    /// A Query changes nothing: answered after a read barrier, without a log entry, so the
+    /// groups' polls (every replica, every `POLL`) and clients' refreshes write nothing.
+    fn read(&self, op: &CtlOp) -> Option<CtlReply> {
+        match op {
+            CtlOp::Query { num } => Some(CtlReply::Config(self.query(*num).clone())),
+            CtlOp::Join { .. } | CtlOp::Leave { .. } | CtlOp::Move { .. } => None,
+        }
+    }
 }

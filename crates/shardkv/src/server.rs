@@ -58,7 +58,8 @@ pub struct GroupServer {
     group: Vec<(NodeId, String)>,
     controllers: Vec<NodeId>,
     rsm: Rsm<GroupState>,
-    /// This server's session with the controller (one per life).
+    /// This server's session with the controller (a new one every life, and after the
+    /// controller evicted it).
     ctl_client: u64,
     ctl_seq: u64,
     /// Whether `ctl_seq` was answered. A query is retried under the same number until it
@@ -225,8 +226,14 @@ impl Node for GroupServer {
                 self.ctl_answered = true;
                 match reply {
                     CtlReply::Config(config) => self.on_config(ctx, config),
-                    // A new life's session cannot have expired before its first answer.
-                    CtlReply::SessionExpired | CtlReply::Invalid(_) => {}
+                    // Polls are reads, which do not refresh the session's place in the
+                    // controller's table, so a server that ran long enough can see its
+                    // session evicted by newer clients: it starts a new one.
+                    CtlReply::SessionExpired => {
+                        self.ctl_client = ctx.rng().next_u64() >> 1;
+                        self.ctl_seq = 0;
+                    }
+                    CtlReply::Invalid(_) => {}
                 }
             }
             ShardMsg::Push {

@@ -194,11 +194,59 @@ impl StateMachine for GroupState {
             o.shard.sessions.reindex();
         }
     }
+
+    /// A Get, answered without a log entry once a read barrier says this state is recent
+    /// enough. The replica calls this again *after* the barrier to make the answer, so the
+    /// ownership check is made against the state applied up to the barrier's index: a group
+    /// whose log has moved the shard away (or has not installed it yet) answers
+    /// `WrongGroup`, never a value (docs/shardkv.md, "Reads without a log entry").
+    fn read(&self, op: &KvOp) -> Option<ShardReply> {
+        let KvOp::Get { key } = op else {
+            return None;
+        };
+        let shard = self.shard_of(op);
+        Some(match self.shards.get(&shard) {
+            Some(s) => ShardReply::Value {
+                shard,
+                value: s.data.get(key).cloned().unwrap_or_default(),
+            },
+            None => ShardReply::WrongGroup { shard },
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_after_the_shard_moved_away_is_wrong_group() {
+        let mut state = GroupState::new(100, 10);
+        let get = KvOp::Get { key: "k".into() };
+        let shard = state.shard_of(&get);
+        let mut owned = Config::initial(10);
+        owned.num = 1;
+        owned.shards = vec![100; 10];
+        owned.groups.insert(100, vec!["a".into()]);
+        state.apply_internal(1, &GroupOp::Reconfigure(owned.clone()));
+        let put = KvOp::Put {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        state.apply(2, &put);
+        let value = ShardReply::Value {
+            shard,
+            value: "v".into(),
+        };
+        assert_eq!(state.read(&get), Some(value));
+        assert_eq!(state.read(&put), None, "a Put is not a read");
+        let mut moved = owned;
+        moved.num = 2;
+        moved.shards[shard] = 101;
+        moved.groups.insert(101, vec!["b".into()]);
+        state.apply_internal(3, &GroupOp::Reconfigure(moved));
+        assert_eq!(state.read(&get), Some(ShardReply::WrongGroup { shard }));
+    }
 
     #[test]
     fn an_append_past_the_ceiling_is_refused_and_changes_nothing() {

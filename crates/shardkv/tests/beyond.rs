@@ -2,7 +2,10 @@
 //! garbage-collected once their new owner has them, shards that do not move keep serving
 //! while a move is stuck, and randomized runs of joins, leaves, moves, crashes and partitions
 //! under concurrent clients end with a heal-and-make-progress phase and a linearizability
-//! check. `SYNOD_SEEDS=200 cargo test --release -p synod-shardkv random` sweeps more seeds.
+//! check, also with read-heavy clients whose Gets take the read barrier while shards move;
+//! a Get at a shard's old owner right after the move out answers WrongGroup; Gets add no
+//! log entry. `SYNOD_SEEDS=200 cargo test --release -p synod-shardkv random` sweeps more
+//! seeds.
 
 mod common;
 
@@ -10,8 +13,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use synod_kvpaxos::KvOp;
+use synod_node::{Context, Node, TimerToken};
+use synod_rsm::RsmMsg;
 use synod_shardctl::CtlOp;
-use synod_shardkv::server_id;
+use synod_shardkv::{server_id, GroupServer, ShardMsg, ShardReply};
 use synod_sim::{seed_from_env, Nemesis, NetConfig, NodeId};
 
 use common::*;
@@ -158,9 +163,21 @@ fn unaffected_shards_keep_serving_during_a_long_move() {
     c.check_linearizable();
 }
 
+/// What the clients of a randomized run do.
+#[derive(Clone, Copy)]
+enum Load {
+    /// One operation per client per step, a third of them Gets, from cold sessions (a
+    /// session's first command on a shard, a Get included, goes through the log).
+    Mixed,
+    /// Every client first writes every key (so its sessions know every shard those keys are
+    /// in, and its Gets skip the log), then four operations per step, three in four Gets:
+    /// reads racing the shard moves.
+    ReadMostly,
+}
+
 /// One randomized run: clients and reconfigurations throughout, faults switched every 500 ms
 /// by `faults`; then heal and require every client to finish, and check the history.
-fn random_run(seed: u64, mut faults: impl FnMut(&mut Cluster)) {
+fn random_run(seed: u64, load: Load, mut faults: impl FnMut(&mut Cluster)) {
     let mut c = Cluster::new(seed, false);
     c.sim.set_network(NetConfig {
         drop: 0.02,
@@ -170,22 +187,47 @@ fn random_run(seed: u64, mut faults: impl FnMut(&mut Cluster)) {
     c.join(GIDS[0]);
     let clerks: Vec<_> = (0..4).map(|_| c.clerk()).collect();
     let ctl = c.clerk();
+    let (per_step, gets_in_four) = match load {
+        Load::Mixed => (1, None),
+        Load::ReadMostly => {
+            for (i, &k) in clerks.iter().enumerate() {
+                let writes = keys()
+                    .into_iter()
+                    .map(|key| {
+                        let value = format!("{i}.init ");
+                        Op::Kv(KvOp::Put { key, value })
+                    })
+                    .collect();
+                c.submit(k, writes);
+            }
+            c.wait(
+                &clerks,
+                Duration::from_secs(30),
+                "every client writes every key",
+            );
+            (4, Some(3))
+        }
+    };
     for step in 0..8u64 {
         for (i, &k) in clerks.iter().enumerate() {
             if c.idle(k) {
-                let key = keys()[c.sim.rng().gen_range(0..6)].clone();
-                let op = match c.sim.rng().gen_range(0..3) {
-                    0 => KvOp::Get { key },
-                    1 => KvOp::Put {
-                        key,
-                        value: format!("{i}.{step}"),
-                    },
-                    _ => KvOp::Append {
-                        key,
-                        value: format!("{i}.{step} "),
-                    },
-                };
-                c.submit(k, vec![Op::Kv(op)]);
+                let ops = (0..per_step)
+                    .map(|n| {
+                        let key = keys()[c.sim.rng().gen_range(0..6)].clone();
+                        let value = format!("{i}.{step}.{n} ");
+                        let kind = match gets_in_four {
+                            Some(gets) if c.sim.rng().gen_range(0..4) < gets => 0,
+                            Some(_) => c.sim.rng().gen_range(1..3),
+                            None => c.sim.rng().gen_range(0..3),
+                        };
+                        Op::Kv(match kind {
+                            0 => KvOp::Get { key },
+                            1 => KvOp::Put { key, value },
+                            _ => KvOp::Append { key, value },
+                        })
+                    })
+                    .collect();
+                c.submit(k, ops);
             }
         }
         if c.idle(ctl) {
@@ -247,8 +289,25 @@ fn random_faults(c: &mut Cluster) {
 #[test]
 fn random_reconfigurations_and_faults_are_linearizable() {
     for seed in synod_sim::seeds(4) {
-        random_run(seed, random_faults);
+        random_run(seed, Load::Mixed, random_faults);
     }
+}
+
+/// Read-mostly clients while groups join, leave and shards move, under the random fault mix
+/// and, on group 100, the targeted nemesis: every history is linearizable, so no Get was
+/// answered by a group that had moved its shard away, or before the shard's data arrived.
+#[test]
+fn reads_racing_shard_moves_are_linearizable() {
+    let seeds = synod_sim::seeds(3);
+    for &seed in &seeds {
+        random_run(seed, Load::ReadMostly, random_faults);
+        let group: Vec<NodeId> = (0..3).map(|i| server_id(GIDS[0], i)).collect();
+        let mut nemesis = Nemesis::new(group, 1);
+        random_run(seed, Load::ReadMostly, |c| {
+            nemesis.step(&mut c.sim);
+        });
+    }
+    println!("reads racing shard moves: seeds {seeds:?} passed");
 }
 
 /// The targeted nemesis on group 100 (which never leaves, so it always owns shards):
@@ -260,9 +319,179 @@ fn targeted_nemesis_while_shards_move_is_linearizable() {
     for &seed in &seeds {
         let group: Vec<NodeId> = (0..3).map(|i| server_id(GIDS[0], i)).collect();
         let mut nemesis = Nemesis::new(group, 1);
-        random_run(seed, |c| {
+        random_run(seed, Load::Mixed, |c| {
             nemesis.step(&mut c.sim);
         });
     }
     println!("targeted nemesis: seeds {seeds:?} passed");
+}
+
+/// A bare client that sends one request at a time to the server a test names and keeps every
+/// reply, so a test can see what one particular replica answers (a [`Clerk`] would take a
+/// WrongGroup answer as a cue to go elsewhere, and hide it).
+struct Probe {
+    client: u64,
+    replies: Vec<(NodeId, u64, ShardReply)>,
+}
+
+impl Node for Probe {
+    type Msg = ShardMsg;
+
+    fn on_start(&mut self, _ctx: &mut dyn Context<ShardMsg>) {}
+
+    fn on_message(&mut self, _ctx: &mut dyn Context<ShardMsg>, from: NodeId, msg: ShardMsg) {
+        if let ShardMsg::Group(RsmMsg::Reply { seq, reply }) = msg {
+            self.replies.push((from, seq, reply));
+        }
+    }
+
+    fn on_timer(&mut self, _ctx: &mut dyn Context<ShardMsg>, _token: TimerToken) {}
+}
+
+/// Sends request `seq` for `op` from `probe` to `to` until `to` answers it, and returns the
+/// answer.
+fn ask(c: &mut Cluster, probe: NodeId, to: NodeId, seq: u64, op: KvOp) -> ShardReply {
+    let answered = |s: &synod_sim::Simulator<ShardMsg>| {
+        s.node::<Probe>(probe)
+            .and_then(|p| p.replies.iter().find(|r| r.0 == to && r.1 == seq))
+            .map(|r| r.2.clone())
+    };
+    for _ in 0..100 {
+        c.sim.call(probe, |p: &mut Probe, ctx| {
+            let request = RsmMsg::Request {
+                client: p.client,
+                seq,
+                op: op.clone(),
+            };
+            ctx.send(to, ShardMsg::Group(request));
+        });
+        if c.sim.run_until(RETRY, |s| answered(s).is_some()) {
+            return answered(&c.sim).expect("answered");
+        }
+    }
+    panic!("{to} did not answer request {seq} ({op:?})");
+}
+
+/// A replica of a shard's old owner that missed the move (cut off while its group decided
+/// it, the new owner installed the shard and took a write) still holds the old value when
+/// it hears from its group again. Asked for the key at once, it must learn the move through
+/// the read barrier before it checks ownership, and answer WrongGroup, not the old value.
+#[test]
+fn a_read_at_the_old_owner_after_the_move_out_is_wrong_group() {
+    let mut c = Cluster::new(seed_from_env(21), false);
+    c.join(GIDS[0]);
+    let key = shard_keys()[3].clone();
+    let shard = 3;
+    let probe = NodeId(NodeId::FIRST_CLIENT + 500);
+    c.sim.add_node(probe, || Probe {
+        client: 7_000,
+        replies: Vec::new(),
+    });
+    c.sim
+        .require(Duration::from_secs(5), "group 100 serves the shard", |s| {
+            (0..REPLICAS).all(|i| {
+                s.node::<GroupServer>(server_id(GIDS[0], i))
+                    .is_some_and(|g| g.state().shards.contains_key(&shard))
+            })
+        });
+    // The probe's session on the shard (its first command there is logged).
+    let put = KvOp::Put {
+        key: key.clone(),
+        value: "old".into(),
+    };
+    let reply = ask(&mut c, probe, server_id(GIDS[0], 0), 1, put);
+    assert!(matches!(reply, ShardReply::Written { .. }), "{reply:?}");
+    let lagging = server_id(GIDS[0], 2);
+    let holds = |c: &Cluster, value: &str| {
+        c.sim.node::<GroupServer>(lagging).is_some_and(|g| {
+            g.state()
+                .shards
+                .get(&shard)
+                .is_some_and(|s| s.data.get(&key).map(String::as_str) == Some(value))
+        })
+    };
+    c.sim.require(
+        Duration::from_secs(5),
+        "the lagging replica has the put",
+        |s| {
+            s.node::<GroupServer>(lagging).is_some_and(|g| {
+                g.state()
+                    .shards
+                    .get(&shard)
+                    .is_some_and(|sh| sh.data.contains_key(&key))
+            })
+        },
+    );
+    c.sim.isolate(lagging);
+    c.join(GIDS[1]);
+    c.ctl(CtlOp::Move {
+        shard,
+        gid: GIDS[1],
+    });
+    let ck = c.clerk();
+    c.put(ck, &key, "new");
+    assert!(
+        c.server(GIDS[1], 0)
+            .is_some_and(|g| g.state().shards.contains_key(&shard)),
+        "the new owner serves the shard"
+    );
+    assert!(
+        holds(&c, "old"),
+        "the cut-off replica still serves the old value in its old configuration"
+    );
+    c.sim.heal();
+    let get = KvOp::Get { key: key.clone() };
+    let reply = ask(&mut c, probe, lagging, 2, get.clone());
+    assert_eq!(reply, ShardReply::WrongGroup { shard });
+    let reply = ask(&mut c, probe, server_id(GIDS[1], 1), 3, get);
+    assert_eq!(
+        reply,
+        ShardReply::Value {
+            shard,
+            value: "new".into()
+        }
+    );
+    c.check_linearizable();
+}
+
+/// A Get from a session the shard's table knows is answered after a read barrier, without a
+/// log entry: while a client reads every shard many times, no group replica's log grows, and
+/// neither do the controllers' logs while the groups poll them.
+#[test]
+fn reads_take_no_log_entry() {
+    let mut c = Cluster::new(seed_from_env(22), false);
+    c.join(GIDS[0]);
+    c.join(GIDS[1]);
+    let ck = c.clerk();
+    let keys = shard_keys();
+    for key in &keys {
+        c.put(ck, key, key);
+    }
+    // Let every replica learn and apply everything, and the groups poll a few times.
+    c.sim.run_for(Duration::from_secs(1));
+    let log_ends = |c: &Cluster| -> Vec<Option<u64>> {
+        let groups = GIDS[..2].iter().flat_map(|&gid| {
+            (0..REPLICAS).map(move |i| c.server(gid, i).and_then(|g| g.rsm().paxos().max()))
+        });
+        let controllers = ctl_ids().into_iter().map(|id| {
+            c.sim
+                .node::<synod_shardkv::CtlNode>(id)
+                .and_then(|n| n.controller().paxos().max())
+        });
+        groups.chain(controllers).collect()
+    };
+    let before = log_ends(&c);
+    let started = c.sim.now();
+    for round in 0..5 {
+        for key in &keys {
+            assert_eq!(c.get(ck, key), *key, "round {round}");
+        }
+    }
+    c.sim.run_for(Duration::from_secs(1));
+    assert!(
+        c.sim.now() - started >= Duration::from_secs(1),
+        "the groups polled the controllers meanwhile"
+    );
+    assert_eq!(log_ends(&c), before, "a read or a poll took a log instance");
+    c.check_linearizable();
 }

@@ -1,10 +1,13 @@
-//! `synod bench`: closed-loop load against synod's Paxos KV (native client and Redis
-//! protocol), etcd and Redis, with one line per target and a comparison table at the end.
+//! `synod bench`: closed-loop load against synod's Paxos KV and sharded KV (native clients
+//! and Redis protocol), etcd and Redis, with one line per target and a comparison table at
+//! the end.
 //!
 //! By default it starts what it measures, in temporary directories on loopback: a 3-replica
-//! synod cluster, a 3-member etcd cluster and one Redis (append-only file, fsync on every
-//! write), so every target syncs each write to disk before answering. `--servers`,
-//! `--resp`, `--etcd` and `--redis` measure running servers instead. A tool that is not
+//! synod cluster, a sharded synod cluster as `synod up --sharded` starts it (3 controllers,
+//! 2 joined groups of 3), a 3-member etcd cluster and one Redis (append-only file, fsync on
+//! every write), so every target syncs each write to disk before answering. `--servers`,
+//! `--resp`, `--ctl`, `--shardkv-resp`, `--etcd` and `--redis` measure running servers
+//! instead. A tool that is not
 //! installed is reported as skipped. Everything started is stopped at the end, also on an
 //! error or Ctrl-C. The load loop and the clients are the `synod-bench` crate.
 
@@ -18,16 +21,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use synod_bench::{
-    parse_duration, table, EtcdConn, KvStore, Limit, RespConn, Row, Store, Summary, Workload,
+    parse_duration, table, EtcdConn, KvStore, Limit, RespConn, Row, ShardKvStore, Store, Summary,
+    Workload,
 };
+use synod_client::shardkv::ShardKvClient;
 use synod_client::KvClient;
 
+use crate::up_cmd::layout::Layout;
 use local::Local;
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// What to measure, comma-separated, in this order; the first is the baseline of the
-    /// ratios. `all` is synod-kv,synod-kv-resp,etcd,redis (those not installed are skipped).
+    /// ratios. `all` is synod-kv,synod-kv-resp,etcd,redis (those not installed are skipped);
+    /// synod-shardkv and synod-shardkv-resp measure the sharded KV.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     targets: Vec<TargetArg>,
     /// Concurrent clients, each with one operation outstanding at a time.
@@ -60,15 +67,22 @@ pub struct BenchArgs {
     /// throughput and latency are measured at a state of N * --value-size bytes.
     #[arg(long, conflicts_with = "keys")]
     preload: Option<u64>,
-    /// Fraction of operations that are gets, 0 to 1 (the rest are puts).
-    #[arg(long, default_value_t = 0.5)]
-    read_ratio: f64,
+    /// Fraction of operations that are gets, 0 to 1 (the rest are puts); several,
+    /// comma-separated, measure every target at each (`0,1`: puts only, then gets only).
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    read_ratio: Vec<f64>,
     /// Use a running synod cluster for synod-kv: its replicas' peer addresses.
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
     /// Use a running synod cluster for synod-kv-resp: its RESP addresses.
     #[arg(long, value_delimiter = ',')]
     resp: Vec<String>,
+    /// Use a running sharded cluster for synod-shardkv: its shard controllers' addresses.
+    #[arg(long, value_delimiter = ',')]
+    ctl: Vec<String>,
+    /// Use a running sharded cluster for synod-shardkv-resp: its servers' RESP addresses.
+    #[arg(long, value_delimiter = ',')]
+    shardkv_resp: Vec<String>,
     /// Use a running Redis (HOST:PORT) instead of starting one.
     #[arg(long)]
     redis: Option<String>,
@@ -81,15 +95,19 @@ pub struct BenchArgs {
 enum TargetArg {
     SynodKv,
     SynodKvResp,
+    SynodShardkv,
+    SynodShardkvResp,
     Etcd,
     Redis,
     All,
 }
 
-/// The servers behind targets: synod-kv and synod-kv-resp share one synod cluster.
+/// The servers behind targets: synod-kv and synod-kv-resp share one synod cluster,
+/// synod-shardkv and synod-shardkv-resp one sharded cluster.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Service {
     Synod,
+    SynodSharded,
     Etcd,
     Redis,
 }
@@ -99,6 +117,8 @@ impl TargetArg {
         match self {
             TargetArg::SynodKv => "synod-kv",
             TargetArg::SynodKvResp => "synod-kv-resp",
+            TargetArg::SynodShardkv => "synod-shardkv",
+            TargetArg::SynodShardkvResp => "synod-shardkv-resp",
             TargetArg::Etcd => "etcd",
             TargetArg::Redis => "redis",
             TargetArg::All => "all",
@@ -109,6 +129,7 @@ impl TargetArg {
         match self {
             TargetArg::Etcd => Service::Etcd,
             TargetArg::Redis => Service::Redis,
+            TargetArg::SynodShardkv | TargetArg::SynodShardkvResp => Service::SynodSharded,
             _ => Service::Synod,
         }
     }
@@ -119,17 +140,23 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let workload = Workload {
-        clients: args.clients,
-        key_size: args.key_size,
-        value_size: args.value_size,
-        keys: args.preload.unwrap_or(args.keys),
-        preload: args.preload.is_some(),
-        read_ratio: args.read_ratio,
-        limit: args.ops.map_or(Limit::Duration(args.duration), Limit::Ops),
-        warmup: args.warmup,
-    };
-    workload.validate()?;
+    let workloads: Vec<Workload> = args
+        .read_ratio
+        .iter()
+        .map(|&read_ratio| Workload {
+            clients: args.clients,
+            key_size: args.key_size,
+            value_size: args.value_size,
+            keys: args.preload.unwrap_or(args.keys),
+            preload: args.preload.is_some(),
+            read_ratio,
+            limit: args.ops.map_or(Limit::Duration(args.duration), Limit::Ops),
+            warmup: args.warmup,
+        })
+        .collect();
+    for workload in &workloads {
+        workload.validate()?;
+    }
     let targets = expand(&args.targets);
     // The synod servers it starts would otherwise log every connection into the report.
     if std::env::var_os("RUST_LOG").is_none() {
@@ -142,7 +169,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let shutdown = synod_net::shutdown_signal();
         let outcome = tokio::select! {
             () = shutdown => None,
-            done = bench(&args, &workload, &targets, &exe, &mut running) => Some(done),
+            done = bench(&args, &workloads, &targets, &exe, &mut running) => Some(done),
         };
         running.stop_all().await;
         match outcome {
@@ -213,14 +240,18 @@ impl Running {
     }
 }
 
-/// Runs every target in order; returns the table's rows and whether one failed.
+/// Runs every target in order, each at every read ratio in turn on the same servers;
+/// returns the table's rows and whether one failed.
 async fn bench(
     args: &BenchArgs,
-    workload: &Workload,
+    workloads: &[Workload],
     targets: &[TargetArg],
     exe: &Path,
     running: &mut Running,
 ) -> (Vec<Row>, bool) {
+    let Some(workload) = workloads.first() else {
+        return (Vec::new(), false);
+    };
     let limit = match workload.limit {
         Limit::Duration(d) => format!("{d:?} measured"),
         Limit::Ops(n) => format!("{n} operations measured"),
@@ -229,37 +260,45 @@ async fn bench(
         1 => "one run per target".to_string(),
         n => format!("median of {n} runs per target"),
     };
+    let ratios: Vec<String> = workloads.iter().map(|w| w.read_ratio.to_string()).collect();
     println!(
         "synod bench: {} clients, {}-byte keys, {}-byte values, {} keys, read ratio {}, {limit} after {:?} of warm-up, {}",
-        workload.clients, workload.key_size, workload.value_size, workload.keys, workload.read_ratio, workload.warmup, runs
+        workload.clients, workload.key_size, workload.value_size, workload.keys, ratios.join(","), workload.warmup, runs
     );
     let mut rows = Vec::new();
     let mut failed = false;
     for (i, &target) in targets.iter().enumerate() {
-        let (outcome, setup) = match measure(args, workload, target, exe, running).await {
-            Ok((summary, setup)) => (Ok(summary), setup),
-            Err(Skip::NotInstalled(tool)) => (
-                Err("skipped (not installed)".to_string()),
-                format!("`{tool}` not found on PATH"),
-            ),
-            Err(Skip::Failed(e)) => {
-                failed = true;
-                (Err(format!("failed: {e:#}")), String::new())
+        for workload in workloads {
+            let (outcome, setup) = match measure(args, workload, target, exe, running).await {
+                Ok((summary, setup)) => (Ok(summary), setup),
+                Err(Skip::NotInstalled(tool)) => (
+                    Err("skipped (not installed)".to_string()),
+                    format!("`{tool}` not found on PATH"),
+                ),
+                Err(Skip::Failed(e)) => {
+                    failed = true;
+                    (Err(format!("failed: {e:#}")), String::new())
+                }
+            };
+            let name = match workloads.len() {
+                1 => target.name().to_string(),
+                _ => format!("{} (read ratio {})", target.name(), workload.read_ratio),
+            };
+            match &outcome {
+                Ok(summary) => println!("{name}: {}", summary.line()),
+                Err(why) => println!("{name}: {why}"),
             }
-        };
-        match &outcome {
-            Ok(summary) => println!("{}: {}", target.name(), summary.line()),
-            Err(why) => println!("{}: {why}", target.name()),
+            rows.push(Row {
+                target: target.name().into(),
+                read_ratio: workload.read_ratio,
+                outcome,
+                setup,
+            });
         }
         let later = &targets[i + 1..];
         if !later.iter().any(|t| t.service() == target.service()) {
             running.stop(target.service()).await;
         }
-        rows.push(Row {
-            target: target.name().into(),
-            outcome,
-            setup,
-        });
     }
     (rows, failed)
 }
@@ -289,13 +328,16 @@ async fn measure(
     let external = match target {
         TargetArg::SynodKv => args.servers.clone(),
         TargetArg::SynodKvResp => args.resp.clone(),
+        TargetArg::SynodShardkv => args.ctl.clone(),
+        TargetArg::SynodShardkvResp => args.shardkv_resp.clone(),
         TargetArg::Etcd => args.etcd.clone(),
         _ => args.redis.iter().cloned().collect(),
     };
     let (addrs, setup) = if external.is_empty() {
         if running.get(service).is_none() {
             let local = match service {
-                Service::Synod => local::synod(exe).await,
+                Service::Synod => local::synod(exe, Layout::Kv { replicas: 3 }).await,
+                Service::SynodSharded => local::synod(exe, Layout::Sharded).await,
                 Service::Etcd => local::etcd(&program("etcd")?).await,
                 Service::Redis => local::redis(&program("redis-server")?).await,
             };
@@ -305,7 +347,14 @@ async fn measure(
         let local = running.get(service).expect("started above");
         let children = &local.plan.children;
         let addrs: Vec<String> = match target {
-            TargetArg::SynodKvResp => local
+            TargetArg::SynodShardkv => local
+                .plan
+                .sharded
+                .iter()
+                .flat_map(|s| &s.controllers)
+                .map(|a| a.to_string())
+                .collect(),
+            TargetArg::SynodKvResp | TargetArg::SynodShardkvResp => local
                 .plan
                 .resp_addrs()
                 .iter()
@@ -316,6 +365,10 @@ async fn measure(
         let setup = match service {
             Service::Synod if target == TargetArg::SynodKv => "3 replicas, fsync on, native client",
             Service::Synod => "3 replicas, fsync on, Redis protocol",
+            Service::SynodSharded if target == TargetArg::SynodShardkv => {
+                "3 controllers, 2 groups of 3, fsync on, native client"
+            }
+            Service::SynodSharded => "3 controllers, 2 groups of 3, fsync on, Redis protocol",
             Service::Etcd => "3 members, fsync on, v3 JSON gateway",
             Service::Redis => "1 server, appendfsync always",
         };
@@ -351,6 +404,10 @@ async fn once(workload: &Workload, target: TargetArg, addrs: &[String]) -> anyho
         TargetArg::SynodKv => {
             let kv = Arc::new(KvClient::connect(addrs.to_vec()).context("connecting to synod")?);
             run_load(workload, vec![KvStore(kv); clients]).await
+        }
+        TargetArg::SynodShardkv => {
+            let kv = ShardKvClient::connect(addrs.to_vec()).context("connecting to synod")?;
+            run_load(workload, vec![ShardKvStore(Arc::new(kv)); clients]).await
         }
         TargetArg::Etcd => {
             let mut conns = Vec::with_capacity(clients);

@@ -200,14 +200,8 @@ async fn start(
         println!("{}", line(spec, pid.unwrap_or_default()));
     }
     let fronts = plan.resp_addrs();
-    let setup_and_probe = async {
-        if let Some(sharded) = &plan.sharded {
-            join_groups(sharded, deadline).await?;
-        }
-        probe::write_and_read(&fronts, deadline).await
-    };
     tokio::select! {
-        probed = setup_and_probe => probed?,
+        probed = set_up_and_probe(plan, deadline) => probed?,
         event = events.recv() => match event {
             Some(Event::Died { index, pid, why, .. }) => {
                 bail!("{} (pid {pid}) {why} before the cluster was ready", plan.children[index].name)
@@ -220,6 +214,15 @@ async fn start(
         println!("try: redis-cli -p {}", front.port());
     }
     Ok(())
+}
+
+/// Makes a cluster whose processes listen ready to serve: joins a sharded cluster's groups,
+/// then waits until a write and a read went through its RESP fronts.
+pub(crate) async fn set_up_and_probe(plan: &Plan, deadline: Instant) -> anyhow::Result<()> {
+    if let Some(sharded) = &plan.sharded {
+        join_groups(sharded, deadline).await?;
+    }
+    probe::write_and_read(&plan.resp_addrs(), deadline).await
 }
 
 /// Joins every group of a sharded cluster to its controllers. A rerun joins them again,

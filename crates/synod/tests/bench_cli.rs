@@ -1,5 +1,6 @@
 //! `synod bench` end to end: a tiny run against a cluster it starts itself prints one line
-//! per target and the comparison table; etcd and Redis are measured when installed and
+//! per target and the comparison table; the sharded targets, at two read ratios, against a
+//! sharded cluster it starts, print a row per target and ratio, grouped by ratio; etcd and Redis are measured when installed and
 //! reported as skipped when not; an unreachable target fails the run after the table; bad
 //! arguments are refused with a clear error before anything starts. Speed is never
 //! asserted: only that operations completed and the figures are there.
@@ -20,34 +21,47 @@ fn ops_per_sec(line: &str) -> f64 {
     words[1].parse().expect("ops/s is a number")
 }
 
-#[test]
-fn a_tiny_bench_prints_each_target_and_the_table() {
-    // An empty PATH hides redis-server, installed or not, so its target is skipped.
+/// Runs a tiny benchmark (4 clients, 1 s after 200 ms of warm-up, 100 keys) with `args`
+/// added and the environment variables `env` set, requires it to succeed, and returns its
+/// stdout.
+fn tiny_bench(args: &[&str], env: &[(&str, &str)]) -> String {
+    let common = [
+        "bench",
+        "--clients",
+        "4",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--keys",
+        "100",
+    ];
     let output = synod()
-        .args([
-            "bench",
-            "--clients",
-            "4",
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--keys",
-            "100",
-            "--targets",
-            "synod-kv,synod-kv-resp,redis",
-        ])
-        .env("PATH", "")
+        .args(common.iter().chain(args))
+        .envs(env.iter().copied())
         .output()
         .expect("running synod bench");
     let out = stdout(&output);
     assert!(output.status.success(), "{out}\n{}", stderr(&output));
-    let line = |prefix: &str| {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
-            .to_string()
-    };
+    out
+}
+
+/// The first line of `out` that starts with `prefix`.
+fn line(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn a_tiny_bench_prints_each_target_and_the_table() {
+    // An empty PATH hides redis-server, installed or not, so its target is skipped.
+    let out = tiny_bench(
+        &["--targets", "synod-kv,synod-kv-resp,redis"],
+        &[("PATH", "")],
+    );
+    let line = |prefix: &str| line(&out, prefix);
     assert!(
         line("synod bench: 4 clients, 16-byte keys, 100-byte values").contains("read ratio 0.5")
     );
@@ -65,6 +79,46 @@ fn a_tiny_bench_prints_each_target_and_the_table() {
     );
     assert!(line("synod-kv-resp ").ends_with("Redis protocol"));
     assert!(line("redis ").contains("skipped (not installed)"));
+}
+
+#[test]
+fn the_sharded_targets_at_two_read_ratios_print_a_row_each() {
+    let args = [
+        "--read-ratio",
+        "0,1",
+        "--targets",
+        "synod-shardkv,synod-shardkv-resp",
+    ];
+    let out = tiny_bench(&args, &[]);
+    let line = |prefix: &str| line(&out, prefix);
+    for target in ["synod-shardkv", "synod-shardkv-resp"] {
+        for ratio in ["0", "1"] {
+            let figures = line(&format!("{target} (read ratio {ratio}): "));
+            let figures = figures.split_once(": ").expect("a colon").1;
+            assert!(ops_per_sec(&format!("{target}: {figures}")) > 0.0);
+        }
+    }
+    // The table: puts first (each group with its own baseline), then gets.
+    let rows: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("target "))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    let expected = [
+        ("synod-shardkv ", " 0% ", "native client"),
+        ("synod-shardkv-resp ", " 0% ", "Redis protocol"),
+        ("synod-shardkv ", " 100% ", "native client"),
+        ("synod-shardkv-resp ", " 100% ", "Redis protocol"),
+    ];
+    for (row, (target, gets, client)) in rows.iter().zip(expected) {
+        assert!(row.starts_with(target) && row.contains(gets), "{row}");
+        assert!(row.contains("3 controllers, 2 groups of 3") && row.ends_with(client));
+    }
+    assert!(
+        rows[0].contains(" 1.00 ") && rows[2].contains(" 1.00 "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -90,7 +144,9 @@ fn bad_arguments_are_refused_with_a_clear_error() {
     }
     let unknown = stderr(&run(&["bench", "--targets", "mongo"]));
     assert!(
-        unknown.contains("synod-kv, synod-kv-resp, etcd, redis, all"),
+        unknown.contains(
+            "synod-kv, synod-kv-resp, synod-shardkv, synod-shardkv-resp, etcd, redis, all"
+        ),
         "{unknown}"
     );
 }

@@ -1,5 +1,5 @@
-//! The servers `synod bench` starts for itself — a 3-replica synod cluster, one Redis, a
-//! 3-member etcd cluster — each in a temporary directory, on free loopback ports, run by
+//! The servers `synod bench` starts for itself — a 3-replica synod cluster, a sharded synod
+//! cluster as `synod up --sharded` lays it out, one Redis, a 3-member etcd cluster — each in a temporary directory, on free loopback ports, run by
 //! `synod up`'s child supervisor (own process group, SIGTERM if `bench` dies) and stopped
 //! (SIGTERM, then SIGKILL) when the benchmark is done with them.
 //!
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::up_cmd::child::{self, Event};
 use crate::up_cmd::layout::{path_arg, ports, strings, ChildSpec, Layout, Plan};
-use crate::up_cmd::probe;
+use crate::up_cmd::set_up_and_probe;
 
 /// How long a started cluster may take to accept its first write.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,13 +115,17 @@ impl Local {
     }
 }
 
-/// A fresh 3-replica synod cluster (fsync on, as always), ready once a write went through.
-pub async fn synod(exe: &Path) -> anyhow::Result<Local> {
-    let dir = temp_dir("synod")?;
-    let plan = Layout::Kv { replicas: 3 }.plan(dir.path())?;
+/// A fresh synod cluster as `synod up` lays it out (fsync on, as always): 3 Paxos KV
+/// replicas, or with `Layout::Sharded` 3 controllers and 2 groups of 3, the groups joined.
+/// Ready once a write went through.
+pub async fn synod(exe: &Path, layout: Layout) -> anyhow::Result<Local> {
+    let dir = temp_dir(match layout {
+        Layout::Sharded => "synod-sharded",
+        _ => "synod",
+    })?;
+    let plan = layout.plan(dir.path())?;
     let local = Local::start(exe, plan, dir).await?;
-    let fronts = local.plan.resp_addrs();
-    if let Err(e) = probe::write_and_read(&fronts, Instant::now() + READY_TIMEOUT).await {
+    if let Err(e) = set_up_and_probe(&local.plan, Instant::now() + READY_TIMEOUT).await {
         local.stop().await;
         return Err(e);
     }
