@@ -110,6 +110,19 @@ struct Writing {
     thread: std::thread::JoinHandle<Result<usize>>,
 }
 
+/// Waits for a background snapshot's thread, so that no thread of a dropped storage writes
+/// into the directory after it is released (a restart in the same process reopens it, and
+/// its recovery deletes a stray `snapshot.next` that must not then reappear). The snapshot
+/// is not installed: dropping is a crash as far as the files are concerned.
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            // Its outcome does not matter: recovery deletes an uninstalled `snapshot.next`.
+            let _outcome = writing.thread.join();
+        }
+    }
+}
+
 impl fmt::Debug for FileStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileStorage")
