@@ -1,5 +1,7 @@
-//! One request, sent to server after server until one answers: the retry schedule shared by
-//! the Paxos KV and sharded KV clients.
+//! One request, sent to server after server until one answers: the retry schedule of the
+//! sharded KV and shard controller clients, which do not have a sans-I/O clerk yet. The
+//! Paxos KV client runs the same schedule as a core (`synod_kvpaxos::clerk`) through the
+//! crate's driver.
 //!
 //! The request goes to the first server of an order; if no answer came within a step
 //! ([`STEP`] for a small request, longer for a big one), it also goes to the next one, and so on, while the earlier tries keep waiting. The first
@@ -25,10 +27,7 @@ use synod_net::Client;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// How long a request waits on the servers tried so far before it also goes to the next:
-/// longer than a healthy cluster takes to answer (milliseconds), shorter than a leader's
-/// failover, so a request held by a follower during one also reaches the other servers.
-pub(crate) const STEP: Duration = Duration::from_millis(300);
+pub(crate) use synod_kvpaxos::clerk::STEP;
 
 /// A connection kept between requests, with the address it goes to.
 pub(crate) type Conn<M> = Option<(String, Client<M>)>;

@@ -23,14 +23,17 @@
 //! # Ok(()) }
 //! ```
 
-mod attempt;
+mod driver;
 mod error;
 mod hedge;
 mod kv;
 mod pb;
+mod pool;
 mod resp;
 pub mod shardkv;
 
+pub use driver::{Connection, Dialer};
 pub use error::ClientError;
 pub use kv::KvClient;
 pub use pb::PbClient;
+pub use pool::DEFAULT_TIMEOUT;

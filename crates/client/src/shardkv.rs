@@ -15,9 +15,10 @@
 //! the same rule.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use synod_kvpaxos::clerk::hedge_step;
 use synod_kvpaxos::KvOp;
 use synod_resp::{Backend, BackendError};
 use synod_rsm::RsmMsg;
@@ -25,9 +26,9 @@ use synod_shardctl::{Config, CtlOp, CtlReply};
 use synod_shardkv::{Numbering, ShardMsg, ShardReply};
 use tokio::time::Instant;
 
-use crate::attempt::hedge_step;
 use crate::error::server_list;
 use crate::hedge::{self, Conn};
+use crate::pool::Pool;
 use crate::resp::backend_error;
 use crate::ClientError;
 
@@ -40,9 +41,8 @@ const GROUP_SILENCE: Duration = Duration::from_secs(2);
 /// controller's log with queries.
 const PAUSE: Duration = Duration::from_millis(50);
 
-/// How long an operation keeps retrying by default (shorter than a RESP client's patience,
-/// so the front answers with an error rather than leaving it hanging).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an operation keeps retrying by default: the one policy of every client.
+pub use crate::pool::DEFAULT_TIMEOUT;
 
 /// A client of the shard controller: joins, leaves, moves and queries, at most once.
 ///
@@ -158,7 +158,7 @@ pub struct ShardKvClient {
     ctl: tokio::sync::Mutex<CtlClient>,
     config: Mutex<Config>,
     timeout: Duration,
-    idle: Mutex<Vec<Session>>,
+    idle: Pool<Session>,
     /// A host whose server an operation tries first in any group that has one there.
     preferred: Option<IpAddr>,
 }
@@ -173,7 +173,7 @@ impl ShardKvClient {
             ctl: tokio::sync::Mutex::new(CtlClient::connect(controllers)?),
             config: Mutex::new(Config::initial(0)),
             timeout: DEFAULT_TIMEOUT,
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(),
             preferred: None,
         })
     }
@@ -200,8 +200,8 @@ impl ShardKvClient {
     pub fn config(&self) -> Config {
         self.config
             .lock()
-            .map(|c| c.clone())
-            .unwrap_or_else(|_| Config::initial(0))
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `key`'s value, "" if it has none.
@@ -268,9 +268,7 @@ impl ShardKvClient {
                     Some(ShardReply::TooLarge { refused, .. }) => return Err(refused.into()),
                     Some(ShardReply::WrongGroup { .. }) | None => {}
                     Some(answer) => {
-                        if let Ok(mut idle) = self.idle.lock() {
-                            idle.push(session);
-                        }
+                        self.idle.put(session);
                         return Ok(answer);
                     }
                 }
@@ -339,16 +337,16 @@ impl ShardKvClient {
         else {
             return;
         };
-        if let Ok(mut config) = self.config.lock() {
-            if latest.num > config.num {
-                *config = latest;
-            }
+        // Held only for a compare and an assignment, which leave it whole if a caller
+        // panicked meanwhile: the same recovery as the session pool's.
+        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.num > config.num {
+            *config = latest;
         }
     }
 
     fn take_session(&self) -> Session {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        pooled.unwrap_or_else(|| Session {
+        self.idle.take(|| Session {
             client: rand::random::<u64>() >> 1,
             numbering: Numbering::default(),
             conn: None,

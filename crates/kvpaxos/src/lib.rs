@@ -13,10 +13,15 @@
 //! holes in the log; `done` after applying, so Paxos forgets what every replica applied;
 //! snapshots to compact the durable log and to bring a replica up to date whose peers forgot
 //! the instances it needs; and a status query.
+//!
+//! The client's logic is a sans-I/O core too, [`KvClerk`] (the `clerk` module): the
+//! simulator's tests and `synod-client` run the same one.
 
+pub mod clerk;
 mod replica;
 pub mod state;
 
+pub use clerk::KvClerk;
 pub use replica::KvReplica;
 pub use state::KvState;
 pub use synod_rsm::TICK;

@@ -20,7 +20,10 @@
 //! - `synod-net` runs the node as a real server on tokio, with TCP links and files on disk.
 //!
 //! Clients are nodes too: a client request is a message, its answer is a message back to the
-//! sender. Over TCP, a connecting client is given a fresh [`NodeId`] for its connection.
+//! sender. A client's logic is a [`clerk::Clerk`], a core of its own that a driver runs.
+//! Over TCP, a connecting client is given a fresh [`NodeId`] for its connection.
+
+pub mod clerk;
 
 use std::any::Any;
 use std::fmt;

@@ -14,15 +14,14 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::{check_operations, CheckResult, Operation};
-use synod_kvpaxos::{KvMsg, KvOp, KvReplica, KvReply, Op};
+use synod_kvpaxos::clerk::KvOutput;
+use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReplica, KvReply, Op};
+use synod_node::clerk::{Clerk as _, ClerkOutput};
 use synod_paxos::PaxosConfig;
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
 
 pub type Sim = Simulator<KvMsg>;
 pub type History = Recorder<KvInput, String>;
-
-/// A clerk gives up on a server after this long and tries the next one.
-pub const RETRY: Duration = Duration::from_millis(100);
 
 pub fn server(i: usize) -> NodeId {
     NodeId(i as u64)
@@ -73,7 +72,7 @@ impl Cluster {
         }
     }
 
-    /// A clerk that talks to `servers`, in that order, moving on after each timeout.
+    /// A clerk that talks to `servers`, in that order, hedging as the production client does.
     pub fn clerk(&mut self, servers: &[usize]) -> NodeId {
         self.add_clerk(servers, None)
     }
@@ -108,9 +107,8 @@ impl Cluster {
         self.sim.add_node(node, move || Clerk {
             // Client ids start at 1000 so they are easy to tell from server indices in traces.
             id: 1000 + id,
+            core: KvClerk::new(1000 + id, servers.len()),
             servers: servers.clone(),
-            current: 0,
-            seq: 0,
             queue: VecDeque::new(),
             pending: None,
             results: Vec::new(),
@@ -298,16 +296,14 @@ struct Auto {
 struct Pending {
     op: KvOp,
     record: OpId,
-    attempt: u64,
 }
 
-/// A simulated client: one operation at a time, retried with the same sequence number
-/// until some server answers; every operation is recorded for the checker.
+/// A simulated client: the production [`KvClerk`] run as a simulator node, one operation at
+/// a time; every operation is recorded for the checker.
 pub struct Clerk {
     id: u64,
     servers: Vec<NodeId>,
-    current: usize,
-    seq: u64,
+    core: KvClerk,
     queue: VecDeque<KvOp>,
     pending: Option<Pending>,
     pub results: Vec<(KvOp, KvReply)>,
@@ -343,7 +339,7 @@ impl Clerk {
             None => match &self.auto {
                 Some(auto) if !auto.stopped => {
                     let key = auto.keys[ctx.rng().gen_range(0..auto.keys.len())].clone();
-                    let value = format!("{}.{} ", self.id, self.seq + 1);
+                    let value = format!("{}.{} ", self.id, self.core.seq() + 1);
                     match ctx.rng().gen_range(0..3) {
                         0 => get(&key),
                         1 if auto.appends => append(&key, &value),
@@ -354,47 +350,30 @@ impl Clerk {
             },
         };
         if self.auto.is_some() {
-            self.current = ctx.rng().gen_range(0..self.servers.len());
+            let preferred = ctx.rng().gen_range(0..self.servers.len());
+            self.core.prefer(Some(preferred));
         }
-        self.seq += 1;
         let record = self.history.invoke(self.id, input(&op));
         self.pending = Some(Pending {
-            op,
+            op: op.clone(),
             record,
-            attempt: 0,
         });
-        self.send(ctx);
+        let out = self.core.start(op);
+        self.carry_out(ctx, out);
     }
 
-    fn send(&mut self, ctx: &mut dyn Context<KvMsg>) {
-        let Some(p) = &mut self.pending else {
-            return;
-        };
-        p.attempt += 1;
-        let msg = KvMsg::Request {
-            client: self.id,
-            seq: self.seq,
-            op: p.op.clone(),
-        };
-        ctx.send(self.servers[self.current], msg);
-        ctx.set_timer(RETRY, p.attempt);
-    }
-}
-
-impl Node for Clerk {
-    type Msg = KvMsg;
-
-    fn on_start(&mut self, ctx: &mut dyn Context<KvMsg>) {
-        self.next(ctx);
-    }
-
-    fn on_message(&mut self, ctx: &mut dyn Context<KvMsg>, _from: NodeId, msg: KvMsg) {
-        let KvMsg::Reply { seq, reply } = msg else {
-            return;
-        };
-        if seq != self.seq {
-            return;
+    /// Does what the core asked: sends, timers, and a completed operation's bookkeeping.
+    fn carry_out(&mut self, ctx: &mut dyn Context<KvMsg>, outputs: Vec<KvOutput>) {
+        for output in outputs {
+            match output {
+                ClerkOutput::Send { to, msg } => ctx.send(self.servers[to], msg),
+                ClerkOutput::Timer { after, token } => ctx.set_timer(after, token),
+                ClerkOutput::Done(reply) => self.complete(ctx, reply),
+            }
         }
+    }
+
+    fn complete(&mut self, ctx: &mut dyn Context<KvMsg>, reply: KvReply) {
         let Some(p) = self.pending.take() else {
             return;
         };
@@ -412,12 +391,26 @@ impl Node for Clerk {
         self.results.push((p.op, reply));
         self.next(ctx);
     }
+}
+
+impl Node for Clerk {
+    type Msg = KvMsg;
+
+    fn on_start(&mut self, ctx: &mut dyn Context<KvMsg>) {
+        self.next(ctx);
+    }
+
+    fn on_message(&mut self, ctx: &mut dyn Context<KvMsg>, from: NodeId, msg: KvMsg) {
+        let Some(server) = self.servers.iter().position(|&s| s == from) else {
+            return;
+        };
+        let out = self.core.on_message(&server, msg);
+        self.carry_out(ctx, out);
+    }
 
     fn on_timer(&mut self, ctx: &mut dyn Context<KvMsg>, token: TimerToken) {
-        if self.pending.as_ref().is_some_and(|p| p.attempt == token) {
-            self.current = (self.current + 1) % self.servers.len();
-            self.send(ctx);
-        }
+        let out = self.core.on_timeout(token);
+        self.carry_out(ctx, out);
     }
 }
 
