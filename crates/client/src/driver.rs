@@ -243,10 +243,10 @@ where
 mod tests {
     use std::net::SocketAddr;
 
-    use synod_kvpaxos::clerk::STEP;
     use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReply};
     use synod_net::{run_node, NodeConfig};
     use synod_node::{Context, Node, NodeId};
+    use synod_rsm::clerk::STEP;
     use synod_rsm::RsmMsg;
     use tokio::net::TcpListener;
 

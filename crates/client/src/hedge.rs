@@ -1,6 +1,6 @@
 //! One request, sent to server after server until one answers: the retry schedule of the
 //! sharded KV and shard controller clients, which do not have a sans-I/O clerk yet. The
-//! Paxos KV client runs the same schedule as a core (`synod_kvpaxos::clerk`) through the
+//! Paxos KV client runs the same schedule as a core (`synod_rsm::clerk`) through the
 //! crate's driver.
 //!
 //! The request goes to the first server of an order; if no answer came within a step
@@ -27,7 +27,7 @@ use synod_net::Client;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub(crate) use synod_kvpaxos::clerk::STEP;
+pub(crate) use synod_rsm::clerk::STEP;
 
 /// A connection kept between requests, with the address it goes to.
 pub(crate) type Conn<M> = Option<(String, Client<M>)>;

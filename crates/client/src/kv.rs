@@ -3,7 +3,7 @@
 //!
 //! Every operation runs under a *session* (client id, next sequence number) and is sent with
 //! the same number to one replica after another, while the earlier ones may still answer
-//! (the clerk's hedging; see `synod_kvpaxos::clerk`), until one answers. A session has one
+//! (the clerk's hedging; see `synod_rsm::clerk`), until one answers. A session has one
 //! operation outstanding at a time; concurrent callers take different sessions from a pool.
 //! A session whose operation timed out is thrown away, because its outcome is unknown.
 

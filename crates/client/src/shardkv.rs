@@ -12,20 +12,26 @@
 //! the shard; a request keeps its number across groups and retries. Sessions come from a
 //! pool, one operation outstanding each; a session whose operation timed out is dropped,
 //! since its outcome is unknown. Controller requests run under a session of their own with
-//! the same rule.
+//! the same rule: [`CtlClient`] is the controller's sans-I/O clerk
+//! (`synod_shardctl::CtlClerk`) run by the crate's driver. The key operations still follow
+//! the older schedule of the `hedge` module (a sharded clerk core is left to do).
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use synod_kvpaxos::clerk::hedge_step;
 use synod_kvpaxos::KvOp;
+use synod_net::{Client, NetError};
 use synod_resp::{Backend, BackendError};
+use synod_rsm::clerk::ClerkOp;
 use synod_rsm::RsmMsg;
-use synod_shardctl::{Config, CtlOp, CtlReply};
+use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply};
 use synod_shardkv::{Numbering, ShardMsg, ShardReply};
 use tokio::time::Instant;
+use tracing::trace;
 
+use crate::driver::{self, Connection, Dialer, Kept, TcpDialer};
 use crate::error::server_list;
 use crate::hedge::{self, Conn};
 use crate::pool::Pool;
@@ -55,12 +61,11 @@ pub use crate::pool::DEFAULT_TIMEOUT;
 /// # Ok(()) }
 /// ```
 pub struct CtlClient {
-    servers: Vec<String>,
+    dialer: CtlDialer,
     timeout: Duration,
-    client: u64,
-    seq: u64,
-    /// A connection to the controller that answered last, tried first next time.
-    conn: Conn<ShardMsg>,
+    clerk: CtlClerk,
+    /// Connections kept for the next request (to the controller that answered last).
+    kept: Kept<usize, CtlConn>,
 }
 
 impl CtlClient {
@@ -69,12 +74,12 @@ impl CtlClient {
         servers: impl IntoIterator<Item = S>,
     ) -> Result<Self, ClientError> {
         let servers = server_list(servers)?;
+        let clerk = Self::new_session(servers.len());
         Ok(CtlClient {
-            servers,
+            dialer: CtlDialer(TcpDialer::new(servers)),
             timeout: DEFAULT_TIMEOUT,
-            client: rand::random::<u64>() >> 1,
-            seq: 0,
-            conn: None,
+            clerk,
+            kept: Kept::new(),
         })
     }
 
@@ -98,22 +103,10 @@ impl CtlClient {
     }
 
     async fn call_until(&mut self, op: CtlOp, deadline: Instant) -> Result<CtlReply, ClientError> {
-        self.seq += 1;
-        let seq = self.seq;
-        let msg = ShardMsg::Ctl(RsmMsg::Request {
-            client: self.client,
-            seq,
-            op,
-        });
-        let wanted = move |m: ShardMsg| match m {
-            ShardMsg::Ctl(RsmMsg::Reply { seq: got, reply }) if got == seq => Some(reply),
-            _ => None,
-        };
-        let order = hedge::order(&self.conn, &self.servers, None);
-        match hedge::first_answer(&mut self.conn, &order, &msg, hedge::STEP, deadline, wanted).await
-        {
+        let answer = driver::run(&mut self.clerk, op, &mut self.kept, &self.dialer, deadline).await;
+        match answer {
             Some(CtlReply::SessionExpired) => {
-                self.new_session();
+                self.clerk = Self::new_session(self.dialer.0.addrs().len());
                 Err(ClientError::SessionExpired)
             }
             Some(reply) => Ok(reply),
@@ -121,16 +114,56 @@ impl CtlClient {
                 // The request may or may not have been applied: its number cannot be reused
                 // for another request, nor skipped (an unknown client past number 1 looks
                 // evicted).
-                self.new_session();
+                self.clerk = Self::new_session(self.dialer.0.addrs().len());
+                self.kept.clear();
                 Err(ClientError::Timeout(self.timeout))
             }
         }
     }
 
-    fn new_session(&mut self) {
-        self.client = rand::random::<u64>() >> 1;
-        self.seq = 0;
-        self.conn = None;
+    fn new_session(servers: usize) -> CtlClerk {
+        CtlClerk::new(rand::random::<u64>() >> 1, servers)
+    }
+}
+
+/// A connection to a controller of a sharded cluster, which speaks [`ShardMsg`]: carries the
+/// controller's own messages inside [`ShardMsg::Ctl`] and skips anything else.
+struct CtlConn(Client<ShardMsg>);
+
+impl Connection<CtlMsg> for CtlConn {
+    fn send(&mut self, msg: &CtlMsg) -> impl Future<Output = Result<(), NetError>> + Send {
+        let msg = ShardMsg::Ctl(msg.clone());
+        async move { self.0.send(&msg).await }
+    }
+
+    fn recv(&mut self, limit: Duration) -> impl Future<Output = Result<CtlMsg, NetError>> + Send {
+        let deadline = Instant::now() + limit;
+        async move {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.0.recv(left).await? {
+                    ShardMsg::Ctl(msg) => return Ok(msg),
+                    other => trace!(?other, "skipping a message that is not the controller's"),
+                }
+            }
+        }
+    }
+}
+
+/// Opens [`CtlConn`]s to the controllers, by index into their addresses.
+struct CtlDialer(TcpDialer<ShardMsg>);
+
+impl Dialer<usize> for CtlDialer {
+    type Msg = CtlMsg;
+    type Conn = CtlConn;
+
+    fn dial(
+        &self,
+        server: &usize,
+        limit: Duration,
+    ) -> impl Future<Output = Result<CtlConn, NetError>> + Send + 'static {
+        let connect = self.0.dial(server, limit);
+        async move { connect.await.map(CtlConn) }
     }
 }
 
@@ -318,7 +351,7 @@ impl ShardKvClient {
             servers,
             servers.iter().find(on_preferred_host),
         );
-        let step = hedge_step(op);
+        let step = op.hedge_step();
         let tried_all = step * (order.len() as u32 - 1) + GROUP_SILENCE;
         let limit = deadline.min(Instant::now() + tried_all);
         hedge::first_answer(&mut session.conn, &order, &msg, step, limit, wanted).await

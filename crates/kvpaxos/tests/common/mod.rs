@@ -14,10 +14,10 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::{check_operations, CheckResult, Operation};
-use synod_kvpaxos::clerk::KvOutput;
 use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReplica, KvReply, Op};
 use synod_node::clerk::{Clerk as _, ClerkOutput};
 use synod_paxos::PaxosConfig;
+use synod_rsm::clerk::RsmOutput;
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
 
 pub type Sim = Simulator<KvMsg>;
@@ -363,7 +363,11 @@ impl Clerk {
     }
 
     /// Does what the core asked: sends, timers, and a completed operation's bookkeeping.
-    fn carry_out(&mut self, ctx: &mut dyn Context<KvMsg>, outputs: Vec<KvOutput>) {
+    fn carry_out(
+        &mut self,
+        ctx: &mut dyn Context<KvMsg>,
+        outputs: Vec<RsmOutput<KvOp, (), KvReply>>,
+    ) {
         for output in outputs {
             match output {
                 ClerkOutput::Send { to, msg } => ctx.send(self.servers[to], msg),

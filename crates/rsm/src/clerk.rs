@@ -1,5 +1,7 @@
-//! The Paxos KV's client logic as a sans-I/O core ([`KvClerk`]), run by the simulator's test
-//! harness and by `synod-client`'s `KvClient` alike.
+//! The client logic of every replicated state machine as a sans-I/O core ([`RsmClerk`]): the
+//! Paxos KV's clerk (`synod_kvpaxos::KvClerk`) and the shard controller's
+//! (`synod_shardctl::CtlClerk`) are this one, run by the simulator's test harnesses and by
+//! `synod-client` alike.
 //!
 //! An operation runs under a *session* (client id, sequence number) and goes to one replica
 //! after another with the same number, *hedged*: the request goes to the first server of an
@@ -23,10 +25,9 @@ use std::time::Duration;
 
 use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
-use synod_rsm::RsmMsg;
 use tracing::trace;
 
-use crate::{KvMsg, KvOp, KvReply};
+use crate::RsmMsg;
 
 /// How long a request waits on the servers tried so far before it also goes to the next:
 /// longer than a healthy cluster takes to answer (milliseconds), shorter than a leader's
@@ -38,26 +39,29 @@ pub const STEP: Duration = Duration::from_millis(300);
 /// roughly 10 MiB/s, a release build at hundreds.
 const SLOWEST_BYTES_PER_SEC: f64 = (4 << 20) as f64;
 
-/// The hedge step for a request carrying `op`: [`STEP`] plus 250 ms per MiB of key and value
+/// The hedge step for a request carrying `bytes` of payload: [`STEP`] plus 250 ms per MiB
 /// (2.3 s for an 8 MiB value). A fixed step is wrong for big requests: a write is answered
 /// only once a majority has it durable, and an 8 MiB value takes longer than a small
 /// command's step to get there, so the client would send the whole value to every server in
 /// turn, adding to the load that made it slow.
-pub fn hedge_step(op: &KvOp) -> Duration {
-    let bytes = match op {
-        KvOp::Get { key } => key.len(),
-        KvOp::Put { key, value } | KvOp::Append { key, value } => key.len() + value.len(),
-    };
+pub fn step_for(bytes: usize) -> Duration {
     STEP + Duration::from_secs_f64(bytes as f64 / SLOWEST_BYTES_PER_SEC)
 }
 
-/// What a [`KvClerk`] asks of its driver. Servers are indices into the driver's server list.
-pub type KvOutput = ClerkOutput<usize, KvMsg, KvReply>;
+/// A client operation of a replicated state machine, as far as the clerk cares.
+pub trait ClerkOp: Clone {
+    /// How long a request carrying this operation waits on the servers tried so far before
+    /// it also goes to the next ([`step_for`] its size, usually).
+    fn hedge_step(&self) -> Duration;
+}
+
+/// What an [`RsmClerk`] asks of its driver. Servers are indices into the driver's list.
+pub type RsmOutput<C, I, R> = ClerkOutput<usize, RsmMsg<C, I, R>, R>;
 
 /// One operation in progress.
 #[derive(Debug, Clone)]
-struct Attempt {
-    request: KvMsg,
+struct Attempt<M> {
+    request: M,
     /// The servers in the order they are tried.
     order: Vec<usize>,
     /// The position in `order` of the latest try.
@@ -69,19 +73,26 @@ struct Attempt {
     unreachable: Vec<usize>,
 }
 
-/// A client session of a Paxos KV cluster of `servers` replicas: one operation at a time.
+/// A client session of a replicated state machine of `servers` replicas, whose operations
+/// are `C` and answers `R` (`I` is the machine's internal log entry, never sent by a client):
+/// one operation at a time.
 #[derive(Debug, Clone)]
-pub struct KvClerk {
+pub struct RsmClerk<C, I, R> {
     client: u64,
     seq: u64,
     servers: usize,
     preferred: Option<usize>,
     last_answered: Option<usize>,
-    attempt: Option<Attempt>,
+    attempt: Option<Attempt<RsmMsg<C, I, R>>>,
     timers: TimerToken,
 }
 
-impl KvClerk {
+impl<C, I, R> RsmClerk<C, I, R>
+where
+    C: ClerkOp,
+    I: Clone,
+    R: Clone,
+{
     /// A session with client id `client` (unique among every session the cluster ever sees:
     /// draw it at random) over `servers` replicas.
     ///
@@ -89,7 +100,7 @@ impl KvClerk {
     /// If `servers` is 0: a request needs a server to go to.
     pub fn new(client: u64, servers: usize) -> Self {
         assert!(servers > 0, "a clerk needs a server to go to");
-        KvClerk {
+        RsmClerk {
             client,
             seq: 0,
             servers,
@@ -131,7 +142,7 @@ impl KvClerk {
     }
 
     /// Sends the request to the server at position `at` of the order and starts its step.
-    fn try_at(&mut self, at: usize) -> Vec<KvOutput> {
+    fn try_at(&mut self, at: usize) -> Vec<RsmOutput<C, I, R>> {
         self.timers += 1;
         let token = self.timers;
         let Some(attempt) = &mut self.attempt else {
@@ -152,15 +163,20 @@ impl KvClerk {
     }
 }
 
-impl Clerk for KvClerk {
+impl<C, I, R> Clerk for RsmClerk<C, I, R>
+where
+    C: ClerkOp + std::fmt::Debug,
+    I: Clone + std::fmt::Debug,
+    R: Clone + std::fmt::Debug,
+{
     type Server = usize;
-    type Msg = KvMsg;
-    type Op = KvOp;
-    type Reply = KvReply;
+    type Msg = RsmMsg<C, I, R>;
+    type Op = C;
+    type Reply = R;
 
-    fn start(&mut self, op: KvOp) -> Vec<KvOutput> {
+    fn start(&mut self, op: C) -> Vec<RsmOutput<C, I, R>> {
         self.seq += 1;
-        let step = hedge_step(&op);
+        let step = op.hedge_step();
         self.attempt = Some(Attempt {
             request: RsmMsg::Request {
                 client: self.client,
@@ -176,7 +192,7 @@ impl Clerk for KvClerk {
         self.try_at(0)
     }
 
-    fn on_message(&mut self, from: &usize, msg: KvMsg) -> Vec<KvOutput> {
+    fn on_message(&mut self, from: &usize, msg: RsmMsg<C, I, R>) -> Vec<RsmOutput<C, I, R>> {
         match msg {
             RsmMsg::Reply { seq, reply } if seq == self.seq && self.attempt.is_some() => {
                 self.attempt = None;
@@ -198,7 +214,7 @@ impl Clerk for KvClerk {
         }
     }
 
-    fn on_timeout(&mut self, token: TimerToken) -> Vec<KvOutput> {
+    fn on_timeout(&mut self, token: TimerToken) -> Vec<RsmOutput<C, I, R>> {
         let Some(attempt) = &mut self.attempt else {
             trace!(token, "ignoring a timer: no operation in progress");
             return Vec::new();
@@ -212,7 +228,7 @@ impl Clerk for KvClerk {
         self.try_at(next)
     }
 
-    fn on_unreachable(&mut self, server: &usize) -> Vec<KvOutput> {
+    fn on_unreachable(&mut self, server: &usize) -> Vec<RsmOutput<C, I, R>> {
         let Some(attempt) = &mut self.attempt else {
             return Vec::new();
         };
@@ -243,6 +259,20 @@ impl Clerk for KvClerk {
 mod tests {
     use super::*;
 
+    /// A request `0` bytes long, answered with a string.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Op(usize);
+
+    impl ClerkOp for Op {
+        fn hedge_step(&self) -> Duration {
+            step_for(self.0)
+        }
+    }
+
+    type TestClerk = RsmClerk<Op, (), String>;
+    type KvOutput = RsmOutput<Op, (), String>;
+    type KvMsg = RsmMsg<Op, (), String>;
+
     fn sends(out: &[KvOutput]) -> Vec<usize> {
         out.iter()
             .filter_map(|o| match o {
@@ -264,27 +294,23 @@ mod tests {
     fn reply(seq: u64) -> KvMsg {
         RsmMsg::Reply {
             seq,
-            reply: KvReply::Value("v".into()),
+            reply: "v".into(),
         }
     }
 
-    fn get() -> KvOp {
-        KvOp::Get { key: "k".into() }
+    fn get() -> Op {
+        Op(1)
     }
 
     #[test]
-    fn the_step_grows_with_the_value() {
-        assert!(hedge_step(&get()) < STEP + Duration::from_millis(1));
-        let big = KvOp::Put {
-            key: String::new(),
-            value: "x".repeat(8 << 20),
-        };
-        assert_eq!(hedge_step(&big), Duration::from_millis(2300));
+    fn the_step_grows_with_the_size() {
+        assert!(step_for(1) < STEP + Duration::from_millis(1));
+        assert_eq!(step_for(8 << 20), Duration::from_millis(2300));
     }
 
     #[test]
     fn each_step_adds_the_next_server_and_the_first_answer_wins() {
-        let mut clerk = KvClerk::new(7, 3);
+        let mut clerk = TestClerk::new(7, 3);
         let out = clerk.start(get());
         assert_eq!(sends(&out), [0]);
         let out = clerk.on_timeout(timer(&out));
@@ -299,7 +325,7 @@ mod tests {
         assert!(clerk.on_message(&1, reply(0)).is_empty(), "another seq");
         assert_eq!(
             clerk.on_message(&1, reply(1)),
-            [ClerkOutput::Done(KvReply::Value("v".into()))]
+            [ClerkOutput::Done("v".to_string())]
         );
         assert!(!clerk.busy());
         // The next operation starts at the server that answered, then the rest in order.
@@ -310,7 +336,7 @@ mod tests {
 
     #[test]
     fn the_preferred_server_comes_first_for_a_new_session() {
-        let mut clerk = KvClerk::new(7, 3);
+        let mut clerk = TestClerk::new(7, 3);
         clerk.prefer(Some(2));
         let out = clerk.start(get());
         assert_eq!(sends(&out), [2]);
@@ -319,7 +345,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_server_gives_way_at_once_but_not_in_a_loop() {
-        let mut clerk = KvClerk::new(7, 2);
+        let mut clerk = TestClerk::new(7, 2);
         let out = clerk.start(get());
         let first = timer(&out);
         let out = clerk.on_unreachable(&0);
@@ -339,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_retry_keeps_the_sequence_number() {
-        let mut clerk = KvClerk::new(7, 2);
+        let mut clerk = TestClerk::new(7, 2);
         let out = clerk.start(get());
         let again = clerk.on_timeout(timer(&out));
         let seqs: Vec<u64> = [&out, &again]
