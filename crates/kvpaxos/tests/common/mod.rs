@@ -5,20 +5,18 @@
 //! operation for the linearizability checker, the course's helpers, and an invariant checked
 //! after every step that no log instance ever has two decided values.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use synod_check::kv::{KvInput, KvModel};
-use synod_check::{check_operations, CheckResult, Operation};
-use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReplica, KvReply, Op};
+use synod_check::kv::KvInput;
+use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReplica, KvReply};
 use synod_node::clerk::{Clerk as _, ClerkOutput};
 use synod_paxos::PaxosConfig;
 use synod_rsm::clerk::RsmOutput;
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
+use synod_testkit::kv_input;
 
 pub type Sim = Simulator<KvMsg>;
 pub type History = Recorder<KvInput, String>;
@@ -63,7 +61,9 @@ impl Cluster {
                 configure(KvReplica::new(peers.clone(), i, config))
             });
         }
-        add_log_invariant(&mut sim, n);
+        synod_testkit::add_agreement_invariant(&mut sim, peers, |sim, id| {
+            sim.node::<KvReplica>(id).map(KvReplica::paxos)
+        });
         Cluster {
             sim,
             n,
@@ -213,58 +213,7 @@ impl Cluster {
 /// Asserts that `history` is linearizable; operations without a reply may or may not have
 /// taken effect.
 pub fn check_history(history: &History, keep: impl Fn(&KvInput) -> bool) {
-    let ops: Vec<Operation<KvInput, String>> = history
-        .operations()
-        .into_iter()
-        .filter(|op| keep(&op.input))
-        .map(|op| match (op.output, op.ret) {
-            (Some(out), Some(ret)) => Operation::new(op.client, op.input, op.call, out, ret),
-            _ => Operation::unknown(op.client, op.input, op.call),
-        })
-        .collect();
-    let result = check_operations(&KvModel, &ops, Some(Duration::from_secs(60)))
-        .expect("well-formed history");
-    assert!(
-        matches!(result, CheckResult::Ok),
-        "history of {} operations is not linearizable: {result:?}",
-        ops.len()
-    );
-}
-
-fn add_log_invariant(sim: &mut Sim, n: usize) {
-    let seen: Rc<RefCell<BTreeMap<u64, Op>>> = Rc::default();
-    // Per replica, (lives, decisions learned) at the last look: unchanged means nothing new.
-    let looked: Rc<RefCell<Vec<(u64, u64)>>> = Rc::new(RefCell::new(vec![(0, 0); n]));
-    sim.add_invariant("one value decided per instance", move |sim| {
-        let mut seen = seen.borrow_mut();
-        let mut looked = looked.borrow_mut();
-        for i in 0..n {
-            let Some(replica) = sim.node::<KvReplica>(server(i)) else {
-                continue;
-            };
-            let now = (
-                sim.stats(server(i)).starts,
-                replica.paxos().decisions_learned(),
-            );
-            if std::mem::replace(&mut looked[i], now) == now {
-                continue;
-            }
-            for (seq, op) in replica.paxos().decided() {
-                match seen.get(&seq) {
-                    Some(first) if first != op => {
-                        return Err(format!(
-                            "instance {seq}: replica {i} decided {op:?}, earlier {first:?}"
-                        ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        seen.insert(seq, op.clone());
-                    }
-                }
-            }
-        }
-        Ok(())
-    });
+    synod_testkit::assert_linearizable(history, keep);
 }
 
 pub fn get(key: &str) -> KvOp {
@@ -311,14 +260,6 @@ pub struct Clerk {
     auto: Option<Auto>,
 }
 
-fn input(op: &KvOp) -> KvInput {
-    match op {
-        KvOp::Get { key } => KvInput::get(key.as_str()),
-        KvOp::Put { key, value } => KvInput::put(key.as_str(), value.as_str()),
-        KvOp::Append { key, value } => KvInput::append(key.as_str(), value.as_str()),
-    }
-}
-
 impl Clerk {
     pub fn idle(&self) -> bool {
         self.pending.is_none() && self.queue.is_empty()
@@ -353,7 +294,7 @@ impl Clerk {
             let preferred = ctx.rng().gen_range(0..self.servers.len());
             self.core.prefer(Some(preferred));
         }
-        let record = self.history.invoke(self.id, input(&op));
+        let record = self.history.invoke(self.id, kv_input(&op));
         self.pending = Some(Pending {
             op: op.clone(),
             record,
