@@ -121,6 +121,11 @@ where
         self.client
     }
 
+    /// How many servers the clerk sends to.
+    pub fn servers(&self) -> usize {
+        self.servers
+    }
+
     /// The sequence number of the latest operation (0 before the first).
     pub fn seq(&self) -> u64 {
         self.seq
