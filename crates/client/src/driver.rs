@@ -12,14 +12,16 @@
 //! one message, which it hands back with the connection; the driver feeds the message to the
 //! clerk and, if the operation goes on, lets the connection wait for the next one. A live
 //! connection does not lose what it carries, so a send to a server whose try is still
-//! waiting is not repeated: the request is already there (a TCP connection breaks rather
-//! than drops, and a break is reported).
+//! waiting *with the same message* is not repeated: the request is already there (a TCP
+//! connection breaks rather than drops, and a break is reported). A different message to
+//! that server (a new controller query, say) cannot wait for the try to return, which may
+//! be never: that try is aborted and the message goes on a new connection.
 //!
 //! The transport is two small traits, [`Connection`] (send and receive on one connection,
 //! the shape of [`synod_net::Client`]) and [`Dialer`] (open one to a server), so a server can
 //! be reached by anything with that shape.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -29,7 +31,7 @@ use serde::Serialize;
 use synod_net::{Client, NetError};
 use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{debug, trace};
 
@@ -128,25 +130,36 @@ pub(crate) async fn run<K, D>(
 where
     K: Clerk,
     K::Server: Send + 'static,
-    K::Msg: Send + 'static,
+    K::Msg: PartialEq + Clone + Send + 'static,
     D: Dialer<K::Server, Msg = K::Msg>,
 {
     let mut tries: JoinSet<TryResult<K::Server, D::Conn, K::Msg>> = JoinSet::new();
-    let mut waiting: HashSet<K::Server> = HashSet::new();
+    // Per server with a try in flight: that try, and the last message sent on it.
+    let mut waiting: HashMap<K::Server, (AbortHandle, K::Msg)> = HashMap::new();
     let mut timers: Vec<(Instant, TimerToken)> = Vec::new();
     let mut outputs: VecDeque<_> = clerk.start(op).into();
     loop {
         while let Some(output) = outputs.pop_front() {
             match output {
                 ClerkOutput::Send { to, msg } => {
-                    if !waiting.insert(to.clone()) {
-                        trace!(server = ?to, "not sent again: a try there is still waiting");
-                        continue;
+                    if let Some((try_there, last)) = waiting.get(&to) {
+                        if *last == msg {
+                            trace!(server = ?to, "not sent again: a try there still waits");
+                            continue;
+                        }
+                        try_there.abort();
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
                     let connect = dialer.dial(&to, left.min(CONNECT_LIMIT));
                     let conn = kept.remove(&to);
-                    tries.spawn(one_try(to, conn, connect, Some(msg), deadline));
+                    let try_there = tries.spawn(one_try(
+                        to.clone(),
+                        conn,
+                        connect,
+                        Some(msg.clone()),
+                        deadline,
+                    ));
+                    waiting.insert(to, (try_there, msg));
                 }
                 ClerkOutput::Timer { after, token } => timers.push((Instant::now() + after, token)),
                 ClerkOutput::Done(reply) => return Some(reply),
@@ -164,9 +177,9 @@ where
         tokio::select! {
             Some(joined) = tries.join_next(), if !tries.is_empty() => {
                 let Ok((server, result)) = joined else {
-                    // `one_try` does not panic; a task can only end so if the runtime shuts
-                    // down, and then nothing answers anyway.
-                    debug!("a try ended without its result");
+                    // A try aborted for a new message to its server (`one_try` does not
+                    // panic): the new try carries on.
+                    trace!("a try ended without its result");
                     continue;
                 };
                 match result {
@@ -175,7 +188,11 @@ where
                         if clerk.busy() {
                             // The operation goes on: this connection waits for more.
                             let never = std::future::pending();
-                            tries.spawn(one_try(server, Some(conn), never, None, deadline));
+                            let again =
+                                tries.spawn(one_try(server.clone(), Some(conn), never, None, deadline));
+                            if let Some((try_there, _)) = waiting.get_mut(&server) {
+                                *try_there = again;
+                            }
                         } else {
                             waiting.remove(&server);
                             kept.insert(server, conn);

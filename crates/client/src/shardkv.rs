@@ -1,51 +1,36 @@
 //! Clients of a sharded cluster (`synod shardctl serve` + `synod shardkv serve`):
 //! [`CtlClient`] for the shard controller, [`ShardKvClient`] for the keys.
 //!
-//! [`ShardKvClient`] is given only the controllers' addresses. It asks them for the latest
-//! configuration, caches it, and sends each operation to a server of the group that owns
-//! the key's shard, trying that group's servers in turn. A `WrongGroup` answer, or a whole
-//! group that stays silent, means the cached configuration may be stale: it asks the
-//! controller again (one refresh at a time, shared by every caller) and retries.
+//! Both are sans-I/O clerks run by the crate's driver: [`CtlClient`] the controller's
+//! (`synod_shardctl::CtlClerk`), [`ShardKvClient`] the sharded KV's
+//! (`synod_shardkv::ShardKvClerk`: the configuration cache, the owning group's servers
+//! hedged, `WrongGroup` and a silent group sending it to the controller, per-shard
+//! numbering for at most once). The simulator's shardkv suites run the same clerks.
 //!
-//! At most once: requests are numbered per shard with [`synod_shardkv::Numbering`], the
-//! same numbering the simulator's clerk uses, because each shard's session table moves with
-//! the shard; a request keeps its number across groups and retries. Sessions come from a
-//! pool, one operation outstanding each; a session whose operation timed out is dropped,
-//! since its outcome is unknown. Controller requests run under a session of their own with
-//! the same rule: [`CtlClient`] is the controller's sans-I/O clerk
-//! (`synod_shardctl::CtlClerk`) run by the crate's driver. The key operations still follow
-//! the older schedule of the `hedge` module (a sharded clerk core is left to do).
+//! [`ShardKvClient`] is given only the controllers' addresses. Sessions come from a pool,
+//! one operation outstanding each; a session whose operation timed out is dropped, since its
+//! outcome is unknown. The newest configuration any session learned is handed to the next
+//! operation's session, so one refresh serves every caller. Controller requests run under a
+//! session of their own with the same rule.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
 use synod_net::{Client, NetError};
 use synod_resp::{Backend, BackendError};
-use synod_rsm::clerk::ClerkOp;
-use synod_rsm::RsmMsg;
 use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply};
-use synod_shardkv::{Numbering, ShardMsg, ShardReply};
+use synod_shardkv::{ShardKvClerk, ShardMsg, ShardReply, ShardServer};
 use tokio::time::Instant;
 use tracing::trace;
 
 use crate::driver::{self, Connection, Dialer, Kept, TcpDialer};
 use crate::error::server_list;
-use crate::hedge::{self, Conn};
 use crate::pool::Pool;
 use crate::resp::backend_error;
 use crate::ClientError;
-
-/// How long a group may leave a request unanswered, every server tried, before the client
-/// asks the controller whether the group still owns the shard.
-const GROUP_SILENCE: Duration = Duration::from_secs(2);
-
-/// Pause before retrying when the controller has nothing newer (a shard in transit: its new
-/// owner answers `WrongGroup` until the data arrives), so clients do not flood the
-/// controller's log with queries.
-const PAUSE: Duration = Duration::from_millis(50);
 
 /// How long an operation keeps retrying by default: the one policy of every client.
 pub use crate::pool::DEFAULT_TIMEOUT;
@@ -167,11 +152,35 @@ impl Dialer<usize> for CtlDialer {
     }
 }
 
-/// One client session of the KV: its id, per-shard numbers and a connection.
+/// One client session of the KV: its clerk (id, per-shard numbers, configuration, a
+/// controller session) and the connections it keeps.
 struct Session {
-    client: u64,
-    numbering: Numbering,
-    conn: Conn<ShardMsg>,
+    clerk: ShardKvClerk,
+    kept: Kept<ShardServer, Client<ShardMsg>>,
+}
+
+/// TCP connections to the servers a [`ShardKvClerk`] names: controllers by index into their
+/// addresses, group servers by the address the configuration lists.
+struct ShardDialer(TcpDialer<ShardMsg>);
+
+impl Dialer<ShardServer> for ShardDialer {
+    type Msg = ShardMsg;
+    type Conn = Client<ShardMsg>;
+
+    fn dial(
+        &self,
+        server: &ShardServer,
+        limit: Duration,
+    ) -> impl Future<Output = Result<Client<ShardMsg>, NetError>> + Send + 'static {
+        let addr = match server {
+            ShardServer::Controller(i) => self.0.addrs().get(*i).cloned(),
+            ShardServer::Group(addr) => Some(addr.clone()),
+        };
+        async move {
+            let addr = addr.ok_or(NetError::Closed)?;
+            Client::connect(addr, limit).await
+        }
+    }
 }
 
 /// A client of a sharded KV cluster, given the controllers' addresses.
@@ -186,9 +195,9 @@ struct Session {
 /// # Ok(()) }
 /// ```
 pub struct ShardKvClient {
-    /// Held while refreshing the configuration, so concurrent callers wait for one answer
-    /// instead of each asking.
-    ctl: tokio::sync::Mutex<CtlClient>,
+    dialer: ShardDialer,
+    /// The newest configuration any session learned, handed to every session that starts
+    /// an operation, so one refresh serves them all.
     config: Mutex<Config>,
     timeout: Duration,
     idle: Pool<Session>,
@@ -203,7 +212,7 @@ impl ShardKvClient {
         controllers: impl IntoIterator<Item = S>,
     ) -> Result<Self, ClientError> {
         Ok(ShardKvClient {
-            ctl: tokio::sync::Mutex::new(CtlClient::connect(controllers)?),
+            dialer: ShardDialer(TcpDialer::new(server_list(controllers)?)),
             config: Mutex::new(Config::initial(0)),
             timeout: DEFAULT_TIMEOUT,
             idle: Pool::new(),
@@ -212,8 +221,8 @@ impl ShardKvClient {
     }
 
     /// Makes every operation start at the owning group's server on host `ip`, when the
-    /// group has one there. Without a preference an operation starts where its session is
-    /// connected (the group's first server for a new one). A RESP front prefers its own
+    /// group has one there. Without a preference an operation starts where its session was
+    /// answered last (the group's first server for a new one). A RESP front prefers its own
     /// host: its servers there are reachable whenever the front is, and forward to their
     /// group's leader themselves, while a session left at another server by an earlier
     /// fault would wait a whole attempt when that server is cut off or stopped next.
@@ -278,112 +287,46 @@ impl ShardKvClient {
     /// it is answered or the timeout passes. Answers `Value` or `Written`.
     pub async fn call(&self, op: KvOp) -> Result<ShardReply, ClientError> {
         let deadline = Instant::now() + self.timeout;
-        let mut session = self.take_session();
-        let mut numbered = None;
-        while deadline > Instant::now() {
-            let config = self.config();
-            let owner = (config.num > 0)
-                .then(|| {
-                    let (shard, seq) = *numbered
-                        .get_or_insert_with(|| session.numbering.next(&op, config.shards.len()));
-                    let servers = config.groups.get(&config.shards[shard])?;
-                    Some((shard, seq, servers))
-                })
-                .flatten();
-            if let Some((shard, seq, servers)) = owner {
-                match self
-                    .try_group(&mut session, servers, &op, (shard, seq), deadline)
-                    .await
-                {
-                    Some(ShardReply::SessionExpired) => return Err(ClientError::SessionExpired),
-                    // The session is dropped with it: a refusal at the edge is not recorded in
-                    // the shard's session table, which must see a session's first command.
-                    Some(ShardReply::TooLarge { refused, .. }) => return Err(refused.into()),
-                    Some(ShardReply::WrongGroup { .. }) | None => {}
-                    Some(answer) => {
-                        self.idle.put(session);
-                        return Ok(answer);
-                    }
-                }
-            }
-            // Wrong group, a silent group, or nobody owns the shard: the configuration may
-            // be stale.
-            self.refresh(config.num, deadline).await;
-            if self.config().num == config.num {
-                let left = deadline.saturating_duration_since(Instant::now());
-                tokio::time::sleep(PAUSE.min(left)).await;
-            }
-        }
-        Err(ClientError::Timeout(self.timeout))
-    }
-
-    /// Tries the group's servers, the one the session is connected to first, then the one on
-    /// the preferred host, then the others, each hedge step (longer for a bigger request) after the one before while
-    /// those may still answer. Returns the first answer, or `None` if none answered within
-    /// [`GROUP_SILENCE`] of the last try.
-    async fn try_group(
-        &self,
-        session: &mut Session,
-        servers: &[String],
-        op: &KvOp,
-        (shard, seq): (usize, u64),
-        deadline: Instant,
-    ) -> Option<ShardReply> {
-        let msg = ShardMsg::Group(RsmMsg::Request {
-            client: session.client,
-            seq,
-            op: op.clone(),
+        let controllers = self.dialer.0.addrs().len();
+        let mut session = self.idle.take(|| Session {
+            clerk: ShardKvClerk::new(rand::random::<u64>() >> 1, controllers, Config::initial(0)),
+            kept: Kept::new(),
         });
-        let wanted = move |m: ShardMsg| match m {
-            ShardMsg::Group(RsmMsg::Reply { seq: got, reply })
-                if got == seq && reply.shard().is_none_or(|s| s == shard) =>
-            {
-                Some(reply)
+        session.clerk.learn(&self.config());
+        session.clerk.prefer_host(self.preferred);
+        let answer = driver::run(
+            &mut session.clerk,
+            op,
+            &mut session.kept,
+            &self.dialer,
+            deadline,
+        )
+        .await;
+        self.learn(session.clerk.config());
+        match answer {
+            Some(ShardReply::SessionExpired) => Err(ClientError::SessionExpired),
+            // The session is dropped with it: a refusal at the edge is not recorded in the
+            // shard's session table, which must see a session's first command.
+            Some(ShardReply::TooLarge { refused, .. }) => Err(refused.into()),
+            Some(reply @ ShardReply::WrongGroup { .. }) => {
+                Err(ClientError::Unexpected(format!("{reply:?}")))
             }
-            _ => None,
-        };
-        let on_preferred_host = |addr: &&String| {
-            let ip = addr.parse::<SocketAddr>().ok().map(|a| a.ip());
-            ip.is_some() && ip == self.preferred
-        };
-        let order = hedge::order(
-            &session.conn,
-            servers,
-            servers.iter().find(on_preferred_host),
-        );
-        let step = op.hedge_step();
-        let tried_all = step * (order.len() as u32 - 1) + GROUP_SILENCE;
-        let limit = deadline.min(Instant::now() + tried_all);
-        hedge::first_answer(&mut session.conn, &order, &msg, step, limit, wanted).await
+            Some(reply) => {
+                self.idle.put(session);
+                Ok(reply)
+            }
+            None => Err(ClientError::Timeout(self.timeout)),
+        }
     }
 
-    /// Asks the controller for the latest configuration, unless someone else already
-    /// learned one newer than `seen` while we waited for our turn.
-    async fn refresh(&self, seen: u64, deadline: Instant) {
-        let Ok(mut ctl) = tokio::time::timeout_at(deadline, self.ctl.lock()).await else {
-            return;
-        };
-        if self.config().num > seen {
-            return;
-        }
-        let Ok(CtlReply::Config(latest)) = ctl.call_until(CtlOp::Query { num: -1 }, deadline).await
-        else {
-            return;
-        };
-        // Held only for a compare and an assignment, which leave it whole if a caller
-        // panicked meanwhile: the same recovery as the session pool's.
+    /// Keeps `config` as the newest known if it is newer. The lock is held only for a
+    /// compare and an assignment, which leave it whole if a caller panicked meanwhile: the
+    /// same recovery as the session pool's.
+    fn learn(&self, latest: &Config) {
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if latest.num > config.num {
-            *config = latest;
+            *config = latest.clone();
         }
-    }
-
-    fn take_session(&self) -> Session {
-        self.idle.take(|| Session {
-            client: rand::random::<u64>() >> 1,
-            numbering: Numbering::default(),
-            conn: None,
-        })
     }
 }
 
