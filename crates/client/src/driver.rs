@@ -103,12 +103,20 @@ where
         server: &usize,
         limit: Duration,
     ) -> impl Future<Output = Result<Client<M>, NetError>> + Send + 'static {
-        let addr = self.addrs.get(*server).cloned();
-        async move {
-            let addr = addr.ok_or(NetError::Closed)?;
-            Client::connect(addr, limit).await
-        }
+        dial_addr(self.addrs.get(*server).cloned(), limit)
     }
+}
+
+/// A TCP connection to `addr` within `limit`; a server without an address is unreachable.
+pub(crate) async fn dial_addr<M>(
+    addr: Option<String>,
+    limit: Duration,
+) -> Result<Client<M>, NetError>
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let addr = addr.ok_or(NetError::Closed)?;
+    Client::connect(addr, limit).await
 }
 
 /// The connections a session keeps between operations, by server.

@@ -176,10 +176,7 @@ impl Dialer<ShardServer> for ShardDialer {
             ShardServer::Controller(i) => self.0.addrs().get(*i).cloned(),
             ShardServer::Group(addr) => Some(addr.clone()),
         };
-        async move {
-            let addr = addr.ok_or(NetError::Closed)?;
-            Client::connect(addr, limit).await
-        }
+        driver::dial_addr(addr, limit)
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::Rng;
-use synod_node::clerk::{Clerk as _, ClerkOutput};
+use synod_node::clerk::Clerk as _;
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_paxos::PaxosConfig;
 use synod_rsm::clerk::RsmOutput;
@@ -48,15 +48,10 @@ impl Clerk {
         ctx: &mut dyn Context<CtlMsg>,
         outputs: Vec<RsmOutput<CtlOp, (), CtlReply>>,
     ) {
-        for output in outputs {
-            match output {
-                ClerkOutput::Send { to, msg } => ctx.send(self.servers[to], msg),
-                ClerkOutput::Timer { after, token } => ctx.set_timer(after, token),
-                ClerkOutput::Done(reply) => {
-                    self.results.push(reply);
-                    self.next(ctx);
-                }
-            }
+        let servers = &self.servers;
+        for reply in synod_testkit::carry_out(ctx, outputs, |&to| servers[to], |t| t) {
+            self.results.push(reply);
+            self.next(ctx);
         }
     }
 }

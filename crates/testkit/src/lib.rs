@@ -4,7 +4,10 @@
 //! - [`add_agreement_invariant`]: after every simulator step, no Paxos instance has two
 //!   decided values, across every peer and every life of each peer;
 //! - [`kv_input`] and [`assert_linearizable`]: a recorded history of key/value operations,
-//!   handed to the linearizability checker.
+//!   handed to the linearizability checker;
+//! - [`carry_out`]: a production clerk's outputs done by a simulator node;
+//! - [`START_ORDERS`]: every order in which three replicas can start, for the simulated and
+//!   the real-process bootstrap tests.
 //!
 //! The clients the suites run are the production clerks (`synod_rsm::clerk`,
 //! `synod_pbservice::Clerk`), not test copies.
@@ -19,7 +22,8 @@ use serde::Serialize;
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::{check_operations, CheckResult, Operation};
 use synod_kvpaxos::KvOp;
-use synod_node::NodeId;
+use synod_node::clerk::ClerkOutput;
+use synod_node::{Context, NodeId, TimerToken};
 use synod_paxos::{Paxos, Value};
 use synod_sim::{Recorder, Simulator};
 
@@ -96,4 +100,34 @@ pub fn assert_linearizable(history: &Recorder<KvInput, String>, keep: impl Fn(&K
         "history of {} operations is not linearizable: {result:?}",
         ops.len()
     );
+}
+
+/// The six orders in which three replicas (0, 1 and 2) can start.
+pub const START_ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+];
+
+/// Does what a clerk run as a simulator node asked: sends each message to the node
+/// `node_of` names, sets each timer under the token `timer` maps it to (a node running two
+/// clerks keeps their tokens apart), and returns the completed operations' replies.
+pub fn carry_out<S, M, R>(
+    ctx: &mut dyn Context<M>,
+    outputs: Vec<ClerkOutput<S, M, R>>,
+    node_of: impl Fn(&S) -> NodeId,
+    timer: impl Fn(TimerToken) -> TimerToken,
+) -> Vec<R> {
+    let mut done = Vec::new();
+    for output in outputs {
+        match output {
+            ClerkOutput::Send { to, msg } => ctx.send(node_of(&to), msg),
+            ClerkOutput::Timer { after, token } => ctx.set_timer(after, timer(token)),
+            ClerkOutput::Done(reply) => done.push(reply),
+        }
+    }
+    done
 }

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use synod_check::kv::KvInput;
 use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReplica, KvReply};
-use synod_node::clerk::{Clerk as _, ClerkOutput};
+use synod_node::clerk::Clerk as _;
 use synod_paxos::PaxosConfig;
 use synod_rsm::clerk::RsmOutput;
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
@@ -309,12 +309,9 @@ impl Clerk {
         ctx: &mut dyn Context<KvMsg>,
         outputs: Vec<RsmOutput<KvOp, (), KvReply>>,
     ) {
-        for output in outputs {
-            match output {
-                ClerkOutput::Send { to, msg } => ctx.send(self.servers[to], msg),
-                ClerkOutput::Timer { after, token } => ctx.set_timer(after, token),
-                ClerkOutput::Done(reply) => self.complete(ctx, reply),
-            }
+        let servers = &self.servers;
+        for reply in synod_testkit::carry_out(ctx, outputs, |&to| servers[to], |t| t) {
+            self.complete(ctx, reply);
         }
     }
 

@@ -311,23 +311,17 @@ impl Clerk {
     }
 
     fn carry_out(&mut self, ctx: &mut dyn Context<ShardMsg>, outputs: Vec<ShardOutput>) {
-        for output in outputs {
-            match output {
-                ClerkOutput::Send { to, msg } => ctx.send(node_of(&to), msg),
-                ClerkOutput::Timer { after, token } => ctx.set_timer(after, token * 2),
-                ClerkOutput::Done(reply) => {
-                    let output = match reply {
-                        ShardReply::Value { value, .. } => value,
-                        ShardReply::Written { .. } => String::new(),
-                        ShardReply::SessionExpired => panic!("client {} session expired", self.id),
-                        ShardReply::TooLarge { refused, .. } => {
-                            panic!("simulated values stay small: {refused}")
-                        }
-                        ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
-                    };
-                    self.finish(ctx, output);
+        for reply in synod_testkit::carry_out(ctx, outputs, node_of, |t| t * 2) {
+            let output = match reply {
+                ShardReply::Value { value, .. } => value,
+                ShardReply::Written { .. } => String::new(),
+                ShardReply::SessionExpired => panic!("client {} session expired", self.id),
+                ShardReply::TooLarge { refused, .. } => {
+                    panic!("simulated values stay small: {refused}")
                 }
-            }
+                ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
+            };
+            self.finish(ctx, output);
         }
     }
 
@@ -336,19 +330,22 @@ impl Clerk {
         ctx: &mut dyn Context<ShardMsg>,
         outputs: Vec<RsmOutput<CtlOp, (), CtlReply>>,
     ) {
-        for output in outputs {
-            match output {
-                ClerkOutput::Send { to, msg } => ctx.send(NodeId(to as u64), ShardMsg::Ctl(msg)),
-                ClerkOutput::Timer { after, token } => ctx.set_timer(after, token * 2 + 1),
-                // A refused change (a move to a group that left, say) completes all the same.
-                ClerkOutput::Done(reply) => {
-                    let output = match reply {
-                        CtlReply::Config(config) => config.num.to_string(),
-                        other => format!("{other:?}"),
-                    };
-                    self.finish(ctx, output);
-                }
-            }
+        let outputs = outputs.into_iter().map(|o| match o {
+            ClerkOutput::Send { to, msg } => ClerkOutput::Send {
+                to,
+                msg: ShardMsg::Ctl(msg),
+            },
+            ClerkOutput::Timer { after, token } => ClerkOutput::Timer { after, token },
+            ClerkOutput::Done(reply) => ClerkOutput::Done(reply),
+        });
+        let controller = |&i: &usize| NodeId(i as u64);
+        for reply in synod_testkit::carry_out(ctx, outputs.collect(), controller, |t| t * 2 + 1) {
+            // A refused change (a move to a group that left, say) completes all the same.
+            let output = match reply {
+                CtlReply::Config(config) => config.num.to_string(),
+                other => format!("{other:?}"),
+            };
+            self.finish(ctx, output);
         }
     }
 
