@@ -277,11 +277,13 @@ mod tests {
 
     use super::*;
 
-    /// A server that answers every request with its name after `delay`, or never.
+    /// A server that answers every request numbered `from_seq` or more with its name after
+    /// `delay`, or never.
     struct Answerer {
         name: &'static str,
         delay: Option<Duration>,
         asked: Vec<(NodeId, u64)>,
+        from_seq: u64,
     }
 
     impl Node for Answerer {
@@ -291,6 +293,9 @@ mod tests {
 
         fn on_message(&mut self, ctx: &mut dyn Context<KvMsg>, from: NodeId, msg: KvMsg) {
             if let (RsmMsg::Request { seq, .. }, Some(delay)) = (msg, self.delay) {
+                if seq < self.from_seq {
+                    return;
+                }
                 self.asked.push((from, seq));
                 ctx.set_timer(delay, self.asked.len() as TimerToken - 1);
             }
@@ -308,6 +313,7 @@ mod tests {
             name,
             delay,
             asked: Vec::new(),
+            from_seq: 0,
         };
         let config = NodeConfig::new(NodeId(1), listener);
         let storage = Box::new(synod_storage::MemStorage::new());
@@ -388,6 +394,88 @@ mod tests {
         };
         let ((), (got, _)) = tokio::join!(later, ask(vec![addr.to_string()], STEP * 10));
         assert_eq!(got, value("late"));
+    }
+
+    /// A clerk that asks server 0 with request 1, and a step later with request 2 while the
+    /// first still waits there (as a sharded clerk's second controller query does).
+    struct Twice {
+        done: bool,
+    }
+
+    impl Clerk for Twice {
+        type Server = usize;
+        type Msg = KvMsg;
+        type Op = ();
+        type Reply = KvReply;
+
+        fn start(&mut self, (): ()) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            vec![
+                ClerkOutput::Send {
+                    to: 0,
+                    msg: request(1),
+                },
+                ClerkOutput::Timer {
+                    after: STEP,
+                    token: 1,
+                },
+            ]
+        }
+
+        fn on_message(&mut self, _: &usize, msg: KvMsg) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            match msg {
+                RsmMsg::Reply { seq: 2, reply } => {
+                    self.done = true;
+                    vec![ClerkOutput::Done(reply)]
+                }
+                _ => Vec::new(),
+            }
+        }
+
+        fn on_timeout(&mut self, _: TimerToken) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            vec![ClerkOutput::Send {
+                to: 0,
+                msg: request(2),
+            }]
+        }
+
+        fn on_unreachable(&mut self, _: &usize) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            Vec::new()
+        }
+
+        fn busy(&self) -> bool {
+            !self.done
+        }
+    }
+
+    fn request(seq: u64) -> KvMsg {
+        RsmMsg::Request {
+            client: 7,
+            seq,
+            op: KvOp::Get { key: "k".into() },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_message_to_a_server_whose_try_waits_goes_out_at_once() {
+        // Answers request 2 only: request 1 leaves its try waiting for good.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let node = Answerer {
+            name: "second",
+            delay: Some(Duration::ZERO),
+            asked: Vec::new(),
+            from_seq: 2,
+        };
+        let config = NodeConfig::new(NodeId(1), listener);
+        let storage = Box::new(synod_storage::MemStorage::new());
+        tokio::spawn(run_node(node, config, storage, std::future::pending()));
+        let start = Instant::now();
+        let mut kept = Kept::new();
+        let dialer = TcpDialer::new(vec![addr]);
+        let mut clerk = Twice { done: false };
+        let got = run(&mut clerk, (), &mut kept, &dialer, start + STEP * 10).await;
+        assert_eq!(got, value("second"));
+        assert!(start.elapsed() < STEP * 3, "{:?}", start.elapsed());
     }
 
     #[tokio::test]
