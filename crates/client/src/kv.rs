@@ -1,31 +1,28 @@
-//! The Paxos KV client: sessions, retries across replicas, at most once.
+//! The Paxos KV client: the sans-I/O [`KvClerk`] of `synod-kvpaxos` run by the crate's
+//! driver, with a pool of sessions so one [`KvClient`] serves concurrent callers.
 //!
 //! Every operation runs under a *session* (client id, next sequence number) and is sent with
 //! the same number to one replica after another, while the earlier ones may still answer
-//! (see [`crate::hedge`]), until one answers. A session has one
+//! (the clerk's hedging; see `synod_rsm::clerk`), until one answers. A session has one
 //! operation outstanding at a time; concurrent callers take different sessions from a pool.
 //! A session whose operation timed out is thrown away, because its outcome is unknown.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use synod_kvpaxos::{KvMsg, KvOp, KvReply};
+use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReply};
 use synod_net::limits::Limits;
+use synod_net::Client;
 use tokio::time::Instant;
 
-use crate::attempt::hedge_step;
+use crate::driver::{self, Kept, TcpDialer};
 use crate::error::server_list;
-use crate::hedge::{self, Conn};
+use crate::pool::{Pool, DEFAULT_TIMEOUT};
 use crate::ClientError;
 
-/// How long an operation keeps retrying by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
 struct Session {
-    client: u64,
-    seq: u64,
-    /// A connection kept for the next operation, to the replica that answered the last one.
-    conn: Conn<KvMsg>,
+    clerk: KvClerk,
+    /// Connections kept for the next operation (to the replica that answered the last one).
+    kept: Kept<usize, Client<KvMsg>>,
 }
 
 /// A client of a Paxos KV cluster (`synod kv serve`).
@@ -40,12 +37,12 @@ struct Session {
 /// # Ok(()) }
 /// ```
 pub struct KvClient {
-    servers: Vec<String>,
+    dialer: TcpDialer<KvMsg>,
     /// The replica an operation tries right after the one that answered its session last.
     preferred: Option<usize>,
     timeout: Duration,
     limits: Limits,
-    idle: Mutex<Vec<Session>>,
+    idle: Pool<Session>,
 }
 
 impl KvClient {
@@ -56,11 +53,11 @@ impl KvClient {
     ) -> Result<Self, ClientError> {
         let servers = server_list(servers)?;
         Ok(KvClient {
-            servers,
+            dialer: TcpDialer::new(servers),
             preferred: None,
             timeout: DEFAULT_TIMEOUT,
             limits: Limits::default(),
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(),
         })
     }
 
@@ -87,10 +84,10 @@ impl KvClient {
     /// # Panics
     /// If `index` is not an index into the servers.
     pub fn prefer(mut self, index: usize) -> Self {
+        let servers = self.dialer.addrs().len();
         assert!(
-            index < self.servers.len(),
-            "preferred replica {index} of {} servers",
-            self.servers.len()
+            index < servers,
+            "preferred replica {index} of {servers} servers"
         );
         self.preferred = Some(index);
         self
@@ -136,29 +133,26 @@ impl KvClient {
         }
     }
 
-    /// Runs one operation, retrying across replicas until one answers or the timeout passes:
-    /// first the replica that answered this session last, then the preferred one, then the
-    /// others, each hedge step (longer for a bigger request) after the one before while those may still answer.
+    /// Runs one operation, retrying across replicas until one answers or the timeout passes
+    /// (the clerk's hedging: the replica that answered this session last, then the preferred
+    /// one, then the others, one more every hedge step).
     pub async fn call(&self, op: KvOp) -> Result<KvReply, ClientError> {
         op.check_size(&self.limits)?;
-        let mut session = self.take_session();
-        session.seq += 1;
+        let mut session = self.idle.take(|| Session {
+            clerk: KvClerk::new(rand::random(), self.dialer.addrs().len()),
+            kept: Kept::new(),
+        });
+        session.clerk.prefer(self.preferred);
         let deadline = Instant::now() + self.timeout;
-        let step = hedge_step(&op);
-        let seq = session.seq;
-        let msg = KvMsg::Request {
-            client: session.client,
-            seq,
+        let answer = driver::run(
+            &mut session.clerk,
             op,
-        };
-        // Replies to earlier operations of the session can still arrive: skip them.
-        let wanted = move |reply: KvMsg| match reply {
-            KvMsg::Reply { seq: got, reply } if got == seq => Some(reply),
-            _ => None,
-        };
-        let preferred = self.preferred.map(|i| &self.servers[i]);
-        let order = hedge::order(&session.conn, &self.servers, preferred);
-        match hedge::first_answer(&mut session.conn, &order, &msg, step, deadline, wanted).await {
+            &mut session.kept,
+            &self.dialer,
+            deadline,
+        )
+        .await;
+        match answer {
             Some(KvReply::SessionExpired) => Err(ClientError::SessionExpired),
             // The session is dropped with it: a refusal at the edge is not recorded in the
             // server's session table, which must see a session's first command.
@@ -167,22 +161,11 @@ impl KvClient {
                 Err(ClientError::OutOfMemory { used, limit })
             }
             Some(reply) => {
-                if let Ok(mut idle) = self.idle.lock() {
-                    idle.push(session);
-                }
+                self.idle.put(session);
                 Ok(reply)
             }
             None => Err(ClientError::Timeout(self.timeout)),
         }
-    }
-
-    fn take_session(&self) -> Session {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        pooled.unwrap_or_else(|| Session {
-            client: rand::random(),
-            seq: 0,
-            conn: None,
-        })
     }
 }
 

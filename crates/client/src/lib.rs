@@ -2,9 +2,18 @@
 //!
 //! - [`KvClient`]: the Paxos-replicated KV (`synod kv serve`). Give it every replica's
 //!   address; it tries them in turn, each while the earlier ones may still answer, until one
-//!   does (the `hedge` module).
+//!   does.
 //! - [`PbClient`]: the primary/backup KV (`synod pb serve`). Give it the view service's
 //!   address; it asks the view service who the primary is.
+//! - [`shardkv::ShardKvClient`] and [`shardkv::CtlClient`]: the sharded KV and its
+//!   controller.
+//!
+//! None of them decides anything itself: each runs its service's sans-I/O clerk
+//! (`synod_node::clerk::Clerk`, the same core the simulator's suites run) through one
+//! driver (the `driver` module: connections, timers, the [`Connection`]/[`Dialer`]
+//! transport), and shares one policy (the `pool` module: [`DEFAULT_TIMEOUT`] and the session
+//! pool). The primary/backup client still carries its clerk's messages with a loop of its
+//! own.
 //!
 //! Both are *at most once*: every write carries a (client id, sequence number) and is retried
 //! under the same number until a server answers, so a retry is never applied twice. Both are
@@ -23,14 +32,16 @@
 //! # Ok(()) }
 //! ```
 
-mod attempt;
+mod driver;
 mod error;
-mod hedge;
 mod kv;
 mod pb;
+mod pool;
 mod resp;
 pub mod shardkv;
 
+pub use driver::{Connection, Dialer};
 pub use error::ClientError;
 pub use kv::KvClient;
 pub use pb::PbClient;
+pub use pool::DEFAULT_TIMEOUT;

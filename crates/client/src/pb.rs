@@ -6,7 +6,6 @@
 //! [`RETRY_INTERVAL`] of silence (or a broken connection) into [`Clerk::on_timeout`], exactly
 //! as the simulator's driver does, so the retry logic tested there is the one that runs here.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use synod_net::limits::TooLarge;
@@ -14,13 +13,11 @@ use synod_net::{Client, NetError};
 use synod_pbservice::{Clerk, Msg, Op, Outgoing, Step, Target, RETRY_INTERVAL};
 use tokio::time::Instant;
 
+use crate::pool::{Pool, DEFAULT_TIMEOUT};
 use crate::ClientError;
 
 /// Longest wait for one TCP connect + handshake (further bounded by the operation's deadline).
 const CONNECT_LIMIT: Duration = Duration::from_secs(1);
-
-/// How long an operation keeps retrying by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client of a primary/backup cluster (`synod view serve` + `synod pb serve`).
 ///
@@ -39,7 +36,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PbClient {
     view_service: String,
     timeout: Duration,
-    idle: Mutex<Vec<Session>>,
+    idle: Pool<Session>,
 }
 
 impl PbClient {
@@ -53,7 +50,7 @@ impl PbClient {
         Ok(PbClient {
             view_service,
             timeout: DEFAULT_TIMEOUT,
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(),
         })
     }
 
@@ -98,15 +95,11 @@ impl PbClient {
     /// Runs `op` until a primary completes it or the timeout passes. Returns the value for a
     /// Get (empty for a missing key) and empty for a write.
     pub async fn call(&self, op: Op) -> Result<String, ClientError> {
-        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut session = taken.unwrap_or_else(|| Session::new(self.view_service.clone()));
+        let mut session = self.idle.take(|| Session::new(self.view_service.clone()));
         let result = session.call(op, self.timeout).await;
         // A failed session stays usable: `Clerk::start` gives the next operation a new
         // sequence number, leaving only the failed one's outcome unknown.
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(session);
+        self.idle.put(session);
         result
     }
 }

@@ -1,49 +1,39 @@
 //! Clients of a sharded cluster (`synod shardctl serve` + `synod shardkv serve`):
 //! [`CtlClient`] for the shard controller, [`ShardKvClient`] for the keys.
 //!
-//! [`ShardKvClient`] is given only the controllers' addresses. It asks them for the latest
-//! configuration, caches it, and sends each operation to a server of the group that owns
-//! the key's shard, trying that group's servers in turn. A `WrongGroup` answer, or a whole
-//! group that stays silent, means the cached configuration may be stale: it asks the
-//! controller again (one refresh at a time, shared by every caller) and retries.
+//! Both are sans-I/O clerks run by the crate's driver: [`CtlClient`] the controller's
+//! (`synod_shardctl::CtlClerk`), [`ShardKvClient`] the sharded KV's
+//! (`synod_shardkv::ShardKvClerk`: the configuration cache, the owning group's servers
+//! hedged, `WrongGroup` and a silent group sending it to the controller, per-shard
+//! numbering for at most once). The simulator's shardkv suites run the same clerks.
 //!
-//! At most once: requests are numbered per shard with [`synod_shardkv::Numbering`], the
-//! same numbering the simulator's clerk uses, because each shard's session table moves with
-//! the shard; a request keeps its number across groups and retries. Sessions come from a
-//! pool, one operation outstanding each; a session whose operation timed out is dropped,
-//! since its outcome is unknown. Controller requests run under a session of their own with
-//! the same rule.
+//! [`ShardKvClient`] is given only the controllers' addresses. Sessions come from a pool,
+//! one operation outstanding each; a session whose operation timed out is dropped, since its
+//! outcome is unknown. The newest configuration any session learned is handed to the next
+//! operation's session, so one refresh serves every caller. Controller requests run under a
+//! session of their own with the same rule.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
+use synod_net::{Client, NetError};
 use synod_resp::{Backend, BackendError};
-use synod_rsm::RsmMsg;
-use synod_shardctl::{Config, CtlOp, CtlReply, Gid};
-use synod_shardkv::{Numbering, ShardMsg, ShardReply};
+use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply};
+use synod_shardkv::{ShardKvClerk, ShardMsg, ShardReply, ShardServer};
 use tokio::time::Instant;
+use tracing::trace;
 
-use crate::attempt::hedge_step;
+use crate::driver::{self, Connection, Dialer, Kept, TcpDialer};
 use crate::error::server_list;
-use crate::hedge::{self, Conn};
+use crate::pool::Pool;
 use crate::resp::backend_error;
 use crate::ClientError;
 
-/// How long a group may leave a request unanswered, every server tried, before the client
-/// asks the controller whether the group still owns the shard.
-const GROUP_SILENCE: Duration = Duration::from_secs(2);
-
-/// Pause before retrying when the controller has nothing newer (a shard in transit: its new
-/// owner answers `WrongGroup` until the data arrives), so clients do not flood the
-/// controllers with queries (each a read barrier among them).
-const PAUSE: Duration = Duration::from_millis(50);
-
-/// How long an operation keeps retrying by default (shorter than a RESP client's patience,
-/// so the front answers with an error rather than leaving it hanging).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an operation keeps retrying by default: the one policy of every client.
+pub use crate::pool::DEFAULT_TIMEOUT;
 
 /// A client of the shard controller: joins, leaves, moves and queries, at most once.
 ///
@@ -56,12 +46,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Ok(()) }
 /// ```
 pub struct CtlClient {
-    servers: Vec<String>,
+    dialer: CtlDialer,
     timeout: Duration,
-    client: u64,
-    seq: u64,
-    /// A connection to the controller that answered last, tried first next time.
-    conn: Conn<ShardMsg>,
+    clerk: CtlClerk,
+    /// Connections kept for the next request (to the controller that answered last).
+    kept: Kept<usize, CtlConn>,
 }
 
 impl CtlClient {
@@ -70,12 +59,12 @@ impl CtlClient {
         servers: impl IntoIterator<Item = S>,
     ) -> Result<Self, ClientError> {
         let servers = server_list(servers)?;
+        let clerk = Self::new_session(servers.len());
         Ok(CtlClient {
-            servers,
+            dialer: CtlDialer(TcpDialer::new(servers)),
             timeout: DEFAULT_TIMEOUT,
-            client: rand::random::<u64>() >> 1,
-            seq: 0,
-            conn: None,
+            clerk,
+            kept: Kept::new(),
         })
     }
 
@@ -99,22 +88,10 @@ impl CtlClient {
     }
 
     async fn call_until(&mut self, op: CtlOp, deadline: Instant) -> Result<CtlReply, ClientError> {
-        self.seq += 1;
-        let seq = self.seq;
-        let msg = ShardMsg::Ctl(RsmMsg::Request {
-            client: self.client,
-            seq,
-            op,
-        });
-        let wanted = move |m: ShardMsg| match m {
-            ShardMsg::Ctl(RsmMsg::Reply { seq: got, reply }) if got == seq => Some(reply),
-            _ => None,
-        };
-        let order = hedge::order(&self.conn, &self.servers, None);
-        match hedge::first_answer(&mut self.conn, &order, &msg, hedge::STEP, deadline, wanted).await
-        {
+        let answer = driver::run(&mut self.clerk, op, &mut self.kept, &self.dialer, deadline).await;
+        match answer {
             Some(CtlReply::SessionExpired) => {
-                self.new_session();
+                self.clerk = Self::new_session(self.dialer.0.addrs().len());
                 Err(ClientError::SessionExpired)
             }
             Some(reply) => Ok(reply),
@@ -122,26 +99,85 @@ impl CtlClient {
                 // The request may or may not have been applied: its number cannot be reused
                 // for another request, nor skipped (an unknown client past number 1 looks
                 // evicted).
-                self.new_session();
+                self.clerk = Self::new_session(self.dialer.0.addrs().len());
+                self.kept.clear();
                 Err(ClientError::Timeout(self.timeout))
             }
         }
     }
 
-    fn new_session(&mut self) {
-        self.client = rand::random::<u64>() >> 1;
-        self.seq = 0;
-        self.conn = None;
+    fn new_session(servers: usize) -> CtlClerk {
+        CtlClerk::new(rand::random::<u64>() >> 1, servers)
     }
 }
 
-/// One client session of the KV: its id, per-shard numbers and a connection to each group
-/// it has talked to (one for all groups meant a new TCP connection for every operation on
-/// another group than the last one's).
+/// A connection to a controller of a sharded cluster, which speaks [`ShardMsg`]: carries the
+/// controller's own messages inside [`ShardMsg::Ctl`] and skips anything else.
+struct CtlConn(Client<ShardMsg>);
+
+impl Connection<CtlMsg> for CtlConn {
+    fn send(&mut self, msg: &CtlMsg) -> impl Future<Output = Result<(), NetError>> + Send {
+        let msg = ShardMsg::Ctl(msg.clone());
+        async move { self.0.send(&msg).await }
+    }
+
+    fn recv(&mut self, limit: Duration) -> impl Future<Output = Result<CtlMsg, NetError>> + Send {
+        let deadline = Instant::now() + limit;
+        async move {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.0.recv(left).await? {
+                    ShardMsg::Ctl(msg) => return Ok(msg),
+                    other => trace!(?other, "skipping a message that is not the controller's"),
+                }
+            }
+        }
+    }
+}
+
+/// Opens [`CtlConn`]s to the controllers, by index into their addresses.
+struct CtlDialer(TcpDialer<ShardMsg>);
+
+impl Dialer<usize> for CtlDialer {
+    type Msg = CtlMsg;
+    type Conn = CtlConn;
+
+    fn dial(
+        &self,
+        server: &usize,
+        limit: Duration,
+    ) -> impl Future<Output = Result<CtlConn, NetError>> + Send + 'static {
+        let connect = self.0.dial(server, limit);
+        async move { connect.await.map(CtlConn) }
+    }
+}
+
+/// One client session of the KV: its clerk (id, per-shard numbers, configuration, a
+/// controller session) and the connections it keeps.
 struct Session {
-    client: u64,
-    numbering: Numbering,
-    conns: BTreeMap<Gid, Conn<ShardMsg>>,
+    clerk: ShardKvClerk,
+    kept: Kept<ShardServer, Client<ShardMsg>>,
+}
+
+/// TCP connections to the servers a [`ShardKvClerk`] names: controllers by index into their
+/// addresses, group servers by the address the configuration lists.
+struct ShardDialer(TcpDialer<ShardMsg>);
+
+impl Dialer<ShardServer> for ShardDialer {
+    type Msg = ShardMsg;
+    type Conn = Client<ShardMsg>;
+
+    fn dial(
+        &self,
+        server: &ShardServer,
+        limit: Duration,
+    ) -> impl Future<Output = Result<Client<ShardMsg>, NetError>> + Send + 'static {
+        let addr = match server {
+            ShardServer::Controller(i) => self.0.addrs().get(*i).cloned(),
+            ShardServer::Group(addr) => Some(addr.clone()),
+        };
+        driver::dial_addr(addr, limit)
+    }
 }
 
 /// A client of a sharded KV cluster, given the controllers' addresses.
@@ -156,12 +192,12 @@ struct Session {
 /// # Ok(()) }
 /// ```
 pub struct ShardKvClient {
-    /// Held while refreshing the configuration, so concurrent callers wait for one answer
-    /// instead of each asking.
-    ctl: tokio::sync::Mutex<CtlClient>,
+    dialer: ShardDialer,
+    /// The newest configuration any session learned, handed to every session that starts
+    /// an operation, so one refresh serves them all.
     config: Mutex<Config>,
     timeout: Duration,
-    idle: Mutex<Vec<Session>>,
+    idle: Pool<Session>,
     /// A host whose server an operation tries first in any group that has one there.
     preferred: Option<IpAddr>,
 }
@@ -173,17 +209,17 @@ impl ShardKvClient {
         controllers: impl IntoIterator<Item = S>,
     ) -> Result<Self, ClientError> {
         Ok(ShardKvClient {
-            ctl: tokio::sync::Mutex::new(CtlClient::connect(controllers)?),
+            dialer: ShardDialer(TcpDialer::new(server_list(controllers)?)),
             config: Mutex::new(Config::initial(0)),
             timeout: DEFAULT_TIMEOUT,
-            idle: Mutex::new(Vec::new()),
+            idle: Pool::new(),
             preferred: None,
         })
     }
 
     /// Makes every operation start at the owning group's server on host `ip`, when the
-    /// group has one there. Without a preference an operation starts where its session is
-    /// connected (the group's first server for a new one). A RESP front prefers its own
+    /// group has one there. Without a preference an operation starts where its session was
+    /// answered last (the group's first server for a new one). A RESP front prefers its own
     /// host: its servers there are reachable whenever the front is, and forward to their
     /// group's leader themselves, while a session left at another server by an earlier
     /// fault would wait a whole attempt when that server is cut off or stopped next.
@@ -203,8 +239,8 @@ impl ShardKvClient {
     pub fn config(&self) -> Config {
         self.config
             .lock()
-            .map(|c| c.clone())
-            .unwrap_or_else(|_| Config::initial(0))
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `key`'s value, "" if it has none.
@@ -248,112 +284,46 @@ impl ShardKvClient {
     /// it is answered or the timeout passes. Answers `Value` or `Written`.
     pub async fn call(&self, op: KvOp) -> Result<ShardReply, ClientError> {
         let deadline = Instant::now() + self.timeout;
-        let mut session = self.take_session();
-        let mut numbered = None;
-        while deadline > Instant::now() {
-            let config = self.config();
-            let owner = (config.num > 0)
-                .then(|| {
-                    let (shard, seq) = *numbered
-                        .get_or_insert_with(|| session.numbering.next(&op, config.shards.len()));
-                    let gid = config.shards[shard];
-                    let servers = config.groups.get(&gid)?;
-                    Some((shard, seq, gid, servers))
-                })
-                .flatten();
-            if let Some((shard, seq, gid, servers)) = owner {
-                // Connections to groups that left go with them.
-                session.conns.retain(|g, _| config.groups.contains_key(g));
-                let conn = session.conns.entry(gid).or_default();
-                let request = (session.client, shard, seq);
-                match self.try_group(conn, servers, &op, request, deadline).await {
-                    Some(ShardReply::SessionExpired) => return Err(ClientError::SessionExpired),
-                    // The session is dropped with it: a refusal at the edge is not recorded in
-                    // the shard's session table, which must see a session's first command.
-                    Some(ShardReply::TooLarge { refused, .. }) => return Err(refused.into()),
-                    Some(ShardReply::WrongGroup { .. }) | None => {}
-                    Some(answer) => {
-                        if let Ok(mut idle) = self.idle.lock() {
-                            idle.push(session);
-                        }
-                        return Ok(answer);
-                    }
-                }
-            }
-            // Wrong group, a silent group, or nobody owns the shard: the configuration may
-            // be stale.
-            self.refresh(config.num, deadline).await;
-            if self.config().num == config.num {
-                let left = deadline.saturating_duration_since(Instant::now());
-                tokio::time::sleep(PAUSE.min(left)).await;
-            }
-        }
-        Err(ClientError::Timeout(self.timeout))
-    }
-
-    /// Tries the group's servers, the one the session's connection `conn` to this group goes
-    /// to first, then the one on the preferred host, then the others, each hedge step
-    /// (longer for a bigger request) after the one before while those may still answer. Returns the first answer, or `None` if none answered within
-    /// [`GROUP_SILENCE`] of the last try.
-    async fn try_group(
-        &self,
-        conn: &mut Conn<ShardMsg>,
-        servers: &[String],
-        op: &KvOp,
-        (client, shard, seq): (u64, usize, u64),
-        deadline: Instant,
-    ) -> Option<ShardReply> {
-        let msg = ShardMsg::Group(RsmMsg::Request {
-            client,
-            seq,
-            op: op.clone(),
+        let controllers = self.dialer.0.addrs().len();
+        let mut session = self.idle.take(|| Session {
+            clerk: ShardKvClerk::new(rand::random::<u64>() >> 1, controllers, Config::initial(0)),
+            kept: Kept::new(),
         });
-        let wanted = move |m: ShardMsg| match m {
-            ShardMsg::Group(RsmMsg::Reply { seq: got, reply })
-                if got == seq && reply.shard().is_none_or(|s| s == shard) =>
-            {
-                Some(reply)
+        session.clerk.learn(&self.config());
+        session.clerk.prefer_host(self.preferred);
+        let answer = driver::run(
+            &mut session.clerk,
+            op,
+            &mut session.kept,
+            &self.dialer,
+            deadline,
+        )
+        .await;
+        self.learn(session.clerk.config());
+        match answer {
+            Some(ShardReply::SessionExpired) => Err(ClientError::SessionExpired),
+            // The session is dropped with it: a refusal at the edge is not recorded in the
+            // shard's session table, which must see a session's first command.
+            Some(ShardReply::TooLarge { refused, .. }) => Err(refused.into()),
+            Some(reply @ ShardReply::WrongGroup { .. }) => {
+                Err(ClientError::Unexpected(format!("{reply:?}")))
             }
-            _ => None,
-        };
-        let on_preferred_host = |addr: &&String| {
-            let ip = addr.parse::<SocketAddr>().ok().map(|a| a.ip());
-            ip.is_some() && ip == self.preferred
-        };
-        let order = hedge::order(conn, servers, servers.iter().find(on_preferred_host));
-        let step = hedge_step(op);
-        let tried_all = step * (order.len() as u32 - 1) + GROUP_SILENCE;
-        let limit = deadline.min(Instant::now() + tried_all);
-        hedge::first_answer(conn, &order, &msg, step, limit, wanted).await
-    }
-
-    /// Asks the controller for the latest configuration, unless someone else already
-    /// learned one newer than `seen` while we waited for our turn.
-    async fn refresh(&self, seen: u64, deadline: Instant) {
-        let Ok(mut ctl) = tokio::time::timeout_at(deadline, self.ctl.lock()).await else {
-            return;
-        };
-        if self.config().num > seen {
-            return;
-        }
-        let Ok(CtlReply::Config(latest)) = ctl.call_until(CtlOp::Query { num: -1 }, deadline).await
-        else {
-            return;
-        };
-        if let Ok(mut config) = self.config.lock() {
-            if latest.num > config.num {
-                *config = latest;
+            Some(reply) => {
+                self.idle.put(session);
+                Ok(reply)
             }
+            None => Err(ClientError::Timeout(self.timeout)),
         }
     }
 
-    fn take_session(&self) -> Session {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        pooled.unwrap_or_else(|| Session {
-            client: rand::random::<u64>() >> 1,
-            numbering: Numbering::default(),
-            conns: BTreeMap::new(),
-        })
+    /// Keeps `config` as the newest known if it is newer. The lock is held only for a
+    /// compare and an assignment, which leave it whole if a caller panicked meanwhile: the
+    /// same recovery as the session pool's.
+    fn learn(&self, latest: &Config) {
+        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.num > config.num {
+            *config = latest.clone();
+        }
     }
 }
 

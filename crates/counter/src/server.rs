@@ -83,7 +83,7 @@ impl CounterServer {
         let record = postcard::to_allocvec(&inc).map_err(|e| e.to_string())?;
         let storage = ctx.storage();
         storage.append(&record).map_err(|e| e.to_string())?;
-        storage.sync().map_err(|e| e.to_string())?;
+        storage.persist_before_send().map_err(|e| e.to_string())?;
         let value = self.state.apply(&inc);
         self.since_snapshot += 1;
         if self.since_snapshot >= SNAPSHOT_EVERY {

@@ -13,6 +13,9 @@
 //! holes in the log; `done` after applying, so Paxos forgets what every replica applied;
 //! snapshots to compact the durable log and to bring a replica up to date whose peers forgot
 //! the instances it needs; and a status query.
+//!
+//! The client's logic is a sans-I/O core too, [`KvClerk`] (`synod_rsm::clerk`'s, with the
+//! step of [`KvOp`]): the simulator's tests and `synod-client` run the same one.
 
 mod replica;
 pub mod state;
@@ -23,6 +26,7 @@ pub use synod_rsm::TICK;
 
 use serde::{Deserialize, Serialize};
 use synod_node::limits::{Limits, TooLarge};
+use synod_rsm::clerk::{step_for, ClerkOp, RsmClerk};
 use synod_rsm::{Entry, RsmMsg};
 
 /// A client's request.
@@ -78,8 +82,40 @@ impl KvOp {
     }
 }
 
+impl ClerkOp for KvOp {
+    /// Grows with the key and value: see [`step_for`].
+    fn hedge_step(&self) -> std::time::Duration {
+        let bytes = match self {
+            KvOp::Get { key } => key.len(),
+            KvOp::Put { key, value } | KvOp::Append { key, value } => key.len() + value.len(),
+        };
+        step_for(bytes)
+    }
+}
+
+/// A client session of a Paxos KV cluster: the replicated state machine's clerk.
+pub type KvClerk = RsmClerk<KvOp, (), KvReply>;
+
 /// One entry of the replicated log.
 pub type Op = Entry<KvOp, ()>;
 
 /// Every message of a kvpaxos cluster (see [`RsmMsg`]).
 pub type KvMsg = RsmMsg<KvOp, (), KvReply>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_hedge_step_grows_with_the_value() {
+        let get = KvOp::Get { key: "k".into() };
+        assert!(get.hedge_step() < synod_rsm::clerk::STEP + Duration::from_millis(1));
+        let big = KvOp::Put {
+            key: String::new(),
+            value: "x".repeat(8 << 20),
+        };
+        assert_eq!(big.hedge_step(), Duration::from_millis(2300));
+    }
+}

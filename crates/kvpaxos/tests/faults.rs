@@ -342,15 +342,7 @@ fn two_lost_disks_of_three_wedge_safely_and_say_so() {
 /// the formation time (first write acknowledged after the second replica is up).
 #[test]
 fn replicas_started_one_at_a_time_in_every_order_form_a_cluster() {
-    let orders = [
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ];
-    for (k, order) in orders.iter().enumerate() {
+    for (k, order) in synod_testkit::START_ORDERS.iter().enumerate() {
         let seed = seed_from_env(50 + k as u64);
         let mut c = Cluster::new(seed, 3);
         // Not started yet is down: crash every replica at once, then start them in order.

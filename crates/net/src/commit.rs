@@ -1,9 +1,11 @@
 //! Group commit: one fsync for a burst of inputs instead of one per input.
 //!
-//! A core calls [`Storage::sync`] before it answers (a Paxos acceptor after every promise or
-//! accept). When many messages arrive together, syncing after each one makes the disk the
-//! bottleneck. The driver therefore hands the core a [`GroupCommit`] wrapper: its `sync`
-//! only notes that a sync is owed, and the driver *holds every outgoing message* until the
+//! A core calls [`Storage::persist_before_send`] before it answers (a Paxos acceptor after
+//! every promise or accept). That call is a barrier, not an fsync: the records appended before
+//! it must be durable before any message sent after it leaves the process. When many messages
+//! arrive together, an fsync per barrier makes the disk the bottleneck. The driver therefore
+//! hands the core a [`GroupCommit`] wrapper: its `persist_before_send` only notes that an
+//! fsync is owed, and the driver *holds every outgoing message* until the
 //! end of the burst, then calls [`GroupCommit::commit`] (one real sync) and only then lets
 //! the held messages go. Nothing leaves the node before the records it depends on are
 //! durable, which is the contract cores rely on; a crash before the commit loses the
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 
 use synod_node::{Recovered, SnapshotJob, SnapshotProgress, Storage, StorageError};
 
-/// A [`Storage`] whose syncs are deferred to [`commit`](GroupCommit::commit).
+/// A [`Storage`] whose persist barriers are deferred to [`commit`](GroupCommit::commit).
 pub(crate) struct GroupCommit {
     inner: Box<dyn Storage + Send>,
     /// A sync was asked for since the last commit.
@@ -49,7 +51,9 @@ impl GroupCommit {
             return Ok(());
         }
         self.owed = false;
-        self.inner.sync().inspect_err(|_| self.failed = true)
+        self.inner
+            .persist_before_send()
+            .inspect_err(|_| self.failed = true)
     }
 }
 
@@ -61,7 +65,7 @@ impl Storage for GroupCommit {
         self.inner.append(record)
     }
 
-    fn sync(&mut self) -> Result<(), StorageError> {
+    fn persist_before_send(&mut self) -> Result<(), StorageError> {
         if self.failed {
             return Err(failed_before());
         }
@@ -114,7 +118,7 @@ mod tests {
         fn append(&mut self, _record: &[u8]) -> Result<(), StorageError> {
             Ok(())
         }
-        fn sync(&mut self) -> Result<(), StorageError> {
+        fn persist_before_send(&mut self) -> Result<(), StorageError> {
             self.syncs.fetch_add(1, Ordering::SeqCst);
             if self.fail {
                 return Err(failed_before());
@@ -143,7 +147,7 @@ mod tests {
         let (mut g, syncs) = wrapped(false);
         for _ in 0..10 {
             g.append(b"r").unwrap();
-            g.sync().unwrap();
+            g.persist_before_send().unwrap();
         }
         assert_eq!(syncs.load(Ordering::SeqCst), 0, "no sync before the commit");
         g.commit().unwrap();
@@ -160,10 +164,10 @@ mod tests {
     fn a_failed_commit_fails_everything_after_it() {
         let (mut g, _) = wrapped(true);
         g.append(b"r").unwrap();
-        g.sync().unwrap();
+        g.persist_before_send().unwrap();
         assert!(g.commit().is_err());
         assert!(g.append(b"r").is_err());
-        assert!(g.sync().is_err());
+        assert!(g.persist_before_send().is_err());
         assert!(g.commit().is_err());
     }
 }

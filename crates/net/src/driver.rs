@@ -205,7 +205,7 @@ impl<M: Serialize> Driver<M> {
             warn!("peer links did not flush in time; dropping what they hold");
         }
         self.link_tasks.shutdown().await;
-        self.storage.sync()?;
+        self.storage.persist_before_send()?;
         self.storage.commit()
     }
 

@@ -36,7 +36,7 @@ impl Node for Journal {
         let durable = ctx
             .storage()
             .append(b"record")
-            .and_then(|()| ctx.storage().sync());
+            .and_then(|()| ctx.storage().persist_before_send());
         if durable.is_ok() {
             self.records += 1;
             ctx.send(from, Msg::Recorded(self.records));
@@ -59,8 +59,8 @@ impl Storage for Probe {
         self.appended += 1;
         self.inner.append(record)
     }
-    fn sync(&mut self) -> Result<(), StorageError> {
-        self.inner.sync()?;
+    fn persist_before_send(&mut self) -> Result<(), StorageError> {
+        self.inner.persist_before_send()?;
         self.syncs.fetch_add(1, Ordering::SeqCst);
         self.durable.store(self.appended, Ordering::SeqCst);
         Ok(())

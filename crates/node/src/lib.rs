@@ -16,11 +16,14 @@
 //! — goes through it. That is what lets one core run unchanged under two drivers:
 //!
 //! - `synod-sim` delivers messages in virtual time, injects faults from a seeded RNG, and keeps
-//!   storage in memory so a simulated crash loses exactly the unsynced writes;
+//!   storage in memory so a simulated crash loses exactly the unpersisted writes;
 //! - `synod-net` runs the node as a real server on tokio, with TCP links and files on disk.
 //!
 //! Clients are nodes too: a client request is a message, its answer is a message back to the
-//! sender. Over TCP, a connecting client is given a fresh [`NodeId`] for its connection.
+//! sender. A client's logic is a [`clerk::Clerk`], a core of its own that a driver runs.
+//! Over TCP, a connecting client is given a fresh [`NodeId`] for its connection.
+
+pub mod clerk;
 
 use std::any::Any;
 use std::fmt;
@@ -81,7 +84,13 @@ pub trait Context<M> {
     fn add_peer(&mut self, id: NodeId, addr: &str);
     /// Randomness. Seeded by the simulator, so a run is reproducible.
     fn rng(&mut self) -> &mut dyn rand::RngCore;
-    /// This node's durable state. Survives crashes up to the last [`Storage::sync`].
+    /// This node's durable state. What a restart recovers is the records appended before the
+    /// last [`Storage::persist_before_send`] that reached the disk. That call is a barrier,
+    /// not an fsync: the records appended before it are durable before any message this node
+    /// sends after it leaves the process, but the driver chooses when the disk write happens
+    /// (the TCP driver defers it to the end of a burst of inputs and holds the outgoing
+    /// messages until then). So a core orders *persist, then send*, and never assumes its
+    /// records are on disk when the call returns.
     fn storage(&mut self) -> &mut dyn Storage;
 }
 

@@ -785,7 +785,7 @@ impl<V: Value> Paxos<V> {
         inst.proposer = None;
         self.proposing.remove(&seq);
         self.reweigh(seq);
-        // No sync of its own: a lost decision is learned again from the acceptors.
+        // No persist barrier of its own: a lost decision is learned again from the acceptors.
         let _ = self.write(io, &Record::Decided { seq, value }, false);
     }
 
@@ -1024,20 +1024,22 @@ impl<V: Value> Paxos<V> {
         self.proposing = self.proposing.split_off(&min);
     }
 
-    /// Appends a record (and syncs it if `sync`). A failure stops the peer for good: it must
-    /// not answer without durability.
+    /// Appends a record and, if `persist_before_send`, puts the storage barrier after it: the
+    /// record is then durable before any message this peer sends afterwards leaves the process
+    /// (the driver decides when the disk write happens; see [`Storage::persist_before_send`]).
+    /// A failure stops the peer for good: it must not answer without durability.
     pub(crate) fn write(
         &mut self,
         io: &mut dyn PaxosIo<V>,
         record: &Record<V>,
-        sync: bool,
+        persist_before_send: bool,
     ) -> Result<(), PaxosError> {
         let result: Result<usize, PaxosError> = (|| {
             let bytes =
                 postcard::to_allocvec(record).map_err(|e| PaxosError::Decode(e.to_string()))?;
             io.storage().append(&bytes)?;
-            if sync {
-                io.storage().sync()?;
+            if persist_before_send {
+                io.storage().persist_before_send()?;
             }
             Ok(bytes.len())
         })();

@@ -41,6 +41,7 @@
 //! messages of their own, an enum whose first two variants mirror [`StatusMsg`]), so
 //! `synod status` can talk to any of them.
 
+pub mod clerk;
 mod guard;
 mod replica;
 mod sessions;

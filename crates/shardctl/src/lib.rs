@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use synod_node::NodeId;
 use synod_paxos::PaxosConfig;
+use synod_rsm::clerk::{ClerkOp, RsmClerk};
 use synod_rsm::{Rsm, RsmMsg};
 
 /// The default number of shards of a cluster (the course's `NShards`).
@@ -85,6 +86,17 @@ pub enum CtlReply {
 
 /// Every message of a controller cluster.
 pub type CtlMsg = RsmMsg<CtlOp, (), CtlReply>;
+
+/// Controller requests are small: the plain hedge step.
+impl ClerkOp for CtlOp {
+    fn hedge_step(&self) -> std::time::Duration {
+        synod_rsm::clerk::STEP
+    }
+}
+
+/// A client session of the controller (the replicated state machine's clerk), run by the
+/// simulator's tests and by `synod-client`'s `CtlClient`.
+pub type CtlClerk = RsmClerk<CtlOp, (), CtlReply>;
 
 /// One controller replica.
 pub type Controller = Rsm<CtlState>;

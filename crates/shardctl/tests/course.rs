@@ -1,14 +1,17 @@
 //! The course's shard controller tests (6.824 lab 4A, `TestBasic`, `TestUnreliable`,
 //! `TestFreshQuery`) on the simulator, with the same numbers: three controller replicas,
-//! ten shards, clerks that retry over every replica or stick to one.
+//! ten shards, clerks (the production `CtlClerk`) that hedge over every replica or stick to
+//! one.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::Rng;
+use synod_node::clerk::Clerk as _;
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_paxos::PaxosConfig;
-use synod_shardctl::{controller, Config, Controller, CtlMsg, CtlOp, CtlReply, Gid};
+use synod_rsm::clerk::RsmOutput;
+use synod_shardctl::{controller, Config, Controller, CtlClerk, CtlMsg, CtlOp, CtlReply, Gid};
 use synod_sim::{seed_from_env, Simulator};
 
 type Sim = Simulator<CtlMsg>;
@@ -16,42 +19,39 @@ type Sim = Simulator<CtlMsg>;
 const N: usize = 3;
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// A simulated controller clerk: one operation at a time, retried (same sequence number)
-/// on the next server every 100 ms until one answers.
+/// A simulated controller client: the production [`CtlClerk`] run as a simulator node, one
+/// operation at a time.
 struct Clerk {
-    id: u64,
     servers: Vec<NodeId>,
-    current: usize,
-    seq: u64,
+    core: CtlClerk,
     queue: VecDeque<CtlOp>,
-    pending: Option<CtlOp>,
     results: Vec<CtlReply>,
 }
 
 impl Clerk {
     fn idle(&self) -> bool {
-        self.pending.is_none() && self.queue.is_empty()
+        !self.core.busy() && self.queue.is_empty()
     }
 
     fn next(&mut self, ctx: &mut dyn Context<CtlMsg>) {
-        if self.pending.is_none() {
-            if let Some(op) = self.queue.pop_front() {
-                self.seq += 1;
-                self.pending = Some(op);
-                self.send(ctx);
-            }
+        if self.core.busy() {
+            return;
+        }
+        if let Some(op) = self.queue.pop_front() {
+            let out = self.core.start(op);
+            self.carry_out(ctx, out);
         }
     }
 
-    fn send(&mut self, ctx: &mut dyn Context<CtlMsg>) {
-        if let Some(op) = &self.pending {
-            let msg = CtlMsg::Request {
-                client: self.id,
-                seq: self.seq,
-                op: op.clone(),
-            };
-            ctx.send(self.servers[self.current], msg);
-            ctx.set_timer(Duration::from_millis(100), self.seq);
+    fn carry_out(
+        &mut self,
+        ctx: &mut dyn Context<CtlMsg>,
+        outputs: Vec<RsmOutput<CtlOp, (), CtlReply>>,
+    ) {
+        let servers = &self.servers;
+        for reply in synod_testkit::carry_out(ctx, outputs, |&to| servers[to], |t| t) {
+            self.results.push(reply);
+            self.next(ctx);
         }
     }
 }
@@ -61,19 +61,16 @@ impl Node for Clerk {
     fn on_start(&mut self, ctx: &mut dyn Context<CtlMsg>) {
         self.next(ctx);
     }
-    fn on_message(&mut self, ctx: &mut dyn Context<CtlMsg>, _from: NodeId, msg: CtlMsg) {
-        if let CtlMsg::Reply { seq, reply } = msg {
-            if seq == self.seq && self.pending.take().is_some() {
-                self.results.push(reply);
-                self.next(ctx);
-            }
-        }
+    fn on_message(&mut self, ctx: &mut dyn Context<CtlMsg>, from: NodeId, msg: CtlMsg) {
+        let Some(server) = self.servers.iter().position(|&s| s == from) else {
+            return;
+        };
+        let out = self.core.on_message(&server, msg);
+        self.carry_out(ctx, out);
     }
     fn on_timer(&mut self, ctx: &mut dyn Context<CtlMsg>, token: TimerToken) {
-        if token == self.seq && self.pending.is_some() {
-            self.current = (self.current + 1) % self.servers.len();
-            self.send(ctx);
-        }
+        let out = self.core.on_timeout(token);
+        self.carry_out(ctx, out);
     }
 }
 
@@ -102,12 +99,9 @@ impl Cluster {
         let servers: Vec<NodeId> = servers.iter().copied().map(NodeId).collect();
         let client = 1000 + self.clerks;
         self.sim.add_node(id, move || Clerk {
-            id: client,
+            core: CtlClerk::new(client, servers.len()),
             servers: servers.clone(),
-            current: 0,
-            seq: 0,
             queue: VecDeque::new(),
-            pending: None,
             results: Vec::new(),
         });
         id

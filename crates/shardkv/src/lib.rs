@@ -17,10 +17,12 @@
 //!
 //! See `docs/shardkv.md` for the protocol and its limits.
 
+pub mod clerk;
 mod numbering;
 mod server;
 mod state;
 
+pub use clerk::{ShardKvClerk, ShardServer};
 pub use numbering::{key_of, Numbering};
 pub use server::{controller_node, server_id, CtlNode, GroupServer, POLL};
 pub use state::{GroupOp, GroupState, Shard};

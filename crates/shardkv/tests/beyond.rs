@@ -348,6 +348,9 @@ impl Node for Probe {
     fn on_timer(&mut self, _ctx: &mut dyn Context<ShardMsg>, _token: TimerToken) {}
 }
 
+/// How long the probe waits for an answer before it sends its request again.
+const PROBE_RETRY: Duration = Duration::from_millis(100);
+
 /// Sends request `seq` for `op` from `probe` to `to` until `to` answers it, and returns the
 /// answer.
 fn ask(c: &mut Cluster, probe: NodeId, to: NodeId, seq: u64, op: KvOp) -> ShardReply {
@@ -365,7 +368,7 @@ fn ask(c: &mut Cluster, probe: NodeId, to: NodeId, seq: u64, op: KvOp) -> ShardR
             };
             ctx.send(to, ShardMsg::Group(request));
         });
-        if c.sim.run_until(RETRY, |s| answered(s).is_some()) {
+        if c.sim.run_until(PROBE_RETRY, |s| answered(s).is_some()) {
             return answered(&c.sim).expect("answered");
         }
     }

@@ -289,7 +289,7 @@ fn crash_loses_unsynced_writes_and_restart_recovers_synced_ones() {
     let mut sim = three(17);
     sim.call::<Probe, _>(A, |_, ctx| {
         ctx.storage().append(b"one").unwrap();
-        ctx.storage().sync().unwrap();
+        ctx.storage().persist_before_send().unwrap();
         ctx.storage().append(b"two").unwrap();
     });
     sim.crash(A);
@@ -305,7 +305,7 @@ fn restart_with_wiped_disk_recovers_nothing() {
     let mut sim = three(18);
     sim.call::<Probe, _>(A, |_, ctx| {
         ctx.storage().append(b"one").unwrap();
-        ctx.storage().sync().unwrap();
+        ctx.storage().persist_before_send().unwrap();
     });
     sim.restart_wiped(A);
     assert!(probe(&sim, A).recovered.is_empty());

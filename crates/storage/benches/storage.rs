@@ -22,7 +22,7 @@ fn records_per_second(batch: usize) -> f64 {
         for _ in 0..batch {
             s.append(&RECORD).expect("append");
         }
-        s.sync().expect("sync");
+        s.persist_before_send().expect("sync");
     }
     (SYNCS_PER_RUN * batch) as f64 / start.elapsed().as_secs_f64()
 }

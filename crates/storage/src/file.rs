@@ -22,7 +22,8 @@ const SNAPSHOT_TMP: &str = "snapshot.tmp";
 const SNAPSHOT_NEXT: &str = "snapshot.next";
 
 /// Appended records are handed to the OS once this many bytes are buffered, so memory stays
-/// bounded between syncs; the write does not make them durable, only `sync` does.
+/// bounded between syncs; the write does not make them durable, only the fsync in
+/// `persist_before_send` does.
 const WRITE_OUT_BYTES: usize = 256 << 10;
 
 /// Durable storage in a directory. One process at a time: locking the directory is the
@@ -107,6 +108,19 @@ pub struct FileStorage {
 struct Writing {
     mark: u64,
     thread: std::thread::JoinHandle<Result<usize>>,
+}
+
+/// Waits for a background snapshot's thread, so that no thread of a dropped storage writes
+/// into the directory after it is released (a restart in the same process reopens it, and
+/// its recovery deletes a stray `snapshot.next` that must not then reappear). The snapshot
+/// is not installed: dropping is a crash as far as the files are concerned.
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            // Its outcome does not matter: recovery deletes an uninstalled `snapshot.next`.
+            let _outcome = writing.thread.join();
+        }
+    }
 }
 
 impl fmt::Debug for FileStorage {
@@ -392,7 +406,9 @@ impl Storage for FileStorage {
         })
     }
 
-    fn sync(&mut self) -> Result<()> {
+    /// Keeps the barrier's promise the simplest way: the records are fsynced before it
+    /// returns, so they are durable before anything is sent after it.
+    fn persist_before_send(&mut self) -> Result<()> {
         self.guarded(|s| {
             if s.buf.is_empty() && s.written == s.synced {
                 return Ok(());

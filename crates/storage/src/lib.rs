@@ -3,14 +3,21 @@
 //! Everything a core must remember across a crash (a Paxos acceptor's promises and accepts, a
 //! replica's log, a KV snapshot) goes through one small interface, [`Storage`]: an opaque
 //! *snapshot* plus an append-only *log* of records written after it. A core appends records,
-//! calls [`Storage::sync`] before it tells anyone about them, and on restart reads back exactly
-//! what was synced with [`Storage::recover`].
+//! calls [`Storage::persist_before_send`] before it sends any message that depends on them,
+//! and on restart reads back exactly what was persisted with [`Storage::recover`].
+//!
+//! `persist_before_send` is a *barrier*, not an fsync: it promises that the records appended
+//! before it are durable before any message the core sends after it leaves the process. When
+//! the disk write happens is the driver's business. The TCP driver defers it to the end of a
+//! burst of inputs and holds every outgoing message until then (group commit,
+//! `synod-net`'s `commit` module); used directly, [`FileStorage`] and [`MemStorage`] make the
+//! records durable at once, which keeps the promise trivially.
 //!
 //! Two implementations share the same contract:
-//! - [`MemStorage`], used by the simulator. It keeps *pending* (appended, not synced) and
-//!   *synced* records apart, so a simulated crash loses exactly the unsynced tail.
-//! - [`FileStorage`], used by real servers: checksummed records, `fsync` before `sync`
-//!   returns, snapshots written to a temporary file, fsynced and renamed into place. Recovery
+//! - [`MemStorage`], used by the simulator. It keeps *pending* (appended, not persisted) and
+//!   *persisted* records apart, so a simulated crash loses exactly the unpersisted tail.
+//! - [`FileStorage`], used by real servers: checksummed records, `fsync` before
+//!   `persist_before_send` returns, snapshots written to a temporary file, fsynced and renamed into place. Recovery
 //!   drops a torn final record (a crash in the middle of a write) and refuses, with
 //!   [`StorageError::Corrupt`], to load a log whose damage is anywhere else.
 //!
@@ -43,8 +50,8 @@ mod mem;
 pub use file::FileStorage;
 pub use mem::MemStorage;
 
-/// What survived: the last installed snapshot (if any) and every synced record appended after
-/// it, in append order.
+/// What survived: the last installed snapshot (if any) and every persisted record appended
+/// after it, in append order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovered {
     pub snapshot: Option<Vec<u8>>,
@@ -118,8 +125,15 @@ pub enum SnapshotProgress {
 ///
 /// Contract:
 /// - [`append`](Storage::append) buffers a record; it is *not* durable yet.
-/// - [`sync`](Storage::sync) makes every record appended so far durable before it returns.
-///   Calling it once after many appends is group commit.
+/// - [`persist_before_send`](Storage::persist_before_send) is a barrier between the disk and
+///   the network: every record appended before it is durable before any message the core
+///   sends after it leaves the process. It does *not* promise that the records are durable
+///   when it returns: a driver may defer the write (the TCP driver does, to the end of a
+///   burst of inputs, holding the outgoing messages until then), and a crash before that
+///   loses the records and the messages together, as if the inputs had never arrived.
+///   Calling it once after many appends is group commit. A core must therefore never act
+///   on durability other than by sending: answers and promises go out as messages, which
+///   the barrier orders after the records.
 /// - [`install_snapshot`](Storage::install_snapshot) atomically replaces the snapshot and
 ///   empties the log (including unsynced records); it is durable when it returns. Records
 ///   appended afterwards belong to the new snapshot. It abandons a background snapshot
@@ -134,13 +148,16 @@ pub enum SnapshotProgress {
 ///   after the mark. A crash before that report recovers the old snapshot and the whole log
 ///   (or, for [`FileStorage`], possibly the new snapshot and the records after the mark:
 ///   the same state). One background snapshot at a time ([`StorageError::SnapshotBusy`]).
-/// - [`recover`](Storage::recover) returns the snapshot and the synced records; records
-///   appended but not yet synced are not returned (and stay pending). After a crash,
-///   records that were appended but never synced may or may not survive on disk for
-///   [`FileStorage`], and never survive for [`MemStorage`]; a core must only rely on synced ones.
+/// - [`recover`](Storage::recover) returns the snapshot and the persisted records; records
+///   appended but not yet persisted are not returned (and stay pending). After a crash,
+///   records that were appended but never persisted may or may not survive on disk for
+///   [`FileStorage`], and never survive for [`MemStorage`]; a core must only rely on
+///   persisted ones.
 pub trait Storage {
     fn append(&mut self, record: &[u8]) -> Result<()>;
-    fn sync(&mut self) -> Result<()>;
+    /// The barrier described in the trait docs: records appended before it are durable
+    /// before any message sent after it leaves the process.
+    fn persist_before_send(&mut self) -> Result<()>;
     fn install_snapshot(&mut self, snapshot: &[u8]) -> Result<()>;
     fn recover(&mut self) -> Result<Recovered>;
 

@@ -21,8 +21,9 @@ use crate::{
 /// Durable state held in memory, with synced and unsynced records kept apart.
 ///
 /// [`Storage::recover`] returns the snapshot and the *synced* records only; pending records
-/// are not returned, but they stay pending, so a later [`Storage::sync`] still makes them
-/// durable. That is the view a node has of its own disk after a restart, which is the only
+/// are not returned, but they stay pending, so a later [`Storage::persist_before_send`] still
+/// makes them durable. `persist_before_send` makes the pending records synced at once, which
+/// keeps its promise (durable before anything sent after it) trivially. That is the view a node has of its own disk after a restart, which is the only
 /// moment a core is meant to call `recover`.
 #[derive(Debug, Clone, Default, Hash)]
 pub struct MemStorage {
@@ -41,7 +42,8 @@ impl MemStorage {
         Self::default()
     }
 
-    /// A power loss: every record appended since the last sync is lost.
+    /// A power loss: every record appended since the last
+    /// [`Storage::persist_before_send`] is lost.
     pub fn crash(&mut self) {
         self.pending.clear();
         self.writing = None;
@@ -102,7 +104,7 @@ impl Storage for MemStorage {
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<()> {
+    fn persist_before_send(&mut self) -> Result<()> {
         self.make_pending_durable();
         Ok(())
     }
@@ -163,7 +165,7 @@ mod tests {
         s.append(b"bc").unwrap();
         assert_eq!((s.synced_len(), s.pending_len(), s.bytes()), (0, 2, 0));
         assert_eq!(s.recover().unwrap(), Recovered::default());
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         assert_eq!((s.synced_len(), s.pending_len(), s.bytes()), (2, 0, 3));
         assert_eq!(s.recover().unwrap().records, recs(&["a", "bc"]));
     }
@@ -172,10 +174,10 @@ mod tests {
     fn recover_leaves_pending_records_pending() {
         let mut s = MemStorage::new();
         s.append(b"a").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.append(b"b").unwrap();
         assert_eq!(s.recover().unwrap().records, recs(&["a"]));
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         assert_eq!(s.recover().unwrap().records, recs(&["a", "b"]));
     }
 
@@ -183,7 +185,7 @@ mod tests {
     fn crash_drops_only_pending() {
         let mut s = MemStorage::new();
         s.append(b"a").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.append(b"lost").unwrap();
         s.crash();
         assert_eq!((s.synced_len(), s.pending_len(), s.bytes()), (1, 0, 1));
@@ -194,7 +196,7 @@ mod tests {
     fn crash_keeping_keeps_a_prefix_of_pending() {
         let mut s = MemStorage::new();
         s.append(b"a").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         for r in ["b", "c", "d"] {
             s.append(r.as_bytes()).unwrap();
         }
@@ -211,7 +213,7 @@ mod tests {
         let mut s = MemStorage::new();
         s.install_snapshot(b"snap").unwrap();
         s.append(b"a").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.append(b"b").unwrap();
         s.wipe();
         assert_eq!((s.synced_len(), s.pending_len(), s.bytes()), (0, 0, 0));
@@ -222,13 +224,13 @@ mod tests {
     fn install_snapshot_replaces_log_and_is_durable_at_once() {
         let mut s = MemStorage::new();
         s.append(b"old").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.append(b"unsynced").unwrap();
         s.install_snapshot(b"snap").unwrap();
         s.crash();
         assert_eq!((s.synced_len(), s.pending_len(), s.bytes()), (0, 0, 4));
         s.append(b"new").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         assert_eq!(
             s.recover().unwrap(),
             Recovered {
@@ -247,7 +249,7 @@ mod tests {
     fn a_background_snapshot_keeps_the_records_after_its_mark() {
         let mut s = MemStorage::new();
         s.append(b"a").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.append(b"b").unwrap();
         assert_eq!(
             s.begin_snapshot(job(b"ab")).unwrap(),
@@ -258,7 +260,7 @@ mod tests {
             Err(StorageError::SnapshotBusy)
         ));
         s.append(b"c").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.append(b"d").unwrap();
         assert_eq!(s.recover().unwrap().records, recs(&["a", "b", "c"]));
         assert_eq!(
@@ -282,10 +284,10 @@ mod tests {
         let mut s = MemStorage::new();
         s.install_snapshot(b"old").unwrap();
         s.append(b"a").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.begin_snapshot(job(b"new")).unwrap();
         s.append(b"b").unwrap();
-        s.sync().unwrap();
+        s.persist_before_send().unwrap();
         s.crash();
         assert!(!s.snapshot_writing());
         assert_eq!(s.poll_snapshot().unwrap(), SnapshotProgress::Idle);

@@ -33,7 +33,7 @@ fn records_appended_during_a_snapshot_stay_in_the_log() {
     for r in &recs[..3] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     assert_eq!(
         s.begin_snapshot(job(b"first three")).unwrap(),
         SnapshotProgress::Writing
@@ -41,11 +41,11 @@ fn records_appended_during_a_snapshot_stay_in_the_log() {
     for r in &recs[3..5] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     assert_eq!(wait_installed(&mut s), b"first three".len());
     assert_eq!(s.poll_snapshot().unwrap(), SnapshotProgress::Idle);
     s.append(&recs[5]).unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     let expected = Recovered {
         snapshot: Some(b"first three".to_vec()),
         records: recs[3..].to_vec(),
@@ -64,12 +64,12 @@ fn a_crash_before_the_snapshot_is_installed_keeps_the_old_snapshot_and_the_whole
     for r in &recs[..2] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     s.begin_snapshot(job(b"new")).unwrap();
     for r in &recs[2..] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     // The process dies without polling: `snapshot.next` may be complete on disk, but it was
     // never installed.
     drop(s);
@@ -89,12 +89,12 @@ fn a_crash_between_the_two_renames_recovers_the_new_snapshot_with_its_log() {
     for r in &recs[..2] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     s.begin_snapshot(job(b"two")).unwrap();
     for r in &recs[2..] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     let old_log = fs::read(dir.path().join("log")).unwrap();
     wait_installed(&mut s);
     drop(s);
@@ -114,7 +114,7 @@ fn install_snapshot_abandons_a_background_one() {
     let dir = tempdir();
     let mut s = FileStorage::open(dir.path()).unwrap();
     s.append(b"a").unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     s.begin_snapshot(job(b"background")).unwrap();
     s.install_snapshot(b"from a peer").unwrap();
     assert_eq!(s.poll_snapshot().unwrap(), SnapshotProgress::Idle);

@@ -40,7 +40,7 @@ fn crash_child() {
     for i in 0..SYNCED {
         s.append(&record(i)).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     println!("{SYNCED_MARK}");
     // In "kill" mode, keep appending until the parent's SIGKILL lands, at a moment this
     // process does not choose; bounded so an orphaned child cannot fill the disk.
@@ -108,7 +108,7 @@ fn crash_after_a_snapshot_keeps_snapshot_and_synced_records() {
     let dir = tempdir();
     let mut s = FileStorage::open(dir.path()).unwrap();
     s.append(b"before the snapshot").unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     drop(s);
     run_child(dir.path(), "snapshot");
     check_recovered(dir.path(), Some(b"snap"));

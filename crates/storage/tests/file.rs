@@ -17,7 +17,7 @@ fn round_trip_and_reopen_after_drop() {
     for r in &recs[..30] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     assert_eq!(s.recover().unwrap().records, recs[..30]);
     drop(s);
 
@@ -26,7 +26,7 @@ fn round_trip_and_reopen_after_drop() {
     for r in &recs[30..] {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     drop(s);
     assert_eq!(reopen(dir.path()).unwrap().records, recs);
 }
@@ -36,10 +36,10 @@ fn recover_returns_only_synced_records() {
     let dir = tempdir();
     let mut s = FileStorage::open(dir.path()).unwrap();
     s.append(b"synced").unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     s.append(b"pending").unwrap();
     assert_eq!(s.recover().unwrap().records, [b"synced".to_vec()]);
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     assert_eq!(s.recover().unwrap().records.len(), 2);
 }
 
@@ -52,7 +52,7 @@ fn large_records_and_write_out_between_syncs() {
     for r in &recs {
         s.append(r).unwrap();
     }
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     drop(s);
     assert_eq!(reopen(dir.path()).unwrap().records, recs);
 }
@@ -66,7 +66,7 @@ fn oversized_record_is_refused_and_storage_stays_usable() {
         matches!(err, StorageError::RecordTooLarge { size, .. } if size == MAX_RECORD_BYTES + 1)
     );
     s.append(b"ok").unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     assert_eq!(s.recover().unwrap().records, [b"ok".to_vec()]);
 }
 
@@ -157,11 +157,11 @@ fn snapshot_replaces_log_and_survives_reopen() {
     let dir = tempdir();
     let mut s = FileStorage::open(dir.path()).unwrap();
     s.append(b"old").unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     s.append(b"unsynced").unwrap();
     s.install_snapshot(b"snap-1").unwrap();
     s.append(b"after").unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     let want = Recovered {
         snapshot: Some(b"snap-1".to_vec()),
         records: vec![b"after".to_vec()],
@@ -191,7 +191,7 @@ fn snapshot_states() -> SnapshotStates {
     s.install_snapshot(b"old-snap").unwrap();
     s.append(b"r1").unwrap();
     s.append(b"r2").unwrap();
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     let old_log = fs::read(dir.path().join("log")).unwrap();
     let old_snapshot = fs::read(dir.path().join("snapshot")).unwrap();
     s.install_snapshot(b"new-snap").unwrap();
@@ -217,7 +217,7 @@ fn recover_files(files: &Files) -> synod_storage::Result<Recovered> {
     // Whatever state was recovered must be stable: appending and reopening keeps it.
     let mut s = FileStorage::open(dir.path())?;
     s.append(b"next")?;
-    s.sync()?;
+    s.persist_before_send()?;
     drop(s);
     let mut again = reopen(dir.path())?;
     assert_eq!(again.records.pop().as_deref(), Some(&b"next"[..]));
@@ -318,7 +318,7 @@ fn holds_state_only_after_a_complete_record_or_a_snapshot() {
         !FileStorage::holds_state(&path).unwrap(),
         "an unwritten record is not state"
     );
-    s.sync().unwrap();
+    s.persist_before_send().unwrap();
     assert!(FileStorage::holds_state(&path).unwrap(), "a synced record");
     s.install_snapshot(b"state").unwrap();
     assert!(

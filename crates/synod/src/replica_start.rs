@@ -147,7 +147,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut storage = FileStorage::open(dir.path()).unwrap();
         storage.append(b"a promise").unwrap();
-        storage.sync().unwrap();
+        storage.persist_before_send().unwrap();
         drop(storage);
         for (bootstrap, rejoin) in [(false, false), (true, false), (false, true)] {
             let config = prepare(dir.path(), 2, &peers(), &args(bootstrap, rejoin)).unwrap();

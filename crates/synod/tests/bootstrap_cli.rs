@@ -201,14 +201,7 @@ fn synod_in(namespace: Option<&Namespace>) -> Command {
 }
 
 /// The 6 orders of 3 replicas.
-const ORDERS: [[usize; 3]; 6] = [
-    [0, 1, 2],
-    [0, 2, 1],
-    [1, 0, 2],
-    [1, 2, 0],
-    [2, 0, 1],
-    [2, 1, 0],
-];
+const ORDERS: [[usize; 3]; 6] = synod_testkit::START_ORDERS;
 
 /// The pauses before the second and the third replica of each order: drawn from `seed`
 /// between 0 and 2.5 s, except that one order starts its second replica at once and another

@@ -1,6 +1,14 @@
 //! Clients for the KV models: each runs its operations in order, sending each to one of the
 //! target servers (any of them: the checker tries every choice) and retrying an unanswered
 //! one once through any target; and the history they observe, checked for linearizability.
+//!
+//! Why not the production clerk (`synod_rsm::clerk::RsmClerk`, which the simulator's suites
+//! run): its choices are a subset of these. It sends to a server chosen by its order and
+//! timers, which this model covers by trying every target at every point; and it retries
+//! every step for as long as it waits, each retry a timer event and a message in the
+//! explored state, which would make the state space unbounded where this model bounds it
+//! with one retry. The clerk's own schedule is tested as a core (`crates/rsm/src/clerk.rs`)
+//! and under the simulator's faults.
 
 use std::fmt::Debug;
 use std::hash::Hash;

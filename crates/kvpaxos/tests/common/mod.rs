@@ -5,24 +5,21 @@
 //! operation for the linearizability checker, the course's helpers, and an invariant checked
 //! after every step that no log instance ever has two decided values.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use synod_check::kv::{KvInput, KvModel};
-use synod_check::{check_operations, CheckResult, Operation};
-use synod_kvpaxos::{KvMsg, KvOp, KvReplica, KvReply, Op};
+use synod_check::kv::KvInput;
+use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReplica, KvReply};
+use synod_node::clerk::Clerk as _;
 use synod_paxos::PaxosConfig;
+use synod_rsm::clerk::RsmOutput;
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
+use synod_testkit::kv_input;
 
 pub type Sim = Simulator<KvMsg>;
 pub type History = Recorder<KvInput, String>;
-
-/// A clerk gives up on a server after this long and tries the next one.
-pub const RETRY: Duration = Duration::from_millis(100);
 
 pub fn server(i: usize) -> NodeId {
     NodeId(i as u64)
@@ -64,7 +61,9 @@ impl Cluster {
                 configure(KvReplica::new(peers.clone(), i, config))
             });
         }
-        add_log_invariant(&mut sim, n);
+        synod_testkit::add_agreement_invariant(&mut sim, peers, |sim, id| {
+            sim.node::<KvReplica>(id).map(KvReplica::paxos)
+        });
         Cluster {
             sim,
             n,
@@ -73,7 +72,7 @@ impl Cluster {
         }
     }
 
-    /// A clerk that talks to `servers`, in that order, moving on after each timeout.
+    /// A clerk that talks to `servers`, in that order, hedging as the production client does.
     pub fn clerk(&mut self, servers: &[usize]) -> NodeId {
         self.add_clerk(servers, None)
     }
@@ -108,9 +107,8 @@ impl Cluster {
         self.sim.add_node(node, move || Clerk {
             // Client ids start at 1000 so they are easy to tell from server indices in traces.
             id: 1000 + id,
+            core: KvClerk::new(1000 + id, servers.len()),
             servers: servers.clone(),
-            current: 0,
-            seq: 0,
             queue: VecDeque::new(),
             pending: None,
             results: Vec::new(),
@@ -215,58 +213,7 @@ impl Cluster {
 /// Asserts that `history` is linearizable; operations without a reply may or may not have
 /// taken effect.
 pub fn check_history(history: &History, keep: impl Fn(&KvInput) -> bool) {
-    let ops: Vec<Operation<KvInput, String>> = history
-        .operations()
-        .into_iter()
-        .filter(|op| keep(&op.input))
-        .map(|op| match (op.output, op.ret) {
-            (Some(out), Some(ret)) => Operation::new(op.client, op.input, op.call, out, ret),
-            _ => Operation::unknown(op.client, op.input, op.call),
-        })
-        .collect();
-    let result = check_operations(&KvModel, &ops, Some(Duration::from_secs(60)))
-        .expect("well-formed history");
-    assert!(
-        matches!(result, CheckResult::Ok),
-        "history of {} operations is not linearizable: {result:?}",
-        ops.len()
-    );
-}
-
-fn add_log_invariant(sim: &mut Sim, n: usize) {
-    let seen: Rc<RefCell<BTreeMap<u64, Op>>> = Rc::default();
-    // Per replica, (lives, decisions learned) at the last look: unchanged means nothing new.
-    let looked: Rc<RefCell<Vec<(u64, u64)>>> = Rc::new(RefCell::new(vec![(0, 0); n]));
-    sim.add_invariant("one value decided per instance", move |sim| {
-        let mut seen = seen.borrow_mut();
-        let mut looked = looked.borrow_mut();
-        for i in 0..n {
-            let Some(replica) = sim.node::<KvReplica>(server(i)) else {
-                continue;
-            };
-            let now = (
-                sim.stats(server(i)).starts,
-                replica.paxos().decisions_learned(),
-            );
-            if std::mem::replace(&mut looked[i], now) == now {
-                continue;
-            }
-            for (seq, op) in replica.paxos().decided() {
-                match seen.get(&seq) {
-                    Some(first) if first != op => {
-                        return Err(format!(
-                            "instance {seq}: replica {i} decided {op:?}, earlier {first:?}"
-                        ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        seen.insert(seq, op.clone());
-                    }
-                }
-            }
-        }
-        Ok(())
-    });
+    synod_testkit::assert_linearizable(history, keep);
 }
 
 pub fn get(key: &str) -> KvOp {
@@ -298,29 +245,19 @@ struct Auto {
 struct Pending {
     op: KvOp,
     record: OpId,
-    attempt: u64,
 }
 
-/// A simulated client: one operation at a time, retried with the same sequence number
-/// until some server answers; every operation is recorded for the checker.
+/// A simulated client: the production [`KvClerk`] run as a simulator node, one operation at
+/// a time; every operation is recorded for the checker.
 pub struct Clerk {
     id: u64,
     servers: Vec<NodeId>,
-    current: usize,
-    seq: u64,
+    core: KvClerk,
     queue: VecDeque<KvOp>,
     pending: Option<Pending>,
     pub results: Vec<(KvOp, KvReply)>,
     history: History,
     auto: Option<Auto>,
-}
-
-fn input(op: &KvOp) -> KvInput {
-    match op {
-        KvOp::Get { key } => KvInput::get(key.as_str()),
-        KvOp::Put { key, value } => KvInput::put(key.as_str(), value.as_str()),
-        KvOp::Append { key, value } => KvInput::append(key.as_str(), value.as_str()),
-    }
 }
 
 impl Clerk {
@@ -343,7 +280,7 @@ impl Clerk {
             None => match &self.auto {
                 Some(auto) if !auto.stopped => {
                     let key = auto.keys[ctx.rng().gen_range(0..auto.keys.len())].clone();
-                    let value = format!("{}.{} ", self.id, self.seq + 1);
+                    let value = format!("{}.{} ", self.id, self.core.seq() + 1);
                     match ctx.rng().gen_range(0..3) {
                         0 => get(&key),
                         1 if auto.appends => append(&key, &value),
@@ -354,47 +291,31 @@ impl Clerk {
             },
         };
         if self.auto.is_some() {
-            self.current = ctx.rng().gen_range(0..self.servers.len());
+            let preferred = ctx.rng().gen_range(0..self.servers.len());
+            self.core.prefer(Some(preferred));
         }
-        self.seq += 1;
-        let record = self.history.invoke(self.id, input(&op));
+        let record = self.history.invoke(self.id, kv_input(&op));
         self.pending = Some(Pending {
-            op,
+            op: op.clone(),
             record,
-            attempt: 0,
         });
-        self.send(ctx);
+        let out = self.core.start(op);
+        self.carry_out(ctx, out);
     }
 
-    fn send(&mut self, ctx: &mut dyn Context<KvMsg>) {
-        let Some(p) = &mut self.pending else {
-            return;
-        };
-        p.attempt += 1;
-        let msg = KvMsg::Request {
-            client: self.id,
-            seq: self.seq,
-            op: p.op.clone(),
-        };
-        ctx.send(self.servers[self.current], msg);
-        ctx.set_timer(RETRY, p.attempt);
-    }
-}
-
-impl Node for Clerk {
-    type Msg = KvMsg;
-
-    fn on_start(&mut self, ctx: &mut dyn Context<KvMsg>) {
-        self.next(ctx);
-    }
-
-    fn on_message(&mut self, ctx: &mut dyn Context<KvMsg>, _from: NodeId, msg: KvMsg) {
-        let KvMsg::Reply { seq, reply } = msg else {
-            return;
-        };
-        if seq != self.seq {
-            return;
+    /// Does what the core asked: sends, timers, and a completed operation's bookkeeping.
+    fn carry_out(
+        &mut self,
+        ctx: &mut dyn Context<KvMsg>,
+        outputs: Vec<RsmOutput<KvOp, (), KvReply>>,
+    ) {
+        let servers = &self.servers;
+        for reply in synod_testkit::carry_out(ctx, outputs, |&to| servers[to], |t| t) {
+            self.complete(ctx, reply);
         }
+    }
+
+    fn complete(&mut self, ctx: &mut dyn Context<KvMsg>, reply: KvReply) {
         let Some(p) = self.pending.take() else {
             return;
         };
@@ -412,12 +333,26 @@ impl Node for Clerk {
         self.results.push((p.op, reply));
         self.next(ctx);
     }
+}
+
+impl Node for Clerk {
+    type Msg = KvMsg;
+
+    fn on_start(&mut self, ctx: &mut dyn Context<KvMsg>) {
+        self.next(ctx);
+    }
+
+    fn on_message(&mut self, ctx: &mut dyn Context<KvMsg>, from: NodeId, msg: KvMsg) {
+        let Some(server) = self.servers.iter().position(|&s| s == from) else {
+            return;
+        };
+        let out = self.core.on_message(&server, msg);
+        self.carry_out(ctx, out);
+    }
 
     fn on_timer(&mut self, ctx: &mut dyn Context<KvMsg>, token: TimerToken) {
-        if self.pending.as_ref().is_some_and(|p| p.attempt == token) {
-            self.current = (self.current + 1) % self.servers.len();
-            self.send(ctx);
-        }
+        let out = self.core.on_timeout(token);
+        self.carry_out(ctx, out);
     }
 }
 

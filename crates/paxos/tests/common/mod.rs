@@ -6,9 +6,6 @@
 //! every step, that no instance ever has two decided values — not even across forgetting and
 //! restarts, because the harness remembers every decision it has seen.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -27,7 +24,9 @@ pub fn peer_ids(n: usize) -> Vec<NodeId> {
 /// A simulation with `n` peer slots; `create` of them are started now.
 pub fn cluster(seed: u64, n: usize, create: &[usize]) -> Sim {
     let mut sim = Sim::new(seed);
-    add_consistency_invariant(&mut sim, n);
+    synod_testkit::add_agreement_invariant(&mut sim, peer_ids(n), |sim, id| {
+        sim.node::<PaxosNode<String>>(id).map(PaxosNode::paxos)
+    });
     for &i in create {
         add_peer(&mut sim, n, i, PaxosConfig::default());
     }
@@ -57,39 +56,6 @@ pub fn add_rejoining_peers(sim: &mut Sim, n: usize) {
             PaxosNode::<String>::new(peers.clone(), i, config)
         });
     }
-}
-
-fn add_consistency_invariant(sim: &mut Sim, n: usize) {
-    let seen: Rc<RefCell<BTreeMap<u64, String>>> = Rc::default();
-    // Per peer, (lives, decisions learned) at the last look: unchanged means nothing new.
-    let looked: Rc<RefCell<Vec<(u64, u64)>>> = Rc::new(RefCell::new(vec![(0, 0); n]));
-    sim.add_invariant("one value decided per instance", move |sim| {
-        let mut seen = seen.borrow_mut();
-        let mut looked = looked.borrow_mut();
-        for (i, id) in peer_ids(n).into_iter().enumerate() {
-            let Some(node) = sim.node::<PaxosNode<String>>(id) else {
-                continue;
-            };
-            let now = (sim.stats(id).starts, node.paxos().decisions_learned());
-            if std::mem::replace(&mut looked[i], now) == now {
-                continue;
-            }
-            for (seq, value) in node.paxos().decided() {
-                match seen.get(&seq) {
-                    Some(first) if first != value => {
-                        return Err(format!(
-                            "instance {seq}: {id} decided {value:?}, earlier {first:?} was decided"
-                        ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        seen.insert(seq, value.clone());
-                    }
-                }
-            }
-        }
-        Ok(())
-    });
 }
 
 pub fn node(sim: &Sim, i: usize) -> &PaxosNode<String> {

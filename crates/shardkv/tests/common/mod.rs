@@ -12,17 +12,20 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rand::Rng;
-use synod_check::kv::{KvInput, KvModel};
-use synod_check::{check_operations, CheckResult, Operation};
+use synod_check::kv::KvInput;
 use synod_kvpaxos::KvOp;
+use synod_node::clerk::{Clerk as _, ClerkOutput};
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_paxos::PaxosConfig;
-use synod_rsm::RsmMsg;
-use synod_shardctl::{Config, CtlOp, CtlReply, Gid};
+use synod_rsm::clerk::RsmOutput;
+use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply, Gid};
+use synod_shardkv::clerk::ShardOutput;
 use synod_shardkv::{
-    controller_node, key2shard, server_id, GroupServer, Numbering, ShardMsg, ShardReply,
+    controller_node, key2shard, server_id, GroupServer, ShardKvClerk, ShardMsg, ShardReply,
+    ShardServer,
 };
 use synod_sim::{OpId, Recorder, Simulator};
+use synod_testkit::kv_input;
 
 pub type Sim = Simulator<ShardMsg>;
 pub type History = Recorder<KvInput, String>;
@@ -33,8 +36,6 @@ pub const CONTROLLERS: u64 = 3;
 pub const REPLICAS: usize = 3;
 /// Added to a clerk's id for its controller-change session.
 const ADMIN_SESSION: u64 = 1 << 40;
-/// A clerk gives up on a server after this long and tries the next one.
-pub const RETRY: Duration = Duration::from_millis(100);
 
 pub fn ctl_ids() -> Vec<NodeId> {
     (0..CONTROLLERS).map(NodeId).collect()
@@ -103,19 +104,8 @@ impl Cluster {
         self.clients += 1;
         let client = 1000 + self.clients;
         let history = self.history.clone();
-        self.sim.add_node(id, move || Clerk {
-            id: client,
-            config: Config::initial(SHARDS),
-            numbering: Numbering::default(),
-            ctl_seq: 0,
-            ctl_answered: true,
-            admin_seq: 0,
-            attempt: 0,
-            queue: VecDeque::new(),
-            pending: None,
-            results: Vec::new(),
-            history: history.clone(),
-        });
+        self.sim
+            .add_node(id, move || Clerk::new(client, history.clone()));
         id
     }
 
@@ -198,22 +188,7 @@ impl Cluster {
     }
 
     pub fn check_linearizable(&self) {
-        let ops: Vec<Operation<KvInput, String>> = self
-            .history
-            .operations()
-            .into_iter()
-            .map(|op| match (op.output, op.ret) {
-                (Some(out), Some(ret)) => Operation::new(op.client, op.input, op.call, out, ret),
-                _ => Operation::unknown(op.client, op.input, op.call),
-            })
-            .collect();
-        let result = check_operations(&KvModel, &ops, Some(Duration::from_secs(60)))
-            .expect("well-formed history");
-        assert!(
-            matches!(result, CheckResult::Ok),
-            "history of {} operations is not linearizable: {result:?}",
-            ops.len()
-        );
+        synod_testkit::assert_linearizable(&self.history, |_| true);
     }
 }
 
@@ -250,44 +225,60 @@ pub enum Op {
     Ctl(CtlOp),
 }
 
-pub fn input(op: &KvOp) -> KvInput {
-    match op {
-        KvOp::Get { key } => KvInput::get(key.as_str()),
-        KvOp::Put { key, value } => KvInput::put(key.as_str(), value.as_str()),
-        KvOp::Append { key, value } => KvInput::append(key.as_str(), value.as_str()),
-    }
-}
-
 struct Pending {
     op: Op,
     record: Option<OpId>,
-    /// For a KV operation: its shard and per-shard sequence number.
-    shard: usize,
-    seq: u64,
 }
 
-/// A simulated client. KV operations are numbered per shard (each shard's session table
-/// moves with it) and sent to the owning group's servers in turn; after a WrongGroup answer,
-/// or a round of silence, the clerk asks the controller for the latest configuration.
+/// A simulated client: the production [`ShardKvClerk`] for keys and a [`CtlClerk`] for
+/// controller changes (join, leave, move), run as one simulator node, one operation at a
+/// time. Changes run under a session of their own (`id + ADMIN_SESSION`).
 pub struct Clerk {
     id: u64,
-    config: Config,
-    numbering: Numbering,
-    ctl_seq: u64,
-    /// Whether `ctl_seq` was answered; until then retries reuse it.
-    ctl_answered: bool,
-    /// Controller changes (join, leave, move) run under a session of their own
-    /// (`id + ADMIN_SESSION`), one sequence number per change, so a configuration refresh
-    /// never shares a number with a change.
-    admin_seq: u64,
-    attempt: u64,
+    kv: ShardKvClerk,
+    admin: CtlClerk,
     queue: VecDeque<Op>,
     pending: Option<Pending>,
     pub results: Vec<String>,
     history: History,
 }
 
+/// The simulator's node for a server the clerk names.
+fn node_of(server: &ShardServer) -> NodeId {
+    match server {
+        ShardServer::Controller(i) => NodeId(*i as u64),
+        ShardServer::Group(addr) => GIDS
+            .iter()
+            .flat_map(|&gid| (0..REPLICAS).map(move |i| (gid, i)))
+            .find(|&(gid, i)| addrs(gid)[i] == *addr)
+            .map_or(NodeId(u64::MAX), |(gid, i)| server_id(gid, i)),
+    }
+}
+
+/// The name the clerk knows the simulator's node `id` by.
+fn server_of(id: NodeId) -> Option<ShardServer> {
+    if id.0 < CONTROLLERS {
+        return Some(ShardServer::Controller(id.0 as usize));
+    }
+    GIDS.iter()
+        .flat_map(|&gid| (0..REPLICAS).map(move |i| (gid, i)))
+        .find(|&(gid, i)| server_id(gid, i) == id)
+        .map(|(gid, i)| ShardServer::Group(addrs(gid)[i].clone()))
+}
+
 impl Clerk {
+    fn new(id: u64, history: History) -> Self {
+        Clerk {
+            id,
+            kv: ShardKvClerk::new(id, CONTROLLERS as usize, Config::initial(SHARDS)),
+            admin: CtlClerk::new(id + ADMIN_SESSION, CONTROLLERS as usize),
+            queue: VecDeque::new(),
+            pending: None,
+            results: Vec::new(),
+            history,
+        }
+    }
+
     pub fn idle(&self) -> bool {
         self.pending.is_none() && self.queue.is_empty()
     }
@@ -299,67 +290,62 @@ impl Clerk {
         let Some(op) = self.queue.pop_front() else {
             return;
         };
-        let (shard, seq, record) = match &op {
-            Op::Kv(kv) => {
-                let (shard, seq) = self.numbering.next(kv, SHARDS);
-                (shard, seq, Some(self.history.invoke(self.id, input(kv))))
-            }
-            Op::Ctl(_) => {
-                self.admin_seq += 1;
-                (0, self.admin_seq, None)
-            }
+        let record = match &op {
+            Op::Kv(kv) => Some(self.history.invoke(self.id, kv_input(kv))),
+            Op::Ctl(_) => None,
         };
         self.pending = Some(Pending {
-            op,
+            op: op.clone(),
             record,
-            shard,
-            seq,
         });
-        self.send(ctx, false);
-    }
-
-    /// Sends a configuration query (`admin == None`) or change number `admin`.
-    fn query(&mut self, ctx: &mut dyn Context<ShardMsg>, op: CtlOp, admin: Option<u64>) {
-        let (client, seq) = match admin {
-            Some(seq) => (self.id + ADMIN_SESSION, seq),
-            None => {
-                if self.ctl_answered {
-                    self.ctl_seq += 1;
-                    self.ctl_answered = false;
-                }
-                (self.id, self.ctl_seq)
-            }
-        };
-        let to = NodeId(self.attempt % CONTROLLERS);
-        let msg = RsmMsg::Request { client, seq, op };
-        ctx.send(to, ShardMsg::Ctl(msg));
-    }
-
-    fn send(&mut self, ctx: &mut dyn Context<ShardMsg>, refresh: bool) {
-        let Some(p) = &self.pending else {
-            return;
-        };
-        let (op, shard, seq) = (p.op.clone(), p.shard, p.seq);
-        self.attempt += 1;
-        ctx.set_timer(RETRY, self.attempt);
         match op {
-            Op::Ctl(op) => self.query(ctx, op, Some(seq)),
-            Op::Kv(op) => {
-                let gid = self.config.shards[shard];
-                if refresh || gid == 0 {
-                    self.query(ctx, CtlOp::Query { num: -1 }, None);
-                }
-                if gid != 0 {
-                    let servers = self.config.groups[&gid].len() as u64;
-                    let to = server_id(gid, (self.attempt % servers) as usize);
-                    let msg = RsmMsg::Request {
-                        client: self.id,
-                        seq,
-                        op,
-                    };
-                    ctx.send(to, ShardMsg::Group(msg));
-                }
+            Op::Kv(kv) => {
+                let out = self.kv.start(kv);
+                self.carry_out(ctx, out);
             }
+            Op::Ctl(ctl) => {
+                let out = self.admin.start(ctl);
+                self.carry_out_admin(ctx, out);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, ctx: &mut dyn Context<ShardMsg>, outputs: Vec<ShardOutput>) {
+        for reply in synod_testkit::carry_out(ctx, outputs, node_of, |t| t * 2) {
+            let output = match reply {
+                ShardReply::Value { value, .. } => value,
+                ShardReply::Written { .. } => String::new(),
+                ShardReply::SessionExpired => panic!("client {} session expired", self.id),
+                ShardReply::TooLarge { refused, .. } => {
+                    panic!("simulated values stay small: {refused}")
+                }
+                ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
+            };
+            self.finish(ctx, output);
+        }
+    }
+
+    fn carry_out_admin(
+        &mut self,
+        ctx: &mut dyn Context<ShardMsg>,
+        outputs: Vec<RsmOutput<CtlOp, (), CtlReply>>,
+    ) {
+        let outputs = outputs.into_iter().map(|o| match o {
+            ClerkOutput::Send { to, msg } => ClerkOutput::Send {
+                to,
+                msg: ShardMsg::Ctl(msg),
+            },
+            ClerkOutput::Timer { after, token } => ClerkOutput::Timer { after, token },
+            ClerkOutput::Done(reply) => ClerkOutput::Done(reply),
+        });
+        let controller = |&i: &usize| NodeId(i as u64);
+        for reply in synod_testkit::carry_out(ctx, outputs.collect(), controller, |t| t * 2 + 1) {
+            // A refused change (a move to a group that left, say) completes all the same.
+            let output = match reply {
+                CtlReply::Config(config) => config.num.to_string(),
+                other => format!("{other:?}"),
+            };
+            self.finish(ctx, output);
         }
     }
 
@@ -381,58 +367,33 @@ impl Node for Clerk {
         self.next(ctx);
     }
 
-    fn on_message(&mut self, ctx: &mut dyn Context<ShardMsg>, _from: NodeId, msg: ShardMsg) {
-        let Some((is_ctl, shard, pseq)) = self
-            .pending
-            .as_ref()
-            .map(|p| (matches!(p.op, Op::Ctl(_)), p.shard, p.seq))
-        else {
+    fn on_message(&mut self, ctx: &mut dyn Context<ShardMsg>, from: NodeId, msg: ShardMsg) {
+        let Some(server) = server_of(from) else {
             return;
         };
-        match msg {
-            ShardMsg::Ctl(RsmMsg::Reply { seq, reply }) if is_ctl && seq == pseq => {
-                // A refused change (a move to a group that left, say) completes all the same.
-                let output = match reply {
-                    CtlReply::Config(config) => config.num.to_string(),
-                    other => format!("{other:?}"),
-                };
-                self.finish(ctx, output);
+        let admin_busy = matches!(self.pending, Some(Pending { op: Op::Ctl(_), .. }));
+        match (&server, msg) {
+            (ShardServer::Controller(i), ShardMsg::Ctl(msg)) if admin_busy => {
+                // A reply names only its sequence number, not its session: while a change
+                // runs, controller replies are the admin session's. A query of the key
+                // clerk still in flight is sent again by its own timers.
+                let out = self.admin.on_message(i, msg);
+                self.carry_out_admin(ctx, out);
             }
-            ShardMsg::Ctl(RsmMsg::Reply { seq, reply })
-                if !is_ctl && seq == self.ctl_seq && !self.ctl_answered =>
-            {
-                self.ctl_answered = true;
-                match reply {
-                    CtlReply::Config(config) if config.num > self.config.num => {
-                        self.config = config;
-                        self.send(ctx, false);
-                    }
-                    CtlReply::Config(_) => {}
-                    other => panic!("controller answered a query with {other:?}"),
-                }
+            (_, msg) => {
+                let out = self.kv.on_message(&server, msg);
+                self.carry_out(ctx, out);
             }
-            ShardMsg::Group(RsmMsg::Reply { seq, reply }) if seq == pseq && !is_ctl => {
-                if reply.shard().is_some_and(|s| s != shard) {
-                    return; // A late reply to an earlier request on another shard.
-                }
-                match reply {
-                    ShardReply::Value { value, .. } => self.finish(ctx, value),
-                    ShardReply::Written { .. } => self.finish(ctx, String::new()),
-                    ShardReply::WrongGroup { .. } => self.send(ctx, true),
-                    ShardReply::SessionExpired => panic!("client {} session expired", self.id),
-                    ShardReply::TooLarge { refused, .. } => {
-                        panic!("simulated values stay small: {refused}")
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
     fn on_timer(&mut self, ctx: &mut dyn Context<ShardMsg>, token: TimerToken) {
-        if token == self.attempt && self.pending.is_some() {
-            // Every third silent attempt, the configuration may be stale: ask again.
-            self.send(ctx, self.attempt.is_multiple_of(3));
+        if token % 2 == 1 {
+            let out = self.admin.on_timeout(token / 2);
+            self.carry_out_admin(ctx, out);
+        } else {
+            let out = self.kv.on_timeout(token / 2);
+            self.carry_out(ctx, out);
         }
     }
 }

@@ -25,7 +25,7 @@ pub fn write_synced(dir: &Path, records: &[Vec<u8>]) -> PathBuf {
     for r in records {
         s.append(r).expect("append");
     }
-    s.sync().expect("sync");
+    s.persist_before_send().expect("sync");
     dir.join("log")
 }
 
