@@ -141,16 +141,51 @@ impl KvClient {
     /// others, each hedge step (longer for a bigger request) after the one before while those may still answer.
     pub async fn call(&self, op: KvOp) -> Result<KvReply, ClientError> {
         op.check_size(&self.limits)?;
+        let step = hedge_step(op.payload_bytes());
+        self.exchange(step, |client, seq| KvMsg::Request { client, seq, op })
+            .await
+    }
+
+    /// Runs several operations as one request: one log entry, applied in order with nothing
+    /// in between, at most once as a whole, retried like [`call`](Self::call). The replies
+    /// come in the operations' order. At most [`synod_rsm::MAX_BATCH_COMMANDS`] operations,
+    /// [`synod_net::limits::BATCH_BYTES`] of keys and values together (else
+    /// [`ClientError::TooLarge`], and nothing is sent).
+    pub async fn call_batch(&self, ops: Vec<KvOp>) -> Result<Vec<KvReply>, ClientError> {
+        KvOp::check_batch(&ops, &self.limits)?;
+        if ops.is_empty() || ops.len() > synod_rsm::MAX_BATCH_COMMANDS {
+            return Err(ClientError::Unexpected(format!(
+                "a batch of {} operations (1..={} allowed)",
+                ops.len(),
+                synod_rsm::MAX_BATCH_COMMANDS
+            )));
+        }
+        let (count, bytes) = (ops.len(), ops.iter().map(KvOp::payload_bytes).sum());
+        let reply = self
+            .exchange(hedge_step(bytes), |client, seq| KvMsg::Batch {
+                client,
+                seq,
+                ops,
+            })
+            .await?;
+        match reply {
+            KvReply::Batch(replies) if replies.len() == count => Ok(replies),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends the request `build` makes for the next sequence number of a session, as
+    /// [`call`](Self::call) describes, and returns its reply.
+    async fn exchange(
+        &self,
+        step: Duration,
+        build: impl FnOnce(u64, u64) -> KvMsg,
+    ) -> Result<KvReply, ClientError> {
         let mut session = self.take_session();
         session.seq += 1;
         let deadline = Instant::now() + self.timeout;
-        let step = hedge_step(&op);
         let seq = session.seq;
-        let msg = KvMsg::Request {
-            client: session.client,
-            seq,
-            op,
-        };
+        let msg = build(session.client, seq);
         // Replies to earlier operations of the session can still arrive: skip them.
         let wanted = move |reply: KvMsg| match reply {
             KvMsg::Reply { seq: got, reply } if got == seq => Some(reply),

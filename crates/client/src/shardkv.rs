@@ -320,7 +320,7 @@ impl ShardKvClient {
             servers,
             servers.iter().find(on_preferred_host),
         );
-        let step = hedge_step(op);
+        let step = hedge_step(op.payload_bytes());
         let tried_all = step * (order.len() as u32 - 1) + GROUP_SILENCE;
         let limit = deadline.min(Instant::now() + tried_all);
         hedge::first_answer(&mut session.conn, &order, &msg, step, limit, wanted).await

@@ -22,5 +22,8 @@ mod value;
 pub use parse::{
     parse, ParseError, ParseLimits, Parsed, Parser, ELEMENT_COST, MAX_DEPTH, MAX_ELEMENTS,
 };
-pub use server::{serve_resp, Backend, BackendError, RespLimits, FREE_PER_CONNECTION};
+pub use server::{
+    run_one, serve_resp, Answer, Backend, BackendError, Op, RespLimits, FREE_PER_CONNECTION,
+    MAX_BATCH_COMMANDS,
+};
 pub use value::{encode, Value};

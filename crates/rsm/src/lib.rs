@@ -117,7 +117,23 @@ pub trait StateMachine:
     fn read(&self, _cmd: &Self::Command) -> Option<Self::Reply> {
         None
     }
+
+    /// Whether clients may send several commands as one request ([`RsmMsg::Batch`]): one
+    /// log entry ([`Entry::Commands`]), applied in order with nothing in between, under one
+    /// sequence number. A replica ignores batches for a state machine that says no.
+    const BATCHES: bool = false;
+
+    /// The one reply to a batch, from the replies of its commands in order. Called only when
+    /// [`BATCHES`](Self::BATCHES) is true; the session table remembers it like any reply, so
+    /// a retried batch gets every command's answer again.
+    fn batch_reply(_replies: Vec<Self::Reply>) -> Self::Reply {
+        Self::expired()
+    }
 }
+
+/// Most commands one [`RsmMsg::Batch`] may carry; a replica ignores a longer one. Its bytes
+/// are bounded by the frame it travels in, and so by the size policy.
+pub const MAX_BATCH_COMMANDS: usize = 1024;
 
 /// One entry of the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,6 +149,14 @@ pub enum Entry<C, I> {
     /// Several entries decided together in one instance, applied in this order as if each
     /// had an instance of its own (each client entry goes through its session table).
     Batch(Vec<Entry<C, I>>),
+    /// One client request of several commands ([`RsmMsg::Batch`]): applied in order with
+    /// nothing in between, at most once as a whole under (client, seq), with one reply
+    /// ([`StateMachine::batch_reply`]).
+    Commands {
+        client: u64,
+        seq: u64,
+        ops: Vec<C>,
+    },
 }
 
 /// The log entry type of a state machine.
@@ -171,6 +195,16 @@ pub enum RsmMsg<C, I, R> {
         id: SnapshotId,
         offset: u64,
         data: Vec<u8>,
+    },
+    /// From a client: several commands as one request, applied in order as one log entry
+    /// ([`Entry::Commands`]) and answered with one [`RsmMsg::Reply`]. At most
+    /// [`MAX_BATCH_COMMANDS`] of them, for a state machine that allows batches
+    /// ([`StateMachine::BATCHES`]). A batch of reads only is answered without a log entry,
+    /// as a single read is.
+    Batch {
+        client: u64,
+        seq: u64,
+        ops: Vec<C>,
     },
 }
 

@@ -180,6 +180,7 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
             "out of memory: the store holds {used} bytes, --max-memory is {limit}; \
              the operation was not applied"
         ),
+        KvReply::Batch(_) => bail!("the server answered a batch to a single operation"),
     }
     Ok(ExitCode::SUCCESS)
 }
