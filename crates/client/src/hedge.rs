@@ -137,7 +137,7 @@ async fn ask<M, T, F>(
     wanted: F,
 ) -> Option<(Client<M>, T)>
 where
-    M: Serialize + DeserializeOwned + Send + Sync,
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
     F: Fn(M) -> Option<T>,
 {
     let left = || deadline.saturating_duration_since(Instant::now());

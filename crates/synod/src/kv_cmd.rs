@@ -135,6 +135,8 @@ async fn serve(
         .with_context(|| format!("listening on {listen}"))?;
     let mut config = NodeConfig::new(ids[id], listener);
     config.net.max_frame = limits.max_frame();
+    // The RESP front's client reaches this replica through its inbox, not TCP.
+    config.net.in_process = resp.is_some();
     config.peers = ids
         .iter()
         .zip(&peers)
