@@ -10,15 +10,12 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use synod_client::KvClient;
 use synod_kvpaxos::{KvOp, KvReplica, KvReply};
-use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use synod_node::NodeId;
-use synod_storage::FileStorage;
-use tokio::net::TcpListener;
 
 use crate::limit_args::LimitArgs;
-use crate::replica_start::{self, StartArgs};
-use crate::{data_dir, resp_front};
+use crate::replica_start::{serve_replica, Replica, StartArgs};
+use crate::resp_front::Front;
 
 #[derive(Subcommand)]
 pub enum KvCommand {
@@ -119,50 +116,28 @@ async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;
-    let Some(&listen) = peers.get(id) else {
-        bail!(
-            "--id {id} is not an index into --peers ({} addresses)",
-            peers.len()
-        );
-    };
-    let _lock = data_dir::lock(&data)?;
-    let paxos = replica_start::prepare(&data, id, &peers, &start)?;
-    let storage = FileStorage::open(&data)
-        .with_context(|| format!("opening replica state in {}", data.display()))?;
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let mut config = NodeConfig::new(ids[id], listener);
-    config.net.max_frame = limits.max_frame();
-    // The RESP front's client reaches this replica through its inbox, not TCP.
-    config.net.in_process = resp.is_some();
-    config.peers = ids
-        .iter()
-        .zip(&peers)
-        .filter(|(&peer, _)| peer != ids[id])
-        .map(|(&peer, &addr)| (peer, addr))
-        .collect();
-    let replica = KvReplica::new(ids.clone(), id, paxos)
-        .with_limits(limits)
-        .with_max_memory(max_memory);
-    let front = resp_front::spawn(resp, resp_limits, || {
-        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
+    let name = format!("kv replica {id}");
+    let replica = Replica::numbered(name, &data, id, &peers, &start, limits.max_frame());
+    let node = |paxos| {
+        Ok(KvReplica::new(ids.clone(), id, paxos)
             .with_limits(limits)
-            .prefer(id))
-    })
-    .await?;
-    // Installed before the readiness line, so a signal right after it stops us gracefully.
-    let shutdown = shutdown_signal();
-    println!("kv replica {id} listening on {listen}");
-    tracing::info!(id, %listen, data = %data.display(), "kv replica serving");
-    let result = run_node(replica, config, Box::new(storage), shutdown).await;
-    if let Some(front) = front {
-        front.abort();
-    }
-    result?;
-    tracing::info!(id, "kv replica stopped");
-    Ok(ExitCode::SUCCESS)
+            .with_max_memory(max_memory))
+    };
+    // The front's client tries this replica first (in-process), then the others over TCP
+    // when this one cannot answer (it is in a minority, say).
+    let front = || async {
+        let Some(addr) = resp else {
+            return Ok(None);
+        };
+        let front = Front::bind(addr, resp_limits, || {
+            Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
+                .with_limits(limits)
+                .prefer(id))
+        });
+        Ok(Some(front.await?))
+    };
+    serve_replica(replica, node, front).await
 }
 
 async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {

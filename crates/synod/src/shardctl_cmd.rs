@@ -13,15 +13,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use synod_client::shardkv::CtlClient;
-use synod_net::{run_node, shutdown_signal, NodeConfig};
+use synod_net::DEFAULT_MAX_FRAME;
 use synod_node::NodeId;
 use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
 use synod_shardkv::controller_node;
-use synod_storage::FileStorage;
-use tokio::net::TcpListener;
 
-use crate::data_dir;
-use crate::replica_start::{self, StartArgs};
+use crate::replica_start::{serve_replica, Replica, StartArgs};
 
 /// At most this many controllers or replicas per group: an index must fit the 8 low bits
 /// of a group server's id.
@@ -140,38 +137,14 @@ async fn serve(
     shards: usize,
     start: StartArgs,
 ) -> anyhow::Result<ExitCode> {
-    let Some(&listen) = peers.get(id) else {
-        bail!(
-            "--id {id} is not an index into --peers ({} addresses)",
-            peers.len()
-        );
-    };
     if shards == 0 {
         bail!("--shards must be at least 1");
     }
     let ids = controller_ids(peers.len())?;
-    let _lock = data_dir::lock(&data)?;
-    let paxos = replica_start::prepare(&data, id, &peers, &start)?;
-    let storage = FileStorage::open(&data)
-        .with_context(|| format!("opening controller state in {}", data.display()))?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let mut config = NodeConfig::new(ids[id], listener);
-    config.peers = ids
-        .iter()
-        .copied()
-        .zip(peers.iter().copied())
-        .filter(|&(peer, _)| peer != ids[id])
-        .collect();
-    let node = controller_node(ids, id, paxos, shards);
-    // Installed before the readiness line, so a signal right after it stops us gracefully.
-    let shutdown = shutdown_signal();
-    println!("shardctl replica {id} listening on {listen}");
-    tracing::info!(id, %listen, data = %data.display(), "shard controller serving");
-    run_node(node, config, Box::new(storage), shutdown).await?;
-    tracing::info!(id, "shard controller stopped");
-    Ok(ExitCode::SUCCESS)
+    let name = format!("shardctl replica {id}");
+    let replica = Replica::numbered(name, &data, id, &peers, &start, DEFAULT_MAX_FRAME);
+    let node = |paxos| Ok(controller_node(ids.clone(), id, paxos, shards));
+    serve_replica(replica, node, || async { Ok(None) }).await
 }
 
 async fn request(args: CtlArgs, op: CtlOp) -> anyhow::Result<ExitCode> {
