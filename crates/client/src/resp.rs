@@ -37,25 +37,35 @@ impl Backend for KvClient {
             .map_err(backend_error)
     }
 
-    /// One request, one log entry, for the whole batch. A batch refused whole at the edge
-    /// (one of its values too large, or the store full) is run again one operation at a
-    /// time, so each gets its own answer: the reads and small writes still succeed.
+    /// One request, one log entry, for the whole batch (or for as much of it as the reply
+    /// could carry, then the rest, in order). A batch refused whole at the edge (one of its
+    /// values too large, or the store full) is run again one operation at a time, so each
+    /// gets its own answer: the reads and small writes still succeed.
     async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
-        let kv_ops = ops.iter().cloned().map(kv_op).collect();
-        match self.call_batch(kv_ops).await {
-            Ok(replies) => ops.iter().zip(replies).map(answer).collect(),
-            Err(ClientError::TooLarge(_) | ClientError::OutOfMemory { .. }) => {
-                let mut answers = Vec::with_capacity(ops.len());
-                for op in ops {
-                    answers.push(run_one(self, op).await);
+        let mut answers = Vec::with_capacity(ops.len());
+        let mut rest = ops.as_slice();
+        while !rest.is_empty() {
+            let kv_ops = rest.iter().cloned().map(kv_op).collect();
+            match self.call_batch(kv_ops).await {
+                Ok(replies) => {
+                    let done = replies.len();
+                    answers.extend(rest.iter().zip(replies).map(answer));
+                    rest = &rest[done..];
                 }
-                answers
-            }
-            Err(e) => {
-                let e = backend_error(e);
-                ops.iter().map(|_| Err(e.clone())).collect()
+                Err(ClientError::TooLarge(_) | ClientError::OutOfMemory { .. }) => {
+                    for op in rest {
+                        answers.push(run_one(self, op.clone()).await);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let e = backend_error(e);
+                    answers.extend(rest.iter().map(|_| Err(e.clone())));
+                    break;
+                }
             }
         }
+        answers
     }
 }
 

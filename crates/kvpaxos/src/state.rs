@@ -112,6 +112,13 @@ impl StateMachine for KvState {
         KvReply::Batch(replies)
     }
 
+    fn reply_bytes(reply: &KvReply) -> usize {
+        match reply {
+            KvReply::Value(value) => value.len(),
+            _ => 0,
+        }
+    }
+
     fn read(&self, op: &KvOp) -> Option<KvReply> {
         match op {
             KvOp::Get { key } => Some(self.value(key)),

@@ -245,3 +245,37 @@ fn a_batch_above_the_size_policy_is_refused_whole() {
         "nothing of the refused batch was applied"
     );
 }
+
+#[test]
+fn a_batch_stops_before_a_get_that_would_make_its_reply_too_big() {
+    let mut sim = cluster(4);
+    let (a, b) = ("a".repeat(600 << 10), "b".repeat(600 << 10));
+    assert_eq!(
+        run(&mut sim, 0, vec![put("a", &a)]),
+        KvReply::Batch(vec![written(a.len() as u64)])
+    );
+    assert_eq!(
+        run(&mut sim, 0, vec![put("b", &b)]),
+        KvReply::Batch(vec![written(b.len() as u64)])
+    );
+    // Logged (it writes): the first Get always runs, the second would pass the budget, so
+    // the batch stops there and the Append after it is not applied.
+    let reply = run(
+        &mut sim,
+        1,
+        vec![get("a"), get("b"), append("c", "x"), get("a")],
+    );
+    assert_eq!(reply, KvReply::Batch(vec![KvReply::Value(a.clone())]));
+    // The client sends the rest again, as its next request.
+    let reply = run(&mut sim, 1, vec![get("b"), append("c", "x"), get("a")]);
+    assert_eq!(
+        reply,
+        KvReply::Batch(vec![KvReply::Value(b.clone()), written(1)])
+    );
+    // Reads only (no log entry): the same budget.
+    let reply = run(&mut sim, 2, vec![get("c"), get("a"), get("b")]);
+    assert_eq!(
+        reply,
+        KvReply::Batch(vec![KvReply::Value("x".into()), KvReply::Value(a)])
+    );
+}

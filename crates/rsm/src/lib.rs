@@ -125,11 +125,27 @@ pub trait StateMachine:
 
     /// The one reply to a batch, from the replies of its commands in order. Called only when
     /// [`BATCHES`](Self::BATCHES) is true; the session table remembers it like any reply, so
-    /// a retried batch gets every command's answer again.
+    /// a retried batch gets every command's answer again. There may be fewer replies than
+    /// commands: a batch stops before a read whose reply would take the batch's replies past
+    /// [`MAX_BATCH_REPLY_BYTES`], and the commands from there on are not applied (the client
+    /// sends them again, as its next request).
     fn batch_reply(_replies: Vec<Self::Reply>) -> Self::Reply {
         Self::expired()
     }
+
+    /// The bytes a reply carries that grow with the state (a read's value): what bounds a
+    /// batch's reply. Only the reply of a command that changes nothing may have any (a batch
+    /// cut before such a command drops its reply as if it had not run). The default, 0,
+    /// suits replies of a bounded size.
+    fn reply_bytes(_reply: &Self::Reply) -> usize {
+        0
+    }
 }
+
+/// Bytes of replies ([`StateMachine::reply_bytes`]) past which a batch stops before its next
+/// read, so that a batch's reply, which the session table keeps, stays within about one
+/// log entry's size (or one value, if its first read alone is larger).
+pub const MAX_BATCH_REPLY_BYTES: usize = synod_node::limits::BATCH_BYTES;
 
 /// Most commands one [`RsmMsg::Batch`] may carry; a replica ignores a longer one. Its bytes
 /// are bounded by the frame it travels in, and so by the size policy.

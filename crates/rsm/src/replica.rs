@@ -27,7 +27,9 @@ use crate::guard::{ignore, Ignored};
 use crate::sessions::Verdict;
 use crate::status::{CatchUp, StatusReport};
 use crate::transfer::{Chunk, Receiving, Serving, SnapshotId, MAX_STALLS, SERVING_IDLE};
-use crate::{Entry, EntryOf, MsgOf, RsmMsg, StateMachine, MAX_BATCH_COMMANDS};
+use crate::{
+    Entry, EntryOf, MsgOf, RsmMsg, StateMachine, MAX_BATCH_COMMANDS, MAX_BATCH_REPLY_BYTES,
+};
 
 /// How often the replica drives Paxos retries and looks for holes in its log.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -220,6 +222,31 @@ pub struct Rsm<S: StateMachine> {
     /// A background snapshot was begun and storage has not reported it installed.
     snapshotting: bool,
     broken: bool,
+}
+
+/// Runs `ops` in order with `run` (apply, or read) and returns their replies, stopping before
+/// a command whose reply would take the replies' bytes ([`StateMachine::reply_bytes`]) past
+/// [`MAX_BATCH_REPLY_BYTES`]; the first command always counts. A reply with bytes is a
+/// read's, which changed nothing, so dropping it leaves the state as if the batch had been
+/// only the commands before it. Deterministic: every replica stops at the same command.
+/// `None` if `run` gave no reply (a read path asked to run a command that is no read).
+fn within_budget<C, R>(
+    ops: &[C],
+    mut run: impl FnMut(&C) -> Option<R>,
+    bytes: impl Fn(&R) -> usize,
+) -> Option<Vec<R>> {
+    let mut replies = Vec::with_capacity(ops.len());
+    let mut used = 0;
+    for op in ops {
+        let reply = run(op)?;
+        let size = bytes(&reply);
+        if !replies.is_empty() && size > 0 && used + size > MAX_BATCH_REPLY_BYTES {
+            break;
+        }
+        used += size;
+        replies.push(reply);
+    }
+    Some(replies)
 }
 
 fn io<S: StateMachine>(ctx: &mut dyn Context<MsgOf<S>>) -> Embed<'_, MsgOf<S>, EntryOf<S>> {
@@ -454,8 +481,10 @@ impl<S: StateMachine> Rsm<S> {
                 let reply = match &op {
                     Commands::One(op) => self.machine.apply(at, op),
                     Commands::Many(ops) => {
-                        let replies = ops.iter().map(|op| self.machine.apply(at, op)).collect();
-                        S::batch_reply(replies)
+                        let machine = &mut self.machine;
+                        let apply = |op: &S::Command| Some(machine.apply(at, op));
+                        let replies = within_budget(ops, apply, S::reply_bytes);
+                        S::batch_reply(replies.unwrap_or_default())
                     }
                 };
                 if let Some(table) = self.machine.sessions_mut(op.first()) {
@@ -556,11 +585,11 @@ impl<S: StateMachine> Rsm<S> {
             if !ready {
                 return true;
             }
-            let replies: Option<Vec<_>> = r.op.iter().map(|op| machine.read(op)).collect();
-            let reply = match (&r.op, replies) {
-                (Commands::One(_), Some(mut replies)) => replies.pop(),
-                (Commands::Many(_), Some(replies)) => Some(S::batch_reply(replies)),
-                (_, None) => None,
+            let reply = match &r.op {
+                Commands::One(op) => machine.read(op),
+                Commands::Many(ops) => {
+                    within_budget(ops, |op| machine.read(op), S::reply_bytes).map(S::batch_reply)
+                }
             };
             if let Some(reply) = reply {
                 ctx.send(r.from, RsmMsg::Reply { seq: r.seq, reply });
