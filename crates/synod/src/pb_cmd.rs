@@ -157,7 +157,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.peers.insert(VIEW_SERVICE_ID, view);
     let node = PbServer::new(VIEW_SERVICE_ID, advertised.to_string()).with_limits(limits);
     let kv = run_node(node, config, Box::new(MemStorage::default()), stop.wait());
-    let front = resp_front::serve(front, stop);
+    let kv = stop.ending_all(kv);
+    let front = resp_front::serve(front, stop.clone());
     let (served, ()) = tokio::join!(kv, front);
     served?;
     tracing::info!("pb server stopped");

@@ -124,9 +124,10 @@ where
     let stop = Stop::on_signal();
     println!("{name} listening on {listen}");
     tracing::info!(%name, %listen, data = %data.display(), "serving");
+    let node = run_node(node, config, Box::new(storage), stop.wait());
     let (served, ()) = tokio::join!(
-        run_node(node, config, Box::new(storage), stop.wait()),
-        resp_front::serve(front, stop.clone()),
+        stop.ending_all(node),
+        resp_front::serve(front, stop.clone())
     );
     served?;
     tracing::info!(%name, "stopped");

@@ -12,30 +12,52 @@ use synod_resp::{Backend, RespLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// The stop signal of a server: SIGTERM or Ctrl-C, seen by every part that waits on it.
+/// The stop signal of a server: SIGTERM or Ctrl-C (or [`Stop::stop`]), seen by every part
+/// that waits on it.
 #[derive(Clone)]
-pub struct Stop(watch::Receiver<bool>);
+pub struct Stop {
+    sender: Arc<watch::Sender<bool>>,
+    stopped: watch::Receiver<bool>,
+}
 
 impl Stop {
     /// Installs the signal handlers now, so a server that calls this before its readiness
     /// line cannot be killed by a signal that arrives in between.
     pub fn on_signal() -> Stop {
         let signal = synod_net::shutdown_signal();
-        let (stop, stopped) = watch::channel(false);
+        let (sender, stopped) = watch::channel(false);
+        let stop = Stop {
+            sender: Arc::new(sender),
+            stopped,
+        };
+        let on_signal = stop.clone();
         tokio::spawn(async move {
             signal.await;
-            let _ = stop.send(true);
+            on_signal.stop();
         });
-        Stop(stopped)
+        stop
+    }
+
+    /// Stops every part now: when one part ends on its own, the others must not wait for a
+    /// signal.
+    pub fn stop(&self) {
+        self.sender.send_replace(true);
     }
 
     /// Resolves once the server is told to stop.
     pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stopped = self.0.clone();
+        let mut stopped = self.stopped.clone();
         async move {
             // An error means the sender is gone, which also means stop.
             let _ = stopped.wait_for(|&stop| stop).await;
         }
+    }
+
+    /// Runs `node` (a server that ends once told to stop), then stops every other part.
+    pub async fn ending_all<T>(&self, node: impl Future<Output = T>) -> T {
+        let result = node.await;
+        self.stop();
+        result
     }
 }
 
