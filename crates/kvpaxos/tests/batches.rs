@@ -279,3 +279,35 @@ fn a_batch_stops_before_a_get_that_would_make_its_reply_too_big() {
         KvReply::Batch(vec![KvReply::Value("x".into()), KvReply::Value(a)])
     );
 }
+
+#[test]
+fn an_empty_or_overlong_batch_is_ignored() {
+    let mut sim = cluster(5);
+    let too_many = vec![get("k"); synod_rsm::MAX_BATCH_COMMANDS + 1];
+    for ops in [Vec::new(), too_many] {
+        sim.call(CLIENT, |b: &mut Batcher, ctx| b.start(ctx, 0, ops));
+        sim.run_for(Duration::from_secs(2));
+        let batcher = sim.node::<Batcher>(CLIENT).expect("the client runs");
+        assert_eq!(
+            batcher.reply,
+            None,
+            "answered {} operations",
+            batcher.ops.len()
+        );
+        assert!(
+            batcher.sent_to.len() > 3,
+            "the client kept asking every replica"
+        );
+    }
+    // Unanswered requests leave the session's outcome unknown: a new session, as after a
+    // timeout, and a batch at the limit is answered.
+    sim.call(CLIENT, |b: &mut Batcher, _| (b.client, b.seq) = (9, 0));
+    let full = vec![get("k"); synod_rsm::MAX_BATCH_COMMANDS];
+    let reply = run(&mut sim, 0, full);
+    let empty = KvReply::Value(String::new());
+    assert!(
+        reply == KvReply::Batch(vec![empty; synod_rsm::MAX_BATCH_COMMANDS]),
+        "a batch of {} Gets: {reply:.100?}",
+        synod_rsm::MAX_BATCH_COMMANDS
+    );
+}
