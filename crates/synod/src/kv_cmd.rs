@@ -2,7 +2,6 @@
 //! a Redis-protocol front. The client side is `synod_client::KvClient`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,28 +13,18 @@ use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use synod_node::NodeId;
 
 use crate::limit_args::LimitArgs;
-use crate::replica_start::{serve_replica, Replica, StartArgs};
+use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_front::Front;
 
 #[derive(Subcommand)]
 pub enum KvCommand {
     /// Run replica I of a cluster, keeping its durable state in DIR.
     Serve {
-        /// This replica's index (0-based) in --peers; it listens on that address.
-        #[arg(long, env = "SYNOD_ID")]
-        id: usize,
-        /// Every replica's address, comma-separated, the same list on every replica.
-        #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
-        peers: Vec<SocketAddr>,
-        /// Directory for the replica's durable state; created if missing and locked while
-        /// the replica runs. A replica restarted on the same directory recovers from it.
-        #[arg(long, env = "SYNOD_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        replica: ReplicaArgs,
         /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address.
         #[arg(long, env = "SYNOD_RESP")]
         resp: Option<SocketAddr>,
-        #[command(flatten)]
-        start: StartArgs,
         #[command(flatten)]
         limits: LimitArgs,
         /// Bytes of keys and values the store may hold; a SET or APPEND that would pass it is
@@ -86,14 +75,11 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         match cmd {
             KvCommand::Serve {
-                id,
-                peers,
-                data,
+                replica,
                 resp,
-                start,
                 limits,
                 max_memory,
-            } => serve(id, peers, data, resp, start, limits, max_memory).await,
+            } => serve(replica, resp, limits, max_memory).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
             KvCommand::Put { target, key, value } => {
                 request(target, KvOp::Put { key, value }).await
@@ -106,19 +92,17 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(
-    id: usize,
-    peers: Vec<SocketAddr>,
-    data: PathBuf,
+    args: ReplicaArgs,
     resp: Option<SocketAddr>,
-    start: StartArgs,
     limit_args: LimitArgs,
     max_memory: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
+    let (id, peers) = (args.id, &args.peers);
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();
     let name = format!("kv replica {id}");
-    let replica = Replica::numbered(name, &data, id, &peers, &start, limits.max_frame());
+    let replica = Replica::numbered(name, &args, limits.max_frame());
     let node = |paxos| {
         Ok(KvReplica::new(ids.clone(), id, paxos)
             .with_limits(limits)

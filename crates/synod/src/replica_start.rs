@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
@@ -33,6 +33,24 @@ use tokio::net::TcpListener;
 use crate::data_dir;
 use crate::identity::{self, Identity, DEFAULT_CLUSTER_TOKEN};
 use crate::resp_front::{self, Front, Stop};
+
+/// Where replica I of a cluster whose node ids are the indexes into `--peers` (the KV store,
+/// the shard controller) listens, and where it keeps its state.
+#[derive(Args, Debug)]
+pub struct ReplicaArgs {
+    /// This replica's index (0-based) in --peers; it listens on that address.
+    #[arg(long, env = "SYNOD_ID")]
+    pub id: usize,
+    /// Every replica's address, comma-separated, the same list on every replica.
+    #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
+    pub peers: Vec<SocketAddr>,
+    /// Directory for the replica's durable state; created if missing and locked while
+    /// the replica runs. A replica restarted on the same directory recovers from it.
+    #[arg(long, env = "SYNOD_DATA")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub start: StartArgs,
+}
 
 /// One replica of a replicated server, as [`serve_replica`] runs it.
 pub struct Replica<'a> {
@@ -52,25 +70,17 @@ pub struct Replica<'a> {
 }
 
 impl<'a> Replica<'a> {
-    /// Replica `index` of a cluster whose node ids are the indexes into `peers` (the KV
-    /// store and the shard controller).
-    pub fn numbered(
-        name: String,
-        data: &'a Path,
-        index: usize,
-        peers: &'a [SocketAddr],
-        start: &'a StartArgs,
-        max_frame: usize,
-    ) -> Self {
-        let ids = (0..peers.len() as u64).map(NodeId);
+    /// The replica `args` describe, called `name`.
+    pub fn numbered(name: String, args: &'a ReplicaArgs, max_frame: usize) -> Self {
+        let ids = (0..args.peers.len() as u64).map(NodeId);
         Replica {
             name,
-            data,
-            index,
-            peers,
-            start,
-            me: NodeId(index as u64),
-            links: ids.zip(peers.iter().copied()).collect(),
+            data: &args.data,
+            index: args.id,
+            peers: &args.peers,
+            start: &args.start,
+            me: NodeId(args.id as u64),
+            links: ids.zip(args.peers.iter().copied()).collect(),
             max_frame,
         }
     }
