@@ -125,12 +125,13 @@ pub(crate) type Kept<S, C> = HashMap<S, C>;
 /// What one try hands back: its server, and its connection with the message it received.
 type TryResult<S, C, M> = (S, Result<(C, M), NetError>);
 
-/// Runs `op` on `clerk` until it completes (its reply) or `deadline` passes (`None`).
-/// `kept` holds the session's connections: used when the clerk sends to their server, and
-/// given the connection of the server that answered.
+/// Runs the operation `start` begins on `clerk` (usually `|c| c.start(op)`) until it
+/// completes (its reply) or `deadline` passes (`None`). `kept` holds the session's
+/// connections: used when the clerk sends to their server, and given the connection of the
+/// server that answered.
 pub(crate) async fn run<K, D>(
     clerk: &mut K,
-    op: K::Op,
+    start: impl FnOnce(&mut K) -> Vec<ClerkOutput<K::Server, K::Msg, K::Reply>>,
     kept: &mut Kept<K::Server, D::Conn>,
     dialer: &D,
     deadline: Instant,
@@ -145,7 +146,7 @@ where
     // Per server with a try in flight: that try, and the last message sent on it.
     let mut waiting: HashMap<K::Server, (AbortHandle, K::Msg)> = HashMap::new();
     let mut timers: Vec<(Instant, TimerToken)> = Vec::new();
-    let mut outputs: VecDeque<_> = clerk.start(op).into();
+    let mut outputs: VecDeque<_> = start(clerk).into();
     loop {
         while let Some(output) = outputs.pop_front() {
             match output {
@@ -336,7 +337,7 @@ mod tests {
         let mut kept = Kept::new();
         let op = KvOp::Get { key: "k".into() };
         let deadline = Instant::now() + limit;
-        let reply = run(&mut clerk, op, &mut kept, &dialer, deadline).await;
+        let reply = run(&mut clerk, |c| c.start(op), &mut kept, &dialer, deadline).await;
         (reply, kept)
     }
 
@@ -473,7 +474,14 @@ mod tests {
         let mut kept = Kept::new();
         let dialer = TcpDialer::new(vec![addr]);
         let mut clerk = Twice { done: false };
-        let got = run(&mut clerk, (), &mut kept, &dialer, start + STEP * 10).await;
+        let got = run(
+            &mut clerk,
+            |c| c.start(()),
+            &mut kept,
+            &dialer,
+            start + STEP * 10,
+        )
+        .await;
         assert_eq!(got, value("second"));
         assert!(start.elapsed() < STEP * 3, "{:?}", start.elapsed());
     }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReply};
 use synod_net::limits::Limits;
 use synod_net::Client;
+use synod_node::clerk::Clerk;
+use synod_rsm::clerk::RsmOutput;
 use tokio::time::Instant;
 
 use crate::driver::{self, Kept, TcpDialer};
@@ -138,6 +140,38 @@ impl KvClient {
     /// one, then the others, one more every hedge step).
     pub async fn call(&self, op: KvOp) -> Result<KvReply, ClientError> {
         op.check_size(&self.limits)?;
+        self.exchange(|clerk| clerk.start(op)).await
+    }
+
+    /// Runs several operations as one request: one log entry, applied in order with nothing
+    /// in between, at most once as a whole, retried like [`call`](Self::call). The replies
+    /// come in the operations' order; there may be fewer (at least one), when the Gets'
+    /// values would have made the reply too big: the operations without a reply were not
+    /// applied, and the caller sends them again. At most [`synod_rsm::MAX_BATCH_COMMANDS`]
+    /// operations, [`synod_net::limits::BATCH_BYTES`] of keys and values together (else
+    /// [`ClientError::TooLarge`], and nothing is sent).
+    pub async fn call_batch(&self, ops: Vec<KvOp>) -> Result<Vec<KvReply>, ClientError> {
+        KvOp::check_batch(&ops, &self.limits)?;
+        if ops.is_empty() || ops.len() > synod_rsm::MAX_BATCH_COMMANDS {
+            return Err(ClientError::Unexpected(format!(
+                "a batch of {} operations (1..={} allowed)",
+                ops.len(),
+                synod_rsm::MAX_BATCH_COMMANDS
+            )));
+        }
+        let count = ops.len();
+        match self.exchange(|clerk| clerk.start_batch(ops)).await? {
+            KvReply::Batch(replies) if (1..=count).contains(&replies.len()) => Ok(replies),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs the request `start` begins on a pooled session's clerk, as [`call`](Self::call)
+    /// describes, and returns its reply.
+    async fn exchange(
+        &self,
+        start: impl FnOnce(&mut KvClerk) -> Vec<RsmOutput<KvOp, (), KvReply>>,
+    ) -> Result<KvReply, ClientError> {
         let mut session = self.idle.take(|| Session {
             clerk: KvClerk::new(rand::random(), self.dialer.addrs().len()),
             kept: Kept::new(),
@@ -146,7 +180,7 @@ impl KvClient {
         let deadline = Instant::now() + self.timeout;
         let answer = driver::run(
             &mut session.clerk,
-            op,
+            start,
             &mut session.kept,
             &self.dialer,
             deadline,

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
 use synod_net::{Client, NetError};
+use synod_node::clerk::Clerk;
 use synod_resp::{Backend, BackendError};
 use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply};
 use synod_shardkv::{ShardKvClerk, ShardMsg, ShardReply, ShardServer};
@@ -88,7 +89,14 @@ impl CtlClient {
     }
 
     async fn call_until(&mut self, op: CtlOp, deadline: Instant) -> Result<CtlReply, ClientError> {
-        let answer = driver::run(&mut self.clerk, op, &mut self.kept, &self.dialer, deadline).await;
+        let answer = driver::run(
+            &mut self.clerk,
+            |c| c.start(op),
+            &mut self.kept,
+            &self.dialer,
+            deadline,
+        )
+        .await;
         match answer {
             Some(CtlReply::SessionExpired) => {
                 self.clerk = Self::new_session(self.dialer.0.addrs().len());
@@ -293,7 +301,7 @@ impl ShardKvClient {
         session.clerk.prefer_host(self.preferred);
         let answer = driver::run(
             &mut session.clerk,
-            op,
+            |c| c.start(op),
             &mut session.kept,
             &self.dialer,
             deadline,

@@ -25,7 +25,7 @@ pub use state::KvState;
 pub use synod_rsm::TICK;
 
 use serde::{Deserialize, Serialize};
-use synod_node::limits::{Limits, TooLarge};
+use synod_node::limits::{self, Limits, TooLarge};
 use synod_rsm::clerk::{step_for, ClerkOp, RsmClerk};
 use synod_rsm::{Entry, RsmMsg};
 
@@ -57,6 +57,12 @@ pub enum KvReply {
     /// write would take it past the replica's `--max-memory` (`limit`); nothing was applied.
     /// Gets are still served. Redis's `maxmemory` with the `noeviction` policy.
     OutOfMemory { used: u64, limit: u64 },
+    /// The replies to a batch of operations ([`KvMsg`]'s `Batch` request), in order: one
+    /// log entry, applied with nothing in between (what a pipelined RESP connection sends).
+    /// Never nested. Fewer replies than operations: the batch stopped before a Get whose
+    /// value would take the replies past [`synod_rsm::MAX_BATCH_REPLY_BYTES`], and the
+    /// operations from there on were not applied; send them again.
+    Batch(Vec<KvReply>),
 }
 
 impl KvOp {
@@ -80,16 +86,37 @@ impl KvOp {
             }
         }
     }
+    /// Refuses a batch (the operations of one `Batch` request) that holds an operation
+    /// above `limits`, or whose keys and values together are above [`limits::BATCH_BYTES`]:
+    /// a batch is one log entry, and a big value travels alone.
+    pub fn check_batch(ops: &[KvOp], limits: &Limits) -> Result<(), TooLarge> {
+        let mut bytes = 0;
+        for op in ops {
+            op.check_size(limits)?;
+            bytes += op.payload_bytes();
+        }
+        if ops.len() > 1 && bytes > limits::BATCH_BYTES {
+            return Err(TooLarge::Command {
+                size: bytes as u64,
+                limit: limits::BATCH_BYTES as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes of key and value the operation carries.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            KvOp::Get { key } => key.len(),
+            KvOp::Put { key, value } | KvOp::Append { key, value } => key.len() + value.len(),
+        }
+    }
 }
 
 impl ClerkOp for KvOp {
     /// Grows with the key and value: see [`step_for`].
     fn hedge_step(&self) -> std::time::Duration {
-        let bytes = match self {
-            KvOp::Get { key } => key.len(),
-            KvOp::Put { key, value } | KvOp::Append { key, value } => key.len() + value.len(),
-        };
-        step_for(bytes)
+        step_for(self.payload_bytes())
     }
 }
 

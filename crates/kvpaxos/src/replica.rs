@@ -14,7 +14,7 @@ use synod_paxos::{Paxos, PaxosConfig};
 use synod_rsm::{Rsm, RsmMsg, StatusReport};
 
 use crate::state::KvState;
-use crate::{KvMsg, KvReply, Op};
+use crate::{KvMsg, KvOp, KvReply, Op};
 
 /// One replica of the store.
 #[derive(Debug, Clone, Hash)]
@@ -74,6 +74,22 @@ impl KvReplica {
     }
 }
 
+impl KvReplica {
+    /// Why the operations of one request (one, or a batch) must be refused before they are
+    /// proposed: one of them, or all of them together, above the size policy, or writes
+    /// that would take the store past `--max-memory`.
+    fn refusal(&self, ops: &[KvOp]) -> Option<KvReply> {
+        if let Err(refused) = KvOp::check_batch(ops, &self.limits) {
+            return Some(KvReply::TooLarge(refused));
+        }
+        let used = self.kv().data_bytes();
+        let added: u64 = ops.iter().map(KvOp::added_bytes).sum();
+        self.max_memory
+            .filter(|&limit| added > 0 && used + added > limit)
+            .map(|limit| KvReply::OutOfMemory { used, limit })
+    }
+}
+
 impl Node for KvReplica {
     type Msg = KvMsg;
 
@@ -82,23 +98,17 @@ impl Node for KvReplica {
     }
 
     fn on_message(&mut self, ctx: &mut dyn Context<KvMsg>, from: NodeId, msg: KvMsg) {
-        if let RsmMsg::Request { seq, op, .. } = &msg {
-            if let Err(refused) = op.check_size(&self.limits) {
-                // Refused whole, before it is proposed: nothing of it is ever applied.
-                tracing::debug!(%from, %refused, "request refused for its size");
-                let reply = KvReply::TooLarge(refused);
-                return ctx.send(from, RsmMsg::Reply { seq: *seq, reply });
-            }
-            let used = self.kv().data_bytes();
-            let added = op.added_bytes();
-            if let Some(limit) = self
-                .max_memory
-                .filter(|&limit| added > 0 && used + added > limit)
-            {
-                tracing::debug!(%from, used, limit, "write refused: the store is full");
-                let reply = KvReply::OutOfMemory { used, limit };
-                return ctx.send(from, RsmMsg::Reply { seq: *seq, reply });
-            }
+        let refusal = match &msg {
+            RsmMsg::Request { seq, op, .. } => self
+                .refusal(std::slice::from_ref(op))
+                .map(|reply| (*seq, reply)),
+            RsmMsg::Batch { seq, ops, .. } => self.refusal(ops).map(|reply| (*seq, reply)),
+            _ => None,
+        };
+        if let Some((seq, reply)) = refusal {
+            // Refused whole, before it is proposed: nothing of it is ever applied.
+            tracing::debug!(%from, ?reply, "request refused at the edge");
+            return ctx.send(from, RsmMsg::Reply { seq, reply });
         }
         self.rsm.on_message(ctx, from, msg);
     }

@@ -106,6 +106,19 @@ impl StateMachine for KvState {
         self.data_bytes()
     }
 
+    const BATCHES: bool = true;
+
+    fn batch_reply(replies: Vec<KvReply>) -> KvReply {
+        KvReply::Batch(replies)
+    }
+
+    fn reply_bytes(reply: &KvReply) -> usize {
+        match reply {
+            KvReply::Value(value) => value.len(),
+            _ => 0,
+        }
+    }
+
     fn read(&self, op: &KvOp) -> Option<KvReply> {
         match op {
             KvOp::Get { key } => Some(self.value(key)),

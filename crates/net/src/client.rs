@@ -13,6 +13,9 @@
 //! (a request may or may not have been applied), so the caller decides whether to connect
 //! again and retry; the services' own clerks do that with their at-most-once request ids.
 //!
+//! A server run by [`crate::run_node`] in this very process is reached in-process, through
+//! its inbox (see the `local` module): same messages, same limits, no socket.
+//!
 //! After a [`NetError::Timeout`] from [`Client::recv`] or [`Client::call`], the connection
 //! stays usable, but the late reply to the timed-out request may still arrive and will be
 //! returned by the next `recv`; callers that pipeline or retry should match replies to
@@ -23,26 +26,38 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::net::SocketAddr;
 use synod_node::NodeId;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::{TcpStream, ToSocketAddrs};
+
+use tokio::net::{lookup_host, TcpStream, ToSocketAddrs};
 use tokio::time::timeout;
 
 use crate::codec::{decode_msg, encode_frame, Hello, CLIENT_MAX_FRAME};
 use crate::conn::{handshake, FrameReader, FrameWriter};
 use crate::error::NetError;
+use crate::local::{self, LocalConn};
 
 /// A connection to one synod server, exchanging messages of type `M`.
 pub struct Client<M> {
-    reader: FrameReader<OwnedReadHalf>,
-    writer: FrameWriter,
+    link: Link<M>,
     server: NodeId,
     max_frame: usize,
     _msg: PhantomData<fn(M) -> M>,
 }
 
-impl<M: Serialize + DeserializeOwned> Client<M> {
+/// How the messages travel.
+enum Link<M> {
+    Tcp {
+        reader: FrameReader<OwnedReadHalf>,
+        writer: FrameWriter,
+    },
+    /// To a node in this process.
+    Local(LocalConn<M>),
+}
+
+impl<M: Serialize + DeserializeOwned + Send + 'static> Client<M> {
     /// Connects and handshakes within `limit`, accepting frames as large as any server may
     /// be configured to send ([`CLIENT_MAX_FRAME`]).
     pub async fn connect(addr: impl ToSocketAddrs, limit: Duration) -> Result<Self, NetError> {
@@ -56,29 +71,41 @@ impl<M: Serialize + DeserializeOwned> Client<M> {
         max_frame: usize,
     ) -> Result<Self, NetError> {
         let attempt = async {
-            let stream = TcpStream::connect(addr).await?;
-            handshake(stream, Hello::Client, max_frame, limit).await
+            let addrs: Vec<SocketAddr> = lookup_host(addr).await?.collect();
+            if let Some(route) = addrs.iter().find_map(|&a| local::route::<M>(a)) {
+                return Ok((
+                    Link::Local(LocalConn::open(route.clone()).await?),
+                    route.server,
+                ));
+            }
+            let stream = TcpStream::connect(&addrs[..]).await?;
+            let (reader, writer, hello) =
+                handshake(stream, Hello::Client, max_frame, limit).await?;
+            match hello {
+                Hello::Peer(server) => Ok((Link::Tcp { reader, writer }, server)),
+                found => Err(NetError::UnexpectedHello {
+                    expected: "a server".to_string(),
+                    found,
+                }),
+            }
         };
-        let (reader, writer, hello) =
-            timeout(limit, attempt)
-                .await
-                .map_err(|_| NetError::Timeout {
-                    what: "connect",
-                    after: limit,
-                })??;
-        let Hello::Peer(server) = hello else {
-            return Err(NetError::UnexpectedHello {
-                expected: "a server".to_string(),
-                found: hello,
-            });
-        };
+        let (link, server) = timeout(limit, attempt)
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: "connect",
+                after: limit,
+            })??;
         Ok(Client {
-            reader,
-            writer,
+            link,
             server,
             max_frame,
             _msg: PhantomData,
         })
+    }
+
+    /// Whether this connection reaches its server in-process rather than over TCP.
+    pub fn is_local(&self) -> bool {
+        matches!(self.link, Link::Local(_))
     }
 
     /// The id the server announced in its handshake.
@@ -88,23 +115,34 @@ impl<M: Serialize + DeserializeOwned> Client<M> {
 
     /// Sends one message. Waits only for the socket to take it, not for any reply.
     pub async fn send(&mut self, msg: &M) -> Result<(), NetError> {
-        let frame = encode_frame(msg, self.max_frame)?;
-        self.writer.write_all(&frame).await?;
-        self.writer.flush().await?;
-        Ok(())
+        match &mut self.link {
+            Link::Tcp { writer, .. } => {
+                let frame = encode_frame(msg, self.max_frame)?;
+                writer.write_all(&frame).await?;
+                writer.flush().await?;
+                Ok(())
+            }
+            Link::Local(conn) => conn.send(msg, self.max_frame).await,
+        }
     }
 
     /// Waits up to `limit` for the next message from the server. [`NetError::Closed`] if the
     /// server closed the connection.
     pub async fn recv(&mut self, limit: Duration) -> Result<M, NetError> {
-        let frame = timeout(limit, self.reader.read_frame())
-            .await
-            .map_err(|_| NetError::Timeout {
-                what: "receive",
-                after: limit,
-            })??;
-        let payload = frame.ok_or(NetError::Closed)?;
-        Ok(decode_msg(&payload)?)
+        let timed_out = |_| NetError::Timeout {
+            what: "receive",
+            after: limit,
+        };
+        match &mut self.link {
+            Link::Tcp { reader, .. } => {
+                let frame = timeout(limit, reader.read_frame())
+                    .await
+                    .map_err(timed_out)??;
+                let payload = frame.ok_or(NetError::Closed)?;
+                Ok(decode_msg(&payload)?)
+            }
+            Link::Local(conn) => timeout(limit, conn.recv()).await.map_err(timed_out)?,
+        }
     }
 
     /// Sends `msg` and returns the next message from the server, all within `limit`.

@@ -44,7 +44,9 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// Version 5: snapshots are taken in the background and the KV can refuse a write when out
 /// of memory.
 /// Version 6: peer links carry [`PROBE`]s, which the server echoes.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// Version 7: a replicated state machine takes a batch of commands as one request, decided
+/// as one log entry (`RsmMsg::Batch`, `Entry::Commands`; the KV's `KvReply::Batch`).
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.

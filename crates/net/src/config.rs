@@ -96,6 +96,10 @@ pub struct NetOptions {
     pub keepalive: Duration,
     /// On shutdown, how long to keep writing already queued messages before giving up.
     pub flush_timeout: Duration,
+    /// Whether a [`crate::Client`] in this process that connects to the node's address
+    /// reaches it through its inbox instead of TCP (the `local` module): a server's own
+    /// Redis-protocol front does. Off by default, so that tests of the TCP path test it.
+    pub in_process: bool,
 }
 
 impl Default for NetOptions {
@@ -114,6 +118,7 @@ impl Default for NetOptions {
             tcp_user_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(1),
+            in_process: false,
         }
     }
 }

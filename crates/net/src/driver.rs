@@ -241,7 +241,11 @@ impl<M: Serialize> Driver<M> {
         match queue.map(|q| q.try_send(frame)) {
             None | Some(Ok(())) => {}
             Some(Err(TrySendError::Full(_))) => debug!(%to, "send queue full; dropping message"),
-            Some(Err(TrySendError::Closed(_))) => debug!(%to, "destination gone; dropping message"),
+            Some(Err(TrySendError::Closed(_))) => {
+                debug!(%to, "destination gone; dropping message");
+                // A client whose goodbye did not reach the inbox: forgotten now.
+                self.clients.remove(&to);
+            }
         }
     }
 }

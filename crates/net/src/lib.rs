@@ -5,7 +5,8 @@
 //!   frames with a size limit) and nothing else.
 //! - [`run_node`]: serve a protocol core until a shutdown future resolves; see the `server`,
 //!   `driver` and `link` module docs for the task layout.
-//! - [`Client`]: connect, send, receive, call with a timeout.
+//! - [`Client`]: connect, send, receive, call with a timeout; in-process (through the
+//!   node's inbox, see the `local` module) when this process serves the address.
 //!
 //! ```no_run
 //! # use synod_net::{run_node, shutdown_signal, NodeConfig};
@@ -27,6 +28,7 @@ mod driver;
 mod error;
 mod link;
 mod liveness;
+mod local;
 mod server;
 
 pub use client::Client;

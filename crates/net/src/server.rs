@@ -38,6 +38,7 @@
 //! `flush_timeout`; storage is synced; `run_node` returns.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +58,7 @@ use crate::config::{Listen, NetOptions, NodeConfig};
 use crate::conn::{handshake, tune_peer_socket, write_batch, FrameReader, FrameWriter};
 use crate::driver::{Driver, Event};
 use crate::error::NetError;
+use crate::local::{self, Route};
 
 /// Runs `node` as a server until `shutdown` resolves, then shuts down gracefully.
 ///
@@ -88,7 +90,8 @@ where
             .await
             .map_err(|source| NetError::Bind { addr, source })?,
     };
-    info!(node = %id, addr = %listener.local_addr()?, "serving");
+    let addr = listener.local_addr()?;
+    info!(node = %id, %addr, "serving");
     let opts = Arc::new(net);
     let cancel = CancellationToken::new();
     let (inbox_tx, inbox_rx) = mpsc::channel(opts.inbox_capacity);
@@ -97,6 +100,18 @@ where
         opts: opts.clone(),
         inbox: inbox_tx,
         cancel: cancel.clone(),
+        next_client: Arc::new(AtomicU64::new(NodeId::FIRST_CLIENT)),
+    });
+    // With `in_process`, clients in this process reach the node through its inbox while it
+    // serves.
+    let _local = opts.in_process.then(|| {
+        let route = Route {
+            server: id,
+            inbox: shared.inbox.clone(),
+            next_client: shared.next_client.clone(),
+            send_queue: opts.send_queue,
+        };
+        local::register(addr, route)
     });
     let acceptor =
         tokio::spawn(accept_loop(listener, shared).instrument(tracing::info_span!("accept")));
@@ -150,6 +165,8 @@ struct Shared<M> {
     opts: Arc<NetOptions>,
     inbox: mpsc::Sender<Event<M>>,
     cancel: CancellationToken,
+    /// The next client id, for TCP and in-process clients alike.
+    next_client: Arc<AtomicU64>,
 }
 
 /// Pause after a failed `accept` (typically out of file descriptors) so the loop does not
@@ -162,7 +179,6 @@ where
 {
     let limit = Arc::new(Semaphore::new(shared.opts.max_connections));
     let mut connections = JoinSet::new();
-    let mut next_client = NodeId::FIRST_CLIENT;
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => break,
@@ -182,8 +198,7 @@ where
                         "connection limit reached; closing new connection");
                     continue;
                 };
-                let client_id = NodeId(next_client);
-                next_client += 1;
+                let client_id = NodeId(shared.next_client.fetch_add(1, Ordering::Relaxed));
                 let task = serve_connection(stream, client_id, shared.clone());
                 connections.spawn(
                     async move {

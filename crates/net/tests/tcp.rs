@@ -634,3 +634,51 @@ async fn a_server_id_in_the_client_range_is_refused() {
     .await;
     assert!(matches!(result, Err(NetError::ClientIdForServer(_))));
 }
+
+#[tokio::test]
+async fn a_client_in_the_same_process_reaches_the_node_through_its_inbox() {
+    let net = NetOptions {
+        in_process: true,
+        max_connections: 1,
+        ..test_options()
+    };
+    let server = Server::start_with(1, bind().await, &[], net).await;
+    // Within the TCP connection limit of 1, and more: in-process clients hold no socket.
+    let mut tcp = client(server.addr).await;
+    assert!(
+        !tcp.is_local(),
+        "a TCP client, here only to hold the one connection"
+    );
+    let mut a = client(server.addr).await;
+    let mut b = client(server.addr).await;
+    assert!(a.is_local() && b.is_local());
+    assert_eq!(a.server_id(), NodeId(1));
+    assert_eq!(a.call(&Msg::Add(2), WAIT).await.unwrap(), Msg::Total(2));
+    assert_eq!(b.call(&Msg::Add(3), WAIT).await.unwrap(), Msg::Total(5));
+    assert_eq!(tcp.call(&Msg::Add(4), WAIT).await.unwrap(), Msg::Total(9));
+    // Client ids are unique across both kinds of connection.
+    let mut ids = Vec::new();
+    for c in [&mut a, &mut b, &mut tcp] {
+        let Msg::You(id) = c.call(&Msg::WhoAmI, WAIT).await.unwrap() else {
+            panic!("expected You")
+        };
+        assert!(id.is_client());
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    // Timers and replies the node sends later reach an in-process client too.
+    a.send(&Msg::Delay { ms: 10, tag: 1 }).await.unwrap();
+    assert_eq!(a.recv(WAIT).await.unwrap(), Msg::Fired(1));
+
+    let addr = server.addr;
+    server.stop().await.unwrap();
+    // Once the node stopped, its route is gone: the in-process client sees the end, and a
+    // new client finds nobody listening.
+    assert!(matches!(
+        a.call(&Msg::Add(1), WAIT).await,
+        Err(NetError::Closed)
+    ));
+    assert!(Client::<Msg>::connect(addr, WAIT).await.is_err());
+}

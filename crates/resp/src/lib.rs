@@ -8,6 +8,8 @@
 //! - [`serve_resp`]: a tokio server that answers `GET`, `SET`, `APPEND`, `PING` and `ECHO` by calling a
 //!   [`Backend`]; any other command gets a Redis-style error and the connection stays usable.
 //!   A protocol error is answered with an error and closes the connection, as Redis does.
+//!   Pipelined commands are handed to the backend in batches ([`Backend::run_batch`]), one
+//!   batch in flight per connection, and answered in order.
 //!
 //! The backend is the only thing a service provides: a client of the primary/backup KV or of
 //! the Paxos KV, say. Keys and values are UTF-8 strings, as in those services.
@@ -22,5 +24,8 @@ mod value;
 pub use parse::{
     parse, ParseError, ParseLimits, Parsed, Parser, ELEMENT_COST, MAX_DEPTH, MAX_ELEMENTS,
 };
-pub use server::{serve_resp, Backend, BackendError, RespLimits, FREE_PER_CONNECTION};
+pub use server::{
+    run_one, serve_resp, Answer, Backend, BackendError, Op, RespLimits, FREE_PER_CONNECTION,
+    MAX_BATCH_COMMANDS,
+};
 pub use value::{encode, Value};

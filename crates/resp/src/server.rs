@@ -1,4 +1,11 @@
 //! The RESP server: one task per connection, commands answered in order by a [`Backend`].
+//!
+//! Pipelining: a connection's commands that have arrived are handed to the backend together,
+//! as one batch ([`Backend::run_batch`], at most [`MAX_BATCH_COMMANDS`] commands and
+//! [`limits::BATCH_BYTES`] of keys and values), and the replies are written in order. While
+//! a batch is being run the commands that follow wait in the socket and the parser, and
+//! form the next batch, so a connection has one batch in flight: its commands take effect
+//! in the order they were sent, whatever the backend does with each batch.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use synod_node::limits::Limits;
+use synod_node::limits::{self, Limits};
 
 use crate::parse::{ParseError, ParseLimits, Parsed, Parser};
 use crate::value::{encode, Value};
@@ -35,6 +42,38 @@ pub enum BackendError {
     OutOfMemory,
 }
 
+/// One key/value operation of a RESP command, as a [`Backend`] runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Get { key: String },
+    Set { key: String, value: String },
+    Append { key: String, value: String },
+}
+
+impl Op {
+    /// Bytes of key and value: what bounds a batch.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Op::Get { key } => key.len(),
+            Op::Set { key, value } | Op::Append { key, value } => key.len() + value.len(),
+        }
+    }
+}
+
+/// A [`Backend`]'s answer to one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A GET's value (`None`: the key has none).
+    Value(Option<String>),
+    /// A SET took effect.
+    Set,
+    /// An APPEND took effect; the new length where the service knows it.
+    Appended(Option<u64>),
+}
+
+/// Most commands of one connection handed to the backend as one batch.
+pub const MAX_BATCH_COMMANDS: usize = 256;
+
 /// The key/value service behind the RESP front. Implementations are usually a client (a
 /// clerk) of a replicated service; each call is one linearizable operation.
 pub trait Backend: Send + Sync + 'static {
@@ -54,6 +93,31 @@ pub trait Backend: Send + Sync + 'static {
         key: String,
         value: String,
     ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
+
+    /// Runs the operations of a pipelined batch and answers each, in order: one answer per
+    /// operation, and every operation takes effect after the ones before it. A backend may
+    /// run them as one unit (one log entry); the default runs them one by one.
+    fn run_batch(
+        &self,
+        ops: Vec<Op>,
+    ) -> impl Future<Output = Vec<Result<Answer, BackendError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(ops.len());
+            for op in ops {
+                answers.push(run_one(self, op).await);
+            }
+            answers
+        }
+    }
+}
+
+/// Runs one operation through the backend's single-operation calls.
+pub async fn run_one<B: Backend + ?Sized>(backend: &B, op: Op) -> Result<Answer, BackendError> {
+    match op {
+        Op::Get { key } => backend.get(key).await.map(Answer::Value),
+        Op::Set { key, value } => backend.put(key, value).await.map(|()| Answer::Set),
+        Op::Append { key, value } => backend.append(key, value).await.map(Answer::Appended),
+    }
 }
 
 /// The bounds of a RESP port: per command, per connection and per server. Every one of them
@@ -224,27 +288,50 @@ async fn serve_connection<B: Backend>(
     let mut parser = Parser::new(limits.parse);
     let mut out = Vec::new();
     let idle = limits.idle_timeout;
+    // A command taken from the parser that did not fit the batch before: it opens the next.
+    let mut carried = None;
     loop {
-        // Answer every complete command received (clients may pipeline), writing the
-        // replies whenever they pass `max_output`, and before reading more.
+        // Answer every complete command received, batch by batch (clients pipeline),
+        // writing the replies whenever they pass `max_output`, and before reading more.
         loop {
-            let parsed = match parser.take() {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => break,
-                Err(e) => {
-                    encode(&Value::Error(format!("ERR Protocol error: {e}")), &mut out);
-                    // The client may be gone already; the protocol error is what matters.
-                    let _ = within(idle, stream.write_all(&out)).await;
-                    return Err(e.into());
+            let mut batch = Batch::default();
+            let mut failed = None;
+            if let Some(step) = carried.take() {
+                batch.push(step);
+            }
+            while batch.has_room() {
+                match parser.take() {
+                    Ok(Some(Parsed::Value(command))) => {
+                        let step = Step::of(command);
+                        if batch.fits(&step) {
+                            batch.push(step);
+                        } else {
+                            carried = Some(step);
+                        }
+                    }
+                    Ok(Some(Parsed::Refused(why))) => {
+                        batch.push(Step::Reply(Value::Error(format!("ERR {why}"))))
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
-            };
-            let reply = match parsed {
-                Parsed::Value(command) => execute(command, &*backend).await,
-                Parsed::Refused(why) => Value::Error(format!("ERR {why}")),
-            };
-            encode(&reply, &mut out);
+            }
+            let more = !batch.has_room() || carried.is_some();
+            batch.run(&*backend, &mut out).await;
+            if let Some(e) = failed {
+                encode(&Value::Error(format!("ERR Protocol error: {e}")), &mut out);
+                // The client may be gone already; the protocol error is what matters.
+                let _ = within(idle, stream.write_all(&out)).await;
+                return Err(e.into());
+            }
             if out.len() >= limits.max_output {
                 write_replies(&mut stream, &mut out, idle).await?;
+            }
+            if !more {
+                break;
             }
         }
         write_replies(&mut stream, &mut out, idle).await?;
@@ -286,68 +373,142 @@ async fn write_replies(
     Ok(())
 }
 
-/// Runs one command and returns the reply.
-async fn execute<B: Backend>(command: Value, backend: &B) -> Value {
+/// What one command needs: a reply known at once (PING, a wrong command), or an operation
+/// of the backend.
+enum Step {
+    Reply(Value),
+    Run(Op),
+}
+
+impl Step {
+    fn of(command: Value) -> Step {
+        match operation(command) {
+            Ok(op) => Step::Run(op),
+            Err(reply) => Step::Reply(reply),
+        }
+    }
+
+    fn payload_bytes(&self) -> usize {
+        match self {
+            Step::Reply(_) => 0,
+            Step::Run(op) => op.payload_bytes(),
+        }
+    }
+}
+
+/// Consecutive commands of one connection, answered together: their backend operations go
+/// to the backend as one batch, and the replies come out in the commands' order.
+#[derive(Default)]
+struct Batch {
+    steps: Vec<Step>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn has_room(&self) -> bool {
+        self.steps.len() < MAX_BATCH_COMMANDS && self.bytes < limits::BATCH_BYTES
+    }
+
+    /// Whether `step` may join: a batch always takes its first command (however big: it
+    /// then goes alone), and the others while their bytes stay within the bound.
+    fn fits(&self, step: &Step) -> bool {
+        self.steps.is_empty() || self.bytes + step.payload_bytes() <= limits::BATCH_BYTES
+    }
+
+    fn push(&mut self, step: Step) {
+        self.bytes += step.payload_bytes();
+        self.steps.push(step);
+    }
+
+    /// Runs the batch's operations and encodes every command's reply, in order, into `out`.
+    async fn run<B: Backend>(self, backend: &B, out: &mut Vec<u8>) {
+        let (mut ops, mut replies) = (Vec::new(), Vec::with_capacity(self.steps.len()));
+        for step in self.steps {
+            match step {
+                Step::Reply(value) => replies.push(Some(value)),
+                Step::Run(op) => {
+                    ops.push(op);
+                    replies.push(None);
+                }
+            }
+        }
+        let wanted = ops.len();
+        let mut answers = match wanted {
+            0 => Vec::new(),
+            1 => vec![run_one(backend, ops.remove(0)).await],
+            _ => backend.run_batch(ops).await,
+        }
+        .into_iter();
+        if answers.len() != wanted {
+            tracing::error!(
+                wanted,
+                got = answers.len(),
+                "the backend answered a batch with the wrong number of answers"
+            );
+        }
+        for reply in replies {
+            let reply = reply.unwrap_or_else(|| match answers.next() {
+                Some(answer) => reply_of(answer),
+                None => Value::Error("ERR the backend gave no answer".into()),
+            });
+            encode(&reply, out);
+        }
+    }
+}
+
+/// The reply to an operation's answer.
+fn reply_of(answer: Result<Answer, BackendError>) -> Value {
+    match answer {
+        Ok(Answer::Value(value)) => Value::Bulk(value.map(String::into_bytes)),
+        Ok(Answer::Set | Answer::Appended(None)) => Value::Simple("OK".into()),
+        Ok(Answer::Appended(Some(length))) => Value::Integer(length as i64),
+        Err(e @ BackendError::OutOfMemory) => Value::Error(format!("OOM {e}")),
+        Err(e) => Value::Error(format!("ERR {e}")),
+    }
+}
+
+/// The backend operation a command asks for, or the reply to a command that needs none
+/// (PING, ECHO) or is wrong.
+fn operation(command: Value) -> Result<Op, Value> {
     let Value::Array(Some(items)) = command else {
-        return Value::Error("ERR expected an array of bulk strings".into());
+        return Err(Value::Error("ERR expected an array of bulk strings".into()));
     };
     let mut args = Vec::with_capacity(items.len());
     for item in items {
         match item {
             Value::Bulk(Some(bytes)) => match String::from_utf8(bytes) {
                 Ok(text) => args.push(text),
-                Err(_) => return Value::Error("ERR keys and values must be UTF-8".into()),
+                Err(_) => return Err(Value::Error("ERR keys and values must be UTF-8".into())),
             },
-            _ => return Value::Error("ERR expected an array of bulk strings".into()),
+            _ => return Err(Value::Error("ERR expected an array of bulk strings".into())),
         }
     }
     let Some(name) = args.first().map(|n| n.to_ascii_lowercase()) else {
-        return Value::Error("ERR empty command".into());
+        return Err(Value::Error("ERR empty command".into()));
     };
     let mut args = args.into_iter().skip(1);
     let arity = args.len();
-    let wrong_arity = || {
-        Value::Error(format!(
+    let mut next = || args.next().unwrap_or_default();
+    match (name.as_str(), arity) {
+        ("ping", 0) => Err(Value::Simple("PONG".into())),
+        ("ping" | "echo", 1) => Err(Value::Bulk(Some(next().into_bytes()))),
+        ("get", 1) => Ok(Op::Get { key: next() }),
+        ("set", 2) => Ok(Op::Set {
+            key: next(),
+            value: next(),
+        }),
+        ("append", 2) => Ok(Op::Append {
+            key: next(),
+            value: next(),
+        }),
+        ("ping" | "echo" | "get" | "set" | "append", _) => Err(Value::Error(format!(
             "ERR wrong number of arguments for '{name}' command"
-        ))
-    };
-    let result = match (name.as_str(), arity) {
-        ("ping", 0) => return Value::Simple("PONG".into()),
-        ("ping" | "echo", 1) => return Value::Bulk(args.next().map(String::into_bytes)),
-        ("get", 1) => backend
-            .get(args.next().unwrap_or_default())
-            .await
-            .map(|value| Value::Bulk(value.map(String::into_bytes))),
-        ("set", 2) => {
-            let (key, value) = (
-                args.next().unwrap_or_default(),
-                args.next().unwrap_or_default(),
-            );
-            backend
-                .put(key, value)
-                .await
-                .map(|()| Value::Simple("OK".into()))
-        }
-        ("append", 2) => {
-            let (key, value) = (
-                args.next().unwrap_or_default(),
-                args.next().unwrap_or_default(),
-            );
-            backend.append(key, value).await.map(|length| match length {
-                Some(length) => Value::Integer(length as i64),
-                None => Value::Simple("OK".into()),
-            })
-        }
-        ("ping" | "echo" | "get" | "set" | "append", _) => return wrong_arity(),
+        ))),
         _ => {
             let shown: String = name.chars().take(64).collect();
-            return Value::Error(format!("ERR unknown command '{shown}'"));
+            Err(Value::Error(format!("ERR unknown command '{shown}'")))
         }
-    };
-    result.unwrap_or_else(|e| match e {
-        BackendError::OutOfMemory => Value::Error(format!("OOM {e}")),
-        e => Value::Error(format!("ERR {e}")),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use synod_resp::{serve_resp, Backend, BackendError, ParseLimits, RespLimits};
+use synod_resp::{
+    run_one, serve_resp, Answer, Backend, BackendError, Op, ParseLimits, RespLimits,
+    MAX_BATCH_COMMANDS,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A map, counting the commands it executed.
+/// A map, counting the commands it executed, and recording the size of every batch.
 #[derive(Default)]
 struct Memory(
     Mutex<BTreeMap<String, String>>,
     std::sync::atomic::AtomicUsize,
+    Mutex<Vec<usize>>,
 );
 
 impl Memory {
@@ -40,6 +44,16 @@ impl Backend for Memory {
         let entry = map.entry(key).or_default();
         entry.push_str(&value);
         Ok(Some(entry.len() as u64))
+    }
+    async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
+        if let Ok(mut batches) = self.2.lock() {
+            batches.push(ops.len());
+        }
+        let mut answers = Vec::new();
+        for op in ops {
+            answers.push(run_one(self, op).await);
+        }
+        answers
     }
 }
 
@@ -258,5 +272,45 @@ async fn a_client_that_reads_no_replies_stops_being_served_and_is_closed() {
     assert!(
         executed < gets / 10,
         "executed {executed} of {gets} commands"
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_is_run_in_batches_and_answered_in_order() {
+    let (addr, backend, _stop) = start_with(RespLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // SET k i, GET k, APPEND k x, PING, for i in 0..n: every reply depends on the one before.
+    let n = 2 * MAX_BATCH_COMMANDS;
+    let (mut request, mut expected) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let i = i.to_string();
+        request.extend(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{i}\r\n", i.len()).bytes());
+        request.extend(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        request.extend(b"*3\r\n$6\r\nAPPEND\r\n$1\r\nk\r\n$1\r\nx\r\n");
+        request.extend(b"*1\r\n$4\r\nPING\r\n");
+        expected.extend(
+            format!(
+                "+OK\r\n${}\r\n{i}\r\n:{}\r\n+PONG\r\n",
+                i.len(),
+                i.len() + 1
+            )
+            .bytes(),
+        );
+    }
+    exchange(&mut s, &request, &expected).await;
+    let batches = backend.2.lock().unwrap().clone();
+    assert_eq!(
+        backend.1.load(std::sync::atomic::Ordering::Relaxed),
+        3 * n,
+        "every operation ran once"
+    );
+    assert!(
+        !batches.is_empty() && batches.len() < n,
+        "{} commands sent at once ran in batches {batches:?}",
+        4 * n,
+    );
+    assert!(
+        batches.iter().all(|&b| b <= MAX_BATCH_COMMANDS),
+        "{batches:?}"
     );
 }

@@ -146,6 +146,40 @@ where
         order
     }
 
+    /// Starts several operations as one request ([`RsmMsg::Batch`]: one log entry, applied in
+    /// order with nothing in between, at most once as a whole), hedged like one operation
+    /// with a step for all their bytes. Its reply is the state machine's batch reply.
+    pub fn start_batch(&mut self, ops: Vec<C>) -> Vec<RsmOutput<C, I, R>> {
+        let extra: Duration = ops
+            .iter()
+            .map(|op| op.hedge_step().saturating_sub(STEP))
+            .sum();
+        self.begin(STEP + extra, |client, seq| RsmMsg::Batch {
+            client,
+            seq,
+            ops,
+        })
+    }
+
+    /// Starts the session's next operation: the request `build` makes for (client, the next
+    /// sequence number), sent to the first server of the order.
+    fn begin(
+        &mut self,
+        step: Duration,
+        build: impl FnOnce(u64, u64) -> RsmMsg<C, I, R>,
+    ) -> Vec<RsmOutput<C, I, R>> {
+        self.seq += 1;
+        self.attempt = Some(Attempt {
+            request: build(self.client, self.seq),
+            order: self.order(),
+            latest: 0,
+            step,
+            timer: 0,
+            unreachable: Vec::new(),
+        });
+        self.try_at(0)
+    }
+
     /// Sends the request to the server at position `at` of the order and starts its step.
     fn try_at(&mut self, at: usize) -> Vec<RsmOutput<C, I, R>> {
         self.timers += 1;
@@ -180,21 +214,8 @@ where
     type Reply = R;
 
     fn start(&mut self, op: C) -> Vec<RsmOutput<C, I, R>> {
-        self.seq += 1;
         let step = op.hedge_step();
-        self.attempt = Some(Attempt {
-            request: RsmMsg::Request {
-                client: self.client,
-                seq: self.seq,
-                op,
-            },
-            order: self.order(),
-            latest: 0,
-            step,
-            timer: 0,
-            unreachable: Vec::new(),
-        });
-        self.try_at(0)
+        self.begin(step, |client, seq| RsmMsg::Request { client, seq, op })
     }
 
     fn on_message(&mut self, from: &usize, msg: RsmMsg<C, I, R>) -> Vec<RsmOutput<C, I, R>> {

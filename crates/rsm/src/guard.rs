@@ -23,6 +23,10 @@ pub(crate) enum Ignored {
     UnexpectedChunk,
     /// A message meant for clients or operators, not replicas.
     NotForReplicas,
+    /// A batch of commands for a state machine that does not take batches.
+    NoBatches,
+    /// A batch of no commands, or of more than [`crate::MAX_BATCH_COMMANDS`].
+    BatchSize,
 }
 
 /// Drops message `what` from `from` at replica `node` for reason `why`, and says so.

@@ -118,7 +118,39 @@ pub trait StateMachine:
     fn read(&self, _cmd: &Self::Command) -> Option<Self::Reply> {
         None
     }
+
+    /// Whether clients may send several commands as one request ([`RsmMsg::Batch`]): one
+    /// log entry ([`Entry::Commands`]), applied in order with nothing in between, under one
+    /// sequence number. A replica ignores batches for a state machine that says no.
+    const BATCHES: bool = false;
+
+    /// The one reply to a batch, from the replies of its commands in order. Called only when
+    /// [`BATCHES`](Self::BATCHES) is true; the session table remembers it like any reply, so
+    /// a retried batch gets every command's answer again. There may be fewer replies than
+    /// commands: a batch stops before a read whose reply would take the batch's replies past
+    /// [`MAX_BATCH_REPLY_BYTES`], and the commands from there on are not applied (the client
+    /// sends them again, as its next request).
+    fn batch_reply(_replies: Vec<Self::Reply>) -> Self::Reply {
+        Self::expired()
+    }
+
+    /// The bytes a reply carries that grow with the state (a read's value): what bounds a
+    /// batch's reply. Only the reply of a command that changes nothing may have any (a batch
+    /// cut before such a command drops its reply as if it had not run). The default, 0,
+    /// suits replies of a bounded size.
+    fn reply_bytes(_reply: &Self::Reply) -> usize {
+        0
+    }
 }
+
+/// Bytes of replies ([`StateMachine::reply_bytes`]) past which a batch stops before its next
+/// read, so that a batch's reply, which the session table keeps, stays within about one
+/// log entry's size (or one value, if its first read alone is larger).
+pub const MAX_BATCH_REPLY_BYTES: usize = synod_node::limits::BATCH_BYTES;
+
+/// Most commands one [`RsmMsg::Batch`] may carry; a replica ignores a longer one. Its bytes
+/// are bounded by the frame it travels in, and so by the size policy.
+pub const MAX_BATCH_COMMANDS: usize = 1024;
 
 /// One entry of the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,6 +166,14 @@ pub enum Entry<C, I> {
     /// Several entries decided together in one instance, applied in this order as if each
     /// had an instance of its own (each client entry goes through its session table).
     Batch(Vec<Entry<C, I>>),
+    /// One client request of several commands ([`RsmMsg::Batch`]): applied in order with
+    /// nothing in between, at most once as a whole under (client, seq), with one reply
+    /// ([`StateMachine::batch_reply`]).
+    Commands {
+        client: u64,
+        seq: u64,
+        ops: Vec<C>,
+    },
 }
 
 /// The log entry type of a state machine.
@@ -172,6 +212,16 @@ pub enum RsmMsg<C, I, R> {
         id: SnapshotId,
         offset: u64,
         data: Vec<u8>,
+    },
+    /// From a client: several commands as one request, applied in order as one log entry
+    /// ([`Entry::Commands`]) and answered with one [`RsmMsg::Reply`]. At most
+    /// [`MAX_BATCH_COMMANDS`] of them, for a state machine that allows batches
+    /// ([`StateMachine::BATCHES`]). A batch of reads only is answered without a log entry,
+    /// as a single read is.
+    Batch {
+        client: u64,
+        seq: u64,
+        ops: Vec<C>,
     },
 }
 

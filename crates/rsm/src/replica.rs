@@ -27,7 +27,9 @@ use crate::guard::{ignore, Ignored};
 use crate::sessions::Verdict;
 use crate::status::{CatchUp, StatusReport};
 use crate::transfer::{Chunk, Receiving, Serving, SnapshotId, MAX_STALLS, SERVING_IDLE};
-use crate::{Entry, EntryOf, MsgOf, RsmMsg, StateMachine};
+use crate::{
+    Entry, EntryOf, MsgOf, RsmMsg, StateMachine, MAX_BATCH_COMMANDS, MAX_BATCH_REPLY_BYTES,
+};
 
 /// How often the replica drives Paxos retries and looks for holes in its log.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -91,11 +93,67 @@ struct Durable<P, S> {
     machine: S,
 }
 
+/// What one client request asks for: one command ([`RsmMsg::Request`]) or several applied
+/// in order as one ([`RsmMsg::Batch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Commands<C> {
+    One(C),
+    /// Never empty: an empty batch is ignored where it arrives.
+    Many(Vec<C>),
+}
+
+impl<C: Clone> Commands<C> {
+    /// The command that picks the session table (a batch's commands share one table).
+    fn first(&self) -> &C {
+        match self {
+            Commands::One(op) => op,
+            Commands::Many(ops) => &ops[0],
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, C> {
+        match self {
+            Commands::One(op) => std::slice::from_ref(op).iter(),
+            Commands::Many(ops) => ops.iter(),
+        }
+    }
+
+    fn request<I, R>(&self, client: u64, seq: u64) -> RsmMsg<C, I, R> {
+        match self {
+            Commands::One(op) => RsmMsg::Request {
+                client,
+                seq,
+                op: op.clone(),
+            },
+            Commands::Many(ops) => RsmMsg::Batch {
+                client,
+                seq,
+                ops: ops.clone(),
+            },
+        }
+    }
+
+    fn entry<I>(&self, client: u64, seq: u64) -> Entry<C, I> {
+        match self {
+            Commands::One(op) => Entry::Client {
+                client,
+                seq,
+                op: op.clone(),
+            },
+            Commands::Many(ops) => Entry::Commands {
+                client,
+                seq,
+                ops: ops.clone(),
+            },
+        }
+    }
+}
+
 /// A client request this replica has taken on and not yet answered.
 #[derive(Debug, Clone, Hash)]
 struct Waiting<C> {
     seq: u64,
-    op: C,
+    op: Commands<C>,
     from: NodeId,
     /// The instance it was last proposed in.
     instance: Option<u64>,
@@ -109,7 +167,7 @@ struct Waiting<C> {
 struct Read<C> {
     client: u64,
     seq: u64,
-    op: C,
+    op: Commands<C>,
     from: NodeId,
     barrier: Option<u64>,
 }
@@ -164,6 +222,31 @@ pub struct Rsm<S: StateMachine> {
     /// A background snapshot was begun and storage has not reported it installed.
     snapshotting: bool,
     broken: bool,
+}
+
+/// Runs `ops` in order with `run` (apply, or read) and returns their replies, stopping before
+/// a command whose reply would take the replies' bytes ([`StateMachine::reply_bytes`]) past
+/// [`MAX_BATCH_REPLY_BYTES`]; the first command always counts. A reply with bytes is a
+/// read's, which changed nothing, so dropping it leaves the state as if the batch had been
+/// only the commands before it. Deterministic: every replica stops at the same command.
+/// `None` if `run` gave no reply (a read path asked to run a command that is no read).
+fn within_budget<C, R>(
+    ops: &[C],
+    mut run: impl FnMut(&C) -> Option<R>,
+    bytes: impl Fn(&R) -> usize,
+) -> Option<Vec<R>> {
+    let mut replies = Vec::with_capacity(ops.len());
+    let mut used = 0;
+    for op in ops {
+        let reply = run(op)?;
+        let size = bytes(&reply);
+        if !replies.is_empty() && size > 0 && used + size > MAX_BATCH_REPLY_BYTES {
+            break;
+        }
+        used += size;
+        replies.push(reply);
+    }
+    Some(replies)
 }
 
 fn io<S: StateMachine>(ctx: &mut dyn Context<MsgOf<S>>) -> Embed<'_, MsgOf<S>, EntryOf<S>> {
@@ -320,9 +403,9 @@ impl<S: StateMachine> Rsm<S> {
         from: NodeId,
         client: u64,
         seq: u64,
-        op: S::Command,
+        op: Commands<S::Command>,
     ) {
-        if let Some(table) = self.machine.sessions(&op) {
+        if let Some(table) = self.machine.sessions(op.first()) {
             if let Some(reply) = table.replied(client, seq) {
                 let reply = reply.clone();
                 ctx.send(from, RsmMsg::Reply { seq, reply });
@@ -334,7 +417,7 @@ impl<S: StateMachine> Rsm<S> {
             // A read from a client with a session needs no entry. (Without a session it is
             // logged: the table must see a client's first command, or the client's next one
             // would look like a retry after eviction.)
-            if table.contains(client) && self.machine.read(&op).is_some() {
+            if table.contains(client) && op.iter().all(|op| self.machine.read(op).is_some()) {
                 match self
                     .reads
                     .iter_mut()
@@ -382,15 +465,29 @@ impl<S: StateMachine> Rsm<S> {
                 }
                 return;
             }
-            Entry::Client { client, seq, op } => (client, seq, op),
+            Entry::Client { client, seq, op } => (client, seq, Commands::One(op)),
+            // Refused where it arrived, so only a replica of another build proposes these.
+            Entry::Commands { ops, .. } if ops.is_empty() || !S::BATCHES => return,
+            Entry::Commands { client, seq, ops } => (client, seq, Commands::Many(ops)),
         };
-        let verdict = self.machine.sessions(&op).map(|t| t.check(client, seq));
+        let verdict = self
+            .machine
+            .sessions(op.first())
+            .map(|t| t.check(client, seq));
         let reply = match verdict {
             Some(Verdict::Duplicate(reply)) => reply,
             Some(Verdict::Expired) => S::expired(),
             Some(Verdict::New) | None => {
-                let reply = self.machine.apply(at, &op);
-                if let Some(table) = self.machine.sessions_mut(&op) {
+                let reply = match &op {
+                    Commands::One(op) => self.machine.apply(at, op),
+                    Commands::Many(ops) => {
+                        let machine = &mut self.machine;
+                        let apply = |op: &S::Command| Some(machine.apply(at, op));
+                        let replies = within_budget(ops, apply, S::reply_bytes);
+                        S::batch_reply(replies.unwrap_or_default())
+                    }
+                };
+                if let Some(table) = self.machine.sessions_mut(op.first()) {
                     table.record(client, seq, reply.clone(), at);
                 }
                 reply
@@ -425,7 +522,7 @@ impl<S: StateMachine> Rsm<S> {
         self.internal.retain(|(_, instance)| *instance >= next);
         let machine = &self.machine;
         self.waiting.retain(|&client, w| {
-            let Some(table) = machine.sessions(&w.op) else {
+            let Some(table) = machine.sessions(w.op.first()) else {
                 return true;
             };
             if let Some(reply) = table.replied(client, w.seq) {
@@ -488,7 +585,13 @@ impl<S: StateMachine> Rsm<S> {
             if !ready {
                 return true;
             }
-            if let Some(reply) = machine.read(&r.op) {
+            let reply = match &r.op {
+                Commands::One(op) => machine.read(op),
+                Commands::Many(ops) => {
+                    within_budget(ops, |op| machine.read(op), S::reply_bytes).map(S::batch_reply)
+                }
+            };
+            if let Some(reply) = reply {
                 ctx.send(r.from, RsmMsg::Reply { seq: r.seq, reply });
             }
             finished.push(id);
@@ -529,8 +632,7 @@ impl<S: StateMachine> Rsm<S> {
                     continue;
                 };
                 w.forwarded = Some(now);
-                let (seq, op) = (w.seq, w.op.clone());
-                ctx.send(leader, RsmMsg::Request { client, seq, op });
+                ctx.send(leader, w.op.request(client, w.seq));
             }
             return;
         }
@@ -543,8 +645,11 @@ impl<S: StateMachine> Rsm<S> {
         while ready.peek().is_some() && self.in_flight.len() + batches.len() < window {
             let (mut batch, mut bytes) = (Vec::new(), 0);
             while let Some(&client) = ready.peek() {
-                let size =
-                    postcard::experimental::serialized_size(&self.waiting[&client].op).unwrap_or(0);
+                let size: usize = self.waiting[&client]
+                    .op
+                    .iter()
+                    .map(|op| postcard::experimental::serialized_size(op).unwrap_or(0))
+                    .sum();
                 if !batch.is_empty() && (batch.len() == MAX_BATCH || bytes + size > MAX_BATCH_BYTES)
                 {
                     break;
@@ -564,11 +669,7 @@ impl<S: StateMachine> Rsm<S> {
                     continue;
                 };
                 w.instance = Some(instance);
-                entries.push(Entry::Client {
-                    client,
-                    seq: w.seq,
-                    op: w.op.clone(),
-                });
+                entries.push(w.op.entry(client, w.seq));
             }
             let entry = match entries.len() {
                 1 => entries.remove(0),
@@ -919,7 +1020,18 @@ impl<S: StateMachine> Node for Rsm<S> {
         let from_peer = self.peers.contains(&from);
         match msg {
             RsmMsg::Paxos(m) => self.paxos.handle(&mut io::<S>(ctx), from, m),
-            RsmMsg::Request { client, seq, op } => self.on_request(ctx, from, client, seq, op),
+            RsmMsg::Request { client, seq, op } => {
+                self.on_request(ctx, from, client, seq, Commands::One(op))
+            }
+            RsmMsg::Batch { .. } if !S::BATCHES => {
+                ignore(ctx.id(), Ignored::NoBatches, from, "Batch")
+            }
+            RsmMsg::Batch { ops, .. } if ops.is_empty() || ops.len() > MAX_BATCH_COMMANDS => {
+                ignore(ctx.id(), Ignored::BatchSize, from, "Batch")
+            }
+            RsmMsg::Batch { client, seq, ops } => {
+                self.on_request(ctx, from, client, seq, Commands::Many(ops))
+            }
             RsmMsg::SnapshotRequest { next, resume } if from_peer && self.next > next => {
                 self.serve_snapshot(ctx, from, next, resume)
             }

@@ -2,7 +2,6 @@
 //! a Redis-protocol front. The client side is `synod_client::KvClient`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,35 +9,22 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use synod_client::KvClient;
 use synod_kvpaxos::{KvOp, KvReplica, KvReply};
-use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use synod_node::NodeId;
-use synod_storage::FileStorage;
-use tokio::net::TcpListener;
 
 use crate::limit_args::LimitArgs;
-use crate::replica_start::{self, StartArgs};
-use crate::{data_dir, resp_front};
+use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
+use crate::resp_front::Front;
 
 #[derive(Subcommand)]
 pub enum KvCommand {
     /// Run replica I of a cluster, keeping its durable state in DIR.
     Serve {
-        /// This replica's index (0-based) in --peers; it listens on that address.
-        #[arg(long, env = "SYNOD_ID")]
-        id: usize,
-        /// Every replica's address, comma-separated, the same list on every replica.
-        #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
-        peers: Vec<SocketAddr>,
-        /// Directory for the replica's durable state; created if missing and locked while
-        /// the replica runs. A replica restarted on the same directory recovers from it.
-        #[arg(long, env = "SYNOD_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        replica: ReplicaArgs,
         /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address.
         #[arg(long, env = "SYNOD_RESP")]
         resp: Option<SocketAddr>,
-        #[command(flatten)]
-        start: StartArgs,
         #[command(flatten)]
         limits: LimitArgs,
         /// Bytes of keys and values the store may hold; a SET or APPEND that would pass it is
@@ -89,14 +75,11 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         match cmd {
             KvCommand::Serve {
-                id,
-                peers,
-                data,
+                replica,
                 resp,
-                start,
                 limits,
                 max_memory,
-            } => serve(id, peers, data, resp, start, limits, max_memory).await,
+            } => serve(replica, resp, limits, max_memory).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
             KvCommand::Put { target, key, value } => {
                 request(target, KvOp::Put { key, value }).await
@@ -109,58 +92,36 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(
-    id: usize,
-    peers: Vec<SocketAddr>,
-    data: PathBuf,
+    args: ReplicaArgs,
     resp: Option<SocketAddr>,
-    start: StartArgs,
     limit_args: LimitArgs,
     max_memory: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
+    let (id, peers) = (args.id, &args.peers);
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;
-    let Some(&listen) = peers.get(id) else {
-        bail!(
-            "--id {id} is not an index into --peers ({} addresses)",
-            peers.len()
-        );
-    };
-    let _lock = data_dir::lock(&data)?;
-    let paxos = replica_start::prepare(&data, id, &peers, &start)?;
-    let storage = FileStorage::open(&data)
-        .with_context(|| format!("opening replica state in {}", data.display()))?;
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let mut config = NodeConfig::new(ids[id], listener);
-    config.net.max_frame = limits.max_frame();
-    config.peers = ids
-        .iter()
-        .zip(&peers)
-        .filter(|(&peer, _)| peer != ids[id])
-        .map(|(&peer, &addr)| (peer, addr))
-        .collect();
-    let replica = KvReplica::new(ids.clone(), id, paxos)
-        .with_limits(limits)
-        .with_max_memory(max_memory);
-    let front = resp_front::spawn(resp, resp_limits, || {
-        Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
+    let name = format!("kv replica {id}");
+    let replica = Replica::numbered(name, &args, limits.max_frame());
+    let node = |paxos| {
+        Ok(KvReplica::new(ids.clone(), id, paxos)
             .with_limits(limits)
-            .prefer(id))
-    })
-    .await?;
-    // Installed before the readiness line, so a signal right after it stops us gracefully.
-    let shutdown = shutdown_signal();
-    println!("kv replica {id} listening on {listen}");
-    tracing::info!(id, %listen, data = %data.display(), "kv replica serving");
-    let result = run_node(replica, config, Box::new(storage), shutdown).await;
-    if let Some(front) = front {
-        front.abort();
-    }
-    result?;
-    tracing::info!(id, "kv replica stopped");
-    Ok(ExitCode::SUCCESS)
+            .with_max_memory(max_memory))
+    };
+    // The front's client tries this replica first (in-process), then the others over TCP
+    // when this one cannot answer (it is in a minority, say).
+    let front = || async {
+        let Some(addr) = resp else {
+            return Ok(None);
+        };
+        let front = Front::bind(addr, resp_limits, || {
+            Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
+                .with_limits(limits)
+                .prefer(id))
+        });
+        Ok(Some(front.await?))
+    };
+    serve_replica(replica, node, front).await
 }
 
 async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
@@ -180,6 +141,7 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
             "out of memory: the store holds {used} bytes, --max-memory is {limit}; \
              the operation was not applied"
         ),
+        KvReply::Batch(_) => bail!("the server answered a batch to a single operation"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,20 +8,19 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use synod_client::PbClient;
-use synod_net::{run_node, shutdown_signal, NodeConfig};
+use synod_net::{run_node, NodeConfig};
 use synod_node::NodeId;
 use synod_pbservice::{Op, PbServer};
 use synod_storage::MemStorage;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::limit_args::LimitArgs;
+use crate::resp_front::{self, Front, Stop};
 use crate::view_cmd::{resolve, VIEW_SERVICE_ID};
 
 #[derive(Subcommand)]
@@ -133,29 +132,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let bound = listener.local_addr()?;
     let advertised = args.advertise.unwrap_or(bound);
-    let resp = match args.resp {
+    let resp_limits = args.limits.resp()?;
+    let front = match args.resp {
         Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening for RESP on {addr}"))?,
+            Front::bind(addr, resp_limits, || {
+                Ok(PbClient::connect(args.view.clone())?.with_timeout(resp_timeout))
+            })
+            .await?,
         ),
         None => None,
     };
-    let resp_bound = resp.as_ref().map(TcpListener::local_addr).transpose()?;
 
-    // One signal handler, installed before the readiness line, stops both servers.
-    let signal = shutdown_signal();
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        signal.await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        // An error means the sender is gone, which also means stop.
-        let _ = stopped.wait_for(|&stop| stop).await;
-    };
-
-    match resp_bound {
+    // One stop signal, installed before the readiness line, stops both servers.
+    let stop = Stop::on_signal();
+    match front.as_ref().map(Front::addr) {
         Some(resp) => println!("pb listening on {advertised} resp {resp}"),
         None => println!("pb listening on {advertised}"),
     }
@@ -166,25 +156,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.net.max_frame = limits.max_frame();
     config.peers.insert(VIEW_SERVICE_ID, view);
     let node = PbServer::new(VIEW_SERVICE_ID, advertised.to_string()).with_limits(limits);
-    let kv = run_node(
-        node,
-        config,
-        Box::new(MemStorage::default()),
-        until_stopped(stopped.clone()),
-    );
-    let resp_limits = args.limits.resp()?;
-    let backend = Arc::new(PbClient::connect(args.view.clone())?.with_timeout(resp_timeout));
-    let front = async {
-        if let Some(listener) = resp {
-            synod_resp::serve_resp(
-                listener,
-                backend,
-                resp_limits,
-                until_stopped(stopped.clone()),
-            )
-            .await;
-        }
-    };
+    let kv = run_node(node, config, Box::new(MemStorage::default()), stop.wait());
+    let kv = stop.ending_all(kv);
+    let front = resp_front::serve(front, stop.clone());
     let (served, ()) = tokio::join!(kv, front);
     served?;
     tracing::info!("pb server stopped");

@@ -10,16 +10,139 @@
 //! first, and a replica of a new cluster that took that for a lost disk would wedge it.
 //!
 //! Every start also checks the directory's identity (see [`crate::identity`]).
+//!
+//! [`serve_replica`] is the one way the three replicated servers run: lock the directory,
+//! prepare it (the above), open its storage, bind, print the readiness line, serve (with the
+//! RESP front, if any) until SIGTERM or Ctrl-C, and stop gracefully.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use clap::Args;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use synod_net::{run_node, NodeConfig};
+use synod_node::{Node, NodeId};
 use synod_paxos::PaxosConfig;
 use synod_storage::FileStorage;
+use tokio::net::TcpListener;
 
+use crate::data_dir;
 use crate::identity::{self, Identity, DEFAULT_CLUSTER_TOKEN};
+use crate::resp_front::{self, Front, Stop};
+
+/// Where replica I of a cluster whose node ids are the indexes into `--peers` (the KV store,
+/// the shard controller) listens, and where it keeps its state.
+#[derive(Args, Debug)]
+pub struct ReplicaArgs {
+    /// This replica's index (0-based) in --peers; it listens on that address.
+    #[arg(long, env = "SYNOD_ID")]
+    pub id: usize,
+    /// Every replica's address, comma-separated, the same list on every replica.
+    #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
+    pub peers: Vec<SocketAddr>,
+    /// Directory for the replica's durable state; created if missing and locked while
+    /// the replica runs. A replica restarted on the same directory recovers from it.
+    #[arg(long, env = "SYNOD_DATA")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub start: StartArgs,
+}
+
+/// One replica of a replicated server, as [`serve_replica`] runs it.
+pub struct Replica<'a> {
+    /// What its readiness line calls it: it prints "NAME listening on ADDR".
+    pub name: String,
+    /// Its data directory, its index in `peers` (whose address it listens on), and how an
+    /// empty directory starts.
+    pub data: &'a Path,
+    pub index: usize,
+    pub peers: &'a [SocketAddr],
+    pub start: &'a StartArgs,
+    /// Its node id, and the node ids and addresses of the servers it talks to.
+    pub me: NodeId,
+    pub links: BTreeMap<NodeId, SocketAddr>,
+    /// Its frame limit (`Limits::max_frame`).
+    pub max_frame: usize,
+}
+
+impl<'a> Replica<'a> {
+    /// The replica `args` describe, called `name`.
+    pub fn numbered(name: String, args: &'a ReplicaArgs, max_frame: usize) -> Self {
+        let ids = (0..args.peers.len() as u64).map(NodeId);
+        Replica {
+            name,
+            data: &args.data,
+            index: args.id,
+            peers: &args.peers,
+            start: &args.start,
+            me: NodeId(args.id as u64),
+            links: ids.zip(args.peers.iter().copied()).collect(),
+            max_frame,
+        }
+    }
+}
+
+/// Runs `replica` until SIGTERM or Ctrl-C: locks and prepares its data directory, opens its
+/// storage, builds the node with `node` from the Paxos configuration the directory calls
+/// for, binds, binds the RESP front `front` makes (if any; its client reaches this replica
+/// in-process), prints the readiness line, and serves both until the stop signal.
+pub async fn serve_replica<N, F>(
+    replica: Replica<'_>,
+    node: impl FnOnce(PaxosConfig) -> anyhow::Result<N>,
+    front: impl FnOnce() -> F,
+) -> anyhow::Result<ExitCode>
+where
+    N: Node + Send,
+    N::Msg: Serialize + DeserializeOwned + Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<Option<Front>>>,
+{
+    let Replica {
+        name,
+        data,
+        index,
+        peers,
+        start,
+        me,
+        links,
+        max_frame,
+    } = replica;
+    let Some(&listen) = peers.get(index) else {
+        bail!(
+            "--id {index} is not an index into --peers ({} addresses)",
+            peers.len()
+        );
+    };
+    let _lock = data_dir::lock(data)?;
+    let paxos = prepare(data, index, peers, start)?;
+    let storage = FileStorage::open(data)
+        .with_context(|| format!("opening replica state in {}", data.display()))?;
+    let node = node(paxos)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let mut config = NodeConfig::new(me, listener);
+    config.net.max_frame = max_frame;
+    config.peers = links.into_iter().filter(|&(peer, _)| peer != me).collect();
+    let front = front().await?;
+    // The front's client reaches this replica through its inbox, not TCP.
+    config.net.in_process = front.is_some();
+    // Installed before the readiness line, so a signal right after it stops us gracefully.
+    let stop = Stop::on_signal();
+    println!("{name} listening on {listen}");
+    tracing::info!(%name, %listen, data = %data.display(), "serving");
+    let node = run_node(node, config, Box::new(storage), stop.wait());
+    let (served, ()) = tokio::join!(
+        stop.ending_all(node),
+        resp_front::serve(front, stop.clone())
+    );
+    served?;
+    tracing::info!(%name, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
 
 /// The flags that say how an empty data directory starts, and which cluster it is part of.
 #[derive(Args, Debug)]

@@ -1,33 +1,115 @@
-//! The Redis-protocol front a replica runs beside itself when given `--resp ADDR`: a RESP
-//! server whose backend is a client of the replica's own cluster.
+//! How a server stops, and the Redis-protocol front it may run beside itself
+//! (`--resp ADDR`): one stop signal for the node and its front, so both end gracefully
+//! together (the front stops accepting, its connections end, then the process exits).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use synod_resp::{Backend, RespLimits};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
-/// Binds `addr` (if given) and serves RESP there within `limits` through the backend `make`
-/// builds, until the returned task is aborted (the caller does that when its replica stops).
-pub async fn spawn<B: Backend>(
-    addr: Option<SocketAddr>,
-    limits: RespLimits,
-    make: impl FnOnce() -> anyhow::Result<B>,
-) -> anyhow::Result<Option<JoinHandle<()>>> {
-    let Some(addr) = addr else {
-        return Ok(None);
-    };
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening for RESP on {addr}"))?;
-    let backend = Arc::new(make()?);
-    tracing::info!(%addr, "RESP front listening");
-    Ok(Some(tokio::spawn(synod_resp::serve_resp(
-        listener,
-        backend,
-        limits,
-        std::future::pending(),
-    ))))
+/// The stop signal of a server: SIGTERM or Ctrl-C (or [`Stop::stop`]), seen by every part
+/// that waits on it.
+#[derive(Clone)]
+pub struct Stop {
+    sender: Arc<watch::Sender<bool>>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Stop {
+    /// Installs the signal handlers now, so a server that calls this before its readiness
+    /// line cannot be killed by a signal that arrives in between.
+    pub fn on_signal() -> Stop {
+        let signal = synod_net::shutdown_signal();
+        let (sender, stopped) = watch::channel(false);
+        let stop = Stop {
+            sender: Arc::new(sender),
+            stopped,
+        };
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            signal.await;
+            on_signal.stop();
+        });
+        stop
+    }
+
+    /// Stops every part now: when one part ends on its own, the others must not wait for a
+    /// signal.
+    pub fn stop(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// Resolves once the server is told to stop.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.clone();
+        async move {
+            // An error means the sender is gone, which also means stop.
+            let _ = stopped.wait_for(|&stop| stop).await;
+        }
+    }
+
+    /// Runs `node` (a server that ends once told to stop), then stops every other part.
+    pub async fn ending_all<T>(&self, node: impl Future<Output = T>) -> T {
+        let result = node.await;
+        self.stop();
+        result
+    }
+}
+
+type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A RESP front bound to its port, not yet serving.
+pub struct Front {
+    addr: SocketAddr,
+    serve: Box<dyn FnOnce(Stop) -> Serving + Send>,
+}
+
+impl Front {
+    /// Binds `addr` and builds the front's backend with `make`; nothing is served until
+    /// [`Front::serve`].
+    pub async fn bind<B: Backend>(
+        addr: SocketAddr,
+        limits: RespLimits,
+        make: impl FnOnce() -> anyhow::Result<B>,
+    ) -> anyhow::Result<Front> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for RESP on {addr}"))?;
+        let addr = listener.local_addr()?;
+        let backend = Arc::new(make()?);
+        Ok(Front {
+            addr,
+            serve: Box::new(move |stop: Stop| {
+                Box::pin(synod_resp::serve_resp(
+                    listener,
+                    backend,
+                    limits,
+                    stop.wait(),
+                ))
+            }),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves RESP clients until `stop`.
+    pub async fn serve(self, stop: Stop) {
+        tracing::info!(addr = %self.addr, "RESP front listening");
+        (self.serve)(stop).await;
+    }
+}
+
+/// Serves `front`, if there is one, until `stop`.
+pub async fn serve(front: Option<Front>, stop: Stop) {
+    if let Some(front) = front {
+        front.serve(stop).await;
+    }
 }

@@ -5,23 +5,18 @@
 //! 256; replica `i` of group `gid` is `gid << 8 | i` (see `synod_shardkv::server_id`), so the
 //! two never collide as long as gids are at least 1, which the controller enforces.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use synod_client::shardkv::CtlClient;
-use synod_net::{run_node, shutdown_signal, NodeConfig};
+use synod_net::DEFAULT_MAX_FRAME;
 use synod_node::NodeId;
 use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
 use synod_shardkv::controller_node;
-use synod_storage::FileStorage;
-use tokio::net::TcpListener;
 
-use crate::data_dir;
-use crate::replica_start::{self, StartArgs};
+use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 
 /// At most this many controllers or replicas per group: an index must fit the 8 low bits
 /// of a group server's id.
@@ -31,21 +26,11 @@ pub const MAX_REPLICAS: usize = 256;
 pub enum ShardctlCommand {
     /// Run controller replica I, keeping its durable state in DIR.
     Serve {
-        /// This replica's index (0-based) in --peers; it listens on that address.
-        #[arg(long, env = "SYNOD_ID")]
-        id: usize,
-        /// Every controller's address, comma-separated, the same list on every replica.
-        #[arg(long, env = "SYNOD_PEERS", value_delimiter = ',', required = true)]
-        peers: Vec<SocketAddr>,
-        /// Directory for the replica's durable state (created if missing, locked while
-        /// running); a replica restarted on it recovers from it.
-        #[arg(long, env = "SYNOD_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        replica: ReplicaArgs,
         /// Number of shards; fixed for the cluster's life, the same on every server.
         #[arg(long, default_value_t = DEFAULT_SHARDS)]
         shards: usize,
-        #[command(flatten)]
-        start: StartArgs,
     },
     /// Add group GID with the given servers (the same list, in the same order, as their
     /// --peers) and rebalance.
@@ -114,13 +99,7 @@ pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cmd {
-            ShardctlCommand::Serve {
-                id,
-                peers,
-                data,
-                shards,
-                start,
-            } => serve(id, peers, data, shards, start).await,
+            ShardctlCommand::Serve { replica, shards } => serve(replica, shards).await,
             ShardctlCommand::Join { ctl, gid, servers } => {
                 request(ctl, CtlOp::Join { gid, servers }).await
             }
@@ -133,45 +112,16 @@ pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn serve(
-    id: usize,
-    peers: Vec<SocketAddr>,
-    data: PathBuf,
-    shards: usize,
-    start: StartArgs,
-) -> anyhow::Result<ExitCode> {
-    let Some(&listen) = peers.get(id) else {
-        bail!(
-            "--id {id} is not an index into --peers ({} addresses)",
-            peers.len()
-        );
-    };
+async fn serve(args: ReplicaArgs, shards: usize) -> anyhow::Result<ExitCode> {
+    let id = args.id;
     if shards == 0 {
         bail!("--shards must be at least 1");
     }
-    let ids = controller_ids(peers.len())?;
-    let _lock = data_dir::lock(&data)?;
-    let paxos = replica_start::prepare(&data, id, &peers, &start)?;
-    let storage = FileStorage::open(&data)
-        .with_context(|| format!("opening controller state in {}", data.display()))?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let mut config = NodeConfig::new(ids[id], listener);
-    config.peers = ids
-        .iter()
-        .copied()
-        .zip(peers.iter().copied())
-        .filter(|&(peer, _)| peer != ids[id])
-        .collect();
-    let node = controller_node(ids, id, paxos, shards);
-    // Installed before the readiness line, so a signal right after it stops us gracefully.
-    let shutdown = shutdown_signal();
-    println!("shardctl replica {id} listening on {listen}");
-    tracing::info!(id, %listen, data = %data.display(), "shard controller serving");
-    run_node(node, config, Box::new(storage), shutdown).await?;
-    tracing::info!(id, "shard controller stopped");
-    Ok(ExitCode::SUCCESS)
+    let ids = controller_ids(args.peers.len())?;
+    let name = format!("shardctl replica {id}");
+    let replica = Replica::numbered(name, &args, DEFAULT_MAX_FRAME);
+    let node = |paxos| Ok(controller_node(ids.clone(), id, paxos, shards));
+    serve_replica(replica, node, || async { Ok(None) }).await
 }
 
 async fn request(args: CtlArgs, op: CtlOp) -> anyhow::Result<ExitCode> {

@@ -11,17 +11,14 @@ use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use synod_client::shardkv::ShardKvClient;
 use synod_kvpaxos::KvOp;
-use synod_net::{run_node, shutdown_signal, NodeConfig};
 use synod_node::NodeId;
 use synod_shardctl::{Gid, DEFAULT_SHARDS};
 use synod_shardkv::{server_id, GroupServer, ShardReply};
-use synod_storage::FileStorage;
-use tokio::net::TcpListener;
 
 use crate::limit_args::LimitArgs;
-use crate::replica_start::{self, StartArgs};
+use crate::replica_start::{self, serve_replica, StartArgs};
+use crate::resp_front::Front;
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
-use crate::{data_dir, resp_front};
 
 /// Group ids must keep `gid << 8 | i` below the client id range.
 const MAX_GID: Gid = (NodeId::FIRST_CLIENT >> 8) - 1;
@@ -128,13 +125,6 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
-    let Some(&listen) = r.peers.get(r.id) else {
-        bail!(
-            "--id {} is not an index into --peers ({} addresses)",
-            r.id,
-            r.peers.len()
-        );
-    };
     if !(1..=MAX_GID).contains(&r.gid) {
         bail!("--gid must be between 1 and {MAX_GID}");
     }
@@ -145,17 +135,9 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         bail!("--shards must be at least 1");
     }
     let controllers = controller_ids(r.ctl.len())?;
-    let _lock = data_dir::lock(&data)?;
-    let paxos = replica_start::prepare(&data, r.id, &r.peers, &r.start)?;
-    let storage = FileStorage::open(&data)
-        .with_context(|| format!("opening replica state in {}", data.display()))?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let me = server_id(r.gid, r.id);
-    let mut config = NodeConfig::new(me, listener);
     let limits = r.limits.limits()?;
-    config.net.max_frame = limits.max_frame();
+    let resp_limits = r.limits.resp()?;
+    let me = server_id(r.gid, r.id);
     // Its own group and the controllers; other groups' servers are learned from
     // configurations while running (the core calls `add_peer`).
     let group = r
@@ -163,29 +145,41 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .iter()
         .enumerate()
         .map(|(i, &a)| (server_id(r.gid, i), a));
-    config.peers = group
+    let links = group
         .chain(controllers.iter().copied().zip(r.ctl.iter().copied()))
-        .filter(|&(peer, _)| peer != me)
         .collect();
-    let addrs = r.peers.iter().map(ToString::to_string).collect();
-    let node =
-        GroupServer::new(r.gid, r.id, addrs, controllers, r.shards, paxos).with_limits(limits);
-    let front = resp_front::spawn(resp, r.limits.resp()?, || {
-        Ok(ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?.prefer(listen.ip()))
-    })
-    .await?;
-    // Installed before the readiness line, so a signal right after it stops us gracefully.
-    let shutdown = shutdown_signal();
-    let (gid, id) = (r.gid, r.id);
-    println!("shardkv {gid} replica {id} listening on {listen}");
-    tracing::info!(gid, id, node = %me, %listen, data = %data.display(), "shardkv replica serving");
-    let result = run_node(node, config, Box::new(storage), shutdown).await;
-    if let Some(front) = front {
-        front.abort();
-    }
-    result?;
-    tracing::info!(gid, id, "shardkv replica stopped");
-    Ok(ExitCode::SUCCESS)
+    let replica = replica_start::Replica {
+        name: format!("shardkv {} replica {}", r.gid, r.id),
+        data: &data,
+        index: r.id,
+        peers: &r.peers,
+        start: &r.start,
+        me,
+        links,
+        max_frame: limits.max_frame(),
+    };
+    let node = |paxos| {
+        let addrs = r.peers.iter().map(ToString::to_string).collect();
+        let node = GroupServer::new(r.gid, r.id, addrs, controllers.clone(), r.shards, paxos);
+        Ok(node.with_limits(limits))
+    };
+    // The front's client asks the controllers where a key's group is, and prefers this
+    // host's replica of it.
+    let front = || async {
+        let Some(addr) = resp else {
+            return Ok(None);
+        };
+        let host = r.peers.get(r.id).map(SocketAddr::ip);
+        let front = Front::bind(addr, resp_limits, || {
+            let client = ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?;
+            Ok(match host {
+                Some(host) => client.prefer(host),
+                None => client,
+            })
+        });
+        Ok(Some(front.await?))
+    };
+    serve_replica(replica, node, front).await
 }
 
 async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {

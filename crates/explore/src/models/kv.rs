@@ -167,8 +167,12 @@ impl Model for KvModel {
             KvReply::Value(v) => v,
             KvReply::Written { .. } => String::new(),
             // The client learns nothing: the operation stays of unknown outcome (a value
-            // too large is refused before anything is proposed; the model sends none).
-            KvReply::SessionExpired | KvReply::TooLarge(_) | KvReply::OutOfMemory { .. } => return,
+            // too large is refused before anything is proposed; the model sends none, nor
+            // batches).
+            KvReply::SessionExpired
+            | KvReply::TooLarge(_)
+            | KvReply::OutOfMemory { .. }
+            | KvReply::Batch(_) => return,
         };
         world.ghost.history.returned(client, seq, output);
     }

@@ -326,6 +326,7 @@ impl Clerk {
             KvReply::TooLarge(refused) => panic!("client {}: {refused}", self.id),
             // Refused whole: left open in the history, which the checker allows either way.
             KvReply::OutOfMemory { .. } => None,
+            KvReply::Batch(_) => panic!("client {}: a batch reply to a single request", self.id),
         };
         if let Some(output) = output {
             self.history.complete(p.record, output);

@@ -43,10 +43,22 @@ impl Resp {
 
     /// Sends one command and reads its reply. An error means the connection is unusable.
     pub fn call(&mut self, args: &[&str]) -> io::Result<Reply> {
+        let mut replies = self.pipeline(&[args])?;
+        replies.pop().ok_or_else(|| invalid("no reply"))
+    }
+
+    /// Sends `commands` in one write, as a pipelining client does, and reads their replies.
+    pub fn pipeline(&mut self, commands: &[&[&str]]) -> io::Result<Vec<Reply>> {
         let mut out = Vec::new();
-        let parts = args.iter().map(|a| Value::bulk(a.as_bytes())).collect();
-        encode(&Value::Array(Some(parts)), &mut out);
+        for args in commands {
+            let parts = args.iter().map(|a| Value::bulk(a.as_bytes())).collect();
+            encode(&Value::Array(Some(parts)), &mut out);
+        }
         self.stream.write_all(&out)?;
+        (0..commands.len()).map(|_| self.reply()).collect()
+    }
+
+    fn reply(&mut self) -> io::Result<Reply> {
         let value = loop {
             match self.parser.take().map_err(invalid)? {
                 Some(Parsed::Value(value)) => break value,
