@@ -75,14 +75,12 @@ def synod_bench(synod, peers, fronts, read_ratio, duration, runs):
          "--resp", ",".join(fronts), "--read-ratio", str(read_ratio), "--duration", duration,
          "--runs", str(runs)],
         capture_output=True, text=True, check=True).stdout
+    # The table's rows: target, share of gets ("0%"), ops/s, ...
     ops = {}
     for line in out.splitlines():
         fields = line.split()
-        if fields and fields[0] in ("synod-kv", "synod-kv-resp") and len(fields) > 1:
-            try:
-                ops[fields[0]] = float(fields[1])
-            except ValueError:
-                pass
+        if len(fields) > 2 and fields[0] in ("synod-kv", "synod-kv-resp") and fields[1].endswith("%"):
+            ops[fields[0]] = float(fields[2])
     return ops["synod-kv"], ops["synod-kv-resp"]
 
 
