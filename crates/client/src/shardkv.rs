@@ -14,7 +14,7 @@
 //! session of their own with the same rule.
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use synod_net::{Client, NetError};
 use synod_node::clerk::Clerk;
 use synod_resp::{Backend, BackendError};
 use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply};
-use synod_shardkv::{ShardKvClerk, ShardMsg, ShardReply, ShardServer};
+use synod_shardkv::{Preference, ShardKvClerk, ShardMsg, ShardReply, ShardServer};
 use tokio::time::Instant;
 use tracing::trace;
 
@@ -206,8 +206,8 @@ pub struct ShardKvClient {
     config: Mutex<Config>,
     timeout: Duration,
     idle: Pool<Session>,
-    /// A host whose server an operation tries first in any group that has one there.
-    preferred: Option<IpAddr>,
+    /// Which server of the owning group an operation tries first.
+    preferred: Option<Preference>,
 }
 
 impl ShardKvClient {
@@ -225,14 +225,15 @@ impl ShardKvClient {
         })
     }
 
-    /// Makes every operation start at the owning group's server on host `ip`, when the
-    /// group has one there. Without a preference an operation starts where its session was
-    /// answered last (the group's first server for a new one). A RESP front prefers its own
-    /// host: its servers there are reachable whenever the front is, and forward to their
-    /// group's leader themselves, while a session left at another server by an earlier
-    /// fault would wait a whole attempt when that server is cut off or stopped next.
-    pub fn prefer(mut self, ip: IpAddr) -> Self {
-        self.preferred = Some(ip);
+    /// Makes every operation start at `server` when the owning group is its group, and
+    /// otherwise at one of the group's servers on its host (the one at `index`, so fronts
+    /// spread), after the server that answered the session last. A RESP front prefers its
+    /// own server, which it reaches in-process, and its host's servers: those are reachable
+    /// whenever the front is, and forward to their group's leader themselves, while a session
+    /// left at another server by an earlier fault would wait a whole attempt when that
+    /// server is cut off or stopped next.
+    pub fn prefer(mut self, server: SocketAddr, index: usize) -> Self {
+        self.preferred = Some(Preference { server, index });
         self
     }
 
@@ -298,7 +299,7 @@ impl ShardKvClient {
             kept: Kept::new(),
         });
         session.clerk.learn(&self.config());
-        session.clerk.prefer_host(self.preferred);
+        session.clerk.prefer(self.preferred);
         let answer = driver::run(
             &mut session.clerk,
             |c| c.start(op),

@@ -13,7 +13,7 @@
 //! At most once: requests are numbered per shard with [`Numbering`], because each shard's
 //! session table moves with the shard; a request keeps its number across groups and retries.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
@@ -70,6 +70,29 @@ struct Pending {
     wait: Wait,
 }
 
+/// Which server of a group an operation tries first: the server itself, when the group has
+/// it; else, of the group's servers on its host, the one at `index` (modulo their number), so
+/// the fronts of one host spread over the group instead of all picking its first server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preference {
+    pub server: SocketAddr,
+    pub index: usize,
+}
+
+impl Preference {
+    fn pick(self, servers: &[String]) -> Option<&String> {
+        let addr = |s: &String| s.parse::<SocketAddr>().ok();
+        if let Some(own) = servers.iter().find(|s| addr(s) == Some(self.server)) {
+            return Some(own);
+        }
+        let on_host: Vec<&String> = servers
+            .iter()
+            .filter(|s| addr(s).is_some_and(|a| a.ip() == self.server.ip()))
+            .collect();
+        on_host.get(self.index % on_host.len().max(1)).copied()
+    }
+}
+
 /// A client session of a sharded KV cluster: one operation at a time.
 #[derive(Debug, Clone)]
 pub struct ShardKvClerk {
@@ -77,7 +100,7 @@ pub struct ShardKvClerk {
     numbering: Numbering,
     config: Config,
     ctl: CtlClerk,
-    preferred_host: Option<IpAddr>,
+    preferred: Option<Preference>,
     /// The group server that answered last, tried first in its group.
     last_answered: Option<String>,
     pending: Option<Pending>,
@@ -105,17 +128,18 @@ impl ShardKvClerk {
             numbering: Numbering::default(),
             config,
             ctl: CtlClerk::new(client.wrapping_add(1), controllers),
-            preferred_host: None,
+            preferred: None,
             last_answered: None,
             pending: None,
             timers: 0,
         }
     }
 
-    /// Makes every operation start at the owning group's server on host `ip`, when the
-    /// group has one there (a RESP front prefers its own host).
-    pub fn prefer_host(&mut self, ip: Option<IpAddr>) {
-        self.preferred_host = ip;
+    /// Makes every operation start at the owning group's server that `preferred` picks
+    /// (after the server that answered the session last): a RESP front prefers its own
+    /// server, reached in-process, and otherwise a server on its own host.
+    pub fn prefer(&mut self, preferred: Option<Preference>) {
+        self.preferred = preferred;
     }
 
     /// The configuration the clerk knows.
@@ -150,17 +174,10 @@ impl ShardKvClerk {
         let Some(servers) = servers else {
             return self.query();
         };
-        let on_preferred_host = |addr: &&String| {
-            let ip = addr.parse::<SocketAddr>().ok().map(|a| a.ip());
-            ip.is_some() && ip == self.preferred_host
-        };
         let mut order: Vec<String> = Vec::with_capacity(servers.len());
         let last = self.last_answered.as_ref().filter(|a| servers.contains(a));
-        for addr in last
-            .into_iter()
-            .chain(servers.iter().find(on_preferred_host))
-            .chain(servers)
-        {
+        let preferred = self.preferred.and_then(|p| p.pick(servers));
+        for addr in last.into_iter().chain(preferred).chain(servers) {
             if !order.contains(addr) {
                 order.push(addr.clone());
             }
@@ -380,6 +397,24 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn a_front_prefers_its_own_server_else_its_index_among_its_hosts_servers() {
+        let servers: Vec<String> = ["10.0.0.1:1", "10.0.0.1:2", "10.0.0.1:3", "10.0.0.2:1"]
+            .map(String::from)
+            .to_vec();
+        let pick = |server: &str, index| {
+            let server = server.parse().unwrap();
+            Preference { server, index }.pick(&servers).cloned()
+        };
+        assert_eq!(pick("10.0.0.1:2", 0).as_deref(), Some("10.0.0.1:2"));
+        // Another group's front on the same host: its index spreads the fronts.
+        assert_eq!(pick("10.0.0.1:9", 0).as_deref(), Some("10.0.0.1:1"));
+        assert_eq!(pick("10.0.0.1:9", 2).as_deref(), Some("10.0.0.1:3"));
+        assert_eq!(pick("10.0.0.1:9", 4).as_deref(), Some("10.0.0.1:2"));
+        assert_eq!(pick("10.0.0.2:9", 7).as_deref(), Some("10.0.0.2:1"));
+        assert_eq!(pick("10.0.0.3:9", 0), None, "no server on the front's host");
+    }
 
     fn config(num: u64, gid: u64) -> Config {
         Config {

@@ -22,7 +22,7 @@ mod numbering;
 mod server;
 mod state;
 
-pub use clerk::{ShardKvClerk, ShardServer};
+pub use clerk::{Preference, ShardKvClerk, ShardServer};
 pub use numbering::{key_of, Numbering};
 pub use server::{controller_node, server_id, CtlNode, GroupServer, POLL};
 pub use state::{GroupOp, GroupState, Shard};

@@ -164,16 +164,16 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         Ok(node.with_limits(limits))
     };
     // The front's client asks the controllers where a key's group is, and prefers this
-    // host's replica of it.
+    // server (in-process) when it is of that group, else a server of it on this host.
     let front = || async {
         let Some(addr) = resp else {
             return Ok(None);
         };
-        let host = r.peers.get(r.id).map(SocketAddr::ip);
+        let own = r.peers.get(r.id).copied();
         let front = Front::bind(addr, resp_limits, || {
             let client = ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?;
-            Ok(match host {
-                Some(host) => client.prefer(host),
+            Ok(match own {
+                Some(own) => client.prefer(own, r.id),
                 None => client,
             })
         });
