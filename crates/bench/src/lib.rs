@@ -4,7 +4,7 @@
 //! - [`Workload`]: how many clients, key and value sizes, key space, read ratio, how long.
 //! - [`Store`]: one client connection that can get and put; [`KvStore`] and
 //!   [`ShardKvStore`] (synod's native clients), [`RespConn`] (any Redis-protocol server)
-//!   and [`EtcdConn`] (etcd v3's JSON gateway over HTTP/1.1) implement it.
+//!   and [`EtcdConn`] (etcd v3 over gRPC, its own client interface) implement it.
 //! - [`run`]: the closed loop — every client does one operation at a time, back to back —
 //!   recording latencies in an HDR histogram; [`Summary`] and [`table`] print the results.
 //!

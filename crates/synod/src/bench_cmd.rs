@@ -369,7 +369,7 @@ async fn measure(
                 "3 controllers, 2 groups of 3, fsync on, native client"
             }
             Service::SynodSharded => "3 controllers, 2 groups of 3, fsync on, Redis protocol",
-            Service::Etcd => "3 members, fsync on, v3 JSON gateway",
+            Service::Etcd => "3 members, fsync on, gRPC",
             Service::Redis => "1 server, appendfsync always",
         };
         (addrs, setup.to_string())
