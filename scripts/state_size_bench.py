@@ -61,6 +61,8 @@ def main():
                 capture_output=True, text=True, check=True).stdout
             row = next(l for l in out.splitlines() if l.startswith("synod-kv "))
             fields = row.split()
+            if fields[1].endswith("%"):  # the share of gets, a column of its own
+                del fields[1]
             ops, p50, p99, p999 = fields[1], " ".join(fields[2:4]), " ".join(fields[4:6]), " ".join(fields[6:8])
             stopped = stop(proc)
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
