@@ -117,10 +117,7 @@ impl Layout {
         // configurations, and a Paxos KV replica records its peer list in its directory's
         // identity and refuses to run with another: neither can move once started.
         let fixed = match *self {
-            Layout::Kv { replicas } => {
-                refuse_another_size(dir, replicas)?;
-                (0..replicas).any(|i| !matches!(identity::read(&kv_replica_dir(dir, i)), Ok(None)))
-            }
+            Layout::Kv { replicas } => started_at_this_size(dir, replicas)?,
             Layout::Pb => false,
             Layout::Sharded => true,
         };
@@ -274,17 +271,18 @@ fn kv_replica_dir(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("replica-{i}"))
 }
 
-/// Refuses to start `replicas` Paxos KV replicas in `dir` when a replica directory there
-/// records a cluster of another size: that would start a second cluster on the first one's
-/// data, where the new majority need not include any replica that holds an acknowledged
-/// write. Every `replica-*` directory is read, not only the first `replicas`, so a shrink is
-/// caught even when the directories it keeps are blank.
-fn refuse_another_size(dir: &Path, replicas: usize) -> anyhow::Result<()> {
+/// Whether a replica of the Paxos KV cluster in `dir` has started (recorded its identity),
+/// refusing `replicas` replicas when one recorded a cluster of another size: that would start
+/// a second cluster on the first one's data, where the new majority need not include any
+/// replica that holds an acknowledged write. Every `replica-*` directory is read, not only
+/// the first `replicas`, so a shrink is caught even when the directories it keeps are blank.
+fn started_at_this_size(dir: &Path, replicas: usize) -> anyhow::Result<bool> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
+    let mut started = false;
     for entry in entries {
         let path = entry?.path();
         let is_replica = path
@@ -295,6 +293,7 @@ fn refuse_another_size(dir: &Path, replicas: usize) -> anyhow::Result<()> {
             continue;
         }
         if let Some(recorded) = identity::read(&path)? {
+            started = true;
             let size = recorded.peers.len();
             if size != replicas {
                 bail!(
@@ -309,7 +308,7 @@ fn refuse_another_size(dir: &Path, replicas: usize) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(started)
 }
 
 /// `HOST:PORT,HOST:PORT,...`, the form every `--peers` and `--ctl` flag takes.
@@ -404,17 +403,23 @@ mod tests {
         );
     }
 
+    /// Records in replica `index`'s directory the identity it takes when it first starts
+    /// with the peers of `plan`.
+    fn record_identity(dir: &Path, plan: &Plan, index: usize) {
+        let peers: Vec<SocketAddr> = plan.children.iter().map(|c| c.peer).collect();
+        let replica = kv_replica_dir(dir, index);
+        std::fs::create_dir_all(&replica).unwrap();
+        let recorded = identity::Identity::new(index, &peers, identity::DEFAULT_CLUSTER_TOKEN);
+        identity::record(&replica, &recorded.unwrap()).unwrap();
+    }
+
     #[test]
     fn a_kv_cluster_refuses_to_start_at_another_size() {
         let dir = tempfile::tempdir().unwrap();
         let three = Layout::Kv { replicas: 3 };
         let first = three.plan(dir.path()).unwrap();
-        let peers: Vec<SocketAddr> = first.children.iter().map(|c| c.peer).collect();
         // Only replica 2 recorded its identity: a shrink to 1 must still be caught.
-        let replica = kv_replica_dir(dir.path(), 2);
-        std::fs::create_dir_all(&replica).unwrap();
-        let recorded = identity::Identity::new(2, &peers, identity::DEFAULT_CLUSTER_TOKEN);
-        identity::record(&replica, &recorded.unwrap()).unwrap();
+        record_identity(dir.path(), &first, 2);
 
         for replicas in [1, 5] {
             let err = Layout::Kv { replicas }.plan(dir.path()).unwrap_err();
@@ -430,11 +435,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::Kv { replicas: 3 };
         let first = layout.plan(dir.path()).unwrap();
-        let peers: Vec<SocketAddr> = first.children.iter().map(|c| c.peer).collect();
-        let replica = kv_replica_dir(dir.path(), 1);
-        std::fs::create_dir_all(&replica).unwrap();
-        let recorded = identity::Identity::new(1, &peers, identity::DEFAULT_CLUSTER_TOKEN);
-        identity::record(&replica, &recorded.unwrap()).unwrap();
+        record_identity(dir.path(), &first, 1);
 
         let _busy = TcpListener::bind(first.children[0].peer).unwrap();
         let err = layout.plan(dir.path()).unwrap_err().to_string();
