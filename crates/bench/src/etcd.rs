@@ -70,8 +70,9 @@ impl EtcdConn {
             .send_request(request)
             .await
             .map_err(|e| http(&e))?;
-        let headers = response.headers().clone();
-        let collected = response.into_body().collect().await.map_err(|e| http(&e))?;
+        let (parts, body) = response.into_parts();
+        let headers = parts.headers;
+        let collected = body.collect().await.map_err(|e| http(&e))?;
         // The status comes in the trailers, or in the headers of an answer without a body.
         let status = collected
             .trailers()

@@ -85,11 +85,14 @@ impl Preference {
         if let Some(own) = servers.iter().find(|s| addr(s) == Some(self.server)) {
             return Some(own);
         }
-        let on_host: Vec<&String> = servers
-            .iter()
-            .filter(|s| addr(s).is_some_and(|a| a.ip() == self.server.ip()))
-            .collect();
-        on_host.get(self.index % on_host.len().max(1)).copied()
+        let on_host = || {
+            servers
+                .iter()
+                .filter(|s| addr(s).is_some_and(|a| a.ip() == self.server.ip()))
+        };
+        // Without allocating: this runs for every operation a front sends.
+        let count = on_host().count();
+        on_host().nth(self.index % count.max(1))
     }
 }
 
