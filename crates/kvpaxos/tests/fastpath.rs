@@ -33,18 +33,6 @@ fn concurrent_requests_share_instances() {
     c.check_linearizable();
 }
 
-/// The replicas that currently lead (normally one; briefly two when an old leader has not
-/// yet heard of its successor).
-fn leaders(c: &Cluster) -> Vec<usize> {
-    (0..c.n)
-        .filter(|&i| {
-            c.sim
-                .node::<KvReplica>(server(i))
-                .is_some_and(|r| r.paxos().leading())
-        })
-        .collect()
-}
-
 fn wait_for_leader(c: &mut Cluster, limit: Duration, not: Option<usize>) -> usize {
     c.sim.require(limit, "a leader is elected", |s| {
         (0..c.n).any(|i| {
@@ -53,7 +41,7 @@ fn wait_for_leader(c: &mut Cluster, limit: Duration, not: Option<usize>) -> usiz
                     .is_some_and(|r| r.paxos().leading())
         })
     });
-    leaders(c)
+    c.leaders()
         .into_iter()
         .find(|&i| Some(i) != not)
         .expect("just seen")
@@ -68,12 +56,12 @@ fn one_stable_leader_is_elected() {
     wait_for_leader(&mut c, Duration::from_secs(5), None);
     // Campaigns that overlapped the first election settle within an election timeout.
     c.sim.run_for(Duration::from_secs(1));
-    let elected = leaders(&c);
+    let elected = c.leaders();
     assert_eq!(elected.len(), 1, "leaders {elected:?}");
     let leader = elected[0];
     for _ in 0..10 {
         c.sim.run_for(Duration::from_millis(200));
-        assert_eq!(leaders(&c), vec![leader], "leadership changed while idle");
+        assert_eq!(c.leaders(), vec![leader], "leadership changed while idle");
     }
     for i in 0..3 {
         let now = c.sim.now();
@@ -213,7 +201,7 @@ fn random_leader_failures_are_linearizable() {
             }
             c.sim.heal();
             c.set_unreliable(false);
-            let leader = leaders(&c).first().copied();
+            let leader = c.leaders().first().copied();
             let victim = leader.unwrap_or_else(|| rand::Rng::gen_range(c.sim.rng(), 0..n));
             match rand::Rng::gen_range(c.sim.rng(), 0..4) {
                 0 | 1 => {

@@ -391,14 +391,9 @@ fn a_follower_on_a_lossy_link_serves_its_clients_at_the_leaders_pace() {
     c.put(warm, "k", "0");
     c.sim
         .require(Duration::from_secs(5), "a stable leader", |s| {
-            (0..3).any(|i| {
-                s.node::<KvReplica>(server(i))
-                    .is_some_and(|r| r.status(server(i)).leader)
-            })
+            !leaders(s, 3).is_empty()
         });
-    let leader = (0..3)
-        .find(|&i| c.replica(i).status(server(i)).leader)
-        .expect("a leader");
+    let leader = c.leaders()[0];
     let follower = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     c.sim.block_link(server(other), server(follower));

@@ -21,6 +21,16 @@ use synod_testkit::kv_input;
 pub type Sim = Simulator<KvMsg>;
 pub type History = Recorder<KvInput, String>;
 
+/// Which of replicas `0..n` of `sim` currently lead.
+pub fn leaders(sim: &Simulator<KvMsg>, n: usize) -> Vec<usize> {
+    (0..n)
+        .filter(|&i| {
+            sim.node::<KvReplica>(server(i))
+                .is_some_and(|r| r.paxos().leading())
+        })
+        .collect()
+}
+
 pub fn server(i: usize) -> NodeId {
     NodeId(i as u64)
 }
@@ -202,6 +212,12 @@ impl Cluster {
         self.sim
             .node::<KvReplica>(server(i))
             .expect("replica is running")
+    }
+
+    /// The replicas that currently lead (normally one; briefly two when an old leader has not
+    /// yet heard of its successor).
+    pub fn leaders(&self) -> Vec<usize> {
+        leaders(&self.sim, self.n)
     }
 
     /// Checks the whole recorded history for linearizability.
