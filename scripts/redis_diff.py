@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from resp_wire import encode
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 # Commands the generator draws from, with how to build their arguments. A command enters this
@@ -112,13 +114,6 @@ def deliberate(command, ours, theirs):
     return False
 
 
-def encode(args):
-    out = b'*%d\r\n' % len(args)
-    for a in args:
-        out += b'$%d\r\n%s\r\n' % (len(a), a)
-    return out
-
-
 def read_raw(f):
     """The bytes of one whole reply (RESP2 or RESP3) from the binary file `f`."""
     line = f.readline()
@@ -141,7 +136,7 @@ class Conn:
         self.file = self.sock.makefile('rb')
 
     def run(self, command):
-        self.sock.sendall(encode(command))
+        self.sock.sendall(encode(*command))
         return read_raw(self.file)
 
     def close(self):

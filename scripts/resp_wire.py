@@ -5,10 +5,10 @@ Python 3 standard library only; imported by chaos.py and netfault.py.
 """
 
 def encode(*args):
-    """One command (an array of bulk strings), ready to send."""
+    """One command (an array of bulk strings, each given as str or bytes), ready to send."""
     out = b'*%d\r\n' % len(args)
     for a in args:
-        a = a.encode(); out += b'$%d\r\n%s\r\n' % (len(a), a)
+        a = a if isinstance(a, bytes) else a.encode(); out += b'$%d\r\n%s\r\n' % (len(a), a)
     return out
 
 def read_reply(f):
