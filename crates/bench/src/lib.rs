@@ -20,8 +20,8 @@ mod workload;
 
 pub use error::BenchError;
 pub use etcd::EtcdConn;
-pub use load::{run, Measurement};
-pub use report::{table, Row, Summary};
+pub use load::{run, run_marked, Marker, Measurement};
+pub use report::{split_line, table, Row, Summary};
 pub use resp::RespConn;
 pub use store::{KvStore, ShardKvStore, Store};
 pub use workload::{parse_duration, Limit, Workload};

@@ -3,6 +3,9 @@
 //!
 //! Closed loop means throughput is what the store sustains at this concurrency, and latency
 //! is what each of those clients saw — not what an open stream of arrivals would see.
+//!
+//! A [`Marker`] set by a watcher (while some replica writes a snapshot, say) splits the
+//! latencies: the operations that overlapped a marked moment are also counted apart.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,7 +31,13 @@ pub struct Measurement {
     pub elapsed: Duration,
     /// Each measured operation's latency, in microseconds.
     pub latencies: Histogram<u64>,
+    /// The latencies of the measured operations during which the run's [`Marker`] was set
+    /// (at their start or at their end); empty without a marker.
+    pub marked: Histogram<u64>,
 }
+
+/// A flag that a watcher sets while a condition holds, for [`run_marked`].
+pub type Marker = Arc<AtomicBool>;
 
 /// Shared by every client task of one run.
 struct Shared {
@@ -41,12 +50,31 @@ struct Shared {
     ops_left: AtomicU64,
     /// Set when a client fails, so the others stop too.
     failed: AtomicBool,
+    marker: Option<Marker>,
+}
+
+impl Shared {
+    fn marked(&self) -> bool {
+        self.marker
+            .as_ref()
+            .is_some_and(|m| m.load(Ordering::Relaxed))
+    }
 }
 
 /// Runs `workload` with one client per connection in `stores` (there must be
 /// `workload.clients` of them). When some operations are gets, or `workload.preload` asks
 /// for it, every key is written once first, so gets find values.
 pub async fn run<S: Store>(workload: &Workload, stores: Vec<S>) -> Result<Measurement, BenchError> {
+    run_marked(workload, stores, None).await
+}
+
+/// [`run`], with the latencies of operations that overlap a moment when `marker` is set
+/// also counted apart ([`Measurement::marked`]).
+pub async fn run_marked<S: Store>(
+    workload: &Workload,
+    stores: Vec<S>,
+    marker: Option<Marker>,
+) -> Result<Measurement, BenchError> {
     workload.validate()?;
     let stores = if workload.read_ratio > 0.0 || workload.preload {
         preload(workload, stores).await?
@@ -64,20 +92,23 @@ pub async fn run<S: Store>(workload: &Workload, stores: Vec<S>) -> Result<Measur
         measure_until,
         ops_left: AtomicU64::new(ops_left),
         failed: AtomicBool::new(false),
+        marker,
     });
     let mut tasks = JoinSet::new();
     for store in stores {
         tasks.spawn(client(store, shared.clone()));
     }
     let mut latencies = histogram();
+    let mut marked = histogram();
     let mut last_end = measure_from;
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined.map_err(BenchError::from).and_then(|r| r) {
-            Ok((histogram, end)) => {
+            Ok(seen) => {
                 // Same bounds everywhere, so adding cannot fail.
-                let _ = latencies.add(&histogram);
-                last_end = last_end.max(end);
+                let _ = latencies.add(&seen.latencies);
+                let _ = marked.add(&seen.marked);
+                last_end = last_end.max(seen.last_end);
             }
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -95,6 +126,7 @@ pub async fn run<S: Store>(workload: &Workload, stores: Vec<S>) -> Result<Measur
         ops: latencies.len(),
         elapsed,
         latencies,
+        marked,
     })
 }
 
@@ -127,14 +159,19 @@ async fn preload<S: Store>(workload: &Workload, stores: Vec<S>) -> Result<Vec<S>
     Ok(stores)
 }
 
-/// One client: operations back to back until the run ends; returns the latencies it
-/// measured and when its last measured operation ended.
-async fn client<S: Store>(
-    mut store: S,
-    shared: Arc<Shared>,
-) -> Result<(Histogram<u64>, Instant), BenchError> {
+/// What one client measured.
+struct ClientSaw {
+    latencies: Histogram<u64>,
+    marked: Histogram<u64>,
+    /// When its last measured operation ended.
+    last_end: Instant,
+}
+
+/// One client: operations back to back until the run ends.
+async fn client<S: Store>(mut store: S, shared: Arc<Shared>) -> Result<ClientSaw, BenchError> {
     let mut rng = StdRng::from_entropy();
     let mut latencies = histogram();
+    let mut marked = histogram();
     let mut last_end = shared.measure_from;
     let workload = &shared.workload;
     loop {
@@ -148,6 +185,7 @@ async fn client<S: Store>(
         if measured && shared.measure_until.is_none() && !claim(&shared.ops_left) {
             break;
         }
+        let marked_at_start = shared.marked();
         let key = workload.random_key(&mut rng);
         let result = if rng.gen_bool(workload.read_ratio) {
             store.get(&key).await
@@ -160,11 +198,19 @@ async fn client<S: Store>(
         }
         let end = Instant::now();
         if measured && shared.measure_until.is_none_or(|until| end <= until) {
-            latencies.saturating_record((end - start).as_micros().max(1) as u64);
+            let micros = (end - start).as_micros().max(1) as u64;
+            latencies.saturating_record(micros);
+            if marked_at_start || shared.marked() {
+                marked.saturating_record(micros);
+            }
             last_end = end;
         }
     }
-    Ok((latencies, last_end))
+    Ok(ClientSaw {
+        latencies,
+        marked,
+        last_end,
+    })
 }
 
 /// Takes one operation from the budget; false when it is spent.
@@ -240,6 +286,42 @@ mod tests {
         run(&w, vec![memory.clone(); 4]).await.unwrap();
         assert_eq!(memory.map.lock().unwrap().len(), 50);
         assert_eq!(memory.gets.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn operations_that_overlap_a_marked_moment_are_counted_apart() {
+        /// Sets the marker as its 100th put begins and clears it as its 200th ends.
+        struct Marking {
+            puts: u64,
+            marker: Marker,
+        }
+        impl Store for Marking {
+            async fn get(&mut self, _: &str) -> Result<(), BenchError> {
+                unreachable!("a run of puts only")
+            }
+            async fn put(&mut self, _: &str, _: &str) -> Result<(), BenchError> {
+                match self.puts {
+                    100 => self.marker.store(true, Ordering::Relaxed),
+                    200 => self.marker.store(false, Ordering::Relaxed),
+                    _ => {}
+                }
+                self.puts += 1;
+                Ok(())
+            }
+        }
+        let marker = Marker::default();
+        let store = Marking {
+            puts: 0,
+            marker: marker.clone(),
+        };
+        let w = Workload {
+            clients: 1,
+            ..workload(0.0, Limit::Ops(300))
+        };
+        let m = run_marked(&w, vec![store], Some(marker)).await.unwrap();
+        assert_eq!(m.latencies.len(), 300);
+        // Puts 100 (marked at its end) through 200 (marked at its start).
+        assert_eq!(m.marked.len(), 101);
     }
 
     #[tokio::test]

@@ -59,6 +59,32 @@ impl Summary {
     }
 }
 
+/// The latencies of a run's marked operations ([`crate::run_marked`]) against the others':
+/// `{during}: N ops, p99 X ms, p99.9 Y ms; otherwise: ...; p99.9 {during}/otherwise R`.
+pub fn split_line(m: &Measurement, during: &str) -> String {
+    let mut otherwise = m.latencies.clone();
+    // The marked latencies are a subset of all of them, so nothing goes below zero.
+    let _ = otherwise.subtract(&m.marked);
+    let describe = |h: &hdrhistogram::Histogram<u64>| match h.len() {
+        0 => "no operations".to_string(),
+        n => format!(
+            "{n} ops, p99 {}, p99.9 {}",
+            ms(Duration::from_micros(h.value_at_quantile(0.99))),
+            ms(Duration::from_micros(h.value_at_quantile(0.999)))
+        ),
+    };
+    let p999 = |h: &hdrhistogram::Histogram<u64>| h.value_at_quantile(0.999) as f64;
+    let ratio = match (m.marked.is_empty(), otherwise.is_empty()) {
+        (false, false) => format!("{:.2}x", p999(&m.marked) / p999(&otherwise).max(1.0)),
+        _ => "-".to_string(),
+    };
+    format!(
+        "{during}: {}; otherwise: {}; p99.9 {during}/otherwise {ratio}",
+        describe(&m.marked),
+        describe(&otherwise)
+    )
+}
+
 /// One target's row of the final table: one target at one read ratio.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -206,6 +232,31 @@ mod tests {
         assert!(
             lines[4].starts_with("sharded") && lines[4].contains(" 0.50 "),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_split_line_compares_marked_operations_with_the_others() {
+        let histogram =
+            || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        let (mut all, mut marked) = (histogram(), histogram());
+        for _ in 0..1000 {
+            all.record(1_000).unwrap();
+        }
+        for _ in 0..10 {
+            all.record(4_000).unwrap();
+            marked.record(4_000).unwrap();
+        }
+        let m = Measurement {
+            ops: all.len(),
+            elapsed: Duration::from_secs(1),
+            latencies: all,
+            marked,
+        };
+        assert_eq!(
+            split_line(&m, "during snapshots"),
+            "during snapshots: 10 ops, p99 4.00 ms, p99.9 4.00 ms; otherwise: 1000 ops, \
+             p99 1.00 ms, p99.9 1.00 ms; p99.9 during snapshots/otherwise 4.00x"
         );
     }
 }

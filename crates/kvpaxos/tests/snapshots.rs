@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use synod_kvpaxos::KvReply;
+use synod_kvpaxos::{KvReplica, KvReply};
 use synod_sim::seed_from_env;
 
 use common::*;
@@ -25,6 +25,15 @@ fn a_crash_in_the_middle_of_a_snapshot_loses_nothing_acknowledged() {
             Duration::from_secs(60),
             "replica 0 begins a background snapshot",
             |s| s.storage(server(0)).snapshot_writing(),
+        );
+        let status = c
+            .sim
+            .node::<KvReplica>(server(0))
+            .unwrap()
+            .status(server(0));
+        assert!(
+            status.snapshots.writing_for_ms.is_some(),
+            "the status report says a snapshot is being written: {status:?}"
         );
         let log = c.sim.storage(server(0)).synced_len() + c.sim.storage(server(0)).pending_len();
         assert!(
@@ -66,6 +75,16 @@ fn a_crash_in_the_middle_of_a_snapshot_loses_nothing_acknowledged() {
         c.get(ck, key);
     }
     assert!(c.history.completed() > 100, "too little progress");
+    let taken: Vec<_> = (0..n)
+        .filter_map(|i| {
+            let replica = c.sim.node::<KvReplica>(server(i))?;
+            replica.status(server(i)).snapshots.last
+        })
+        .collect();
+    assert!(
+        taken.iter().any(|t| t.bytes > 0),
+        "some replica reports the snapshot it wrote since the restarts: {taken:?}"
+    );
     c.check_linearizable();
 }
 

@@ -57,7 +57,9 @@ use synod_paxos::PaxosMsg;
 
 pub use replica::{Rsm, ELECTION_TIMEOUT, LEADER_WINDOW, TICK, TIMER, WINDOW};
 pub use sessions::{Session, Sessions, Verdict, MAX_SESSIONS};
-pub use status::{voter_shortage, CatchUp, StatusMsg, StatusReport, VoterShortage};
+pub use status::{
+    voter_shortage, CatchUp, SnapshotStatus, SnapshotTaken, StatusMsg, StatusReport, VoterShortage,
+};
 pub use transfer::SnapshotId;
 pub use wrap::Wrap;
 

@@ -25,7 +25,7 @@ use synod_paxos::{Embed, Fate, Membership, Paxos, PaxosConfig, PaxosError, Paxos
 
 use crate::guard::{ignore, Ignored};
 use crate::sessions::Verdict;
-use crate::status::{CatchUp, StatusReport};
+use crate::status::{CatchUp, SnapshotStatus, SnapshotTaken, StatusReport};
 use crate::transfer::{Chunk, Receiving, Serving, SnapshotId, MAX_STALLS, SERVING_IDLE};
 use crate::{
     Entry, EntryOf, MsgOf, RsmMsg, StateMachine, MAX_BATCH_COMMANDS, MAX_BATCH_REPLY_BYTES,
@@ -219,8 +219,11 @@ pub struct Rsm<S: StateMachine> {
     /// The time of the last tick, for the status report.
     now: Duration,
     last_snapshot_bytes: usize,
-    /// A background snapshot was begun and storage has not reported it installed.
-    snapshotting: bool,
+    /// When the background snapshot being written was begun (storage has not reported it
+    /// installed yet); `None` when none is.
+    snapshot_begun: Option<Duration>,
+    /// The last background snapshot that became durable, for the status report.
+    last_snapshot: Option<SnapshotTaken>,
     broken: bool,
 }
 
@@ -287,7 +290,8 @@ impl<S: StateMachine> Rsm<S> {
             install_failure: None,
             now: Duration::ZERO,
             last_snapshot_bytes: 0,
-            snapshotting: false,
+            snapshot_begun: None,
+            last_snapshot: None,
             broken: false,
         }
     }
@@ -350,6 +354,12 @@ impl<S: StateMachine> Rsm<S> {
             state_bytes: self.machine.state_bytes(),
             broken: self.broken,
             catch_up: self.catch_up(),
+            snapshots: SnapshotStatus {
+                writing_for_ms: self
+                    .snapshot_begun
+                    .map(|begun| millis(self.now.saturating_sub(begun))),
+                last: self.last_snapshot.clone(),
+            },
         }
     }
 
@@ -369,7 +379,7 @@ impl<S: StateMachine> Rsm<S> {
         }
         let since = self.behind_since?;
         Some(CatchUp::Waiting {
-            for_ms: self.now.saturating_sub(since).as_millis() as u64,
+            for_ms: millis(self.now.saturating_sub(since)),
         })
     }
 
@@ -927,14 +937,21 @@ impl<S: StateMachine> Rsm<S> {
         let records = COMPACT_RECORDS * (1 + snapshot / COMPACT_BYTES);
         let bytes = COMPACT_BYTES + snapshot / 2;
         let due = self.paxos.log_records() >= records || self.paxos.log_bytes() > bytes;
-        if self.snapshotting || !due {
+        if self.snapshot_begun.is_some() || !due {
             return;
         }
+        let begun = ctx.now();
         let durable = self.durable();
-        let job = Box::new(move || postcard::to_allocvec(&durable).map_err(|e| e.to_string()));
+        let job = Box::new(move |out: &mut dyn std::io::Write| {
+            postcard::to_io(&durable, out)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
         match ctx.storage().begin_snapshot(job) {
-            Ok(SnapshotProgress::Installed { bytes }) => self.last_snapshot_bytes = bytes,
-            Ok(SnapshotProgress::Writing) => self.snapshotting = true,
+            Ok(SnapshotProgress::Installed { bytes }) => {
+                self.snapshot_written(bytes, begun, ctx.now())
+            }
+            Ok(SnapshotProgress::Writing) => self.snapshot_begun = Some(begun),
             Ok(SnapshotProgress::Idle) => {
                 unreachable!("storage reported no snapshot right after beginning one")
             }
@@ -944,20 +961,29 @@ impl<S: StateMachine> Rsm<S> {
 
     /// Learns whether the background snapshot is durable (and the log cut).
     fn poll_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
-        if !self.snapshotting {
+        let Some(begun) = self.snapshot_begun else {
             return;
-        }
+        };
         match ctx.storage().poll_snapshot() {
             Ok(SnapshotProgress::Writing) => {}
             Ok(SnapshotProgress::Installed { bytes }) => {
-                self.snapshotting = false;
-                self.last_snapshot_bytes = bytes;
+                self.snapshot_begun = None;
+                self.snapshot_written(bytes, begun, ctx.now());
             }
             // Nothing being written any more (it was abandoned): the log still holds every
             // record, so the next compaction simply tries again.
-            Ok(SnapshotProgress::Idle) => self.snapshotting = false,
+            Ok(SnapshotProgress::Idle) => self.snapshot_begun = None,
             Err(why) => self.fail_snapshot(ctx, &why.to_string()),
         }
+    }
+
+    /// Records a background snapshot of `bytes` begun at `begun` and durable at `now`.
+    fn snapshot_written(&mut self, bytes: usize, begun: Duration, now: Duration) {
+        self.last_snapshot_bytes = bytes;
+        self.last_snapshot = Some(SnapshotTaken {
+            bytes: bytes as u64,
+            millis: millis(now.saturating_sub(begun)),
+        });
     }
 
     /// The state to snapshot: a Paxos checkpoint (which restarts the log's counts) and a
@@ -973,7 +999,7 @@ impl<S: StateMachine> Rsm<S> {
     /// Installs a snapshot synchronously (after a transfer from a peer, whose state replaces
     /// this replica's): storage abandons a background snapshot being written.
     fn write_snapshot(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
-        self.snapshotting = false;
+        self.snapshot_begun = None;
         let durable = self.durable();
         let result = postcard::to_allocvec(&durable)
             .map_err(|e| e.to_string())
@@ -1065,4 +1091,9 @@ impl<S: StateMachine> Node for Rsm<S> {
             ctx.set_timer(TICK, TIMER);
         }
     }
+}
+
+/// Whole milliseconds of `d`, for status reports.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

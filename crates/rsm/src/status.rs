@@ -31,6 +31,26 @@ pub struct StatusReport {
     /// Whether it is behind its peers and fetching their state, and how far it got; `None`
     /// when it can follow the log.
     pub catch_up: Option<CatchUp>,
+    /// Its own background snapshots: one being written, and the last one written.
+    pub snapshots: SnapshotStatus,
+}
+
+/// A replica's own snapshots (those it writes to compact its log, not those it receives).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotStatus {
+    /// Milliseconds since the snapshot being written in the background was begun; `None`
+    /// when none is.
+    pub writing_for_ms: Option<u64>,
+    /// The last snapshot that became durable: its size and how long it took, from being
+    /// begun on the apply path to being durable with the log cut.
+    pub last: Option<SnapshotTaken>,
+}
+
+/// A snapshot that was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotTaken {
+    pub bytes: u64,
+    pub millis: u64,
 }
 
 /// A replica that cannot follow the log because its peers forgot instances it needs.

@@ -165,6 +165,13 @@ fn status_messages_encode_alike_for_every_service() {
             received: 5,
             total: 10,
         }),
+        snapshots: synod_rsm::SnapshotStatus {
+            writing_for_ms: Some(7),
+            last: Some(synod_rsm::SnapshotTaken {
+                bytes: 100,
+                millis: 3,
+            }),
+        },
     };
     let generic = postcard::to_allocvec(&StatusMsg::Report(report.clone())).unwrap();
     let service = postcard::to_allocvec(&Msg::Status(report)).unwrap();

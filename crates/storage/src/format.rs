@@ -36,7 +36,7 @@ pub(crate) const SNAPSHOT_MAGIC: [u8; 8] = *b"SYNODSNP";
 pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 24;
 const RECORD_HEADER_LEN: usize = 8;
-const SNAPSHOT_PREFIX_LEN: usize = HEADER_LEN + 12;
+pub(crate) const SNAPSHOT_PREFIX_LEN: usize = HEADER_LEN + 12;
 
 /// Why bytes could not be decoded; turned into a [`StorageError`] once the path is known.
 #[derive(Debug, PartialEq, Eq)]
@@ -190,10 +190,16 @@ fn record_at(bytes: &[u8], pos: usize) -> Result<Range<usize>, String> {
 
 /// The parts of a snapshot file for `payload` at `generation`, to be written in order.
 pub(crate) fn snapshot_prefix(generation: u64, payload: &[u8]) -> [u8; SNAPSHOT_PREFIX_LEN] {
+    snapshot_prefix_of(generation, payload.len() as u64, crc32fast::hash(payload))
+}
+
+/// The prefix of a snapshot whose payload is `len` bytes with checksum `crc` (for a payload
+/// written as it is encoded, whose length and checksum are known only at its end).
+pub(crate) fn snapshot_prefix_of(generation: u64, len: u64, crc: u32) -> [u8; SNAPSHOT_PREFIX_LEN] {
     let mut p = [0u8; SNAPSHOT_PREFIX_LEN];
     p[..HEADER_LEN].copy_from_slice(&header(SNAPSHOT_MAGIC, generation));
-    p[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    p[HEADER_LEN + 8..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    p[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&len.to_le_bytes());
+    p[HEADER_LEN + 8..].copy_from_slice(&crc.to_le_bytes());
     p
 }
 

@@ -103,10 +103,19 @@ pub use limits::MAX_RECORD_BYTES;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
-/// Encodes a snapshot's bytes. It owns an immutable view of the state (a persistent map's
-/// O(1) clone, say), so it may run on another thread while the core goes on applying, and
-/// its cost is paid off the apply path.
-pub type SnapshotJob = Box<dyn FnOnce() -> std::result::Result<Vec<u8>, String> + Send>;
+/// Writes a snapshot's bytes into the writer it is given. It owns an immutable view of the
+/// state (a persistent map's O(1) clone, say), so it may run on another thread while the core
+/// goes on applying, and its cost is paid off the apply path. The writer may be the snapshot
+/// file itself, so a snapshot never needs a second, encoded copy of the state in memory.
+pub type SnapshotJob =
+    Box<dyn FnOnce(&mut dyn std::io::Write) -> std::result::Result<(), String> + Send>;
+
+/// Runs `job` into memory: the snapshot's bytes.
+pub fn encode_snapshot(job: SnapshotJob) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    job(&mut bytes).map_err(StorageError::Encode)?;
+    Ok(bytes)
+}
 
 /// Where the snapshot begun with [`Storage::begin_snapshot`] stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,7 +174,7 @@ pub trait Storage {
     /// synchronously, which the contract allows: the snapshot is durable when it returns,
     /// and nothing was appended after the mark.
     fn begin_snapshot(&mut self, encode: SnapshotJob) -> Result<SnapshotProgress> {
-        let bytes = encode().map_err(StorageError::Encode)?;
+        let bytes = encode_snapshot(encode)?;
         self.install_snapshot(&bytes)?;
         Ok(SnapshotProgress::Installed { bytes: bytes.len() })
     }

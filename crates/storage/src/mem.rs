@@ -15,7 +15,8 @@
 //! [`wipe`]: MemStorage::wipe
 
 use crate::{
-    Recovered, Result, SnapshotJob, SnapshotProgress, Storage, StorageError, MAX_RECORD_BYTES,
+    encode_snapshot, Recovered, Result, SnapshotJob, SnapshotProgress, Storage, StorageError,
+    MAX_RECORD_BYTES,
 };
 
 /// Durable state held in memory, with synced and unsynced records kept apart.
@@ -129,7 +130,7 @@ impl Storage for MemStorage {
         if self.writing.is_some() {
             return Err(StorageError::SnapshotBusy);
         }
-        let bytes = encode().map_err(StorageError::Encode)?;
+        let bytes = encode_snapshot(encode)?;
         self.writing = Some((bytes, self.synced.len() + self.pending.len()));
         Ok(SnapshotProgress::Writing)
     }
@@ -242,7 +243,7 @@ mod tests {
     }
 
     fn job(bytes: &'static [u8]) -> SnapshotJob {
-        Box::new(move || Ok(bytes.to_vec()))
+        Box::new(move |out| out.write_all(bytes).map_err(|e| e.to_string()))
     }
 
     #[test]

@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use synod_bench::{
-    parse_duration, table, EtcdConn, KvStore, Limit, RespConn, Row, ShardKvStore, Store, Summary,
-    Workload,
+    parse_duration, split_line, table, EtcdConn, KvStore, Limit, Marker, RespConn, Row,
+    ShardKvStore, Store, Summary, Workload,
 };
 use synod_client::shardkv::ShardKvClient;
 use synod_client::KvClient;
@@ -89,6 +89,11 @@ pub struct BenchArgs {
     /// Use a running etcd cluster: its client URLs, comma-separated.
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
+    /// For synod-kv: also report the latencies of the operations during which some replica
+    /// was writing a snapshot, apart from the others (every replica's status is polled every
+    /// 50 ms).
+    #[arg(long)]
+    split_by_snapshot: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -377,9 +382,10 @@ async fn measure(
         let setup = format!("running at {}", external.join(","));
         (external, setup)
     };
+    let split = args.split_by_snapshot && target == TargetArg::SynodKv;
     let mut runs = Vec::with_capacity(args.runs.into());
     for run in 1..=args.runs {
-        let measured = once(workload, target, &addrs).await;
+        let measured = once(workload, target, &addrs, split).await;
         if let Some(death) = running.get(service).and_then(Local::death) {
             return Err(Skip::Failed(anyhow::anyhow!("{death} during the run")));
         }
@@ -397,10 +403,27 @@ async fn measure(
     Ok((Summary::median(&runs), setup))
 }
 
-/// One measured run of `workload` on `target`'s servers at `addrs`.
-async fn once(workload: &Workload, target: TargetArg, addrs: &[String]) -> anyhow::Result<Summary> {
+/// One measured run of `workload` on `target`'s servers at `addrs` (with the latencies
+/// during snapshots reported apart when `split_by_snapshot`: synod-kv only).
+async fn once(
+    workload: &Workload,
+    target: TargetArg,
+    addrs: &[String],
+    split_by_snapshot: bool,
+) -> anyhow::Result<Summary> {
     let clients = workload.clients;
     match target {
+        TargetArg::SynodKv if split_by_snapshot => {
+            let kv = Arc::new(KvClient::connect(addrs.to_vec()).context("connecting to synod")?);
+            let marker = Marker::default();
+            let watcher = tokio::spawn(watch_snapshots(addrs.to_vec(), marker.clone()));
+            let measured =
+                synod_bench::run_marked(workload, vec![KvStore(kv); clients], Some(marker)).await;
+            watcher.abort();
+            let measurement = measured?;
+            println!("synod-kv: {}", split_line(&measurement, "during snapshots"));
+            Ok(Summary::of(&measurement))
+        }
         TargetArg::SynodKv => {
             let kv = Arc::new(KvClient::connect(addrs.to_vec()).context("connecting to synod")?);
             run_load(workload, vec![KvStore(kv); clients]).await
@@ -425,6 +448,22 @@ async fn once(workload: &Workload, target: TargetArg, addrs: &[String]) -> anyho
             }
             run_load(workload, conns).await
         }
+    }
+}
+
+/// Keeps `marker` set while some replica at `replicas` is writing a snapshot, as far as
+/// polling their status every 50 ms tells (an unreachable replica counts as not writing).
+async fn watch_snapshots(replicas: Vec<String>, marker: Marker) {
+    const POLL: Duration = Duration::from_millis(50);
+    loop {
+        let mut writing = false;
+        for addr in &replicas {
+            if let Ok(report) = crate::status_cmd::ask(addr, Duration::from_secs(1)).await {
+                writing |= report.snapshots.writing_for_ms.is_some();
+            }
+        }
+        marker.store(writing, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -67,7 +67,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One replica's status report, or why it did not give one within `limit`.
-async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusReport> {
+pub(crate) async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusReport> {
     let mut client: Client<StatusMsg> = Client::connect(addr, limit).await?;
     match client.call(&StatusMsg::Query, limit).await? {
         StatusMsg::Report(report) => Ok(report),
@@ -114,8 +114,18 @@ fn describe(r: &StatusReport) -> String {
         Membership::Voting { horizon: Some(h) } => format!("{role} (rejoined: votes above {h})"),
         _ => role,
     };
+    let snapshots = &r.snapshots;
+    let writing = snapshots
+        .writing_for_ms
+        .map_or(String::new(), |ms| format!(" snapshot_writing_ms={ms}"));
+    let last = snapshots.last.as_ref().map_or(String::new(), |taken| {
+        format!(
+            " last_snapshot_bytes={} last_snapshot_ms={}",
+            taken.bytes, taken.millis
+        )
+    });
     format!(
-        "id={} replica={}/{} {role} max={} applied={} min={} durable_bytes={} state_bytes={}",
+        "id={} replica={}/{} {role} max={} applied={} min={} durable_bytes={} state_bytes={}{writing}{last}",
         r.id,
         r.index,
         r.peers.len(),
