@@ -142,6 +142,25 @@ where
     K::Msg: PartialEq + Clone + Send + 'static,
     D: Dialer<K::Server, Msg = K::Msg>,
 {
+    run_noting(clerk, start, kept, dialer, deadline, &mut None).await
+}
+
+/// [`run`], noting in `problem` why a server could last not be reached, so that an
+/// operation that times out can tell "nobody listens" from "slow".
+pub(crate) async fn run_noting<K, D>(
+    clerk: &mut K,
+    start: impl FnOnce(&mut K) -> Vec<ClerkOutput<K::Server, K::Msg, K::Reply>>,
+    kept: &mut Kept<K::Server, D::Conn>,
+    dialer: &D,
+    deadline: Instant,
+    problem: &mut Option<String>,
+) -> Option<K::Reply>
+where
+    K: Clerk,
+    K::Server: Send + 'static,
+    K::Msg: PartialEq + Clone + Send + 'static,
+    D: Dialer<K::Server, Msg = K::Msg>,
+{
     let mut tries: JoinSet<TryResult<K::Server, D::Conn, K::Msg>> = JoinSet::new();
     // Per server with a try in flight: that try, and the last message sent on it.
     let mut waiting: HashMap<K::Server, (AbortHandle, K::Msg)> = HashMap::new();
@@ -210,6 +229,7 @@ where
                     }
                     Err(e) => {
                         debug!(server = ?server, reason = %e, "server unreachable");
+                        *problem = Some(e.to_string());
                         waiting.remove(&server);
                         outputs.extend(clerk.on_unreachable(&server));
                     }

@@ -1,23 +1,23 @@
-//! The primary/backup client: the sans-IO [`Clerk`] of `synod-pbservice` plus the connections
-//! it asks for, and a pool of them so one [`PbClient`] serves concurrent callers.
+//! The primary/backup client: the sans-IO [`Clerk`] of `synod-pbservice`, run by the one
+//! driver every client shares ([`crate::driver`]), and a pool of sessions so one
+//! [`PbClient`] serves concurrent callers.
 //!
-//! The clerk decides what to send where; this module only carries it. A session keeps one
-//! connection to the view service and one to the primary it currently believes in, and turns
-//! [`RETRY_INTERVAL`] of silence (or a broken connection) into [`Clerk::on_timeout`], exactly
-//! as the simulator's driver does, so the retry logic tested there is the one that runs here.
+//! The clerk decides what to send where and when to ask again; this module only says how
+//! to reach its two kinds of servers: the view service, and the primary at the address
+//! the view service announced.
 
+use std::future::Future;
+use std::io;
 use std::time::Duration;
 
-use synod_net::limits::TooLarge;
 use synod_net::{Client, NetError};
-use synod_pbservice::{Clerk, Msg, Op, Outgoing, Step, Target, RETRY_INTERVAL};
+use synod_node::clerk::Clerk as _;
+use synod_pbservice::{Clerk, Msg, Op, Target};
 use tokio::time::Instant;
 
+use crate::driver::{self, Dialer, Kept};
 use crate::pool::{Pool, DEFAULT_TIMEOUT};
 use crate::ClientError;
-
-/// Longest wait for one TCP connect + handshake (further bounded by the operation's deadline).
-const CONNECT_LIMIT: Duration = Duration::from_secs(1);
 
 /// A client of a primary/backup cluster (`synod view serve` + `synod pb serve`).
 ///
@@ -34,7 +34,7 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(1);
 /// # Ok(()) }
 /// ```
 pub struct PbClient {
-    view_service: String,
+    dialer: PbDialer,
     timeout: Duration,
     idle: Pool<Session>,
 }
@@ -48,7 +48,7 @@ impl PbClient {
             return Err(ClientError::NoServers);
         }
         Ok(PbClient {
-            view_service,
+            dialer: PbDialer { view_service },
             timeout: DEFAULT_TIMEOUT,
             idle: Pool::new(),
         })
@@ -95,165 +95,72 @@ impl PbClient {
     /// Runs `op` until a primary completes it or the timeout passes. Returns the value for a
     /// Get (empty for a missing key) and empty for a write.
     pub async fn call(&self, op: Op) -> Result<String, ClientError> {
-        let mut session = self.idle.take(|| Session::new(self.view_service.clone()));
-        let result = session.call(op, self.timeout).await;
+        let mut session = self.idle.take(|| Session {
+            clerk: Clerk::new(rand::random()),
+            kept: Kept::new(),
+        });
+        let deadline = Instant::now() + self.timeout;
+        let mut problem = None;
+        let answer = driver::run_noting(
+            &mut session.clerk,
+            |clerk| clerk.start(op),
+            &mut session.kept,
+            &self.dialer,
+            deadline,
+            &mut problem,
+        )
+        .await;
         // A failed session stays usable: `Clerk::start` gives the next operation a new
         // sequence number, leaving only the failed one's outcome unknown.
         self.idle.put(session);
-        result
+        match answer {
+            Some(reply) => reply.map_err(ClientError::from),
+            None => Err(ClientError::NoPrimary {
+                after: self.timeout,
+                problem,
+            }),
+        }
     }
 }
 
-/// One client id of the service: one operation at a time.
+/// One client id of the service, one operation at a time, with the connections it keeps.
 struct Session {
     clerk: Clerk,
-    view_service: String,
-    view_conn: Option<Client<Msg>>,
-    /// The connection to the server the clerk last sent a request to, with its address.
-    server_conn: Option<(String, Client<Msg>)>,
+    kept: Kept<Target, Client<Msg>>,
 }
 
-impl Session {
-    /// A session with a fresh random client id (the service filters retries by it).
-    fn new(view_service: String) -> Self {
-        Session {
-            clerk: Clerk::new(rand::random()),
-            view_service,
-            view_conn: None,
-            server_conn: None,
-        }
-    }
+/// Connects to the view service at its address, and to a KV server at the address the view
+/// service announced for it; a failure says which it was.
+struct PbDialer {
+    view_service: String,
+}
 
-    async fn call(&mut self, op: Op, limit: Duration) -> Result<String, ClientError> {
-        let deadline = Instant::now() + limit;
-        let mut problem = None;
-        let mut out = self.clerk.start(op);
-        loop {
-            match self.exchange(out, deadline).await {
-                Ok(answer) => return answer.map_err(ClientError::from),
-                Err(Some(e)) => problem = Some(e),
-                Err(None) => {}
-            }
-            // Silence for a retry interval: the clerk decides whom to ask next.
-            match self.clerk.on_timeout() {
-                Some(next) if Instant::now() < deadline => out = next,
-                _ => {
-                    return Err(ClientError::NoPrimary {
-                        after: limit,
-                        problem,
-                    })
-                }
-            }
-        }
-    }
+impl Dialer<Target> for PbDialer {
+    type Msg = Msg;
+    type Conn = Client<Msg>;
 
-    /// Sends `out` and feeds answers to the clerk until it completes (with the value or a
-    /// refusal for its size), or until a retry
-    /// interval passes without anything useful (`Err(None)`) or a connection fails
-    /// (`Err(Some(why))`, after waiting out the interval so a dead server is not hammered).
-    async fn exchange(
-        &mut self,
-        mut out: Outgoing,
-        deadline: Instant,
-    ) -> Result<Result<String, TooLarge>, Option<String>> {
-        loop {
-            let retry_at = (Instant::now() + RETRY_INTERVAL).min(deadline);
-            let result = self.send_and_wait(&out, retry_at).await;
-            match result {
-                Ok(Step::Done(value)) => return Ok(Ok(value)),
-                Ok(Step::Refused(refused)) => return Ok(Err(refused)),
-                Ok(Step::Send(next)) => out = next,
-                Ok(Step::Wait) => return Err(None),
-                Err(why) => {
-                    tokio::time::sleep_until(retry_at).await;
-                    return Err(Some(why));
-                }
-            }
-        }
-    }
-
-    /// One send, then answers until the clerk has something to do or `until` passes
-    /// (`Step::Wait`).
-    async fn send_and_wait(&mut self, out: &Outgoing, until: Instant) -> Result<Step, String> {
-        let conn = self.connection(&out.to, until).await?;
-        // A stopped server stops reading; its socket buffer must not stall us past `until`.
-        let sent = tokio::time::timeout_at(until, conn.send(&out.msg)).await;
-        if let Err(e) = sent
-            .map_err(|_| "timed out".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
-            let why = format!("sending to {}: {e}", self.describe(&out.to));
-            self.drop_connection(&out.to);
-            return Err(why);
-        }
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let conn = self.connection(&out.to, until).await?;
-            match conn.recv(left).await {
-                Ok(msg) => match self.clerk.on_message(msg) {
-                    Step::Wait => {}
-                    step => return Ok(step),
-                },
-                Err(NetError::Timeout { .. }) => return Ok(Step::Wait),
-                Err(e) => {
-                    let why = format!("from {}: {e}", self.describe(&out.to));
-                    self.drop_connection(&out.to);
-                    return Err(why);
-                }
-            }
-        }
-    }
-
-    fn describe(&self, target: &Target) -> String {
-        match target {
-            Target::ViewService => format!("the view service at {}", self.view_service),
-            Target::Server { id, addr } => format!("server {id} at {addr}"),
-        }
-    }
-
-    fn drop_connection(&mut self, target: &Target) {
-        match target {
-            Target::ViewService => self.view_conn = None,
-            Target::Server { .. } => self.server_conn = None,
-        }
-    }
-
-    /// The open connection to `target`, connecting (within `until`, at most
-    /// [`CONNECT_LIMIT`]) if there is none or it leads elsewhere.
-    async fn connection(
-        &mut self,
-        target: &Target,
-        until: Instant,
-    ) -> Result<&mut Client<Msg>, String> {
-        let limit = until
-            .saturating_duration_since(Instant::now())
-            .min(CONNECT_LIMIT)
-            .max(Duration::from_millis(1));
-        let describe = self.describe(target);
-        let connect = |addr: String| {
-            let describe = describe.clone();
-            async move {
-                Client::connect(addr, limit)
-                    .await
-                    .map_err(|e| format!("connecting to {describe}: {e}"))
-            }
+    fn dial(
+        &self,
+        server: &Target,
+        limit: Duration,
+    ) -> impl Future<Output = Result<Client<Msg>, NetError>> + Send + 'static {
+        let (addr, describe) = match server {
+            Target::ViewService => (
+                self.view_service.clone(),
+                format!("the view service at {}", self.view_service),
+            ),
+            Target::Server { id, addr } => (addr.clone(), format!("server {id} at {addr:?}")),
         };
-        match target {
-            Target::ViewService => {
-                if self.view_conn.is_none() {
-                    self.view_conn = Some(connect(self.view_service.clone()).await?);
-                }
-                Ok(self.view_conn.as_mut().expect("connected above"))
+        async move {
+            let why = |e: String| NetError::Io(io::Error::other(e));
+            if addr.is_empty() {
+                return Err(why(format!(
+                    "{describe}: the view service knows no address"
+                )));
             }
-            Target::Server { addr, .. } => {
-                if addr.is_empty() {
-                    return Err(format!("{describe}: the view service knows no address"));
-                }
-                if self.server_conn.as_ref().is_none_or(|(at, _)| at != addr) {
-                    self.server_conn = Some((addr.clone(), connect(addr.clone()).await?));
-                }
-                Ok(&mut self.server_conn.as_mut().expect("connected above").1)
-            }
+            Client::connect(addr, limit)
+                .await
+                .map_err(|e| why(format!("connecting to {describe}: {e}")))
         }
     }
 }

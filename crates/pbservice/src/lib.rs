@@ -23,7 +23,7 @@ mod clerk;
 mod server;
 mod store;
 
-pub use clerk::{Clerk, Outgoing, Step, Target, RETRY_INTERVAL};
+pub use clerk::{Clerk, PbOutput, PbReply, Target, RETRY_INTERVAL};
 pub use server::{PbServer, PbStats, RESEND_INTERVAL};
 pub use store::Store;
 pub use synod_viewservice::{View, ViewMsg, ViewReply};

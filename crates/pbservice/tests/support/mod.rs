@@ -11,7 +11,8 @@ use std::time::Duration;
 use rand::RngCore;
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::{check_operations, CheckResult, Model, Operation};
-use synod_pbservice::{Clerk, Msg, Op, PbServer, Step, Target, View, RETRY_INTERVAL};
+use synod_node::clerk::Clerk as _;
+use synod_pbservice::{Clerk, Msg, Op, PbOutput, PbServer, Target, View};
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
 use synod_viewservice::ViewServer;
 
@@ -31,8 +32,6 @@ pub struct ClientNode {
     think: Duration,
     history: History,
     pending: Option<OpId>,
-    /// Numbers the retry timers so a stale one is ignored.
-    attempt: u64,
     started: u64,
     stopped: bool,
     /// The plan has no more operations.
@@ -51,7 +50,6 @@ impl ClientNode {
             think: think.max(Duration::from_micros(1)),
             history,
             pending: None,
-            attempt: 0,
             started: 0,
             stopped: false,
             finished: false,
@@ -86,17 +84,25 @@ impl ClientNode {
         self.started += 1;
         self.last = None;
         let out = self.clerk.start(op);
-        self.send(ctx, out);
+        self.carry_out(ctx, out);
     }
 
-    fn send(&mut self, ctx: &mut dyn Context<Msg>, out: synod_pbservice::Outgoing) {
-        let to = match out.to {
+    /// Sends and sets timers as the clerk asks; records a completed operation.
+    fn carry_out(&mut self, ctx: &mut dyn Context<Msg>, outputs: Vec<PbOutput>) {
+        let node_of = |to: &Target| match to {
             Target::ViewService => VS,
-            Target::Server { id, .. } => id,
+            Target::Server { id, .. } => *id,
         };
-        ctx.send(to, out.msg);
-        self.attempt += 1;
-        ctx.set_timer(RETRY_INTERVAL, self.attempt);
+        // The clerk numbers its timers from 1; THINK is the largest token.
+        for reply in synod_testkit::carry_out(ctx, outputs, node_of, |t| t) {
+            let value = reply
+                .unwrap_or_else(|refused| panic!("simulated clients stay small, yet: {refused}"));
+            if let Some(op) = self.pending.take() {
+                self.history.complete(op, value.clone());
+            }
+            self.last = Some(value);
+            ctx.set_timer(self.think, THINK);
+        }
     }
 
     fn next(&mut self, ctx: &mut dyn Context<Msg>) {
@@ -118,28 +124,24 @@ impl Node for ClientNode {
         self.next(ctx);
     }
 
-    fn on_message(&mut self, ctx: &mut dyn Context<Msg>, _from: NodeId, msg: Msg) {
-        match self.clerk.on_message(msg) {
-            Step::Send(out) => self.send(ctx, out),
-            Step::Done(value) => {
-                if let Some(op) = self.pending.take() {
-                    self.history.complete(op, value.clone());
-                }
-                self.last = Some(value);
-                ctx.set_timer(self.think, THINK);
-            }
-            Step::Refused(refused) => panic!("simulated clients stay small, yet: {refused}"),
-            Step::Wait => {}
-        }
+    fn on_message(&mut self, ctx: &mut dyn Context<Msg>, from: NodeId, msg: Msg) {
+        let from = match from {
+            VS => Target::ViewService,
+            id => Target::Server {
+                id,
+                addr: String::new(),
+            },
+        };
+        let out = self.clerk.on_message(&from, msg);
+        self.carry_out(ctx, out);
     }
 
     fn on_timer(&mut self, ctx: &mut dyn Context<Msg>, token: TimerToken) {
         if token == THINK {
             self.next(ctx);
-        } else if token == self.attempt {
-            if let Some(out) = self.clerk.on_timeout() {
-                self.send(ctx, out);
-            }
+        } else {
+            let out = self.clerk.on_timeout(token);
+            self.carry_out(ctx, out);
         }
     }
 }
