@@ -46,7 +46,8 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// Version 6: peer links carry [`PROBE`]s, which the server echoes.
 /// Version 7: a replicated state machine takes a batch of commands as one request, decided
 /// as one log entry (`RsmMsg::Batch`, `Entry::Commands`; the KV's `KvReply::Batch`).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// Version 8: the sharded KV takes batches too (`ShardReply::Batch`).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.

@@ -12,6 +12,14 @@
 //!
 //! At most once: requests are numbered per shard with [`Numbering`], because each shard's
 //! session table moves with the shard; a request keeps its number across groups and retries.
+//!
+//! A batch ([`ShardKvClerk::start_batch`]: one request, one log entry, commands applied in
+//! order) must be [`crate::batchable`]: one shard's commands, or reads only. It is numbered,
+//! routed and deduplicated by its first command's shard; its reply is a
+//! [`ShardReply::Batch`], which may answer only a prefix of its commands (never empty; the
+//! caller sends the rest again). A batch whose first command is answered `WrongGroup` is
+//! followed to the new owner like a single command; a read batch answered `WrongGroup`
+//! further on is done with the reads before that one, and its caller sends the rest again.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +27,7 @@ use std::time::Duration;
 use synod_kvpaxos::KvOp;
 use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
-use synod_rsm::clerk::ClerkOp;
+use synod_rsm::clerk::{step_for, ClerkOp};
 use synod_rsm::RsmMsg;
 use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply};
 use tracing::trace;
@@ -56,10 +64,61 @@ enum Wait {
     Pause,
 }
 
+/// What one request carries.
+#[derive(Debug, Clone)]
+enum Commands {
+    One(KvOp),
+    /// Never empty, and [`crate::batchable`].
+    Many(Vec<KvOp>),
+}
+
+impl Commands {
+    /// The command that numbers and routes the request.
+    fn first(&self) -> &KvOp {
+        match self {
+            Commands::One(op) => op,
+            Commands::Many(ops) => &ops[0],
+        }
+    }
+
+    /// How long the request waits on the servers tried so far: a batch's step covers all
+    /// its bytes, as the replicated services' clerk's does.
+    fn hedge_step(&self) -> Duration {
+        match self {
+            Commands::One(op) => op.hedge_step(),
+            Commands::Many(ops) => step_for(ops.iter().map(KvOp::payload_bytes).sum()),
+        }
+    }
+
+    fn request(&self, client: u64, seq: u64) -> crate::GroupMsg {
+        match self {
+            Commands::One(op) => RsmMsg::Request {
+                client,
+                seq,
+                op: op.clone(),
+            },
+            Commands::Many(ops) => RsmMsg::Batch {
+                client,
+                seq,
+                ops: ops.clone(),
+            },
+        }
+    }
+}
+
+/// Whether `reply` says the group does not serve the shard the request is routed by.
+fn wrong_group(reply: &ShardReply) -> bool {
+    match reply {
+        ShardReply::WrongGroup { .. } => true,
+        ShardReply::Batch(replies) => replies.first().is_some_and(wrong_group),
+        _ => false,
+    }
+}
+
 /// The operation in progress.
 #[derive(Debug, Clone)]
 struct Pending {
-    op: KvOp,
+    op: Commands,
     /// (shard, sequence number), once a configuration said how many shards there are.
     numbered: Option<(usize, u64)>,
     /// The group's servers in the order they are tried, and how many were tried.
@@ -168,7 +227,7 @@ impl ShardKvClerk {
         }
         let (shard, _) = *p
             .numbered
-            .get_or_insert_with(|| self.numbering.next(&p.op, config.shards.len()));
+            .get_or_insert_with(|| self.numbering.next(p.op.first(), config.shards.len()));
         let servers = config
             .shards
             .get(shard)
@@ -213,11 +272,7 @@ impl ShardKvClerk {
         };
         p.wait = wait;
         p.timer = token;
-        let msg = ShardMsg::Group(RsmMsg::Request {
-            client,
-            seq,
-            op: p.op.clone(),
-        });
+        let msg = ShardMsg::Group(p.op.request(client, seq));
         vec![
             ClerkOutput::Send {
                 to: ShardServer::Group(to),
@@ -289,15 +344,22 @@ impl ShardKvClerk {
     fn ctl_servers(&self) -> usize {
         self.ctl.servers()
     }
-}
 
-impl Clerk for ShardKvClerk {
-    type Server = ShardServer;
-    type Msg = ShardMsg;
-    type Op = KvOp;
-    type Reply = ShardReply;
+    /// Starts several operations as one request ([`RsmMsg::Batch`]), which must be
+    /// [`crate::batchable`]; see the module's doc. An empty batch starts nothing.
+    pub fn start_batch(&mut self, ops: Vec<KvOp>) -> Vec<ShardOutput> {
+        debug_assert!(
+            crate::batchable(&ops, self.config.shards.len().max(1)) || self.config.num == 0,
+            "a batch the servers would ignore"
+        );
+        match ops.len() {
+            0 => Vec::new(),
+            1 => self.begin(Commands::One(ops.into_iter().next().expect("one"))),
+            _ => self.begin(Commands::Many(ops)),
+        }
+    }
 
-    fn start(&mut self, op: KvOp) -> Vec<ShardOutput> {
+    fn begin(&mut self, op: Commands) -> Vec<ShardOutput> {
         self.pending = Some(Pending {
             op,
             numbered: None,
@@ -307,6 +369,17 @@ impl Clerk for ShardKvClerk {
             wait: Wait::Step,
         });
         self.try_group()
+    }
+}
+
+impl Clerk for ShardKvClerk {
+    type Server = ShardServer;
+    type Msg = ShardMsg;
+    type Op = KvOp;
+    type Reply = ShardReply;
+
+    fn start(&mut self, op: KvOp) -> Vec<ShardOutput> {
+        self.begin(Commands::One(op))
     }
 
     fn on_message(&mut self, from: &ShardServer, msg: ShardMsg) -> Vec<ShardOutput> {
@@ -328,7 +401,17 @@ impl Clerk for ShardKvClerk {
                     return Vec::new();
                 }
                 match reply {
-                    ShardReply::WrongGroup { .. } => self.query(),
+                    wrong if wrong_group(&wrong) => self.query(),
+                    ShardReply::Batch(mut replies) => {
+                        // The reads from the first of a shard the group no longer serves
+                        // are not answered: the caller sends them again, and they find the
+                        // new owner then.
+                        let answered = replies.iter().take_while(|r| !wrong_group(r)).count();
+                        replies.truncate(answered);
+                        self.pending = None;
+                        self.last_answered = Some(addr.clone());
+                        vec![ClerkOutput::Done(ShardReply::Batch(replies))]
+                    }
                     done => {
                         self.pending = None;
                         self.last_answered = Some(addr.clone());
@@ -504,6 +587,48 @@ mod tests {
         assert_eq!(pause.len(), 1);
         let out = clerk.on_timeout(pause[0]);
         assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+    }
+
+    #[test]
+    fn a_read_batch_is_done_with_the_reads_before_the_first_wrong_group() {
+        let mut clerk = ShardKvClerk::new(10, 1, config(1, 100));
+        let gets: Vec<KvOp> = ["a", "b", "c"]
+            .map(|key| KvOp::Get { key: key.into() })
+            .to_vec();
+        let shard = |key| crate::key2shard(key, 2);
+        let out = clerk.start_batch(gets);
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let value = |key| ShardReply::Value {
+            shard: shard(key),
+            value: "v".into(),
+        };
+        let replies = ShardReply::Batch(vec![
+            value("a"),
+            ShardReply::WrongGroup { shard: shard("b") },
+            value("c"),
+        ]);
+        let out = clerk.on_message(
+            &ShardServer::Group("g100a".into()),
+            group_answer(1, replies),
+        );
+        assert_eq!(
+            out,
+            [ClerkOutput::Done(ShardReply::Batch(vec![value("a")]))]
+        );
+        assert!(!clerk.busy());
+
+        // A batch refused from its first command on follows the shard, as one command does.
+        let mut clerk = ShardKvClerk::new(12, 1, config(1, 100));
+        let out = clerk.start_batch(vec![get(), get()]);
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let wrong = ShardReply::WrongGroup { shard: shard("k") };
+        let replies = ShardReply::Batch(vec![wrong.clone(), wrong]);
+        let out = clerk.on_message(
+            &ShardServer::Group("g100a".into()),
+            group_answer(1, replies),
+        );
+        assert_eq!(sends(&out), [ShardServer::Controller(0)]);
+        assert!(clerk.busy());
     }
 
     #[test]

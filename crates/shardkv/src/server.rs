@@ -14,8 +14,11 @@ use synod_paxos::PaxosConfig;
 use synod_rsm::{Rsm, RsmMsg, Wrap};
 use synod_shardctl::{controller, Config, Controller, CtlMsg, CtlOp, CtlReply, Gid};
 
+use synod_kvpaxos::KvOp;
+use tracing::trace;
+
 use crate::state::{GroupOp, GroupState};
-use crate::{GroupMsg, ShardMsg, ShardReply};
+use crate::{batchable, GroupMsg, ShardMsg, ShardReply};
 
 /// How often a group polls the controller and pushes the shards it owes.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -216,6 +219,22 @@ impl Node for GroupServer {
                     .check_size(&self.limits)
                     .expect_err("checked by the guard");
                 let shard = self.rsm.machine().shard_of(&op);
+                let reply = ShardReply::TooLarge { shard, refused };
+                ctx.send(from, ShardMsg::Group(RsmMsg::Reply { seq, reply }));
+            }
+            ShardMsg::Group(RsmMsg::Batch { ops, .. })
+                if !batchable(&ops, self.rsm.machine().config.shards.len()) =>
+            {
+                trace!(%from, "ignoring a batch that mixes shards and writes");
+            }
+            ShardMsg::Group(RsmMsg::Batch { seq, ops, .. })
+                if KvOp::check_batch(&ops, &self.limits).is_err() =>
+            {
+                // Refused whole, as a single command is: the client runs it again one
+                // command at a time, so each gets its own answer.
+                let refused =
+                    KvOp::check_batch(&ops, &self.limits).expect_err("checked by the guard");
+                let shard = self.rsm.machine().shard_of(&ops[0]);
                 let reply = ShardReply::TooLarge { shard, refused };
                 ctx.send(from, ShardMsg::Group(RsmMsg::Reply { seq, reply }));
             }
