@@ -679,8 +679,9 @@ impl<S: StateMachine> Rsm<S> {
         }
     }
 
-    /// The leader, if one was heard from within [`ELECTION_TIMEOUT`].
-    fn live_leader(&self, now: Duration) -> Option<NodeId> {
+    /// The leader, if one was heard from within [`ELECTION_TIMEOUT`]: where this replica
+    /// forwards the client commands it is sent.
+    pub fn live_leader(&self, now: Duration) -> Option<NodeId> {
         let (leader, heard) = self.paxos.leader(now)?;
         (now < heard + ELECTION_TIMEOUT).then_some(leader)
     }

@@ -21,6 +21,7 @@
 //! followed to the new owner like a single command; a read batch answered `WrongGroup`
 //! further on is done with the reads before that one, and its caller sends the rest again.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
 use synod_rsm::clerk::{step_for, ClerkOp};
 use synod_rsm::RsmMsg;
-use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply};
+use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply, Gid};
 use tracing::trace;
 
 use crate::{Numbering, ShardMsg, ShardReply};
@@ -90,6 +91,14 @@ impl Commands {
         }
     }
 
+    /// Whether any command writes (and so goes through the group's leader).
+    fn writes(&self) -> bool {
+        match self {
+            Commands::One(op) => !matches!(op, KvOp::Get { .. }),
+            Commands::Many(ops) => ops.iter().any(|op| !matches!(op, KvOp::Get { .. })),
+        }
+    }
+
     fn request(&self, client: u64, seq: u64) -> crate::GroupMsg {
         match self {
             Commands::One(op) => RsmMsg::Request {
@@ -127,6 +136,8 @@ struct Pending {
     /// The latest group timer; any other is stale.
     timer: TimerToken,
     wait: Wait,
+    /// The group the request was last routed to.
+    gid: Gid,
 }
 
 /// Which server of a group an operation tries first: the server itself, when the group has
@@ -163,8 +174,11 @@ pub struct ShardKvClerk {
     config: Config,
     ctl: CtlClerk,
     preferred: Option<Preference>,
-    /// The group server that answered last, tried first in its group.
+    /// The group server that answered last, tried early in its group.
     last_answered: Option<String>,
+    /// Each group's leader, as its servers said ([`ShardMsg::Leader`]): where writes go
+    /// first, so they skip a follower's forwarding hop. Forgotten when it fails to answer.
+    leaders: BTreeMap<Gid, String>,
     pending: Option<Pending>,
     timers: TimerToken,
 }
@@ -192,6 +206,7 @@ impl ShardKvClerk {
             ctl: CtlClerk::new(client.wrapping_add(1), controllers),
             preferred: None,
             last_answered: None,
+            leaders: BTreeMap::new(),
             pending: None,
             timers: 0,
         }
@@ -236,10 +251,20 @@ impl ShardKvClerk {
         let Some(servers) = servers else {
             return self.query();
         };
+        let gid = config.shards[shard];
+        p.gid = gid;
         let mut order: Vec<String> = Vec::with_capacity(servers.len());
         let last = self.last_answered.as_ref().filter(|a| servers.contains(a));
         let preferred = self.preferred.and_then(|p| p.pick(servers));
-        for addr in last.into_iter().chain(preferred).chain(servers) {
+        // A write goes to the leader; a read to the preferred server (the front's own, in
+        // process), since any replica answers a read after its own barrier.
+        let leader = self.leaders.get(&gid).filter(|a| servers.contains(a));
+        let first: Vec<&String> = if p.op.writes() {
+            leader.into_iter().chain(last).chain(preferred).collect()
+        } else {
+            preferred.into_iter().chain(last).collect()
+        };
+        for addr in first.into_iter().chain(servers) {
             if !order.contains(addr) {
                 order.push(addr.clone());
             }
@@ -367,8 +392,14 @@ impl ShardKvClerk {
             tried: 0,
             timer: 0,
             wait: Wait::Step,
+            gid: 0,
         });
         self.try_group()
+    }
+
+    /// Forgets `addr` as its group's leader: it did not answer in time, or cannot be reached.
+    fn forget_leader(&mut self, addr: &str) {
+        self.leaders.retain(|_, leader| leader != addr);
     }
 }
 
@@ -419,6 +450,26 @@ impl Clerk for ShardKvClerk {
                     }
                 }
             }
+            (ShardServer::Group(_), ShardMsg::Leader(leader)) => {
+                let Some(p) = &self.pending else {
+                    trace!(leader, "ignoring a leader hint: no operation in progress");
+                    return Vec::new();
+                };
+                let of_group = self
+                    .config
+                    .groups
+                    .get(&p.gid)
+                    .is_some_and(|servers| servers.contains(&leader));
+                if of_group {
+                    self.leaders.insert(p.gid, leader);
+                } else {
+                    trace!(
+                        leader,
+                        "ignoring a leader hint that names no server of the group"
+                    );
+                }
+                Vec::new()
+            }
             (from, other) => {
                 trace!(?from, ?other, "ignoring a message that is not an answer");
                 Vec::new()
@@ -440,7 +491,12 @@ impl Clerk for ShardKvClerk {
             return Vec::new();
         }
         match p.wait {
-            Wait::Step => self.next_server(),
+            Wait::Step => {
+                if let Some(first) = p.order.first().cloned() {
+                    self.forget_leader(&first);
+                }
+                self.next_server()
+            }
             Wait::Silence => {
                 // Keep the group's servers in play (a simulated network may have lost the
                 // request) while the controller is asked.
@@ -459,6 +515,7 @@ impl Clerk for ShardKvClerk {
                 self.ctl_outputs(out)
             }
             ShardServer::Group(addr) => {
+                self.forget_leader(addr);
                 let Some(p) = &self.pending else {
                     return Vec::new();
                 };
@@ -629,6 +686,40 @@ mod tests {
         );
         assert_eq!(sends(&out), [ShardServer::Controller(0)]);
         assert!(clerk.busy());
+    }
+
+    #[test]
+    fn writes_go_to_the_leader_a_server_named_until_it_fails_to_answer() {
+        let mut clerk = ShardKvClerk::new(10, 1, config(1, 100));
+        let put = || KvOp::Put {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        let shard = crate::key2shard("k", 2);
+        let a = ShardServer::Group("g100a".into());
+        let out = clerk.start(put());
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let hint = clerk.on_message(&a, ShardMsg::Leader("g100b".into()));
+        assert!(hint.is_empty(), "a hint is no answer");
+        let written = ShardReply::Written { shard, len: 1 };
+        let out = clerk.on_message(&a, group_answer(1, written.clone()));
+        assert_eq!(out, [ClerkOutput::Done(written.clone())]);
+        let out = clerk.start(put());
+        assert_eq!(
+            sends(&out),
+            [ShardServer::Group("g100b".into())],
+            "the next write goes to the leader"
+        );
+        let out = clerk.on_timeout(timers(&out)[0]);
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let out = clerk.on_message(&a, group_answer(2, written));
+        assert!(matches!(out[..], [ClerkOutput::Done(_)]));
+        let out = clerk.start(put());
+        assert_eq!(
+            sends(&out),
+            [a],
+            "a leader that did not answer in time is forgotten"
+        );
     }
 
     #[test]

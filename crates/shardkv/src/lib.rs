@@ -109,6 +109,10 @@ pub enum ShardMsg {
         num: u64,
         shard: usize,
     },
+    /// To a client whose write came to a replica that is not its group's leader (and is
+    /// forwarded there): the leader's address, so the client's next writes to the group go
+    /// there directly. Sent before the write's reply, on the same connection.
+    Leader(String),
 }
 
 /// How many of `ops` (at least one, if there are any) the next batch request carries when

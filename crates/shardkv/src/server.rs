@@ -154,6 +154,26 @@ impl GroupServer {
         }
     }
 
+    /// Tells a client whose write came here that another replica leads the group (the write
+    /// is forwarded there), so its next writes skip this hop.
+    fn hint_leader(&self, ctx: &mut dyn Context<ShardMsg>, from: NodeId, msg: &GroupMsg) {
+        let writes = match msg {
+            RsmMsg::Request { op, .. } => !matches!(op, KvOp::Get { .. }),
+            RsmMsg::Batch { ops, .. } => ops.iter().any(|op| !matches!(op, KvOp::Get { .. })),
+            _ => false,
+        };
+        if !writes || !from.is_client() {
+            return;
+        }
+        let leader = self.rsm.live_leader(ctx.now());
+        if leader == Some(ctx.id()) {
+            return;
+        }
+        if let Some((_, addr)) = self.group.iter().find(|(id, _)| Some(*id) == leader) {
+            ctx.send(from, ShardMsg::Leader(addr.clone()));
+        }
+    }
+
     fn on_config(&mut self, ctx: &mut dyn Context<ShardMsg>, config: Config) {
         learn(ctx, &config);
         let state = self.rsm.machine();
@@ -238,9 +258,11 @@ impl Node for GroupServer {
                 let reply = ShardReply::TooLarge { shard, refused };
                 ctx.send(from, ShardMsg::Group(RsmMsg::Reply { seq, reply }));
             }
-            ShardMsg::Group(m) => self
-                .rsm
-                .on_message(&mut Wrap::new(ctx, from_group), from, m),
+            ShardMsg::Group(m) => {
+                self.hint_leader(ctx, from, &m);
+                self.rsm
+                    .on_message(&mut Wrap::new(ctx, from_group), from, m)
+            }
             ShardMsg::Ctl(RsmMsg::Reply { seq, reply }) if seq == self.ctl_seq => {
                 self.ctl_answered = true;
                 match reply {
@@ -266,7 +288,7 @@ impl Node for GroupServer {
                     self.propose(ctx, GroupOp::Delete { num, shard });
                 }
             }
-            ShardMsg::Ctl(_) | ShardMsg::Status(_) => {}
+            ShardMsg::Ctl(_) | ShardMsg::Status(_) | ShardMsg::Leader(_) => {}
         }
     }
 
