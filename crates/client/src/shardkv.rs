@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
@@ -206,8 +206,8 @@ impl Dialer<ShardServer> for ShardDialer {
 pub struct ShardKvClient {
     dialer: ShardDialer,
     /// The newest configuration any session learned, handed to every session that starts
-    /// an operation, so one refresh serves them all.
-    config: Mutex<Config>,
+    /// an operation, so one refresh serves them all. Shared, not copied, per operation.
+    config: Mutex<Arc<Config>>,
     timeout: Duration,
     idle: Pool<Session>,
     /// Which server of the owning group an operation tries first.
@@ -224,7 +224,7 @@ impl ShardKvClient {
     ) -> Result<Self, ClientError> {
         Ok(ShardKvClient {
             dialer: ShardDialer(TcpDialer::new(server_list(controllers)?)),
-            config: Mutex::new(Config::initial(0)),
+            config: Mutex::new(Arc::new(Config::initial(0))),
             timeout: DEFAULT_TIMEOUT,
             idle: Pool::new(),
             preferred: None,
@@ -253,6 +253,11 @@ impl ShardKvClient {
 
     /// The configuration the client last learned (number 0 before it asked).
     pub fn config(&self) -> Config {
+        Config::clone(&self.shared_config())
+    }
+
+    /// The same, without copying it.
+    fn shared_config(&self) -> Arc<Config> {
         self.config
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -324,7 +329,7 @@ impl ShardKvClient {
     /// `key`'s value, read in one batch with the other reads of its group in flight at the
     /// same time (see the `coalesce` module): what the Redis-protocol front calls.
     async fn get_together(&self, key: String) -> Result<String, ClientError> {
-        let config = self.config();
+        let config = self.shared_config();
         let Some(&gid) = config
             .shards
             .get(key2shard(&key, config.shards.len()))
@@ -388,7 +393,7 @@ impl ShardKvClient {
             clerk: ShardKvClerk::new(rand::random::<u64>() >> 1, controllers, Config::initial(0)),
             kept: Kept::new(),
         });
-        session.clerk.learn(&self.config());
+        session.clerk.learn(&self.shared_config());
         session.clerk.prefer(self.preferred);
         let answer = driver::run(
             &mut session.clerk,
@@ -421,7 +426,7 @@ impl ShardKvClient {
     fn learn(&self, latest: &Config) {
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if latest.num > config.num {
-            *config = latest.clone();
+            *config = Arc::new(latest.clone());
         }
     }
 }
@@ -459,7 +464,7 @@ impl Backend for ShardKvClient {
         let mut rest = ops.as_slice();
         while !rest.is_empty() {
             let kv_ops: Vec<KvOp> = rest.iter().cloned().map(kv_op).collect();
-            let take = segment(&kv_ops, &self.config());
+            let take = segment(&kv_ops, &self.shared_config());
             let part = kv_ops[..take].to_vec();
             match self.call_batch(part).await {
                 Ok(replies) => {
