@@ -28,8 +28,8 @@ use std::time::Duration;
 use synod_kvpaxos::KvOp;
 use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
-use synod_rsm::clerk::{step_for, ClerkOp};
-use synod_rsm::RsmMsg;
+use synod_rsm::clerk::step_for;
+use synod_rsm::{Commands, RsmMsg};
 use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply, Gid};
 use tracing::trace;
 
@@ -65,54 +65,15 @@ enum Wait {
     Pause,
 }
 
-/// What one request carries.
-#[derive(Debug, Clone)]
-enum Commands {
-    One(KvOp),
-    /// Never empty, and [`crate::batchable`].
-    Many(Vec<KvOp>),
+/// Whether any of `op`'s commands writes (and so goes through the group's leader).
+fn writes(op: &Commands<KvOp>) -> bool {
+    op.iter().any(|op| !matches!(op, KvOp::Get { .. }))
 }
 
-impl Commands {
-    /// The command that numbers and routes the request.
-    fn first(&self) -> &KvOp {
-        match self {
-            Commands::One(op) => op,
-            Commands::Many(ops) => &ops[0],
-        }
-    }
-
-    /// How long the request waits on the servers tried so far: a batch's step covers all
-    /// its bytes, as the replicated services' clerk's does.
-    fn hedge_step(&self) -> Duration {
-        match self {
-            Commands::One(op) => op.hedge_step(),
-            Commands::Many(ops) => step_for(ops.iter().map(KvOp::payload_bytes).sum()),
-        }
-    }
-
-    /// Whether any command writes (and so goes through the group's leader).
-    fn writes(&self) -> bool {
-        match self {
-            Commands::One(op) => !matches!(op, KvOp::Get { .. }),
-            Commands::Many(ops) => ops.iter().any(|op| !matches!(op, KvOp::Get { .. })),
-        }
-    }
-
-    fn request(&self, client: u64, seq: u64) -> crate::GroupMsg {
-        match self {
-            Commands::One(op) => RsmMsg::Request {
-                client,
-                seq,
-                op: op.clone(),
-            },
-            Commands::Many(ops) => RsmMsg::Batch {
-                client,
-                seq,
-                ops: ops.clone(),
-            },
-        }
-    }
+/// How long a request waits on the servers tried so far: a batch's step covers all its
+/// bytes, as the replicated services' clerk's does.
+fn hedge_step(op: &Commands<KvOp>) -> Duration {
+    step_for(op.iter().map(KvOp::payload_bytes).sum())
 }
 
 /// Whether `reply` says the group does not serve the shard the request is routed by.
@@ -127,7 +88,7 @@ fn wrong_group(reply: &ShardReply) -> bool {
 /// The operation in progress.
 #[derive(Debug, Clone)]
 struct Pending {
-    op: Commands,
+    op: Commands<KvOp>,
     /// (shard, sequence number), once a configuration said how many shards there are.
     numbered: Option<(usize, u64)>,
     /// The group's servers in the order they are tried, and how many were tried.
@@ -259,7 +220,7 @@ impl ShardKvClerk {
         // A write goes to the leader; a read to the preferred server (the front's own, in
         // process), since any replica answers a read after its own barrier.
         let leader = self.leaders.get(&gid).filter(|a| servers.contains(a));
-        let first: Vec<&String> = if p.op.writes() {
+        let first: Vec<&String> = if writes(&p.op) {
             leader.into_iter().chain(last).chain(preferred).collect()
         } else {
             preferred.into_iter().chain(last).collect()
@@ -289,7 +250,7 @@ impl ShardKvClerk {
         let to = p.order[p.tried % p.order.len()].clone();
         p.tried += 1;
         let all_tried = p.tried >= p.order.len();
-        let step = p.op.hedge_step();
+        let step = hedge_step(&p.op);
         let (wait, after) = if all_tried {
             (Wait::Silence, step + GROUP_SILENCE)
         } else {
@@ -384,7 +345,7 @@ impl ShardKvClerk {
         }
     }
 
-    fn begin(&mut self, op: Commands) -> Vec<ShardOutput> {
+    fn begin(&mut self, op: Commands<KvOp>) -> Vec<ShardOutput> {
         self.pending = Some(Pending {
             op,
             numbered: None,
