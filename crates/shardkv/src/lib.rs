@@ -14,6 +14,9 @@
 //!   holds across moves), to the new owner, which installs it through its log
 //!   ([`GroupOp::Install`]) and acknowledges; only then does the old owner delete its copy
 //!   ([`GroupOp::Delete`]). Shards that do not move keep serving throughout.
+//! - Clients may send several commands as one request ([`batchable`] ones: one shard's, or
+//!   reads only), and a follower sent a client's write names its leader
+//!   ([`ShardMsg::Leader`]) so the client's next writes go there.
 //!
 //! See `docs/shardkv.md` for the protocol and its limits.
 
@@ -116,11 +119,11 @@ pub enum ShardMsg {
 }
 
 /// How many of `ops` (at least one, if there are any) the next batch request carries when
-/// they must take effect in order (a pipeline's commands):
-/// the commands up to the first on another shard, or, if that takes more, the reads up to the
-/// first command that is not a read of the same group (a read batch is answered from one
-/// state of the group). Both are [`batchable`]. Before the client knows a
-/// configuration it cannot tell shards apart: one command.
+/// they must take effect in order, as a pipeline's commands: the commands up to the first on
+/// another shard, or, if that takes more, the reads up to the first command that is not a
+/// read of the same group (a read batch is answered from one state of the group). Both are
+/// [`batchable`]. Before the client knows a configuration it cannot tell shards apart: one
+/// command.
 pub fn segment(ops: &[KvOp], config: &synod_shardctl::Config) -> usize {
     let Some(first) = ops.first().filter(|_| config.num > 0) else {
         return ops.len().min(1);
