@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod coalesce;
 mod driver;
 mod error;
 mod kv;

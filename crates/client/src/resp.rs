@@ -69,7 +69,7 @@ impl Backend for KvClient {
     }
 }
 
-fn kv_op(op: Op) -> KvOp {
+pub(crate) fn kv_op(op: Op) -> KvOp {
     match op {
         Op::Get { key } => KvOp::Get { key },
         Op::Set { key, value } => KvOp::Put { key, value },

@@ -15,22 +15,26 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
 use synod_net::{Client, NetError};
 use synod_node::clerk::Clerk;
-use synod_resp::{Backend, BackendError};
-use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply};
-use synod_shardkv::{Preference, ShardKvClerk, ShardMsg, ShardReply, ShardServer};
+use synod_resp::{run_one, Answer, Backend, BackendError, Op};
+use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply, Gid};
+use synod_shardkv::clerk::ShardOutput;
+use synod_shardkv::{
+    key2shard, segment, Preference, ShardKvClerk, ShardMsg, ShardReply, ShardServer,
+};
 use tokio::time::Instant;
 use tracing::trace;
 
+use crate::coalesce::{Coalescer, Turn};
 use crate::driver::{self, Connection, Dialer, Kept, TcpDialer};
 use crate::error::server_list;
 use crate::pool::Pool;
-use crate::resp::backend_error;
+use crate::resp::{backend_error, kv_op};
 use crate::ClientError;
 
 /// How long an operation keeps retrying by default: the one policy of every client.
@@ -202,12 +206,14 @@ impl Dialer<ShardServer> for ShardDialer {
 pub struct ShardKvClient {
     dialer: ShardDialer,
     /// The newest configuration any session learned, handed to every session that starts
-    /// an operation, so one refresh serves them all.
-    config: Mutex<Config>,
+    /// an operation, so one refresh serves them all. Shared, not copied, per operation.
+    config: Mutex<Arc<Config>>,
     timeout: Duration,
     idle: Pool<Session>,
     /// Which server of the owning group an operation tries first.
     preferred: Option<Preference>,
+    /// The Redis-protocol front's single reads, queued by group to leave in batches.
+    reads: Coalescer<Result<String, ClientError>>,
 }
 
 impl ShardKvClient {
@@ -218,10 +224,11 @@ impl ShardKvClient {
     ) -> Result<Self, ClientError> {
         Ok(ShardKvClient {
             dialer: ShardDialer(TcpDialer::new(server_list(controllers)?)),
-            config: Mutex::new(Config::initial(0)),
+            config: Mutex::new(Arc::new(Config::initial(0))),
             timeout: DEFAULT_TIMEOUT,
             idle: Pool::new(),
             preferred: None,
+            reads: Coalescer::new(),
         })
     }
 
@@ -246,6 +253,11 @@ impl ShardKvClient {
 
     /// The configuration the client last learned (number 0 before it asked).
     pub fn config(&self) -> Config {
+        Config::clone(&self.shared_config())
+    }
+
+    /// The same, without copying it.
+    fn shared_config(&self) -> Arc<Config> {
         self.config
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -292,17 +304,100 @@ impl ShardKvClient {
     /// Runs one operation at the group owning its key, following reconfigurations, until
     /// it is answered or the timeout passes. Answers `Value` or `Written`.
     pub async fn call(&self, op: KvOp) -> Result<ShardReply, ClientError> {
+        self.run(|clerk| clerk.start(op)).await
+    }
+
+    /// Runs `ops` as one request (one log entry, applied in order, at most once as a whole)
+    /// at the group owning the first one's shard, following reconfigurations. They must be
+    /// [`synod_shardkv::batchable`]: all on one shard, or all reads. Answers a prefix of them,
+    /// at least the first, in order: a group cuts a batch whose values would not fit one
+    /// reply, and a read batch is answered only up to its first read of a shard the group
+    /// no longer serves. The caller sends the rest again.
+    pub async fn call_batch(&self, ops: Vec<KvOp>) -> Result<Vec<ShardReply>, ClientError> {
+        let one = ops.len() == 1;
+        let replies = match self.run(|clerk| clerk.start_batch(ops)).await? {
+            ShardReply::Batch(replies) => replies,
+            reply if one => vec![reply],
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        if replies.is_empty() {
+            return Err(ClientError::Unexpected("an empty batch reply".into()));
+        }
+        Ok(replies)
+    }
+
+    /// `key`'s value, read in one batch with the other reads of its group in flight at the
+    /// same time (see the `coalesce` module): what the Redis-protocol front calls.
+    async fn get_together(&self, key: String) -> Result<String, ClientError> {
+        let config = self.shared_config();
+        let Some(&gid) = config
+            .shards
+            .get(key2shard(&key, config.shards.len()))
+            .filter(|_| config.num > 0)
+        else {
+            return self.get(key).await;
+        };
+        let (mut turn, mut lead) = self.reads.enqueue(gid, key.clone());
+        loop {
+            if lead {
+                self.run_reads(gid).await;
+            }
+            match turn.await {
+                Ok(Turn::Answer(answer)) => return answer,
+                Ok(Turn::Lead(next)) => (turn, lead) = (next, true),
+                // A runner that went away mid-batch dropped our sender.
+                Ok(Turn::Alone) | Err(_) => return self.get(key).await,
+            }
+        }
+    }
+
+    /// Runs the next batch of group `gid`'s queued reads and answers each.
+    async fn run_reads(&self, gid: Gid) {
+        let _runner = self.reads.runner(gid);
+        let batch = self.reads.take(gid);
+        if batch.is_empty() {
+            return;
+        }
+        let ops = batch
+            .iter()
+            .map(|w| KvOp::Get { key: w.key.clone() })
+            .collect();
+        let (mut replies, timed_out) = match self.call_batch(ops).await {
+            Ok(replies) => (replies.into_iter(), None),
+            // Every read had the whole timeout: a second try alone would only double it.
+            Err(ClientError::Timeout(after)) => (Vec::new().into_iter(), Some(after)),
+            // Reads change nothing: each tries again alone, and gets its own answer.
+            Err(_) => (Vec::new().into_iter(), None),
+        };
+        for waiter in batch {
+            let turn = match (replies.next(), timed_out) {
+                (Some(ShardReply::Value { value, .. }), _) => Turn::Answer(Ok(value)),
+                (Some(other), _) => {
+                    Turn::Answer(Err(ClientError::Unexpected(format!("{other:?}"))))
+                }
+                (None, Some(after)) => Turn::Answer(Err(ClientError::Timeout(after))),
+                (None, None) => Turn::Alone,
+            };
+            // A reader that went away no longer needs its answer.
+            let _ = waiter.turn.send(turn);
+        }
+    }
+
+    async fn run(
+        &self,
+        start: impl FnOnce(&mut ShardKvClerk) -> Vec<ShardOutput>,
+    ) -> Result<ShardReply, ClientError> {
         let deadline = Instant::now() + self.timeout;
         let controllers = self.dialer.0.addrs().len();
         let mut session = self.idle.take(|| Session {
             clerk: ShardKvClerk::new(rand::random::<u64>() >> 1, controllers, Config::initial(0)),
             kept: Kept::new(),
         });
-        session.clerk.learn(&self.config());
+        session.clerk.learn(&self.shared_config());
         session.clerk.prefer(self.preferred);
         let answer = driver::run(
             &mut session.clerk,
-            |c| c.start(op),
+            start,
             &mut session.kept,
             &self.dialer,
             deadline,
@@ -331,16 +426,18 @@ impl ShardKvClient {
     fn learn(&self, latest: &Config) {
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if latest.num > config.num {
-            *config = latest.clone();
+            *config = Arc::new(latest.clone());
         }
     }
 }
 
 /// The Redis-protocol front of a shardkv server forwards through this client, so any server
-/// of the cluster answers for every key.
+/// of the cluster answers for every key. Single reads of one group in flight together leave
+/// as one read batch; a pipeline is sent in order, as few requests as its commands allow
+/// ([`synod_shardkv::segment`]).
 impl Backend for ShardKvClient {
     async fn get(&self, key: String) -> Result<Option<String>, BackendError> {
-        ShardKvClient::get(self, key)
+        self.get_together(key)
             .await
             .map(Some)
             .map_err(backend_error)
@@ -357,5 +454,56 @@ impl Backend for ShardKvClient {
             .await
             .map(Some)
             .map_err(backend_error)
+    }
+
+    /// One request per [`segment`], one after the other, so every command takes effect after
+    /// the ones before it. A segment refused whole at the edge (a value too large) is run
+    /// again one command at a time, so each gets its own answer.
+    async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
+        let mut answers = Vec::with_capacity(ops.len());
+        let mut rest = ops.as_slice();
+        while !rest.is_empty() {
+            let kv_ops: Vec<KvOp> = rest.iter().cloned().map(kv_op).collect();
+            let take = segment(&kv_ops, &self.shared_config());
+            let part = kv_ops[..take].to_vec();
+            match self.call_batch(part).await {
+                Ok(replies) => {
+                    let done = replies.len();
+                    answers.extend(rest.iter().zip(replies).map(answer));
+                    rest = &rest[done..];
+                }
+                Err(e @ ClientError::TooLarge(_)) if take == 1 => {
+                    answers.push(Err(backend_error(e)));
+                    rest = &rest[1..];
+                }
+                Err(ClientError::TooLarge(_)) => {
+                    for op in &rest[..take] {
+                        answers.push(run_one(self, op.clone()).await);
+                    }
+                    rest = &rest[take..];
+                }
+                Err(e) => {
+                    let e = backend_error(e);
+                    answers.extend(rest.iter().map(|_| Err(e.clone())));
+                    break;
+                }
+            }
+        }
+        answers
+    }
+}
+
+/// The answer to `op` in a batch's reply.
+fn answer((op, reply): (&Op, ShardReply)) -> Result<Answer, BackendError> {
+    match (op, reply) {
+        (Op::Get { .. }, ShardReply::Value { value, .. }) => Ok(Answer::Value(Some(value))),
+        (Op::Set { .. }, ShardReply::Written { .. }) => Ok(Answer::Set),
+        (Op::Append { .. }, ShardReply::Written { len, .. }) => Ok(Answer::Appended(Some(len))),
+        (_, ShardReply::TooLarge { refused, .. }) => {
+            Err(BackendError::TooLarge(refused.to_string()))
+        }
+        (_, other) => Err(BackendError::Unavailable(format!(
+            "unexpected reply {other:?}"
+        ))),
     }
 }

@@ -47,7 +47,8 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// Version 7: a replicated state machine takes a batch of commands as one request, decided
 /// as one log entry (`RsmMsg::Batch`, `Entry::Commands`; the KV's `KvReply::Batch`).
 /// Version 8: a replica's status report says whether it is writing a snapshot, and the size
-/// and duration of its last one (`StatusReport::snapshots`).
+/// and duration of its last one (`StatusReport::snapshots`); the sharded KV takes batches
+/// too (`ShardReply::Batch`), and a follower names its group's leader (`ShardMsg::Leader`).
 pub const PROTOCOL_VERSION: u16 = 8;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;

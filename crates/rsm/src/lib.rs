@@ -55,7 +55,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use synod_paxos::PaxosMsg;
 
-pub use replica::{Rsm, ELECTION_TIMEOUT, LEADER_WINDOW, TICK, TIMER, WINDOW};
+pub use replica::{Commands, Rsm, ELECTION_TIMEOUT, LEADER_WINDOW, TICK, TIMER, WINDOW};
 pub use sessions::{Session, Sessions, Verdict, MAX_SESSIONS};
 pub use status::{
     voter_shortage, CatchUp, SnapshotStatus, SnapshotTaken, StatusMsg, StatusReport, VoterShortage,

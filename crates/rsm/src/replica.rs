@@ -94,9 +94,10 @@ struct Durable<P, S> {
 }
 
 /// What one client request asks for: one command ([`RsmMsg::Request`]) or several applied
-/// in order as one ([`RsmMsg::Batch`]).
+/// in order as one ([`RsmMsg::Batch`]). Replicas keep requests in this form, and clerks
+/// that send batches too (shardkv's) build their requests from it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Commands<C> {
+pub enum Commands<C> {
     One(C),
     /// Never empty: an empty batch is ignored where it arrives.
     Many(Vec<C>),
@@ -104,21 +105,22 @@ enum Commands<C> {
 
 impl<C: Clone> Commands<C> {
     /// The command that picks the session table (a batch's commands share one table).
-    fn first(&self) -> &C {
+    pub fn first(&self) -> &C {
         match self {
             Commands::One(op) => op,
             Commands::Many(ops) => &ops[0],
         }
     }
 
-    fn iter(&self) -> std::slice::Iter<'_, C> {
+    pub fn iter(&self) -> std::slice::Iter<'_, C> {
         match self {
             Commands::One(op) => std::slice::from_ref(op).iter(),
             Commands::Many(ops) => ops.iter(),
         }
     }
 
-    fn request<I, R>(&self, client: u64, seq: u64) -> RsmMsg<C, I, R> {
+    /// The request that carries these commands under (client, seq).
+    pub fn request<I, R>(&self, client: u64, seq: u64) -> RsmMsg<C, I, R> {
         match self {
             Commands::One(op) => RsmMsg::Request {
                 client,
@@ -689,8 +691,9 @@ impl<S: StateMachine> Rsm<S> {
         }
     }
 
-    /// The leader, if one was heard from within [`ELECTION_TIMEOUT`].
-    fn live_leader(&self, now: Duration) -> Option<NodeId> {
+    /// The leader, if one was heard from within [`ELECTION_TIMEOUT`]: where this replica
+    /// forwards the client commands it is sent.
+    pub fn live_leader(&self, now: Duration) -> Option<NodeId> {
         let (leader, heard) = self.paxos.leader(now)?;
         (now < heard + ELECTION_TIMEOUT).then_some(leader)
     }

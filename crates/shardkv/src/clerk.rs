@@ -12,16 +12,25 @@
 //!
 //! At most once: requests are numbered per shard with [`Numbering`], because each shard's
 //! session table moves with the shard; a request keeps its number across groups and retries.
+//!
+//! A batch ([`ShardKvClerk::start_batch`]: one request, one log entry, commands applied in
+//! order) must be [`crate::batchable`]: one shard's commands, or reads only. It is numbered,
+//! routed and deduplicated by its first command's shard; its reply is a
+//! [`ShardReply::Batch`], which may answer only a prefix of its commands (never empty; the
+//! caller sends the rest again). A batch whose first command is answered `WrongGroup` is
+//! followed to the new owner like a single command; a read batch answered `WrongGroup`
+//! further on is done with the reads before that one, and its caller sends the rest again.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
 use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
-use synod_rsm::clerk::ClerkOp;
-use synod_rsm::RsmMsg;
-use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply};
+use synod_rsm::clerk::step_for;
+use synod_rsm::{Commands, RsmMsg};
+use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply, Gid};
 use tracing::trace;
 
 use crate::{Numbering, ShardMsg, ShardReply};
@@ -56,10 +65,30 @@ enum Wait {
     Pause,
 }
 
+/// Whether any of `op`'s commands writes (and so goes through the group's leader).
+fn writes(op: &Commands<KvOp>) -> bool {
+    op.iter().any(|op| !matches!(op, KvOp::Get { .. }))
+}
+
+/// How long a request waits on the servers tried so far: a batch's step covers all its
+/// bytes, as the replicated services' clerk's does.
+fn hedge_step(op: &Commands<KvOp>) -> Duration {
+    step_for(op.iter().map(KvOp::payload_bytes).sum())
+}
+
+/// Whether `reply` says the group does not serve the shard the request is routed by.
+fn wrong_group(reply: &ShardReply) -> bool {
+    match reply {
+        ShardReply::WrongGroup { .. } => true,
+        ShardReply::Batch(replies) => replies.first().is_some_and(wrong_group),
+        _ => false,
+    }
+}
+
 /// The operation in progress.
 #[derive(Debug, Clone)]
 struct Pending {
-    op: KvOp,
+    op: Commands<KvOp>,
     /// (shard, sequence number), once a configuration said how many shards there are.
     numbered: Option<(usize, u64)>,
     /// The group's servers in the order they are tried, and how many were tried.
@@ -68,6 +97,8 @@ struct Pending {
     /// The latest group timer; any other is stale.
     timer: TimerToken,
     wait: Wait,
+    /// The group the request was last routed to.
+    gid: Gid,
 }
 
 /// Which server of a group an operation tries first: the server itself, when the group has
@@ -104,8 +135,11 @@ pub struct ShardKvClerk {
     config: Config,
     ctl: CtlClerk,
     preferred: Option<Preference>,
-    /// The group server that answered last, tried first in its group.
+    /// The group server that answered last, tried early in its group.
     last_answered: Option<String>,
+    /// Each group's leader, as its servers said ([`ShardMsg::Leader`]): where writes go
+    /// first, so they skip a follower's forwarding hop. Forgotten when it fails to answer.
+    leaders: BTreeMap<Gid, String>,
     pending: Option<Pending>,
     timers: TimerToken,
 }
@@ -133,6 +167,7 @@ impl ShardKvClerk {
             ctl: CtlClerk::new(client.wrapping_add(1), controllers),
             preferred: None,
             last_answered: None,
+            leaders: BTreeMap::new(),
             pending: None,
             timers: 0,
         }
@@ -168,7 +203,7 @@ impl ShardKvClerk {
         }
         let (shard, _) = *p
             .numbered
-            .get_or_insert_with(|| self.numbering.next(&p.op, config.shards.len()));
+            .get_or_insert_with(|| self.numbering.next(p.op.first(), config.shards.len()));
         let servers = config
             .shards
             .get(shard)
@@ -177,10 +212,20 @@ impl ShardKvClerk {
         let Some(servers) = servers else {
             return self.query();
         };
+        let gid = config.shards[shard];
+        p.gid = gid;
         let mut order: Vec<String> = Vec::with_capacity(servers.len());
         let last = self.last_answered.as_ref().filter(|a| servers.contains(a));
         let preferred = self.preferred.and_then(|p| p.pick(servers));
-        for addr in last.into_iter().chain(preferred).chain(servers) {
+        // A write goes to the leader; a read to the preferred server (the front's own, in
+        // process), since any replica answers a read after its own barrier.
+        let leader = self.leaders.get(&gid).filter(|a| servers.contains(a));
+        let first: Vec<&String> = if writes(&p.op) {
+            leader.into_iter().chain(last).chain(preferred).collect()
+        } else {
+            preferred.into_iter().chain(last).collect()
+        };
+        for addr in first.into_iter().chain(servers) {
             if !order.contains(addr) {
                 order.push(addr.clone());
             }
@@ -205,7 +250,7 @@ impl ShardKvClerk {
         let to = p.order[p.tried % p.order.len()].clone();
         p.tried += 1;
         let all_tried = p.tried >= p.order.len();
-        let step = p.op.hedge_step();
+        let step = hedge_step(&p.op);
         let (wait, after) = if all_tried {
             (Wait::Silence, step + GROUP_SILENCE)
         } else {
@@ -213,11 +258,7 @@ impl ShardKvClerk {
         };
         p.wait = wait;
         p.timer = token;
-        let msg = ShardMsg::Group(RsmMsg::Request {
-            client,
-            seq,
-            op: p.op.clone(),
-        });
+        let msg = ShardMsg::Group(p.op.request(client, seq));
         vec![
             ClerkOutput::Send {
                 to: ShardServer::Group(to),
@@ -289,6 +330,38 @@ impl ShardKvClerk {
     fn ctl_servers(&self) -> usize {
         self.ctl.servers()
     }
+
+    /// Starts several operations as one request ([`RsmMsg::Batch`]), which must be
+    /// [`crate::batchable`]; see the module's doc. An empty batch starts nothing.
+    pub fn start_batch(&mut self, ops: Vec<KvOp>) -> Vec<ShardOutput> {
+        debug_assert!(
+            crate::batchable(&ops, self.config.shards.len().max(1)) || self.config.num == 0,
+            "a batch the servers would ignore"
+        );
+        match ops.len() {
+            0 => Vec::new(),
+            1 => self.begin(Commands::One(ops.into_iter().next().expect("one"))),
+            _ => self.begin(Commands::Many(ops)),
+        }
+    }
+
+    fn begin(&mut self, op: Commands<KvOp>) -> Vec<ShardOutput> {
+        self.pending = Some(Pending {
+            op,
+            numbered: None,
+            order: Vec::new(),
+            tried: 0,
+            timer: 0,
+            wait: Wait::Step,
+            gid: 0,
+        });
+        self.try_group()
+    }
+
+    /// Forgets `addr` as its group's leader: it did not answer in time, or cannot be reached.
+    fn forget_leader(&mut self, addr: &str) {
+        self.leaders.retain(|_, leader| leader != addr);
+    }
 }
 
 impl Clerk for ShardKvClerk {
@@ -298,15 +371,7 @@ impl Clerk for ShardKvClerk {
     type Reply = ShardReply;
 
     fn start(&mut self, op: KvOp) -> Vec<ShardOutput> {
-        self.pending = Some(Pending {
-            op,
-            numbered: None,
-            order: Vec::new(),
-            tried: 0,
-            timer: 0,
-            wait: Wait::Step,
-        });
-        self.try_group()
+        self.begin(Commands::One(op))
     }
 
     fn on_message(&mut self, from: &ShardServer, msg: ShardMsg) -> Vec<ShardOutput> {
@@ -328,13 +393,43 @@ impl Clerk for ShardKvClerk {
                     return Vec::new();
                 }
                 match reply {
-                    ShardReply::WrongGroup { .. } => self.query(),
+                    wrong if wrong_group(&wrong) => self.query(),
+                    ShardReply::Batch(mut replies) => {
+                        // The reads from the first of a shard the group no longer serves
+                        // are not answered: the caller sends them again, and they find the
+                        // new owner then.
+                        let answered = replies.iter().take_while(|r| !wrong_group(r)).count();
+                        replies.truncate(answered);
+                        self.pending = None;
+                        self.last_answered = Some(addr.clone());
+                        vec![ClerkOutput::Done(ShardReply::Batch(replies))]
+                    }
                     done => {
                         self.pending = None;
                         self.last_answered = Some(addr.clone());
                         vec![ClerkOutput::Done(done)]
                     }
                 }
+            }
+            (ShardServer::Group(_), ShardMsg::Leader(leader)) => {
+                let Some(p) = &self.pending else {
+                    trace!(leader, "ignoring a leader hint: no operation in progress");
+                    return Vec::new();
+                };
+                let of_group = self
+                    .config
+                    .groups
+                    .get(&p.gid)
+                    .is_some_and(|servers| servers.contains(&leader));
+                if of_group {
+                    self.leaders.insert(p.gid, leader);
+                } else {
+                    trace!(
+                        leader,
+                        "ignoring a leader hint that names no server of the group"
+                    );
+                }
+                Vec::new()
             }
             (from, other) => {
                 trace!(?from, ?other, "ignoring a message that is not an answer");
@@ -357,7 +452,12 @@ impl Clerk for ShardKvClerk {
             return Vec::new();
         }
         match p.wait {
-            Wait::Step => self.next_server(),
+            Wait::Step => {
+                if let Some(first) = p.order.first().cloned() {
+                    self.forget_leader(&first);
+                }
+                self.next_server()
+            }
             Wait::Silence => {
                 // Keep the group's servers in play (a simulated network may have lost the
                 // request) while the controller is asked.
@@ -376,6 +476,7 @@ impl Clerk for ShardKvClerk {
                 self.ctl_outputs(out)
             }
             ShardServer::Group(addr) => {
+                self.forget_leader(addr);
                 let Some(p) = &self.pending else {
                     return Vec::new();
                 };
@@ -504,6 +605,82 @@ mod tests {
         assert_eq!(pause.len(), 1);
         let out = clerk.on_timeout(pause[0]);
         assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+    }
+
+    #[test]
+    fn a_read_batch_is_done_with_the_reads_before_the_first_wrong_group() {
+        let mut clerk = ShardKvClerk::new(10, 1, config(1, 100));
+        let gets: Vec<KvOp> = ["a", "b", "c"]
+            .map(|key| KvOp::Get { key: key.into() })
+            .to_vec();
+        let shard = |key| crate::key2shard(key, 2);
+        let out = clerk.start_batch(gets);
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let value = |key| ShardReply::Value {
+            shard: shard(key),
+            value: "v".into(),
+        };
+        let replies = ShardReply::Batch(vec![
+            value("a"),
+            ShardReply::WrongGroup { shard: shard("b") },
+            value("c"),
+        ]);
+        let out = clerk.on_message(
+            &ShardServer::Group("g100a".into()),
+            group_answer(1, replies),
+        );
+        assert_eq!(
+            out,
+            [ClerkOutput::Done(ShardReply::Batch(vec![value("a")]))]
+        );
+        assert!(!clerk.busy());
+
+        // A batch refused from its first command on follows the shard, as one command does.
+        let mut clerk = ShardKvClerk::new(12, 1, config(1, 100));
+        let out = clerk.start_batch(vec![get(), get()]);
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let wrong = ShardReply::WrongGroup { shard: shard("k") };
+        let replies = ShardReply::Batch(vec![wrong.clone(), wrong]);
+        let out = clerk.on_message(
+            &ShardServer::Group("g100a".into()),
+            group_answer(1, replies),
+        );
+        assert_eq!(sends(&out), [ShardServer::Controller(0)]);
+        assert!(clerk.busy());
+    }
+
+    #[test]
+    fn writes_go_to_the_leader_a_server_named_until_it_fails_to_answer() {
+        let mut clerk = ShardKvClerk::new(10, 1, config(1, 100));
+        let put = || KvOp::Put {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        let shard = crate::key2shard("k", 2);
+        let a = ShardServer::Group("g100a".into());
+        let out = clerk.start(put());
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let hint = clerk.on_message(&a, ShardMsg::Leader("g100b".into()));
+        assert!(hint.is_empty(), "a hint is no answer");
+        let written = ShardReply::Written { shard, len: 1 };
+        let out = clerk.on_message(&a, group_answer(1, written.clone()));
+        assert_eq!(out, [ClerkOutput::Done(written.clone())]);
+        let out = clerk.start(put());
+        assert_eq!(
+            sends(&out),
+            [ShardServer::Group("g100b".into())],
+            "the next write goes to the leader"
+        );
+        let out = clerk.on_timeout(timers(&out)[0]);
+        assert_eq!(sends(&out), [ShardServer::Group("g100a".into())]);
+        let out = clerk.on_message(&a, group_answer(2, written));
+        assert!(matches!(out[..], [ClerkOutput::Done(_)]));
+        let out = clerk.start(put());
+        assert_eq!(
+            sends(&out),
+            [a],
+            "a leader that did not answer in time is forgotten"
+        );
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //!   holds across moves), to the new owner, which installs it through its log
 //!   ([`GroupOp::Install`]) and acknowledges; only then does the old owner delete its copy
 //!   ([`GroupOp::Delete`]). Shards that do not move keep serving throughout.
+//! - Clients may send several commands as one request ([`batchable`] ones: one shard's, or
+//!   reads only), and a follower sent a client's write names its leader
+//!   ([`ShardMsg::Leader`]) so the client's next writes go there.
 //!
 //! See `docs/shardkv.md` for the protocol and its limits.
 
@@ -63,6 +66,23 @@ pub enum ShardReply {
         shard: usize,
         refused: synod_node::limits::TooLarge,
     },
+    /// The replies to a batch's commands ([`synod_rsm::RsmMsg::Batch`]), in order; maybe
+    /// fewer than its commands (see [`synod_rsm::StateMachine::batch_reply`]), and the
+    /// client sends the rest again.
+    Batch(Vec<ShardReply>),
+}
+
+/// Whether the group servers take `ops` as one batch request: every command on one shard
+/// (the batch is then guarded, at most once as a whole, by that shard's session table, and
+/// moves with it), or every command a read (a read batch changes nothing, and is answered
+/// from one state of the group after one read barrier, each read checked against its own
+/// shard). A batch mixing shards *and* writing could be applied partly, under a session
+/// table that does not move with all of its data, so servers ignore it.
+pub fn batchable(ops: &[KvOp], shards: usize) -> bool {
+    let one_shard = ops
+        .windows(2)
+        .all(|w| key2shard(key_of(&w[0]), shards) == key2shard(key_of(&w[1]), shards));
+    one_shard || ops.iter().all(|op| matches!(op, KvOp::Get { .. }))
 }
 
 /// Messages within one group, and between a group and its clients.
@@ -92,4 +112,81 @@ pub enum ShardMsg {
         num: u64,
         shard: usize,
     },
+    /// To a client whose write came to a replica that is not its group's leader (and is
+    /// forwarded there): the leader's address, so the client's next writes to the group go
+    /// there directly. Sent before the write's reply, on the same connection.
+    Leader(String),
+}
+
+/// How many of `ops` (at least one, if there are any) the next batch request carries when
+/// they must take effect in order, as a pipeline's commands: the commands up to the first on
+/// another shard, or, if that takes more, the reads up to the first command that is not a
+/// read of the same group (a read batch is answered from one state of the group). Both are
+/// [`batchable`]. Before the client knows a configuration it cannot tell shards apart: one
+/// command.
+pub fn segment(ops: &[KvOp], config: &synod_shardctl::Config) -> usize {
+    let Some(first) = ops.first().filter(|_| config.num > 0) else {
+        return ops.len().min(1);
+    };
+    let shard = |op: &KvOp| key2shard(key_of(op), config.shards.len());
+    let on_shard = ops
+        .iter()
+        .take_while(|op| shard(op) == shard(first))
+        .count();
+    let gid = config.shards.get(shard(first));
+    let reads = ops
+        .iter()
+        .take_while(|op| matches!(op, KvOp::Get { .. }) && config.shards.get(shard(op)) == gid)
+        .count();
+    on_shard.max(reads).min(synod_rsm::MAX_BATCH_COMMANDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn keys_of_shards(shards: usize) -> Vec<String> {
+        (0..shards)
+            .map(|s| {
+                (0..)
+                    .map(|n| format!("k{n}"))
+                    .find(|k| key2shard(k, shards) == s)
+                    .expect("some key lands in every shard")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_one_shard_or_reads_only_and_a_pipeline_is_cut_there() {
+        let keys = keys_of_shards(4);
+        let get = |i: usize| KvOp::Get {
+            key: keys[i].clone(),
+        };
+        let put = |i: usize| KvOp::Put {
+            key: keys[i].clone(),
+            value: "v".into(),
+        };
+        assert!(batchable(&[put(0), get(0), put(0)], 4));
+        assert!(batchable(&[get(0), get(1), get(3)], 4));
+        assert!(!batchable(&[get(0), put(1)], 4), "writes across shards");
+        let config = synod_shardctl::Config {
+            num: 1,
+            shards: vec![100, 100, 101, 100],
+            groups: BTreeMap::new(),
+        };
+        // Reads of group 100's shards 0, 1 and 3, up to the read of group 101's shard 2.
+        assert_eq!(segment(&[get(0), get(1), get(3), get(2)], &config), 3);
+        // One shard's commands, up to another shard's.
+        assert_eq!(segment(&[put(0), get(0), get(1)], &config), 2);
+        assert_eq!(segment(&[get(0), put(1)], &config), 1);
+        let unknown = synod_shardctl::Config::initial(4);
+        assert_eq!(
+            segment(&[get(0), get(1)], &unknown),
+            1,
+            "shards not known yet"
+        );
+        assert_eq!(segment(&[], &config), 0);
+    }
 }

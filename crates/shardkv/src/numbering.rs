@@ -36,15 +36,17 @@ impl Numbering {
 }
 
 impl ShardReply {
-    /// The shard the reply is about (`None` for an expired session, which names none). With
-    /// the sequence number it tells the reply to the request a clerk waits for from a late
-    /// reply to an earlier request on another shard.
+    /// The shard the reply is about (`None` for an expired session, which names none; a
+    /// batch's is its first command's, the shard that numbers the batch). With the sequence
+    /// number it tells the reply to the request a clerk waits for from a late reply to an
+    /// earlier request on another shard.
     pub fn shard(&self) -> Option<usize> {
         match self {
             ShardReply::Value { shard, .. }
             | ShardReply::Written { shard, .. }
             | ShardReply::WrongGroup { shard }
             | ShardReply::TooLarge { shard, .. } => Some(*shard),
+            ShardReply::Batch(replies) => replies.first().and_then(ShardReply::shard),
             ShardReply::SessionExpired => None,
         }
     }

@@ -14,8 +14,11 @@ use synod_paxos::PaxosConfig;
 use synod_rsm::{Rsm, RsmMsg, Wrap};
 use synod_shardctl::{controller, Config, Controller, CtlMsg, CtlOp, CtlReply, Gid};
 
+use synod_kvpaxos::KvOp;
+use tracing::trace;
+
 use crate::state::{GroupOp, GroupState};
-use crate::{GroupMsg, ShardMsg, ShardReply};
+use crate::{batchable, GroupMsg, ShardMsg, ShardReply};
 
 /// How often a group polls the controller and pushes the shards it owes.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -151,6 +154,26 @@ impl GroupServer {
         }
     }
 
+    /// Tells a client whose write came here that another replica leads the group (the write
+    /// is forwarded there), so its next writes skip this hop.
+    fn hint_leader(&self, ctx: &mut dyn Context<ShardMsg>, from: NodeId, msg: &GroupMsg) {
+        let writes = match msg {
+            RsmMsg::Request { op, .. } => !matches!(op, KvOp::Get { .. }),
+            RsmMsg::Batch { ops, .. } => ops.iter().any(|op| !matches!(op, KvOp::Get { .. })),
+            _ => false,
+        };
+        if !writes || !from.is_client() {
+            return;
+        }
+        let leader = self.rsm.live_leader(ctx.now());
+        if leader == Some(ctx.id()) {
+            return;
+        }
+        if let Some((_, addr)) = self.group.iter().find(|(id, _)| Some(*id) == leader) {
+            ctx.send(from, ShardMsg::Leader(addr.clone()));
+        }
+    }
+
     fn on_config(&mut self, ctx: &mut dyn Context<ShardMsg>, config: Config) {
         learn(ctx, &config);
         let state = self.rsm.machine();
@@ -219,9 +242,27 @@ impl Node for GroupServer {
                 let reply = ShardReply::TooLarge { shard, refused };
                 ctx.send(from, ShardMsg::Group(RsmMsg::Reply { seq, reply }));
             }
-            ShardMsg::Group(m) => self
-                .rsm
-                .on_message(&mut Wrap::new(ctx, from_group), from, m),
+            ShardMsg::Group(RsmMsg::Batch { ops, .. })
+                if !batchable(&ops, self.rsm.machine().config.shards.len()) =>
+            {
+                trace!(%from, "ignoring a batch that mixes shards and writes");
+            }
+            ShardMsg::Group(RsmMsg::Batch { seq, ops, .. })
+                if KvOp::check_batch(&ops, &self.limits).is_err() =>
+            {
+                // Refused whole, as a single command is: the client runs it again one
+                // command at a time, so each gets its own answer.
+                let refused =
+                    KvOp::check_batch(&ops, &self.limits).expect_err("checked by the guard");
+                let shard = self.rsm.machine().shard_of(&ops[0]);
+                let reply = ShardReply::TooLarge { shard, refused };
+                ctx.send(from, ShardMsg::Group(RsmMsg::Reply { seq, reply }));
+            }
+            ShardMsg::Group(m) => {
+                self.hint_leader(ctx, from, &m);
+                self.rsm
+                    .on_message(&mut Wrap::new(ctx, from_group), from, m)
+            }
             ShardMsg::Ctl(RsmMsg::Reply { seq, reply }) if seq == self.ctl_seq => {
                 self.ctl_answered = true;
                 match reply {
@@ -247,7 +288,7 @@ impl Node for GroupServer {
                     self.propose(ctx, GroupOp::Delete { num, shard });
                 }
             }
-            ShardMsg::Ctl(_) | ShardMsg::Status(_) => {}
+            ShardMsg::Ctl(_) | ShardMsg::Status(_) | ShardMsg::Leader(_) => {}
         }
     }
 

@@ -195,6 +195,19 @@ impl StateMachine for GroupState {
         }
     }
 
+    const BATCHES: bool = true;
+
+    fn batch_reply(replies: Vec<ShardReply>) -> ShardReply {
+        ShardReply::Batch(replies)
+    }
+
+    fn reply_bytes(reply: &ShardReply) -> usize {
+        match reply {
+            ShardReply::Value { value, .. } => value.len(),
+            _ => 0,
+        }
+    }
+
     /// A Get, answered without a log entry once a read barrier says this state is recent
     /// enough. The replica calls this again *after* the barrier to make the answer, so the
     /// ownership check is made against the state applied up to the barrier's index: a group

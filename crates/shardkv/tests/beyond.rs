@@ -173,6 +173,10 @@ enum Load {
     /// in, and its Gets skip the log), then four operations per step, three in four Gets:
     /// reads racing the shard moves.
     ReadMostly,
+    /// As `ReadMostly`, but each client's four operations per step are one pipeline
+    /// ([`Op::Batch`]): batch requests of reads across shards and of one shard's reads and
+    /// writes, racing the shard moves.
+    Batched,
 }
 
 /// One randomized run: clients and reconfigurations throughout, faults switched every 500 ms
@@ -189,7 +193,7 @@ fn random_run(seed: u64, load: Load, mut faults: impl FnMut(&mut Cluster)) {
     let ctl = c.clerk();
     let (per_step, gets_in_four) = match load {
         Load::Mixed => (1, None),
-        Load::ReadMostly => {
+        Load::ReadMostly | Load::Batched => {
             for (i, &k) in clerks.iter().enumerate() {
                 let writes = keys()
                     .into_iter()
@@ -211,7 +215,7 @@ fn random_run(seed: u64, load: Load, mut faults: impl FnMut(&mut Cluster)) {
     for step in 0..8u64 {
         for (i, &k) in clerks.iter().enumerate() {
             if c.idle(k) {
-                let ops = (0..per_step)
+                let ops: Vec<Op> = (0..per_step)
                     .map(|n| {
                         let key = keys()[c.sim.rng().gen_range(0..6)].clone();
                         let value = format!("{i}.{step}.{n} ");
@@ -227,6 +231,10 @@ fn random_run(seed: u64, load: Load, mut faults: impl FnMut(&mut Cluster)) {
                         })
                     })
                     .collect();
+                let ops = match load {
+                    Load::Batched => vec![Op::Batch(batch_of(&mut c, ops))],
+                    Load::Mixed | Load::ReadMostly => ops,
+                };
                 c.submit(k, ops);
             }
         }
@@ -265,6 +273,31 @@ fn random_run(seed: u64, load: Load, mut faults: impl FnMut(&mut Cluster)) {
     c.put(ck, "final", "done");
     assert_eq!(c.get(ck, "final"), "done");
     c.check_linearizable();
+}
+
+/// A pipeline of `ops`' commands: either as they are (reads of random keys make read batches
+/// across shards), or, half the time, each on the first one's key (one shard's reads and
+/// writes in one batch).
+fn batch_of(c: &mut Cluster, ops: Vec<Op>) -> Vec<KvOp> {
+    let one_key = c.sim.rng().gen_bool(0.5);
+    let mut kv: Vec<KvOp> = ops
+        .into_iter()
+        .filter_map(|op| match op {
+            Op::Kv(kv) => Some(kv),
+            Op::Batch(_) | Op::Ctl(_) => None,
+        })
+        .collect();
+    if one_key {
+        let key = synod_shardkv::key_of(&kv[0]).to_string();
+        for op in &mut kv {
+            match op {
+                KvOp::Get { key: k } | KvOp::Put { key: k, .. } | KvOp::Append { key: k, .. } => {
+                    *k = key.clone();
+                }
+            }
+        }
+    }
+    kv
 }
 
 /// Crashes of any server, a lone server of a group isolated, or everything healed.
@@ -324,6 +357,24 @@ fn targeted_nemesis_while_shards_move_is_linearizable() {
         });
     }
     println!("targeted nemesis: seeds {seeds:?} passed");
+}
+
+/// Pipelined batches (reads across shards; one shard's reads and writes) racing joins,
+/// leaves and moves, under the random fault mix and the targeted nemesis: every history,
+/// with each command an operation of its own invoked when its pipeline starts, is
+/// linearizable.
+#[test]
+fn batches_racing_shard_moves_are_linearizable() {
+    let seeds = synod_sim::seeds(3);
+    for &seed in &seeds {
+        random_run(seed, Load::Batched, random_faults);
+        let group: Vec<NodeId> = (0..3).map(|i| server_id(GIDS[0], i)).collect();
+        let mut nemesis = Nemesis::new(group, 1);
+        random_run(seed, Load::Batched, |c| {
+            nemesis.step(&mut c.sim);
+        });
+    }
+    println!("batches racing shard moves: seeds {seeds:?} passed");
 }
 
 /// A bare client that sends one request at a time to the server a test names and keeps every

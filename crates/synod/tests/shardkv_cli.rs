@@ -180,6 +180,46 @@ fn move_shard_of(cluster: &Cluster, key: &str) -> Duration {
     started.elapsed()
 }
 
+/// A pipeline through one front, on keys of both groups: sent as batch requests (each
+/// group's run of commands one request), its commands take effect in the order sent and are
+/// answered in that order.
+fn pipeline_across_groups(cluster: &Cluster) {
+    let latest = cluster.shardctl("query", &[]);
+    let a = key_served_by(&latest, GIDS[0], "pipe-a");
+    let b = key_served_by(&latest, GIDS[1], "pipe-b");
+    let mut resp = Resp::connect(&format!("127.0.0.1:{}", cluster.fronts[0])).expect("front");
+    let replies = resp
+        .pipeline(&[
+            &["SET", &a, "x"],
+            &["SET", &b, "y"],
+            &["GET", &a],
+            &["GET", &b],
+            &["APPEND", &a, "1"],
+            &["APPEND", &a, "2"],
+            &["GET", &a],
+            &["APPEND", &b, "z"],
+            &["GET", &b],
+            &["GET", &a],
+        ])
+        .expect("answered");
+    let bulk = |v: &str| Reply::Bulk(Some(v.into()));
+    assert_eq!(
+        replies,
+        [
+            Reply::Simple("OK".into()),
+            Reply::Simple("OK".into()),
+            bulk("x"),
+            bulk("y"),
+            Reply::Integer(2),
+            Reply::Integer(3),
+            bulk("x12"),
+            Reply::Integer(2),
+            bulk("yz"),
+            bulk("x12"),
+        ]
+    );
+}
+
 #[test]
 fn shards_move_and_replicas_restart_under_a_redis_protocol_load() {
     let mut cluster = Cluster::start();
@@ -251,6 +291,7 @@ fn shards_move_and_replicas_restart_under_a_redis_protocol_load() {
         start.elapsed()
     );
     load::assert_linearizable(&history, 50);
+    pipeline_across_groups(&cluster);
     for (key, value) in survived {
         assert_eq!(cluster.shardkv("get", &[&key]), value, "{key}");
     }

@@ -21,8 +21,8 @@ use synod_rsm::clerk::RsmOutput;
 use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply, Gid};
 use synod_shardkv::clerk::ShardOutput;
 use synod_shardkv::{
-    controller_node, key2shard, server_id, GroupServer, ShardKvClerk, ShardMsg, ShardReply,
-    ShardServer,
+    controller_node, key2shard, segment, server_id, GroupServer, ShardKvClerk, ShardMsg,
+    ShardReply, ShardServer,
 };
 use synod_sim::{OpId, Recorder, Simulator};
 use synod_testkit::kv_input;
@@ -222,12 +222,16 @@ fn add_one_owner_invariant(sim: &mut Sim) {
 #[derive(Debug, Clone)]
 pub enum Op {
     Kv(KvOp),
+    /// Commands that take effect in order, as a pipeline's: sent as batch requests of
+    /// [`synod_shardkv::segment`]s, each operation checked on its own in the history.
+    Batch(Vec<KvOp>),
     Ctl(CtlOp),
 }
 
 struct Pending {
     op: Op,
-    record: Option<OpId>,
+    /// The history's record of each operation not yet answered (of a batch, in order).
+    records: VecDeque<OpId>,
 }
 
 /// A simulated client: the production [`ShardKvClerk`] for keys and a [`CtlClerk`] for
@@ -290,19 +294,24 @@ impl Clerk {
         let Some(op) = self.queue.pop_front() else {
             return;
         };
-        let record = match &op {
-            Op::Kv(kv) => Some(self.history.invoke(self.id, kv_input(kv))),
-            Op::Ctl(_) => None,
+        let records = match &op {
+            Op::Kv(kv) => VecDeque::from([self.history.invoke(self.id, kv_input(kv))]),
+            Op::Batch(ops) => ops
+                .iter()
+                .map(|kv| self.history.invoke(self.id, kv_input(kv)))
+                .collect(),
+            Op::Ctl(_) => VecDeque::new(),
         };
         self.pending = Some(Pending {
             op: op.clone(),
-            record,
+            records,
         });
         match op {
             Op::Kv(kv) => {
                 let out = self.kv.start(kv);
                 self.carry_out(ctx, out);
             }
+            Op::Batch(ops) => self.next_segment(ctx, ops),
             Op::Ctl(ctl) => {
                 let out = self.admin.start(ctl);
                 self.carry_out_admin(ctx, out);
@@ -310,18 +319,68 @@ impl Clerk {
         }
     }
 
+    /// Sends the next batch request of the batch in progress, whose unanswered commands are
+    /// `ops`.
+    fn next_segment(&mut self, ctx: &mut dyn Context<ShardMsg>, ops: Vec<KvOp>) {
+        let take = segment(&ops, self.kv.config());
+        let out = self.kv.start_batch(ops[..take].to_vec());
+        self.carry_out(ctx, out);
+    }
+
     fn carry_out(&mut self, ctx: &mut dyn Context<ShardMsg>, outputs: Vec<ShardOutput>) {
         for reply in synod_testkit::carry_out(ctx, outputs, node_of, |t| t * 2) {
-            let output = match reply {
-                ShardReply::Value { value, .. } => value,
-                ShardReply::Written { .. } => String::new(),
-                ShardReply::SessionExpired => panic!("client {} session expired", self.id),
-                ShardReply::TooLarge { refused, .. } => {
-                    panic!("simulated values stay small: {refused}")
-                }
-                ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
+            let replies = match reply {
+                ShardReply::Batch(replies) => replies,
+                one => vec![one],
             };
-            self.finish(ctx, output);
+            let mut outputs: Vec<String> = replies.into_iter().map(|r| self.output(r)).collect();
+            let last = outputs.pop().expect("a clerk's batch reply is never empty");
+            for output in outputs {
+                self.answer_one(output);
+            }
+            match self.pending.as_mut().map(|p| &mut p.op) {
+                Some(Op::Batch(ops)) if ops.len() > 1 => {
+                    self.answer_one(last);
+                    let ops = self.pending_batch();
+                    self.next_segment(ctx, ops);
+                }
+                _ => self.finish(ctx, last),
+            }
+        }
+    }
+
+    /// Completes the oldest unanswered operation of the batch in progress.
+    fn answer_one(&mut self, output: String) {
+        let Some(p) = &mut self.pending else {
+            return;
+        };
+        if let Some(record) = p.records.pop_front() {
+            self.history.complete(record, output.clone());
+        }
+        if let Op::Batch(ops) = &mut p.op {
+            ops.remove(0);
+        }
+        self.results.push(output);
+    }
+
+    /// The unanswered commands of the batch in progress.
+    fn pending_batch(&self) -> Vec<KvOp> {
+        match self.pending.as_ref().map(|p| &p.op) {
+            Some(Op::Batch(ops)) => ops.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn output(&self, reply: ShardReply) -> String {
+        match reply {
+            ShardReply::Value { value, .. } => value,
+            ShardReply::Written { .. } => String::new(),
+            ShardReply::SessionExpired => panic!("client {} session expired", self.id),
+            ShardReply::TooLarge { refused, .. } => {
+                panic!("simulated values stay small: {refused}")
+            }
+            ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
+            ShardReply::Batch(_) => panic!("a batch inside a batch"),
         }
     }
 
@@ -350,8 +409,8 @@ impl Clerk {
     }
 
     fn finish(&mut self, ctx: &mut dyn Context<ShardMsg>, output: String) {
-        if let Some(p) = self.pending.take() {
-            if let Some(record) = p.record {
+        if let Some(mut p) = self.pending.take() {
+            if let Some(record) = p.records.pop_front() {
                 self.history.complete(record, output.clone());
             }
             self.results.push(output);
