@@ -3,9 +3,10 @@
 //! `--pb`, shard controllers and two joined replica groups with `--sharded`.
 //!
 //! What it prints on stdout, in order: one line per child once it listens
-//! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q pid N`), then `ready` once a real write
-//! and read through a Redis-protocol port worked, then a `redis-cli` hint. A child that is
-//! restarted gets its line printed again with its new pid.
+//! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q metrics 127.0.0.1:M pid N`), then `ready`
+//! once a real write and read through a Redis-protocol port worked, then a `redis-cli` hint
+//! and the dashboard's URL (see [`dashboard`]). A child that is restarted gets its line
+//! printed again with its new pid.
 //!
 //! Supervision: a child that dies is reported on stderr and restarted with the same
 //! arguments (and so the same data directory and ports), after a delay that grows while it
