@@ -31,8 +31,8 @@ KEYS = ['k%d' % i for i in range(10 if SHARDED else 3)]
 subprocess.run(['rm', '-rf', DIR])
 up = subprocess.Popen([SYNOD, 'up', '--dir', DIR] + (['--sharded'] if SHARDED else []),
                       stdout=subprocess.PIPE, stderr=open(DIR + '-up.log', 'w'), text=True)
-# Every child as `up` announces it: `NAME: peer ADDR [resp HOST:PORT] pid N`.
-LINE = re.compile(r'^(.*?): peer (\S+)(?: resp \S+:(\d+))? pid (\d+)$')
+# Every child as `up` announces it: `NAME: peer ADDR [resp HOST:PORT] [metrics ADDR] pid N`.
+LINE = re.compile(r'^(.*?): peer (\S+)(?: resp \S+:(\d+))?(?: metrics \S+)? pid (\d+)$')
 procs = {}
 while True:
     line = up.stdout.readline()

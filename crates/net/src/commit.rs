@@ -51,9 +51,15 @@ impl GroupCommit {
             return Ok(());
         }
         self.owed = false;
-        self.inner
+        let started = std::time::Instant::now();
+        let synced = self
+            .inner
             .persist_before_send()
-            .inspect_err(|_| self.failed = true)
+            .inspect_err(|_| self.failed = true);
+        synod_metrics::global()
+            .fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        synced
     }
 }
 

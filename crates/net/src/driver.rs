@@ -152,12 +152,15 @@ impl<M: Serialize> Driver<M> {
                         return;
                     };
                     self.handle(node, event);
-                    for _ in 1..BURST {
+                    let mut handled = 1;
+                    while handled < BURST {
                         match inbox.try_recv() {
                             Ok(event) => self.handle(node, event),
                             Err(_) => break,
                         }
+                        handled += 1;
                     }
+                    synod_metrics::global().driver_burst.observe(handled as f64);
                 }
             }
             self.release();
@@ -238,8 +241,13 @@ impl<M: Serialize> Driver<M> {
             }
             link
         };
+        let bytes = frame.len();
         match queue.map(|q| q.try_send(frame)) {
-            None | Some(Ok(())) => {}
+            None => {}
+            Some(Ok(())) => {
+                let peer = (!to.is_client()).then_some(to);
+                synod_metrics::global().record_link(true, peer, bytes);
+            }
             Some(Err(TrySendError::Full(_))) => debug!(%to, "send queue full; dropping message"),
             Some(Err(TrySendError::Closed(_))) => {
                 debug!(%to, "destination gone; dropping message");

@@ -193,17 +193,22 @@ where
                         continue;
                     }
                 };
+                let metrics = synod_metrics::global();
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    metrics.connections_refused.inc();
                     warn!(peer = %addr, limit = shared.opts.max_connections,
                         "connection limit reached; closing new connection");
                     continue;
                 };
                 let client_id = NodeId(shared.next_client.fetch_add(1, Ordering::Relaxed));
                 let task = serve_connection(stream, client_id, shared.clone());
+                metrics.connections_accepted.inc();
+                metrics.connections.inc();
                 connections.spawn(
                     async move {
                         let _permit = permit;
                         task.await;
+                        synod_metrics::global().connections.dec();
                     }
                     .instrument(tracing::info_span!("conn", peer = %addr)),
                 );
@@ -326,6 +331,8 @@ async fn deliver<M: DeserializeOwned>(
     payload: &[u8],
 ) -> Result<bool, NetError> {
     let msg = decode_msg(payload)?;
+    let peer = (!from.is_client()).then_some(from);
+    synod_metrics::global().record_link(false, peer, payload.len());
     Ok(shared
         .inbox
         .send(Event::Message { from, msg })

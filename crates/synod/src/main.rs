@@ -12,6 +12,7 @@ mod identity;
 mod kv_cmd;
 mod limit_args;
 mod mr_cmd;
+mod observe;
 mod pb_cmd;
 mod replica_start;
 mod resp_front;

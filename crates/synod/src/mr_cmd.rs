@@ -194,7 +194,9 @@ fn serve_http(
             .block_on(tokio::net::TcpListener::bind(addr))
             .with_context(|| format!("cannot serve the status page on {addr}"))?;
         let addr = listener.local_addr().context("status page address")?;
-        println!("status page: http://{addr}/ (JSON at /status.json)");
+        println!(
+            "status page: http://{addr}/ (JSON at /status.json, Prometheus metrics at /metrics)"
+        );
         rt.spawn(service::http::serve(listener, rx.clone()));
     }
     Ok(())

@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 
 use crate::data_dir;
 use crate::identity::{self, Identity, DEFAULT_CLUSTER_TOKEN};
+use crate::observe::{self, MetricsArgs};
 use crate::resp_front::{self, Front, Stop};
 
 /// Where replica I of a cluster whose node ids are the indexes into `--peers` (the KV store,
@@ -50,6 +51,8 @@ pub struct ReplicaArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub start: StartArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// One replica of a replicated server, as [`serve_replica`] runs it.
@@ -67,6 +70,8 @@ pub struct Replica<'a> {
     pub links: BTreeMap<NodeId, SocketAddr>,
     /// Its frame limit (`Limits::max_frame`).
     pub max_frame: usize,
+    /// Its metrics port, if any.
+    pub metrics: &'a MetricsArgs,
 }
 
 impl<'a> Replica<'a> {
@@ -82,6 +87,7 @@ impl<'a> Replica<'a> {
             me: NodeId(args.id as u64),
             links: ids.zip(args.peers.iter().copied()).collect(),
             max_frame,
+            metrics: &args.metrics,
         }
     }
 }
@@ -109,6 +115,7 @@ where
         me,
         links,
         max_frame,
+        metrics,
     } = replica;
     let Some(&listen) = peers.get(index) else {
         bail!(
@@ -128,17 +135,25 @@ where
     config.net.max_frame = max_frame;
     config.peers = links.into_iter().filter(|&(peer, _)| peer != me).collect();
     let front = front().await?;
+    let metrics_port = metrics.bind().await?;
     // The front's client reaches this replica through its inbox, not TCP.
     config.net.in_process = front.is_some();
     // Installed before the readiness line, so a signal right after it stops us gracefully.
     let stop = Stop::on_signal();
     println!("{name} listening on {listen}");
     tracing::info!(%name, %listen, data = %data.display(), "serving");
+    let observer = metrics_port.map(|port| {
+        tracing::info!(addr = ?port.local_addr(), "metrics port listening");
+        tokio::spawn(observe::serve_replica_port(port, listen))
+    });
     let node = run_node(node, config, Box::new(storage), stop.wait());
     let (served, ()) = tokio::join!(
         stop.ending_all(node),
         resp_front::serve(front, stop.clone())
     );
+    if let Some(observer) = observer {
+        observer.abort();
+    }
     served?;
     tracing::info!(%name, "stopped");
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use synod_resp::{Backend, RespLimits};
+use std::time::Instant;
+
+use synod_resp::{Answer, Backend, BackendError, Op, RespLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -81,7 +83,7 @@ impl Front {
             .await
             .with_context(|| format!("listening for RESP on {addr}"))?;
         let addr = listener.local_addr()?;
-        let backend = Arc::new(make()?);
+        let backend = Arc::new(Metered(make()?));
         Ok(Front {
             addr,
             serve: Box::new(move |stop: Stop| {
@@ -111,5 +113,69 @@ impl Front {
 pub async fn serve(front: Option<Front>, stop: Stop) {
     if let Some(front) = front {
         front.serve(stop).await;
+    }
+}
+
+/// A front's backend that records each command's count, errors and latency, and each
+/// batch's size, in the process's metrics (docs/running.md, "Metrics").
+struct Metered<B>(B);
+
+impl<B: Backend> Metered<B> {
+    async fn timed<T>(
+        command: &'static str,
+        call: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let started = Instant::now();
+        let result = call.await;
+        synod_metrics::global().record_request(command, started.elapsed(), result.is_ok());
+        result
+    }
+}
+
+/// The metrics label of an operation: its command's name.
+fn command_name(op: &Op) -> &'static str {
+    match op {
+        Op::Get { .. } => "get",
+        Op::Set { .. } => "set",
+        Op::Append { .. } => "append",
+    }
+}
+
+impl<B: Backend> Backend for Metered<B> {
+    fn get(
+        &self,
+        key: String,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        Self::timed("get", self.0.get(key))
+    }
+
+    fn put(
+        &self,
+        key: String,
+        value: String,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        Self::timed("set", self.0.put(key, value))
+    }
+
+    fn append(
+        &self,
+        key: String,
+        value: String,
+    ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send {
+        Self::timed("append", self.0.append(key, value))
+    }
+
+    async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
+        let commands: Vec<&'static str> = ops.iter().map(command_name).collect();
+        let metrics = synod_metrics::global();
+        metrics.request_batch.observe(ops.len() as f64);
+        let started = Instant::now();
+        let answers = self.0.run_batch(ops).await;
+        // Every command of a batch waited for the whole batch.
+        let took = started.elapsed();
+        for (command, answer) in commands.into_iter().zip(&answers) {
+            metrics.record_request(command, took, answer.is_ok());
+        }
+        answers
     }
 }

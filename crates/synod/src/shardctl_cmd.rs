@@ -16,6 +16,7 @@ use synod_node::NodeId;
 use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
 use synod_shardkv::controller_node;
 
+use crate::observe;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 
 /// At most this many controllers or replicas per group: an index must fit the 8 low bits
@@ -121,7 +122,16 @@ async fn serve(args: ReplicaArgs, shards: usize) -> anyhow::Result<ExitCode> {
     let name = format!("shardctl replica {id}");
     let replica = Replica::numbered(name, &args, DEFAULT_MAX_FRAME);
     let node = |paxos| Ok(controller_node(ids.clone(), id, paxos, shards));
-    serve_replica(replica, node, || async { Ok(None) }).await
+    // With a metrics port, a controller also exports the shard map.
+    let shards = args
+        .metrics
+        .addr
+        .map(|_| tokio::spawn(observe::watch_shards(args.peers.clone())));
+    let served = serve_replica(replica, node, || async { Ok(None) }).await;
+    if let Some(shards) = shards {
+        shards.abort();
+    }
+    served
 }
 
 async fn request(args: CtlArgs, op: CtlOp) -> anyhow::Result<ExitCode> {

@@ -16,6 +16,7 @@ use synod_shardctl::{Gid, DEFAULT_SHARDS};
 use synod_shardkv::{server_id, GroupServer, ShardReply};
 
 use crate::limit_args::LimitArgs;
+use crate::observe::MetricsArgs;
 use crate::replica_start::{self, serve_replica, StartArgs};
 use crate::resp_front::Front;
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
@@ -55,6 +56,8 @@ pub enum ShardkvCommand {
         start: StartArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -87,6 +90,7 @@ struct Replica {
     shards: usize,
     start: StartArgs,
     limits: LimitArgs,
+    metrics: MetricsArgs,
 }
 
 pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
@@ -103,6 +107,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 shards,
                 start,
                 limits,
+                metrics,
             } => {
                 let replica = Replica {
                     gid,
@@ -112,6 +117,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                     shards,
                     start,
                     limits,
+                    metrics,
                 };
                 serve(replica, data, resp).await
             }
@@ -157,6 +163,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         me,
         links,
         max_frame: limits.max_frame(),
+        metrics: &r.metrics,
     };
     let node = |paxos| {
         let addrs = r.peers.iter().map(ToString::to_string).collect();

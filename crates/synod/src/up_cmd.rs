@@ -3,9 +3,10 @@
 //! `--pb`, shard controllers and two joined replica groups with `--sharded`.
 //!
 //! What it prints on stdout, in order: one line per child once it listens
-//! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q pid N`), then `ready` once a real write
-//! and read through a Redis-protocol port worked, then a `redis-cli` hint. A child that is
-//! restarted gets its line printed again with its new pid.
+//! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q metrics 127.0.0.1:M pid N`), then `ready`
+//! once a real write and read through a Redis-protocol port worked, then a `redis-cli` hint
+//! and the dashboard's URL (see [`dashboard`]). A child that is restarted gets its line
+//! printed again with its new pid.
 //!
 //! Supervision: a child that dies is reported on stderr and restarted with the same
 //! arguments (and so the same data directory and ports), after a delay that grows while it
@@ -16,9 +17,11 @@
 //! SIGTERM or Ctrl-C stops every child (SIGTERM, then SIGKILL after 5 s) and exits 0.
 
 pub(crate) mod child;
+pub(crate) mod dashboard;
 pub(crate) mod layout;
 pub(crate) mod probe;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::data_dir;
 use child::Event;
+use dashboard::Dashboard;
 use layout::{ChildSpec, Layout, Plan, ShardedSetup};
 use synod_client::shardkv::CtlClient;
 use synod_shardctl::{CtlOp, CtlReply};
@@ -65,6 +69,10 @@ pub struct UpArgs {
     /// (docs/running.md, "Limits").
     #[arg(long, env = "SYNOD_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
     max_value_bytes: usize,
+    /// Serve the live dashboard on this address. [default: a loopback port recorded in DIR
+    /// with the replicas' metrics ports, reused by a rerun when free]
+    #[arg(long, env = "SYNOD_DASHBOARD")]
+    dashboard: Option<SocketAddr>,
 }
 
 /// Runs `up`; `log_format` is passed on to every child.
@@ -102,6 +110,31 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
         let limit = args.max_value_bytes.to_string();
         child.args.extend(["--max-value-bytes".to_string(), limit]);
     }
+    // Every Paxos replica serves its metrics (and its status for the dashboard) on a port of
+    // its own; the last recorded port is the dashboard's.
+    let observed = plan.children.len();
+    let ports = metrics_ports(&plan, &args.dir.join(layout.metrics_ports_file()))?;
+    let loopback = |port: u16| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let mut metrics = Vec::with_capacity(observed);
+    for (child, &port) in plan.children.iter_mut().zip(&ports) {
+        let addr = child.paxos_data.is_some().then(|| loopback(port));
+        if let Some(addr) = addr {
+            child
+                .args
+                .extend(["--metrics".to_string(), addr.to_string()]);
+        }
+        metrics.push(addr);
+    }
+    let dashboard_addr = args.dashboard.unwrap_or(loopback(ports[observed]));
+    let dashboard_port = tokio::net::TcpListener::bind(dashboard_addr)
+        .await
+        .with_context(|| format!("listening for the dashboard on {dashboard_addr}"))?;
+    let dashboard_addr = dashboard_port.local_addr()?;
+    let board = Dashboard::new(layout.name(), &plan, &metrics);
+    let _dashboard = AbortOnDrop(vec![
+        tokio::spawn(board.clone().serve(dashboard_port)),
+        tokio::spawn(board.clone().poll(plan.sharded.clone())),
+    ]);
     let exe: Arc<std::path::Path> = std::env::current_exe()
         .context("finding the synod executable")?
         .into();
@@ -137,15 +170,37 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let outcome = tokio::select! {
         () = &mut shutdown => Ok(ExitCode::SUCCESS),
         outcome = async {
-            start(&plan, &mut events, deadline).await?;
+            start(&plan, &metrics, &board, &mut events, deadline).await?;
+            println!("dashboard: http://{dashboard_addr}/");
             cluster_up.store(true, Ordering::SeqCst);
-            Ok(watch_children(&plan, &mut events).await)
+            Ok(watch_children(&plan, &metrics, &board, &mut events).await)
         } => outcome,
     };
     let _ = stop.send(true);
     while supervisors.join_next().await.is_some() {}
     tracing::info!("every child stopped");
     outcome
+}
+
+/// Free ports for every child's metrics and the dashboard (last), recorded in `record`:
+/// distinct from the cluster's own ports, which were chosen apart and are not held open.
+fn metrics_ports(plan: &Plan, record: &std::path::Path) -> anyhow::Result<Vec<u16>> {
+    let cluster: Vec<u16> = plan
+        .children
+        .iter()
+        .flat_map(|c| [Some(c.peer), c.resp])
+        .flatten()
+        .map(|a| a.port())
+        .collect();
+    for _ in 0..10 {
+        let ports = layout::ports(record, plan.children.len() + 1, false)?;
+        if !ports.iter().any(|p| cluster.contains(p)) {
+            return Ok(ports);
+        }
+        // Chosen again, away from the cluster's ports.
+        std::fs::remove_file(record).with_context(|| format!("removing {}", record.display()))?;
+    }
+    bail!("found no free ports for the metrics apart from the cluster's")
 }
 
 /// Bytes a replica is assumed to load per second at the least when it restarts on its data
@@ -178,13 +233,18 @@ fn loading_allowance(dir: &std::path::Path) -> Duration {
 /// Waits for every child to listen, prints their lines, then probes and prints `ready`.
 async fn start(
     plan: &Plan,
+    metrics: &[Option<SocketAddr>],
+    board: &Dashboard,
     events: &mut mpsc::UnboundedReceiver<Event>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
     let mut pids = vec![None; plan.children.len()];
     while pids.iter().any(Option::is_none) {
         match events.recv().await {
-            Some(Event::Ready { index, pid }) => pids[index] = Some(pid),
+            Some(Event::Ready { index, pid }) => {
+                board.started(index, pid);
+                pids[index] = Some(pid);
+            }
             Some(Event::Died {
                 index, pid, why, ..
             }) => {
@@ -196,8 +256,8 @@ async fn start(
             None => bail!("every child supervisor ended"),
         }
     }
-    for (spec, pid) in plan.children.iter().zip(&pids) {
-        println!("{}", line(spec, pid.unwrap_or_default()));
+    for ((spec, pid), metrics) in plan.children.iter().zip(&pids).zip(metrics) {
+        println!("{}", line(spec, *metrics, pid.unwrap_or_default()));
     }
     let fronts = plan.resp_addrs();
     tokio::select! {
@@ -245,19 +305,31 @@ async fn join_groups(sharded: &ShardedSetup, deadline: Instant) -> anyhow::Resul
 }
 
 /// Reports deaths and restarts until a child dies for good (exit code 1).
-async fn watch_children(plan: &Plan, events: &mut mpsc::UnboundedReceiver<Event>) -> ExitCode {
+async fn watch_children(
+    plan: &Plan,
+    metrics: &[Option<SocketAddr>],
+    board: &Dashboard,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> ExitCode {
     while let Some(event) = events.recv().await {
         match event {
-            Event::Ready { index, pid } => println!("{}", line(&plan.children[index], pid)),
+            Event::Ready { index, pid } => {
+                board.started(index, pid);
+                board.fault(format!("{} back (pid {pid})", plan.children[index].name));
+                println!("{}", line(&plan.children[index], metrics[index], pid));
+            }
             Event::Died {
                 index,
                 pid,
                 why,
                 restart_in: Some(delay),
-            } => eprintln!(
-                "synod up: {} (pid {pid}) {why}; restarting it in {delay:?}",
-                plan.children[index].name
-            ),
+            } => {
+                board.died(index, format!("pid {pid} {why}"));
+                eprintln!(
+                    "synod up: {} (pid {pid}) {why}; restarting it in {delay:?}",
+                    plan.children[index].name
+                )
+            }
             Event::Died {
                 index, pid, why, ..
             } => {
@@ -272,10 +344,25 @@ async fn watch_children(plan: &Plan, events: &mut mpsc::UnboundedReceiver<Event>
     ExitCode::FAILURE
 }
 
-/// `replica 0: peer 127.0.0.1:7000 resp 127.0.0.1:7003 pid 1234`.
-fn line(spec: &ChildSpec, pid: u32) -> String {
-    match spec.resp {
-        Some(resp) => format!("{}: peer {} resp {resp} pid {pid}", spec.name, spec.peer),
-        None => format!("{}: peer {} pid {pid}", spec.name, spec.peer),
+/// `replica 0: peer 127.0.0.1:7000 resp 127.0.0.1:7003 metrics 127.0.0.1:7006 pid 1234`.
+fn line(spec: &ChildSpec, metrics: Option<SocketAddr>, pid: u32) -> String {
+    let mut line = format!("{}: peer {}", spec.name, spec.peer);
+    if let Some(resp) = spec.resp {
+        line += &format!(" resp {resp}");
+    }
+    if let Some(metrics) = metrics {
+        line += &format!(" metrics {metrics}");
+    }
+    line + &format!(" pid {pid}")
+}
+
+/// Tasks that end with `up`.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }

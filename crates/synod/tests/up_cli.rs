@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::resp::{Reply, Resp};
 use support::{alive, applied, load, path, run, signal_pid, stderr, Server};
 
-/// A replica as `up` announced it: `replica I: peer ADDR resp ADDR pid N`.
+/// A replica as `up` announced it: `replica I: peer ADDR resp ADDR metrics ADDR pid N`.
 #[derive(Debug, Clone, PartialEq)]
 struct Replica {
     index: usize,
@@ -24,7 +24,7 @@ struct Replica {
 
 fn parse_replica(line: &str) -> Replica {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let ["replica", index, "peer", peer, "resp", resp, "pid", pid] = words[..] else {
+    let ["replica", index, "peer", peer, "resp", resp, "metrics", _, "pid", pid] = words[..] else {
         panic!("unexpected replica line {line:?}");
     };
     let port = resp.rsplit(':').next().and_then(|p| p.parse().ok());

@@ -100,6 +100,21 @@ impl Layout {
         }
     }
 
+    /// The name of the file in the cluster directory that records the metrics ports of its
+    /// replicas and the dashboard's port.
+    pub fn metrics_ports_file(&self) -> String {
+        format!("metrics-{}", self.ports_file())
+    }
+
+    /// What the dashboard calls it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::Kv { .. } => "kv",
+            Layout::Pb => "primary/backup",
+            Layout::Sharded => "sharded",
+        }
+    }
+
     fn ports_needed(&self) -> usize {
         match self {
             Layout::Kv { replicas } => 2 * replicas,
