@@ -134,6 +134,10 @@ impl std::fmt::Debug for PeerTls {
 impl PeerTls {
     /// Loads a member's certificate, key and CA; `scope` is the middle of member names.
     pub fn load(files: &TlsFiles, scope: &str) -> Result<Self, TlsError> {
+        let name = member_name(scope, NodeId(0));
+        if ServerName::try_from(name.as_str()).is_err() {
+            return Err(TlsError::Name(name));
+        }
         let chain = load_chain(&files.cert)?;
         let key = load_key(&files.key)?;
         let roots = load_roots(&files.ca)?;

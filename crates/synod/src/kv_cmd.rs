@@ -15,6 +15,7 @@ use synod_node::NodeId;
 use crate::limit_args::LimitArgs;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_front::Front;
+use crate::tls_args::ClientTlsArgs;
 
 #[derive(Subcommand)]
 pub enum KvCommand {
@@ -68,6 +69,8 @@ pub struct Target {
     /// --max-value-bytes.
     #[arg(long, env = "SYNOD_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
     max_value_bytes: usize,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
@@ -129,6 +132,7 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let limits = Limits::new(target.max_value_bytes).context("--max-value-bytes")?;
+    target.tls.install()?;
     let client = KvClient::connect(target.servers)?
         .with_timeout(Duration::from_secs_f64(target.timeout))
         .with_limits(limits);

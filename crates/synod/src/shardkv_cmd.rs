@@ -183,6 +183,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
 }
 
 async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {
+    args.tls.install()?;
     let timeout = args.timeout()?;
     let client = ShardKvClient::connect(args.ctl)?.with_timeout(timeout);
     match client.call(op).await? {

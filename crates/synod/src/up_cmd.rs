@@ -4,7 +4,13 @@
 //!
 //! What it prints on stdout, in order: one line per child once it listens
 //! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q pid N`), then `ready` once a real write
-//! and read through a Redis-protocol port worked, then a `redis-cli` hint. A child that is
+//! and read through a Redis-protocol port worked, then a `redis-cli` hint, then (when
+//! secured) `tls: --tls-ca PATH` for native clients.
+//!
+//! Security is on unless `--insecure`: the replicas' peer links use mutual TLS with
+//! certificates `up` issues once into `DIR/tls` (see [`layout::Plan::secure`]), so only
+//! members of the cluster can take part in its Paxos, and native clients must connect with
+//! TLS, trusting `DIR/tls/ca.pem`. The primary/backup layout (`--pb`) is not secured. A child that is
 //! restarted gets its line printed again with its new pid.
 //!
 //! Supervision: a child that dies is reported on stderr and restarted with the same
@@ -35,8 +41,9 @@ use tokio::time::Instant;
 
 use crate::data_dir;
 use child::Event;
-use layout::{ChildSpec, Layout, Plan, ShardedSetup};
+use layout::{ChildSpec, Layout, Plan, Secured, ShardedSetup};
 use synod_client::shardkv::CtlClient;
+use synod_net::tls::ClientTls;
 use synod_shardctl::{CtlOp, CtlReply};
 
 #[derive(Args)]
@@ -65,6 +72,10 @@ pub struct UpArgs {
     /// (docs/running.md, "Limits").
     #[arg(long, env = "SYNOD_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
     max_value_bytes: usize,
+    /// Run without security: plain TCP between replicas and from clients, as before
+    /// security was the default. Only for a trusted machine.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Runs `up`; `log_format` is passed on to every child.
@@ -97,6 +108,16 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let _lock = data_dir::lock(&args.dir)?;
     Limits::new(args.max_value_bytes).context("--max-value-bytes")?;
     let mut plan = layout.plan(&args.dir)?;
+    let secured = if args.insecure {
+        None
+    } else {
+        plan.secure(&args.dir)?
+    };
+    if let Some(secured) = &secured {
+        // `up`'s own clients (joining a sharded cluster's groups) connect with TLS too.
+        let tls = ClientTls::trusting(&secured.ca).context("loading the cluster CA")?;
+        synod_net::tls::use_for_clients(tls);
+    }
     // Every server that stores values gets the same limit: a cluster must agree on it.
     for child in plan.children.iter_mut().filter(|c| c.resp.is_some()) {
         let limit = args.max_value_bytes.to_string();
@@ -137,7 +158,7 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let outcome = tokio::select! {
         () = &mut shutdown => Ok(ExitCode::SUCCESS),
         outcome = async {
-            start(&plan, &mut events, deadline).await?;
+            start(&plan, secured.as_ref(), &mut events, deadline).await?;
             cluster_up.store(true, Ordering::SeqCst);
             Ok(watch_children(&plan, &mut events).await)
         } => outcome,
@@ -178,6 +199,7 @@ fn loading_allowance(dir: &std::path::Path) -> Duration {
 /// Waits for every child to listen, prints their lines, then probes and prints `ready`.
 async fn start(
     plan: &Plan,
+    secured: Option<&Secured>,
     events: &mut mpsc::UnboundedReceiver<Event>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
@@ -212,6 +234,9 @@ async fn start(
     println!("ready");
     if let Some(front) = fronts.first() {
         println!("try: redis-cli -p {}", front.port());
+    }
+    if let Some(secured) = secured {
+        println!("tls: --tls-ca {}", secured.ca.display());
     }
     Ok(())
 }

@@ -158,6 +158,7 @@ pub async fn redis(program: &Path) -> anyhow::Result<Local> {
         resp: Some(addr),
         restartable: false,
         paxos_data: None,
+        member: None,
     };
     let plan = Plan {
         children: vec![spec],
@@ -209,6 +210,7 @@ pub async fn etcd(program: &Path) -> anyhow::Result<Local> {
             resp: None,
             restartable: false,
             paxos_data: None,
+            member: None,
         });
     }
     Local::start(

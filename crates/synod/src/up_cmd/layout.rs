@@ -8,9 +8,11 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use synod_node::NodeId;
+use synod_shardkv::server_id;
 use synod_storage::FileStorage;
 
-use crate::{data_dir, identity};
+use crate::{data_dir, identity, tls_args};
 
 /// Every process of a local cluster listens on loopback.
 const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -55,6 +57,9 @@ pub struct ChildSpec {
     /// with `--bootstrap` until the cluster has formed, and with `--rejoin` after (it lost
     /// its disk).
     pub paxos_data: Option<PathBuf>,
+    /// Its node id as a member of a cluster whose peer links can be secured with TLS
+    /// ([`Plan::secure`]); `None` for servers that speak plain TCP only.
+    pub member: Option<NodeId>,
 }
 
 /// The children of one cluster, in start order.
@@ -73,7 +78,35 @@ pub struct ShardedSetup {
     pub groups: Vec<(u64, Vec<SocketAddr>)>,
 }
 
+/// Where the clients of a secured cluster find what they need to connect.
+#[derive(Debug, Clone)]
+pub struct Secured {
+    /// The cluster CA's certificate: what clients trust (`--tls-ca`).
+    pub ca: PathBuf,
+}
+
 impl Plan {
+    /// Secures the cluster's peer links: issues (once, kept in `dir/tls`) the cluster CA
+    /// and a certificate for every member, and gives each member its files. A member's
+    /// certificate also names the loopback address, which is where clients reach it.
+    /// `None` for a plan with no member to secure (`--pb`).
+    pub fn secure(&mut self, dir: &Path) -> anyhow::Result<Option<Secured>> {
+        if self.children.iter().all(|c| c.member.is_none()) {
+            return Ok(None);
+        }
+        let tls_dir = dir.join("tls");
+        let hosts = [HOST.to_string(), "localhost".to_string()];
+        for child in &mut self.children {
+            let Some(id) = child.member else { continue };
+            let files =
+                tls_args::issue_member(&tls_dir, identity::DEFAULT_CLUSTER_TOKEN, id, &hosts)?;
+            child.args.extend(tls_args::server_flags(&files)?);
+        }
+        Ok(Some(Secured {
+            ca: tls_dir.join(tls_args::CA_CERT),
+        }))
+    }
+
     /// Every RESP address, for the readiness probe and the `redis-cli` hint.
     pub fn resp_addrs(&self) -> Vec<SocketAddr> {
         self.children.iter().filter_map(|c| c.resp).collect()
@@ -152,6 +185,7 @@ impl Layout {
                         resp: Some(resp),
                         restartable: true,
                         paxos_data: Some(data_dir),
+                        member: Some(NodeId(i as u64)),
                     });
                 }
                 children
@@ -166,6 +200,7 @@ impl Layout {
                     resp: None,
                     restartable: false,
                     paxos_data: None,
+                    member: None,
                 }];
                 for id in 1..=2 {
                     let (peer, resp) = (addr(id), addr(id + 2));
@@ -188,6 +223,7 @@ impl Layout {
                         resp: Some(resp),
                         restartable: true,
                         paxos_data: None,
+                        member: None,
                     });
                 }
                 children
@@ -216,6 +252,7 @@ impl Layout {
                         resp: None,
                         restartable: true,
                         paxos_data: Some(data_dir),
+                        member: Some(NodeId(i as u64)),
                     });
                 }
                 let replicas = GROUPS.len() * GROUP_SIZE;
@@ -251,6 +288,7 @@ impl Layout {
                             resp: Some(resp),
                             restartable: true,
                             paxos_data: Some(data_dir),
+                            member: Some(server_id(gid, i)),
                         });
                     }
                     groups.push((gid, servers));
