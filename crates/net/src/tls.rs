@@ -161,6 +161,11 @@ impl PeerTls {
         })
     }
 
+    /// Accepts TLS connections with this member's certificate: for its other ports (RESP).
+    pub fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor.clone()
+    }
+
     /// The same identity as a client's TLS, for the clients a member runs (its RESP
     /// front's clerk): they present the member's certificate.
     pub fn as_client(&self) -> ClientTls {

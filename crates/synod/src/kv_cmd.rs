@@ -15,6 +15,7 @@ use synod_node::NodeId;
 use crate::limit_args::LimitArgs;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_front::Front;
+use crate::resp_security_args::RespSecurityArgs;
 use crate::tls_args::ClientTlsArgs;
 
 #[derive(Subcommand)]
@@ -28,6 +29,8 @@ pub enum KvCommand {
         resp: Option<SocketAddr>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        resp_security: Box<RespSecurityArgs>,
         /// Bytes of keys and values the store may hold; a SET or APPEND that would pass it is
         /// refused ("-OOM command not allowed when used memory > 'maxmemory'.") and Gets are
         /// still served. A replica needs about 3 bytes of memory per byte of state
@@ -81,8 +84,9 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 replica,
                 resp,
                 limits,
+                resp_security,
                 max_memory,
-            } => serve(replica, resp, limits, max_memory).await,
+            } => serve(replica, resp, limits, *resp_security, max_memory).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
             KvCommand::Put { target, key, value } => {
                 request(target, KvOp::Put { key, value }).await
@@ -98,8 +102,10 @@ async fn serve(
     args: ReplicaArgs,
     resp: Option<SocketAddr>,
     limit_args: LimitArgs,
+    resp_security: RespSecurityArgs,
     max_memory: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
+    let security = resp_security.security(&args.start.tls, &args.start.cluster_token)?;
     let (id, peers) = (args.id, &args.peers);
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;
@@ -117,7 +123,7 @@ async fn serve(
         let Some(addr) = resp else {
             return Ok(None);
         };
-        let front = Front::bind(addr, resp_limits, || {
+        let front = Front::bind_secured(addr, resp_limits, security, || {
             Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
                 .with_limits(limits)
                 .prefer(id))

@@ -15,6 +15,7 @@ mod mr_cmd;
 mod pb_cmd;
 mod replica_start;
 mod resp_front;
+mod resp_security_args;
 mod shardctl_cmd;
 mod shardkv_cmd;
 mod status_cmd;

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use synod_resp::security::RespSecurity;
 use synod_resp::{Backend, RespLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -77,6 +78,16 @@ impl Front {
         limits: RespLimits,
         make: impl FnOnce() -> anyhow::Result<B>,
     ) -> anyhow::Result<Front> {
+        Self::bind_secured(addr, limits, RespSecurity::default(), make).await
+    }
+
+    /// [`Front::bind`], for a port with TLS or access control.
+    pub async fn bind_secured<B: Backend>(
+        addr: SocketAddr,
+        limits: RespLimits,
+        security: RespSecurity,
+        make: impl FnOnce() -> anyhow::Result<B>,
+    ) -> anyhow::Result<Front> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening for RESP on {addr}"))?;
@@ -85,10 +96,11 @@ impl Front {
         Ok(Front {
             addr,
             serve: Box::new(move |stop: Stop| {
-                Box::pin(synod_resp::serve_resp(
+                Box::pin(synod_resp::serve_resp_secured(
                     listener,
                     backend,
                     limits,
+                    security,
                     stop.wait(),
                 ))
             }),

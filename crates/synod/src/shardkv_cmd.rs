@@ -18,6 +18,7 @@ use synod_shardkv::{server_id, GroupServer, ShardReply};
 use crate::limit_args::LimitArgs;
 use crate::replica_start::{self, serve_replica, StartArgs};
 use crate::resp_front::Front;
+use crate::resp_security_args::RespSecurityArgs;
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
 
 /// Group ids must keep `gid << 8 | i` below the client id range.
@@ -52,9 +53,11 @@ pub enum ShardkvCommand {
         #[arg(long, default_value_t = DEFAULT_SHARDS)]
         shards: usize,
         #[command(flatten)]
-        start: StartArgs,
+        start: Box<StartArgs>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        resp_security: Box<RespSecurityArgs>,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -87,6 +90,7 @@ struct Replica {
     shards: usize,
     start: StartArgs,
     limits: LimitArgs,
+    resp_security: RespSecurityArgs,
 }
 
 pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
@@ -103,6 +107,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 shards,
                 start,
                 limits,
+                resp_security,
             } => {
                 let replica = Replica {
                     gid,
@@ -110,8 +115,9 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                     peers,
                     ctl,
                     shards,
-                    start,
+                    start: *start,
                     limits,
+                    resp_security: *resp_security,
                 };
                 serve(replica, data, resp).await
             }
@@ -137,6 +143,9 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     let controllers = controller_ids(r.ctl.len())?;
     let limits = r.limits.limits()?;
     let resp_limits = r.limits.resp()?;
+    let security = r
+        .resp_security
+        .security(&r.start.tls, &r.start.cluster_token)?;
     let me = server_id(r.gid, r.id);
     // Its own group and the controllers; other groups' servers are learned from
     // configurations while running (the core calls `add_peer`).
@@ -170,7 +179,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
             return Ok(None);
         };
         let own = r.peers.get(r.id).copied();
-        let front = Front::bind(addr, resp_limits, || {
+        let front = Front::bind_secured(addr, resp_limits, security, || {
             let client = ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?;
             Ok(match own {
                 Some(own) => client.prefer(own, r.id),

@@ -38,6 +38,17 @@ impl ServerTlsArgs {
     /// The member TLS these flags describe for the cluster `token`, if any, installed too
     /// as the TLS of this process's clients (its RESP front's clerk).
     pub fn peer_tls(&self, token: &str) -> anyhow::Result<Option<PeerTls>> {
+        let Some(tls) = self.load(token)? else {
+            return Ok(None);
+        };
+        if !synod_net::tls::use_for_clients(tls.as_client()) {
+            bail!("TLS for this process's clients was set twice");
+        }
+        Ok(Some(tls))
+    }
+
+    /// The member TLS these flags describe for the cluster `token`, if any.
+    pub fn load(&self, token: &str) -> anyhow::Result<Option<PeerTls>> {
         let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca)
         else {
             return Ok(None);
@@ -47,11 +58,9 @@ impl ServerTlsArgs {
             key: key.clone(),
             ca: ca.clone(),
         };
-        let tls = PeerTls::load(&files, token).context("loading the TLS flags")?;
-        if !synod_net::tls::use_for_clients(tls.as_client()) {
-            bail!("TLS for this process's clients was set twice");
-        }
-        Ok(Some(tls))
+        Ok(Some(
+            PeerTls::load(&files, token).context("loading the TLS flags")?,
+        ))
     }
 }
 
@@ -162,6 +171,19 @@ pub fn issue_member(
     write_secret(&files.key, &issued.key)?;
     write_file(&files.cert, &issued.cert, 0o644)?;
     Ok(files)
+}
+
+/// The password in `path`, generated (32 hex digits of randomness, mode 0600) if the file
+/// does not exist.
+pub fn ensure_password(path: &Path) -> anyhow::Result<String> {
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(text.trim_end().to_string());
+    }
+    let password = format!("{:032x}", rand::random::<u128>());
+    write_secret(path, &format!("{password}\n"))?;
+    Ok(password)
 }
 
 fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -10,7 +10,9 @@
 //! Security is on unless `--insecure`: the replicas' peer links use mutual TLS with
 //! certificates `up` issues once into `DIR/tls` (see [`layout::Plan::secure`]), so only
 //! members of the cluster can take part in its Paxos, and native clients must connect with
-//! TLS, trusting `DIR/tls/ca.pem`. The primary/backup layout (`--pb`) is not secured. A child that is
+//! TLS, trusting `DIR/tls/ca.pem`; the RESP fronts require `AUTH` with the password in
+//! `DIR/tls/resp-password` and speak TLS (and plain RESP, on loopback). The primary/backup
+//! layout (`--pb`) is not secured. A child that is
 //! restarted gets its line printed again with its new pid.
 //!
 //! Supervision: a child that dies is reported on stderr and restarted with the same
@@ -232,8 +234,15 @@ async fn start(
         },
     }
     println!("ready");
-    if let Some(front) = fronts.first() {
-        println!("try: redis-cli -p {}", front.port());
+    match (fronts.first(), secured) {
+        (Some(front), Some(secured)) => println!(
+            "try: redis-cli -p {} --tls --cacert {} --pass \"$(cat {})\"",
+            front.port(),
+            secured.ca.display(),
+            secured.resp_password.display()
+        ),
+        (Some(front), None) => println!("try: redis-cli -p {}", front.port()),
+        (None, _) => {}
     }
     if let Some(secured) = secured {
         println!("tls: --tls-ca {}", secured.ca.display());
@@ -247,7 +256,7 @@ pub(crate) async fn set_up_and_probe(plan: &Plan, deadline: Instant) -> anyhow::
     if let Some(sharded) = &plan.sharded {
         join_groups(sharded, deadline).await?;
     }
-    probe::write_and_read(&plan.resp_addrs(), deadline).await
+    probe::write_and_read(&plan.resp_addrs(), plan.resp_password.as_deref(), deadline).await
 }
 
 /// Joins every group of a sharded cluster to its controllers. A rerun joins them again,

@@ -60,6 +60,12 @@ fn up_with(dir: &std::path::Path, flags: &[&str]) -> (Server, Vec<Replica>) {
     (server, replicas)
 }
 
+/// The password a secured `up` in `dir` gave its RESP fronts.
+fn password(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(dir.join("tls/resp-password")).expect("password file");
+    text.trim_end().to_owned()
+}
+
 /// Stops `up` with SIGTERM and checks it exits 0 and leaves none of `pids` running.
 fn stop(mut up: Server, pids: &[u32]) {
     up.signal("TERM");
@@ -75,11 +81,11 @@ fn stop(mut up: Server, pids: &[u32]) {
 }
 
 /// Retries GET through `port` until a value comes back, and says how long that took.
-fn time_until_read(port: u16) -> Duration {
+fn time_until_read(port: u16, password: &str) -> Duration {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
-        let answer =
-            Resp::connect(&format!("127.0.0.1:{port}")).and_then(|mut c| c.call(&["GET", "s0"]));
+        let answer = Resp::connect_as(&format!("127.0.0.1:{port}"), Some(password))
+            .and_then(|mut c| c.call(&["GET", "s0"]));
         if let Ok(Reply::Bulk(_)) = answer {
             return start.elapsed();
         }
@@ -92,6 +98,7 @@ fn time_until_read(port: u16) -> Duration {
 fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cluster, replicas) = up(dir.path());
+    let pw = password(dir.path());
     // A new cluster: `up` declares every replica new.
     assert_eq!(
         cluster
@@ -106,7 +113,7 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
 
     let start = Instant::now();
     let mut restarted = None;
-    let mut history = load::run_while(4, &fronts, start, || {
+    let mut history = load::run_while(4, &fronts, Some(&pw), start, || {
         std::thread::sleep(Duration::from_millis(700));
         let killed = Instant::now();
         signal_pid(replicas[1].pid, "KILL");
@@ -120,7 +127,7 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
             (&replicas[1].peer, replicas[1].resp)
         );
         let restarted_after = killed.elapsed();
-        let recovery = time_until_read(again.resp);
+        let recovery = time_until_read(again.resp, &pw);
         eprintln!(
             "replica 1 listening again {restarted_after:?} after SIGKILL; \
              first read through its RESP port {recovery:?} later"
@@ -131,7 +138,7 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
         signal_pid(replicas[2].pid, "CONT");
         std::thread::sleep(Duration::from_millis(700));
     });
-    load::final_reads(&mut history, &fronts, 4, start);
+    load::final_reads(&mut history, &fronts, Some(&pw), 4, start);
     load::assert_linearizable(&history, 50);
     assert!(
         cluster.logs().contains("replica 1 (pid"),
@@ -139,7 +146,8 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
         cluster.logs()
     );
 
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", fronts[0])).expect("connect");
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", fronts[0]), Some(&pw)).expect("connect");
     assert_eq!(
         conn.call(&["SET", "kept", "yes"]).expect("set"),
         Reply::Simple("OK".into())
@@ -160,7 +168,8 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
             .collect::<Vec<_>>()
     };
     assert_eq!(addrs(&again), addrs(&replicas));
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", again[2].resp)).expect("connect");
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", again[2].resp), Some(&pw)).expect("connect");
     assert_eq!(
         conn.call(&["GET", "kept"]).expect("get"),
         Reply::Bulk(Some("yes".into()))
@@ -198,7 +207,9 @@ fn status_lines(dir: &std::path::Path, replicas: &[Replica]) -> Vec<String> {
 fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cluster, replicas) = up(dir.path());
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", replicas[0].resp)).expect("connect");
+    let pw = password(dir.path());
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", replicas[0].resp), Some(&pw)).expect("connect");
     for i in 0..20 {
         let (key, value) = (format!("k{i}"), format!("v{i}"));
         assert_eq!(
@@ -239,7 +250,8 @@ fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
         std::thread::sleep(Duration::from_millis(100));
     };
     eprintln!("replica 1 voting and caught up {caught_up:?} after the cluster was ready");
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", again[1].resp)).expect("connect");
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", again[1].resp), Some(&pw)).expect("connect");
     for i in 0..20 {
         let (key, value) = (format!("k{i}"), format!("v{i}"));
         assert_eq!(
@@ -440,6 +452,7 @@ fn up_sharded_joins_both_groups_and_any_front_serves_any_key() {
         "ready",
         Duration::from_secs(60),
     );
+    let pw = password(dir.path());
     let lines = &cluster.earlier;
     assert_eq!(lines.len(), 3 + 2 * 3, "lines before ready: {lines:?}");
     assert!(
@@ -461,8 +474,8 @@ fn up_sharded_joins_both_groups_and_any_front_serves_any_key() {
     // Ten keys spread over the shards of both groups: written through a server of group
     // 100, read back through a server of group 101, so each front routes to the owner.
     let (mut writer, mut reader) = (
-        Resp::connect(&fronts[0]).expect("connect"),
-        Resp::connect(&fronts[5]).expect("connect"),
+        Resp::connect_as(&fronts[0], Some(&pw)).expect("connect"),
+        Resp::connect_as(&fronts[5], Some(&pw)).expect("connect"),
     );
     for k in 0..10 {
         let (key, value) = (format!("key{k}"), format!("value{k}"));

@@ -163,6 +163,7 @@ pub async fn redis(program: &Path) -> anyhow::Result<Local> {
     let plan = Plan {
         children: vec![spec],
         sharded: None,
+        resp_password: None,
     };
     Local::start(program, plan, dir).await
 }
@@ -218,6 +219,7 @@ pub async fn etcd(program: &Path) -> anyhow::Result<Local> {
         Plan {
             children,
             sharded: None,
+            resp_password: None,
         },
         dir,
     )

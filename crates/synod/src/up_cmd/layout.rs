@@ -29,6 +29,9 @@ pub enum Layout {
     Sharded,
 }
 
+/// The file in a secured cluster's `tls` directory with its RESP password.
+pub const RESP_PASSWORD: &str = "resp-password";
+
 /// Shard controllers of `up --sharded`.
 pub const CONTROLLERS: usize = 3;
 /// Replica groups of `up --sharded` (their gids).
@@ -68,6 +71,8 @@ pub struct Plan {
     pub children: Vec<ChildSpec>,
     /// What a sharded cluster needs done once its processes listen.
     pub sharded: Option<ShardedSetup>,
+    /// The password its RESP fronts require (`AUTH`), once secured.
+    pub resp_password: Option<String>,
 }
 
 /// The groups a sharded cluster joins to its controllers before it is ready.
@@ -83,12 +88,17 @@ pub struct ShardedSetup {
 pub struct Secured {
     /// The cluster CA's certificate: what clients trust (`--tls-ca`).
     pub ca: PathBuf,
+    /// The file holding the password of the RESP fronts' `default` user.
+    pub resp_password: PathBuf,
 }
 
 impl Plan {
-    /// Secures the cluster's peer links: issues (once, kept in `dir/tls`) the cluster CA
-    /// and a certificate for every member, and gives each member its files. A member's
-    /// certificate also names the loopback address, which is where clients reach it.
+    /// Secures the cluster: issues (once, kept in `dir/tls`) the cluster CA and a
+    /// certificate for every member, and gives each member its files (mutual TLS between
+    /// members, TLS for native clients). A member's certificate also names the loopback
+    /// address, which is where clients reach it. Its RESP front requires `AUTH` with a
+    /// password generated once (`dir/tls/resp-password`), and speaks TLS as well as plain
+    /// RESP (the port is on loopback).
     /// `None` for a plan with no member to secure (`--pb`).
     pub fn secure(&mut self, dir: &Path) -> anyhow::Result<Option<Secured>> {
         if self.children.iter().all(|c| c.member.is_none()) {
@@ -102,8 +112,23 @@ impl Plan {
                 tls_args::issue_member(&tls_dir, identity::DEFAULT_CLUSTER_TOKEN, id, &hosts)?;
             child.args.extend(tls_args::server_flags(&files)?);
         }
+        let password_file = tls_dir.join(RESP_PASSWORD);
+        let password = tls_args::ensure_password(&password_file)?;
+        let password_arg = path_arg(&password_file)?;
+        for child in &mut self.children {
+            if child.member.is_some() && child.resp.is_some() {
+                child.args.extend(strings(&[
+                    "--requirepass-file",
+                    &password_arg,
+                    "--resp-tls",
+                    "--resp-plain-too",
+                ]));
+            }
+        }
+        self.resp_password = Some(password);
         Ok(Some(Secured {
             ca: tls_dir.join(tls_args::CA_CERT),
+            resp_password: password_file,
         }))
     }
 
@@ -300,7 +325,11 @@ impl Layout {
                 children
             }
         };
-        Ok(Plan { children, sharded })
+        Ok(Plan {
+            children,
+            sharded,
+            resp_password: None,
+        })
     }
 }
 
