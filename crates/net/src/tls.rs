@@ -250,7 +250,7 @@ impl ClientTls {
 
     /// Connects over `stream` to the server at `ip`, whose certificate must name that
     /// address.
-    pub(crate) async fn connect(
+    pub async fn connect(
         &self,
         stream: TcpStream,
         ip: IpAddr,
