@@ -18,7 +18,8 @@ use clap::{Args, Subcommand};
 use synod_net::tls::{ClientTls, ClusterCa, PeerTls, TlsFiles};
 use synod_node::NodeId;
 
-/// The TLS flags of a replica. All three or none: without them it speaks plain TCP.
+/// The TLS flags of a replica: with --tls-cert (which needs the other two) it speaks TLS,
+/// without it plain TCP.
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServerTlsArgs {
     /// This server's certificate (PEM) from the cluster CA, naming its member name
@@ -29,8 +30,9 @@ pub struct ServerTlsArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "SYNOD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// The cluster CA's certificate (PEM).
-    #[arg(long, env = "SYNOD_TLS_CA", requires = "tls_cert")]
+    /// The cluster CA's certificate (PEM). Alone, without --tls-cert, it changes nothing:
+    /// it shares its variable with the clients' --tls-ca, which a shell may have set.
+    #[arg(long, env = "SYNOD_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
 }
 

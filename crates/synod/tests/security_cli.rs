@@ -33,6 +33,21 @@ fn redis_cli(args: &[&str]) -> String {
     )
 }
 
+/// Runs `redis-cli` over TLS to `port`, trusting the CA `ca`, with `auth` flags.
+fn redis_cli_tls(port: &str, ca: &Path, auth: &[&str], command: &[&str]) -> String {
+    let mut all = vec![
+        "-p",
+        port,
+        "--tls",
+        "--cacert",
+        path(ca),
+        "--no-auth-warning",
+    ];
+    all.extend(auth);
+    all.extend(command);
+    redis_cli(&all)
+}
+
 /// Runs a Python script with redis-py and returns what it printed (its errors on failure).
 fn redis_py(script: &str) -> String {
     let out = Command::new(PYTHON)
@@ -75,19 +90,7 @@ fn a_secured_up_serves_redis_cli_and_redis_py_over_tls_and_refuses_and_logs_the_
     let port = first_resp_port(&up);
 
     // redis-cli over TLS, trusting the cluster CA, with the password.
-    let tls_cli = |args: &[&str]| {
-        let mut all = vec![
-            "-p",
-            &port,
-            "--tls",
-            "--cacert",
-            path(&ca),
-            "--no-auth-warning",
-        ];
-        all.extend(["-a", password]);
-        all.extend(args);
-        redis_cli(&all)
-    };
+    let tls_cli = |command: &[&str]| redis_cli_tls(&port, &ca, &["-a", password], command);
     assert_eq!(tls_cli(&["SET", "greeting", "hello"]), "OK");
     assert_eq!(tls_cli(&["GET", "greeting"]), "hello");
     // Without the CA, the server's certificate is not trusted.
@@ -186,17 +189,7 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
     let port = ports[1].to_string();
     let ca = tls.join("ca.pem");
     let as_user = |user: &str, password: &str, command: &[&str]| {
-        let mut all = vec![
-            "-p",
-            &port,
-            "--tls",
-            "--cacert",
-            path(&ca),
-            "--no-auth-warning",
-        ];
-        all.extend(["--user", user, "--pass", password]);
-        all.extend(command);
-        redis_cli(&all)
+        redis_cli_tls(&port, &ca, &["--user", user, "--pass", password], command)
     };
     // The leader may still be being elected: the first write is retried until it lands.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
