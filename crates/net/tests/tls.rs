@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use rustls::pki_types::pem::PemObject;
@@ -88,8 +88,11 @@ fn ca_path() -> PathBuf {
     PKI.dir.path().join("ca.pem")
 }
 
-/// Writes `issued` as `name.pem` and `name.key` beside the CA, and names the three files.
+/// Writes `issued` as `name-N.pem` and `name-N.key` beside the CA, N fresh for each call
+/// (tests run in parallel and each issues its own), and names the three files.
 fn files(name: &str, issued: &IssuedPem) -> TlsFiles {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!("{name}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let dir = PKI.dir.path();
     std::fs::write(dir.join(format!("{name}.pem")), &issued.cert).unwrap();
     std::fs::write(dir.join(format!("{name}.key")), &issued.key).unwrap();
