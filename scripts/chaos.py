@@ -29,7 +29,7 @@ DIR = ARGS[0] if len(ARGS) > 0 else '/tmp/synod-chaos'
 DURATION = float(ARGS[1]) if len(ARGS) > 1 else 30
 KEYS = ['k%d' % i for i in range(10 if SHARDED else 3)]
 subprocess.run(['rm', '-rf', DIR])
-up = subprocess.Popen([SYNOD, 'up', '--dir', DIR] + (['--sharded'] if SHARDED else []),
+up = subprocess.Popen([SYNOD, 'up', '--insecure', '--dir', DIR] + (['--sharded'] if SHARDED else []),
                       stdout=subprocess.PIPE, stderr=open(DIR + '-up.log', 'w'), text=True)
 # Every child as `up` announces it: `NAME: peer ADDR [resp HOST:PORT] [metrics ADDR] pid N`.
 LINE = re.compile(r'^(.*?): peer (\S+)(?: resp \S+:(\d+))?(?: metrics \S+)? pid (\d+)$')

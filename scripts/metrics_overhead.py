@@ -26,7 +26,7 @@ import urllib.request
 
 def start_up(synod, directory):
     up = subprocess.Popen(
-        [synod, "up", "--dir", directory],
+        [synod, "up", "--insecure", "--dir", directory],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -31,7 +31,7 @@ import redis
 
 def up(synod, data):
     """Starts `synod up` on `data`; returns the process, the peer and the RESP addresses."""
-    proc = subprocess.Popen([synod, "up", "--dir", data], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([synod, "up", "--insecure", "--dir", data], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     peers, fronts = [], []
     for line in proc.stdout:

@@ -13,6 +13,9 @@
 //! (a request may or may not have been applied), so the caller decides whether to connect
 //! again and retry; the services' own clerks do that with their at-most-once request ids.
 //!
+//! With TLS installed for this process's clients ([`crate::tls::use_for_clients`]), the
+//! connection is TLS, and the server's certificate must name the address connected to.
+//!
 //! A server run by [`crate::run_node`] in this very process is reached in-process, through
 //! its inbox (see the `local` module): same messages, same limits, no socket.
 //!
@@ -29,15 +32,14 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use synod_node::NodeId;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
-
 use tokio::net::{lookup_host, TcpStream, ToSocketAddrs};
 use tokio::time::timeout;
 
 use crate::codec::{decode_msg, encode_frame, Hello, CLIENT_MAX_FRAME};
-use crate::conn::{handshake, FrameReader, FrameWriter};
+use crate::conn::{handshake, no_delay, FrameReader, FrameWriter, Halves, ReadHalf};
 use crate::error::NetError;
 use crate::local::{self, LocalConn};
+use crate::tls;
 
 /// A connection to one synod server, exchanging messages of type `M`.
 pub struct Client<M> {
@@ -50,7 +52,7 @@ pub struct Client<M> {
 /// How the messages travel.
 enum Link<M> {
     Tcp {
-        reader: FrameReader<OwnedReadHalf>,
+        reader: FrameReader<ReadHalf>,
         writer: FrameWriter,
     },
     /// To a node in this process.
@@ -79,8 +81,16 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Client<M> {
                 ));
             }
             let stream = TcpStream::connect(&addrs[..]).await?;
+            no_delay(&stream)?;
+            let halves = match tls::for_clients() {
+                None => Halves::plain(stream),
+                Some(tls) => {
+                    let ip = stream.peer_addr()?.ip();
+                    Halves::tls(tls.connect(stream, ip).await?)
+                }
+            };
             let (reader, writer, hello) =
-                handshake(stream, Hello::Client, max_frame, limit).await?;
+                handshake(halves, Hello::Client, max_frame, limit).await?;
             match hello {
                 Hello::Peer(server) => Ok((Link::Tcp { reader, writer }, server)),
                 found => Err(NetError::UnexpectedHello {

@@ -13,6 +13,9 @@
 //!  └──────────────┴────────────────────────────┘
 //! ```
 //!
+//! On a server with TLS (the `tls` module) these same bytes travel inside a TLS connection:
+//! TLS wraps the format without changing it, so it needs no version of its own.
+//!
 //! A frame of length 0 is a [`PROBE`]: on a peer link the link sends them and the server
 //! echoes each one back, which is how a link knows its connection still works.
 //!

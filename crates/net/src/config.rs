@@ -100,6 +100,11 @@ pub struct NetOptions {
     /// reaches it through its inbox instead of TCP (the `local` module): a server's own
     /// Redis-protocol front does. Off by default, so that tests of the TCP path test it.
     pub in_process: bool,
+    /// TLS for peer links and the connections this server accepts (the `tls` module);
+    /// `None`: plain TCP, every connection trusted.
+    pub tls: Option<crate::tls::PeerTls>,
+    /// With `tls`, whether clients may still connect without TLS. Peers never may.
+    pub plain_clients: bool,
 }
 
 impl Default for NetOptions {
@@ -119,6 +124,8 @@ impl Default for NetOptions {
             keepalive: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(1),
             in_process: false,
+            tls: None,
+            plain_clients: false,
         }
     }
 }

@@ -6,6 +6,9 @@
 //! bytes read so far stay in the buffer and the next call continues where this one stopped.
 //! Every task here relies on that to wait for "a frame or something else" without losing data.
 //!
+//! A connection is plain TCP or TLS; either way it is split into boxed [`Halves`], so
+//! everything above this module handles both alike.
+//!
 //! Writers batch: after one frame is written, whatever else is already queued is written
 //! behind it and the lot is flushed once, which turns a burst of small messages into one
 //! syscall instead of many.
@@ -13,8 +16,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -25,7 +27,43 @@ use crate::error::NetError;
 /// Initial input buffer; grows only as bytes actually arrive.
 const READ_BUFFER: usize = 8 * 1024;
 
-pub(crate) type FrameWriter = BufWriter<OwnedWriteHalf>;
+/// The reading side of a connection, plain or TLS.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing side of a connection, plain or TLS, buffered.
+pub(crate) type FrameWriter = BufWriter<Box<dyn AsyncWrite + Send + Unpin>>;
+
+/// A connection split for one reader and one writer.
+pub(crate) struct Halves {
+    read: ReadHalf,
+    write: Box<dyn AsyncWrite + Send + Unpin>,
+}
+
+impl Halves {
+    /// A plain TCP connection.
+    pub(crate) fn plain(stream: TcpStream) -> Self {
+        let (read, write) = stream.into_split();
+        Halves {
+            read: Box::new(read),
+            write: Box::new(write),
+        }
+    }
+
+    /// A TLS connection (or any other byte stream).
+    pub(crate) fn tls<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S) -> Self {
+        let (read, write) = tokio::io::split(stream);
+        Halves {
+            read: Box::new(read),
+            write: Box::new(write),
+        }
+    }
+}
+
+/// Turns off Nagle's algorithm: messages are small and latency-bound (a Paxos round trip is
+/// several of them), and Nagle would hold each one back waiting for an ACK. Set before a
+/// TLS handshake too, whose messages are as latency-bound.
+pub(crate) fn no_delay(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)
+}
 
 /// Reads a handshake and then frames from a byte stream.
 pub(crate) struct FrameReader<R> {
@@ -45,7 +83,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more input; `false` at end of stream.
     async fn fill(&mut self) -> Result<bool, NetError> {
-        Ok(self.io.read_buf(&mut self.buf).await? > 0)
+        match self.io.read_buf(&mut self.buf).await {
+            Ok(n) => Ok(n > 0),
+            // A TLS peer that closed its socket without TLS's close_notify: an end of stream
+            // like any other, because the framing itself tells a clean end (between frames)
+            // from a truncated one.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads the other side's handshake. A connection closed before sending a single byte is
@@ -86,18 +131,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 /// Sends our handshake, reads theirs, all within `limit`. The other side's hello is returned
 /// unjudged: whether a client or a particular peer was expected is the caller's business.
 pub(crate) async fn handshake(
-    stream: TcpStream,
+    halves: Halves,
     ours: Hello,
     max_frame: usize,
     limit: Duration,
-) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter, Hello), NetError> {
-    // Messages are small and latency-bound (a Paxos round trip is several of them); Nagle's
-    // algorithm would hold each one back waiting for an ACK.
-    stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
+) -> Result<(FrameReader<ReadHalf>, FrameWriter, Hello), NetError> {
+    let Halves { read, mut write } = halves;
     let mut reader = FrameReader::new(read, max_frame);
     let exchange = async {
         write.write_all(&encode_hello(ours)).await?;
+        // A TLS stream holds written bytes until flushed.
+        write.flush().await?;
         reader.read_hello().await
     };
     let theirs = tokio::time::timeout(limit, exchange)

@@ -40,6 +40,18 @@ pub enum NetError {
     /// A server peer sent a frame on a link that only carries messages the other way.
     #[error("unexpected frame on an outbound peer link")]
     UnexpectedFrame,
+    /// The TLS handshake failed: no certificate from the cluster's CA, a certificate that
+    /// does not name the member expected, or bytes that are not TLS.
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A connection announced itself as member `claimed` without proving it.
+    #[error("refused a peer claiming to be {claimed}: {reason}")]
+    NotMember { claimed: NodeId, reason: String },
+    /// A plain (not TLS) connection to a server that requires TLS of it.
+    #[error("refused a plain connection from a {who}: this server requires TLS")]
+    PlainRefused { who: &'static str },
     #[error("final storage sync failed: {0}")]
     Storage(#[from] StorageError),
 }

@@ -30,6 +30,7 @@ mod link;
 mod liveness;
 mod local;
 mod server;
+pub mod tls;
 
 pub use client::Client;
 pub use codec::{FrameError, Hello, CLIENT_MAX_FRAME, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};

@@ -40,7 +40,6 @@ use bytes::Bytes;
 use rand::Rng;
 use synod_node::NodeId;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -49,7 +48,9 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{Hello, PROBE};
 use crate::config::NetOptions;
-use crate::conn::{handshake, tune_peer_socket, write_batch, FrameReader, FrameWriter};
+use crate::conn::{
+    handshake, no_delay, tune_peer_socket, write_batch, FrameReader, FrameWriter, Halves, ReadHalf,
+};
 use crate::error::NetError;
 use crate::liveness::{Liveness, Step};
 
@@ -114,7 +115,7 @@ fn drop_queued(queue: &mut mpsc::Receiver<Bytes>) -> usize {
 async fn connect(
     target: &LinkTarget,
     opts: &NetOptions,
-) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter), NetError> {
+) -> Result<(FrameReader<ReadHalf>, FrameWriter), NetError> {
     let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(target.addr))
         .await
         .map_err(|_| NetError::Timeout {
@@ -122,8 +123,22 @@ async fn connect(
             after: opts.connect_timeout,
         })??;
     tune_peer_socket(&stream, opts)?;
+    no_delay(&stream)?;
+    let halves = match &opts.tls {
+        None => Halves::plain(stream),
+        Some(tls) => {
+            let secured =
+                tokio::time::timeout(opts.handshake_timeout, tls.connect(stream, target.to))
+                    .await
+                    .map_err(|_| NetError::Timeout {
+                        what: "TLS handshake",
+                        after: opts.handshake_timeout,
+                    })??;
+            Halves::tls(secured)
+        }
+    };
     let (reader, writer, theirs) = handshake(
-        stream,
+        halves,
         Hello::Peer(target.me),
         opts.max_frame,
         opts.handshake_timeout,
@@ -141,7 +156,7 @@ async fn connect(
 /// Moves frames from the queue to the socket, probing the connection, until the queue closes
 /// (`Ok`) or the connection fails or falls silent.
 async fn pump(
-    mut reader: FrameReader<OwnedReadHalf>,
+    mut reader: FrameReader<ReadHalf>,
     mut writer: FrameWriter,
     queue: &mut mpsc::Receiver<Bytes>,
     opts: &NetOptions,

@@ -42,11 +42,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use synod_node::{Node, NodeId, Storage};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -55,10 +55,13 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::codec::{decode_msg, Hello, PROBE};
 use crate::config::{Listen, NetOptions, NodeConfig};
-use crate::conn::{handshake, tune_peer_socket, write_batch, FrameReader, FrameWriter};
+use crate::conn::{
+    handshake, no_delay, tune_peer_socket, write_batch, FrameReader, FrameWriter, Halves, ReadHalf,
+};
 use crate::driver::{Driver, Event};
 use crate::error::NetError;
 use crate::local::{self, Route};
+use crate::tls::{PeerTls, TLS_HANDSHAKE_RECORD};
 
 /// Runs `node` as a server until `shutdown` resolves, then shuts down gracefully.
 ///
@@ -252,13 +255,27 @@ where
     // Before the handshake tells a peer from a client, so clients get the same timings: a
     // client that vanished is noticed as soon as a peer would be.
     tune_peer_socket(&stream, opts)?;
+    no_delay(&stream)?;
+    let (halves, transport) = match &opts.tls {
+        None => (Halves::plain(stream), Transport::Plain),
+        Some(tls) => {
+            let limit = opts.handshake_timeout;
+            tokio::time::timeout(limit, accept_transport(stream, tls))
+                .await
+                .map_err(|_| NetError::Timeout {
+                    what: "TLS handshake",
+                    after: limit,
+                })??
+        }
+    };
     let (mut reader, mut writer, hello) = handshake(
-        stream,
+        halves,
         Hello::Peer(shared.id),
         opts.max_frame,
         opts.handshake_timeout,
     )
     .await?;
+    admit(opts, hello, &transport)?;
     match hello {
         Hello::Peer(from) => {
             debug!(%from, "peer connected");
@@ -295,12 +312,61 @@ where
     }
 }
 
+/// How a connection reached this server.
+enum Transport {
+    Plain,
+    /// TLS, with the client certificate it presented (verified against the CA), if any.
+    Tls {
+        cert: Option<CertificateDer<'static>>,
+    },
+}
+
+/// Accepts `stream` on a server with TLS: TLS if it opens with a TLS handshake, else plain
+/// (which [`admit`] then refuses to peers, and to clients unless they may be plain).
+async fn accept_transport(
+    stream: TcpStream,
+    tls: &PeerTls,
+) -> Result<(Halves, Transport), NetError> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 0 {
+        return Err(NetError::Closed);
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        return Ok((Halves::plain(stream), Transport::Plain));
+    }
+    let secured = tls.accept(stream).await?;
+    let cert = secured
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.clone().into_owned());
+    Ok((Halves::tls(secured), Transport::Tls { cert }))
+}
+
+/// Whether a connection that introduced itself with `hello` may go on: on a server with TLS,
+/// a peer must have come over TLS with a certificate naming the member it claims to be, and
+/// a client over TLS unless [`NetOptions::plain_clients`].
+fn admit(opts: &NetOptions, hello: Hello, transport: &Transport) -> Result<(), NetError> {
+    let Some(tls) = &opts.tls else {
+        return Ok(());
+    };
+    match (hello, transport) {
+        (Hello::Peer(_), Transport::Plain) => Err(NetError::PlainRefused { who: "peer" }),
+        (Hello::Peer(from), Transport::Tls { cert }) => tls.check_member(cert.as_ref(), from),
+        (Hello::Client, Transport::Plain) if !opts.plain_clients => {
+            Err(NetError::PlainRefused { who: "client" })
+        }
+        (Hello::Client, _) => Ok(()),
+    }
+}
+
 /// Reads a client's requests and writes the node's replies, on one task: replies are written
 /// between reads, and `read_frame` is cancel-safe so a reply arriving mid-frame loses nothing.
 /// On shutdown it stops reading and keeps writing until the node closes the reply queue.
 async fn serve_client<M>(
     id: NodeId,
-    mut reader: FrameReader<OwnedReadHalf>,
+    mut reader: FrameReader<ReadHalf>,
     mut writer: FrameWriter,
     mut replies: mpsc::Receiver<bytes::Bytes>,
     shared: &Shared<M>,

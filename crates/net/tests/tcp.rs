@@ -6,10 +6,9 @@
 //! task's events; waits are for events (a reply, an EOF, a log line) under a deadline.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +22,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
-const WAIT: Duration = Duration::from_secs(1);
+mod support;
+use support::{Logs, WAIT};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Msg {
@@ -176,51 +176,6 @@ async fn bind() -> TcpListener {
 
 async fn client(addr: SocketAddr) -> Client<Msg> {
     Client::connect(addr, WAIT).await.unwrap()
-}
-
-/// Warnings and errors logged by the current thread's tasks, for asserting *why* a
-/// connection was closed.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Waits until a logged line contains every one of `needles`.
-    async fn wait_for(&self, needles: &[&str]) {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            let text = self.text();
-            if text.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("no log line with {needles:?}; logs:\n{}", self.text());
-    }
 }
 
 #[tokio::test]

@@ -11,13 +11,18 @@
 //!   Pipelined commands are handed to the backend in batches ([`Backend::run_batch`]), one
 //!   batch in flight per connection, and answered in order.
 //!
+//! - [`serve_resp_secured`]: the same with TLS and `AUTH`/ACL users ([`security`],
+//!   [`auth`]).
+//!
 //! The backend is the only thing a service provides: a client of the primary/backup KV or of
 //! the Paxos KV, say. Keys and values are UTF-8 strings, as in those services.
 //!
 //! `APPEND` answers the new length, as Redis does, when the backend knows it; a backend that
 //! does not (the primary/backup KV) gets `+OK`.
 
+pub mod auth;
 mod parse;
+pub mod security;
 mod server;
 mod value;
 
@@ -25,7 +30,7 @@ pub use parse::{
     parse, ParseError, ParseLimits, Parsed, Parser, ELEMENT_COST, MAX_DEPTH, MAX_ELEMENTS,
 };
 pub use server::{
-    run_one, serve_resp, Answer, Backend, BackendError, Op, RespLimits, FREE_PER_CONNECTION,
-    MAX_BATCH_COMMANDS,
+    run_one, serve_resp, serve_resp_secured, Answer, Backend, BackendError, Op, RespLimits,
+    FREE_PER_CONNECTION, MAX_BATCH_COMMANDS,
 };
 pub use value::{encode, Value};

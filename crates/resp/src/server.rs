@@ -12,15 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+#[cfg(test)]
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use synod_node::limits::{self, Limits};
 
+use crate::auth::Session;
 use crate::parse::{ParseError, ParseLimits, Parsed, Parser};
+use crate::security::{self, RespSecurity};
 use crate::value::{encode, Value};
 
 /// Why a backend could not perform an operation; sent to the client as `-ERR ...` (or
@@ -174,6 +178,17 @@ pub async fn serve_resp<B: Backend>(
     limits: RespLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_resp_secured(listener, backend, limits, RespSecurity::default(), shutdown).await
+}
+
+/// [`serve_resp`] with TLS and access control (the `security` module).
+pub async fn serve_resp_secured<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    limits: RespLimits,
+    security: RespSecurity,
+    shutdown: impl Future<Output = ()>,
+) {
     let budget = Arc::new(Semaphore::new(limits.max_buffered));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -191,8 +206,14 @@ pub async fn serve_resp<B: Backend>(
                 Ok((stream, peer)) => {
                     let backend = backend.clone();
                     let budget = Buffered { semaphore: budget.clone(), held: 0 };
+                    let security = security.clone();
                     connections.spawn(async move {
-                        match serve_connection(stream, backend, &limits, budget).await {
+                        let session = Session::new(security.access.clone(), peer);
+                        let served = match security::accept(&security, stream).await {
+                            Ok(stream) => serve_connection(stream, backend, &limits, budget, session).await,
+                            Err(e) => Err(Closed::Io(e)),
+                        };
+                        match served {
                             Ok(()) => debug!(%peer, "RESP connection closed"),
                             Err(Closed::MidCommand { buffered }) => info!(
                                 %peer, buffered,
@@ -279,11 +300,12 @@ async fn within<T>(limit: Option<Duration>, io: impl Future<Output = T>) -> Opti
     }
 }
 
-async fn serve_connection<B: Backend>(
-    mut stream: TcpStream,
+async fn serve_connection<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     backend: Arc<B>,
     limits: &RespLimits,
     mut budget: Buffered,
+    mut session: Session,
 ) -> Result<(), Closed> {
     let mut parser = Parser::new(limits.parse);
     let mut out = Vec::new();
@@ -302,7 +324,10 @@ async fn serve_connection<B: Backend>(
             while batch.has_room() {
                 match parser.take() {
                     Ok(Some(Parsed::Value(command))) => {
-                        let step = Step::of(command);
+                        let step = match session.screen(command) {
+                            Ok(command) => Step::of(command),
+                            Err(reply) => Step::Reply(reply),
+                        };
                         if batch.fits(&step) {
                             batch.push(step);
                         } else {
@@ -324,7 +349,7 @@ async fn serve_connection<B: Backend>(
             if let Some(e) = failed {
                 encode(&Value::Error(format!("ERR Protocol error: {e}")), &mut out);
                 // The client may be gone already; the protocol error is what matters.
-                let _ = within(idle, stream.write_all(&out)).await;
+                let _ = write_replies(&mut stream, &mut out, idle).await;
                 return Err(e.into());
             }
             if out.len() >= limits.max_output {
@@ -336,11 +361,12 @@ async fn serve_connection<B: Backend>(
         }
         write_replies(&mut stream, &mut out, idle).await?;
         budget.hold(parser.buffered() + READ_CHUNK).await;
-        within(idle, stream.readable())
-            .await
-            .ok_or(Closed::Idle(idle.unwrap_or_default()))??;
+        // The chunk is on the stack: an idle connection holds no input buffer.
         let mut chunk = [0u8; READ_CHUNK];
-        match stream.try_read(&mut chunk) {
+        let read = within(idle, stream.read(&mut chunk))
+            .await
+            .ok_or(Closed::Idle(idle.unwrap_or_default()))?;
+        match read {
             Ok(0) if parser.mid_value() => {
                 return Err(Closed::MidCommand {
                     buffered: parser.buffered(),
@@ -348,24 +374,31 @@ async fn serve_connection<B: Backend>(
             }
             Ok(0) => return Ok(()),
             Ok(n) => parser.feed(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // A TLS client that closed without TLS's close_notify: an end like any other.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !parser.mid_value() => {
+                return Ok(())
+            }
             Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Writes the waiting replies; a client that takes none of them within `idle` is closed.
-async fn write_replies(
-    stream: &mut TcpStream,
+async fn write_replies<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     out: &mut Vec<u8>,
     idle: Option<Duration>,
 ) -> Result<(), Closed> {
     if out.is_empty() {
         return Ok(());
     }
-    within(idle, stream.write_all(out))
-        .await
-        .ok_or(Closed::NotReading(idle.unwrap_or_default()))??;
+    within(idle, async {
+        stream.write_all(out).await?;
+        // A TLS stream holds written bytes until flushed.
+        stream.flush().await
+    })
+    .await
+    .ok_or(Closed::NotReading(idle.unwrap_or_default()))??;
     out.clear();
     if out.capacity() > 4 * READ_CHUNK {
         *out = Vec::new();
@@ -544,7 +577,15 @@ mod tests {
             semaphore: Arc::new(Semaphore::new(1 << 20)),
             held: 0,
         };
-        serve_connection(server, Arc::new(Fixed), &RespLimits::default(), budget).await
+        let session = Session::new(None, "127.0.0.1:1".parse().unwrap());
+        serve_connection(
+            server,
+            Arc::new(Fixed),
+            &RespLimits::default(),
+            budget,
+            session,
+        )
+        .await
     }
 
     #[tokio::test]

@@ -28,13 +28,15 @@ use synod_client::shardkv::ShardKvClient;
 use synod_client::KvClient;
 
 use crate::up_cmd::layout::Layout;
-use local::Local;
+use local::{Local, SecureClient};
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// What to measure, comma-separated, in this order; the first is the baseline of the
     /// ratios. `all` is synod-kv,synod-kv-resp,etcd,redis (those not installed are skipped);
-    /// synod-shardkv and synod-shardkv-resp measure the sharded KV.
+    /// synod-shardkv and synod-shardkv-resp measure the sharded KV; synod-kv-resp-tls is
+    /// synod-kv-resp on a cluster secured as `synod up` secures it (mutual TLS between
+    /// replicas, clients over TLS with AUTH).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     targets: Vec<TargetArg>,
     /// Concurrent clients, each with one operation outstanding at a time.
@@ -100,6 +102,7 @@ pub struct BenchArgs {
 enum TargetArg {
     SynodKv,
     SynodKvResp,
+    SynodKvRespTls,
     SynodShardkv,
     SynodShardkvResp,
     Etcd,
@@ -112,6 +115,7 @@ enum TargetArg {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Service {
     Synod,
+    SynodSecured,
     SynodSharded,
     Etcd,
     Redis,
@@ -122,6 +126,7 @@ impl TargetArg {
         match self {
             TargetArg::SynodKv => "synod-kv",
             TargetArg::SynodKvResp => "synod-kv-resp",
+            TargetArg::SynodKvRespTls => "synod-kv-resp-tls",
             TargetArg::SynodShardkv => "synod-shardkv",
             TargetArg::SynodShardkvResp => "synod-shardkv-resp",
             TargetArg::Etcd => "etcd",
@@ -135,6 +140,7 @@ impl TargetArg {
             TargetArg::Etcd => Service::Etcd,
             TargetArg::Redis => Service::Redis,
             TargetArg::SynodShardkv | TargetArg::SynodShardkvResp => Service::SynodSharded,
+            TargetArg::SynodKvRespTls => Service::SynodSecured,
             _ => Service::Synod,
         }
     }
@@ -333,6 +339,8 @@ async fn measure(
     let external = match target {
         TargetArg::SynodKv => args.servers.clone(),
         TargetArg::SynodKvResp => args.resp.clone(),
+        // A running cluster's CA and password are not known here: always a fresh one.
+        TargetArg::SynodKvRespTls => Vec::new(),
         TargetArg::SynodShardkv => args.ctl.clone(),
         TargetArg::SynodShardkvResp => args.shardkv_resp.clone(),
         TargetArg::Etcd => args.etcd.clone(),
@@ -342,6 +350,7 @@ async fn measure(
         if running.get(service).is_none() {
             let local = match service {
                 Service::Synod => local::synod(exe, Layout::Kv { replicas: 3 }).await,
+                Service::SynodSecured => local::synod_secured(exe).await,
                 Service::SynodSharded => local::synod(exe, Layout::Sharded).await,
                 Service::Etcd => local::etcd(&program("etcd")?).await,
                 Service::Redis => local::redis(&program("redis-server")?).await,
@@ -359,17 +368,22 @@ async fn measure(
                 .flat_map(|s| &s.controllers)
                 .map(|a| a.to_string())
                 .collect(),
-            TargetArg::SynodKvResp | TargetArg::SynodShardkvResp => local
-                .plan
-                .resp_addrs()
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
+            TargetArg::SynodKvResp | TargetArg::SynodKvRespTls | TargetArg::SynodShardkvResp => {
+                local
+                    .plan
+                    .resp_addrs()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect()
+            }
             _ => children.iter().map(|c| c.peer.to_string()).collect(),
         };
         let setup = match service {
             Service::Synod if target == TargetArg::SynodKv => "3 replicas, fsync on, native client",
             Service::Synod => "3 replicas, fsync on, Redis protocol",
+            Service::SynodSecured => {
+                "3 replicas, fsync on, mutual TLS between them, Redis protocol over TLS with AUTH"
+            }
             Service::SynodSharded if target == TargetArg::SynodShardkv => {
                 "3 controllers, 2 groups of 3, fsync on, native client"
             }
@@ -383,9 +397,12 @@ async fn measure(
         (external, setup)
     };
     let split = args.split_by_snapshot && target == TargetArg::SynodKv;
+    let secure = running
+        .get(service)
+        .and_then(|local| local.secure_client.clone());
     let mut runs = Vec::with_capacity(args.runs.into());
     for run in 1..=args.runs {
-        let measured = once(workload, target, &addrs, split).await;
+        let measured = once(workload, target, &addrs, secure.as_ref(), split).await;
         if let Some(death) = running.get(service).and_then(Local::death) {
             return Err(Skip::Failed(anyhow::anyhow!("{death} during the run")));
         }
@@ -403,12 +420,14 @@ async fn measure(
     Ok((Summary::median(&runs), setup))
 }
 
-/// One measured run of `workload` on `target`'s servers at `addrs` (with the latencies
-/// during snapshots reported apart when `split_by_snapshot`: synod-kv only).
+/// One measured run of `workload` on `target`'s servers at `addrs` (a secured cluster's
+/// with `secure`; with the latencies during snapshots reported apart when
+/// `split_by_snapshot`: synod-kv only).
 async fn once(
     workload: &Workload,
     target: TargetArg,
     addrs: &[String],
+    secure: Option<&SecureClient>,
     split_by_snapshot: bool,
 ) -> anyhow::Result<Summary> {
     let clients = workload.clients;
@@ -444,7 +463,10 @@ async fn once(
             let mut conns = Vec::with_capacity(clients);
             for i in 0..clients {
                 let addr = &addrs[i % addrs.len()];
-                conns.push(RespConn::connect(addr).await?);
+                conns.push(match secure {
+                    Some(s) => RespConn::connect_tls(addr, &s.tls, &s.password).await?,
+                    None => RespConn::connect(addr).await?,
+                });
             }
             run_load(workload, conns).await
         }

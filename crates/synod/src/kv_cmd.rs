@@ -15,21 +15,25 @@ use synod_node::NodeId;
 use crate::limit_args::LimitArgs;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_front::Front;
+use crate::resp_security_args::RespSecurityArgs;
+use crate::tls_args::ClientTlsArgs;
 
 #[derive(Subcommand)]
 pub enum KvCommand {
     /// Run replica I of a cluster, keeping its durable state in DIR.
     Serve {
         #[command(flatten)]
-        replica: ReplicaArgs,
+        replica: Box<ReplicaArgs>,
         /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address.
         #[arg(long, env = "SYNOD_RESP")]
         resp: Option<SocketAddr>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        resp_security: Box<RespSecurityArgs>,
         /// Bytes of keys and values the store may hold; a SET or APPEND that would pass it is
         /// refused ("-OOM command not allowed when used memory > 'maxmemory'.") and Gets are
-        /// still served. A replica needs about 3 bytes of memory per byte of state
+        /// still served. A replica needs about 2.2 bytes of memory per byte of state
         /// (docs/running.md, "Memory"). Give every replica the same one. [default: no limit]
         #[arg(long, env = "SYNOD_MAX_MEMORY")]
         max_memory: Option<u64>,
@@ -68,6 +72,8 @@ pub struct Target {
     /// --max-value-bytes.
     #[arg(long, env = "SYNOD_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
     max_value_bytes: usize,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
@@ -78,8 +84,9 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 replica,
                 resp,
                 limits,
+                resp_security,
                 max_memory,
-            } => serve(replica, resp, limits, max_memory).await,
+            } => serve(*replica, resp, limits, *resp_security, max_memory).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
             KvCommand::Put { target, key, value } => {
                 request(target, KvOp::Put { key, value }).await
@@ -95,8 +102,10 @@ async fn serve(
     args: ReplicaArgs,
     resp: Option<SocketAddr>,
     limit_args: LimitArgs,
+    resp_security: RespSecurityArgs,
     max_memory: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
+    let security = resp_security.security(&args.start.tls, &args.start.cluster_token)?;
     let (id, peers) = (args.id, &args.peers);
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;
@@ -114,7 +123,7 @@ async fn serve(
         let Some(addr) = resp else {
             return Ok(None);
         };
-        let front = Front::bind(addr, resp_limits, || {
+        let front = Front::bind_secured(addr, resp_limits, security, || {
             Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
                 .with_limits(limits)
                 .prefer(id))
@@ -129,6 +138,7 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let limits = Limits::new(target.max_value_bytes).context("--max-value-bytes")?;
+    target.tls.install()?;
     let client = KvClient::connect(target.servers)?
         .with_timeout(Duration::from_secs_f64(target.timeout))
         .with_limits(limits);

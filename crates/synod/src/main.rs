@@ -16,9 +16,11 @@ mod observe;
 mod pb_cmd;
 mod replica_start;
 mod resp_front;
+mod resp_security_args;
 mod shardctl_cmd;
 mod shardkv_cmd;
 mod status_cmd;
+mod tls_args;
 mod up_cmd;
 mod view_cmd;
 
@@ -91,6 +93,10 @@ enum Command {
     /// The sharded key/value store: group replicas, a client, a Redis-protocol front.
     #[command(subcommand)]
     Shardkv(shardkv_cmd::ShardkvCommand),
+    /// Issue a cluster's TLS certificates (a CA, and one per member) for replicas on
+    /// several hosts; `synod up` makes its own.
+    #[command(subcommand)]
+    Certs(tls_args::CertsCommand),
 }
 
 /// Logs at `default` level unless `RUST_LOG` says otherwise.
@@ -137,5 +143,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => report(bench_cmd::run(args)),
         Command::Shardctl(cmd) => report(shardctl_cmd::run(cmd)),
         Command::Shardkv(cmd) => report(shardkv_cmd::run(cmd)),
+        Command::Certs(cmd) => report(tls_args::run(cmd)),
     }
 }

@@ -34,6 +34,7 @@ use crate::data_dir;
 use crate::identity::{self, Identity, DEFAULT_CLUSTER_TOKEN};
 use crate::observe::{self, MetricsArgs};
 use crate::resp_front::{self, Front, Stop};
+use crate::tls_args::ServerTlsArgs;
 
 /// Where replica I of a cluster whose node ids are the indexes into `--peers` (the KV store,
 /// the shard controller) listens, and where it keeps its state.
@@ -128,12 +129,15 @@ where
     let storage = FileStorage::open(data)
         .with_context(|| format!("opening replica state in {}", data.display()))?;
     let node = node(paxos)?;
+    // Before the front is built: its clerk connects to the other replicas with this TLS.
+    let tls = start.tls.peer_tls(&start.cluster_token)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let mut config = NodeConfig::new(me, listener);
     config.net.max_frame = max_frame;
     config.peers = links.into_iter().filter(|&(peer, _)| peer != me).collect();
+    config.net.tls = tls;
     let front = front().await?;
     let metrics_port = metrics.bind().await?;
     // The front's client reaches this replica through its inbox, not TCP.
@@ -174,6 +178,8 @@ pub struct StartArgs {
     /// refuses to run in a cluster of another name.
     #[arg(long, env = "SYNOD_CLUSTER_TOKEN", default_value = DEFAULT_CLUSTER_TOKEN)]
     pub cluster_token: String,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
 }
 
 /// Prepares the locked data directory `data` of replica `index` of `peers` to start, and
@@ -243,6 +249,7 @@ mod tests {
             bootstrap,
             rejoin,
             cluster_token: DEFAULT_CLUSTER_TOKEN.into(),
+            tls: ServerTlsArgs::default(),
         }
     }
 

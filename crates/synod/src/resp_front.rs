@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use std::time::Instant;
 
+use synod_resp::security::RespSecurity;
 use synod_resp::{Answer, Backend, BackendError, Op, RespLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -79,6 +80,16 @@ impl Front {
         limits: RespLimits,
         make: impl FnOnce() -> anyhow::Result<B>,
     ) -> anyhow::Result<Front> {
+        Self::bind_secured(addr, limits, RespSecurity::default(), make).await
+    }
+
+    /// [`Front::bind`], for a port with TLS or access control.
+    pub async fn bind_secured<B: Backend>(
+        addr: SocketAddr,
+        limits: RespLimits,
+        security: RespSecurity,
+        make: impl FnOnce() -> anyhow::Result<B>,
+    ) -> anyhow::Result<Front> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening for RESP on {addr}"))?;
@@ -87,10 +98,11 @@ impl Front {
         Ok(Front {
             addr,
             serve: Box::new(move |stop: Stop| {
-                Box::pin(synod_resp::serve_resp(
+                Box::pin(synod_resp::serve_resp_secured(
                     listener,
                     backend,
                     limits,
+                    security,
                     stop.wait(),
                 ))
             }),

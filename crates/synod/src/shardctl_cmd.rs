@@ -18,6 +18,7 @@ use synod_shardkv::controller_node;
 
 use crate::observe;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
+use crate::tls_args::ClientTlsArgs;
 
 /// At most this many controllers or replicas per group: an index must fit the 8 low bits
 /// of a group server's id.
@@ -77,6 +78,8 @@ pub struct CtlArgs {
     /// Give up after this many seconds without an answer.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 impl CtlArgs {
@@ -135,6 +138,7 @@ async fn serve(args: ReplicaArgs, shards: usize) -> anyhow::Result<ExitCode> {
 }
 
 async fn request(args: CtlArgs, op: CtlOp) -> anyhow::Result<ExitCode> {
+    args.tls.install()?;
     let timeout = args.timeout()?;
     let mut client = CtlClient::connect(args.ctl)?.with_timeout(timeout);
     match client.call(op).await? {

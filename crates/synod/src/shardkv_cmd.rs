@@ -19,6 +19,7 @@ use crate::limit_args::LimitArgs;
 use crate::observe::MetricsArgs;
 use crate::replica_start::{self, serve_replica, StartArgs};
 use crate::resp_front::Front;
+use crate::resp_security_args::RespSecurityArgs;
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
 
 /// Group ids must keep `gid << 8 | i` below the client id range.
@@ -53,11 +54,13 @@ pub enum ShardkvCommand {
         #[arg(long, default_value_t = DEFAULT_SHARDS)]
         shards: usize,
         #[command(flatten)]
-        start: StartArgs,
+        start: Box<StartArgs>,
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
         metrics: MetricsArgs,
+        #[command(flatten)]
+        resp_security: Box<RespSecurityArgs>,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -91,6 +94,7 @@ struct Replica {
     start: StartArgs,
     limits: LimitArgs,
     metrics: MetricsArgs,
+    resp_security: RespSecurityArgs,
 }
 
 pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
@@ -108,6 +112,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 start,
                 limits,
                 metrics,
+                resp_security,
             } => {
                 let replica = Replica {
                     gid,
@@ -115,9 +120,10 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                     peers,
                     ctl,
                     shards,
-                    start,
+                    start: *start,
                     limits,
                     metrics,
+                    resp_security: *resp_security,
                 };
                 serve(replica, data, resp).await
             }
@@ -143,6 +149,9 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     let controllers = controller_ids(r.ctl.len())?;
     let limits = r.limits.limits()?;
     let resp_limits = r.limits.resp()?;
+    let security = r
+        .resp_security
+        .security(&r.start.tls, &r.start.cluster_token)?;
     let me = server_id(r.gid, r.id);
     // Its own group and the controllers; other groups' servers are learned from
     // configurations while running (the core calls `add_peer`).
@@ -177,7 +186,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
             return Ok(None);
         };
         let own = r.peers.get(r.id).copied();
-        let front = Front::bind(addr, resp_limits, || {
+        let front = Front::bind_secured(addr, resp_limits, security, || {
             let client = ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?;
             Ok(match own {
                 Some(own) => client.prefer(own, r.id),
@@ -190,6 +199,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
 }
 
 async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {
+    args.tls.install()?;
     let timeout = args.timeout()?;
     let client = ShardKvClient::connect(args.ctl)?.with_timeout(timeout);
     match client.call(op).await? {

@@ -10,6 +10,8 @@ use synod_net::Client;
 use synod_paxos::Membership;
 use synod_rsm::{voter_shortage, CatchUp, StatusMsg, StatusReport};
 
+use crate::tls_args::ClientTlsArgs;
+
 #[derive(Args)]
 pub struct StatusArgs {
     /// The replicas' addresses, comma-separated.
@@ -18,6 +20,8 @@ pub struct StatusArgs {
     /// How long to wait for each replica, in seconds.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -25,6 +29,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let limit = Duration::from_secs_f64(args.timeout);
+    args.tls.install()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut reports = Vec::new();
     for addr in &args.servers {

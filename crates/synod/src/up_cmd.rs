@@ -4,9 +4,17 @@
 //!
 //! What it prints on stdout, in order: one line per child once it listens
 //! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q metrics 127.0.0.1:M pid N`), then `ready`
-//! once a real write and read through a Redis-protocol port worked, then a `redis-cli` hint
-//! and the dashboard's URL (see [`dashboard`]). A child that is restarted gets its line
-//! printed again with its new pid.
+//! once a real write and read through a Redis-protocol port worked, then a `redis-cli` hint,
+//! then (when secured) `tls: --tls-ca PATH` for native clients, then the dashboard's URL (see
+//! [`dashboard`]).
+//!
+//! Security is on unless `--insecure`: the replicas' peer links use mutual TLS with
+//! certificates `up` issues once into `DIR/tls` (see [`layout::Plan::secure`]), so only
+//! members of the cluster can take part in its Paxos, and native clients must connect with
+//! TLS, trusting `DIR/tls/ca.pem`; the RESP fronts require `AUTH` with the password in
+//! `DIR/tls/resp-password` and speak TLS (and plain RESP, on loopback). The primary/backup
+//! layout (`--pb`) is not secured. A child that is restarted gets its line printed again
+//! with its new pid.
 //!
 //! Supervision: a child that dies is reported on stderr and restarted with the same
 //! arguments (and so the same data directory and ports), after a delay that grows while it
@@ -39,8 +47,9 @@ use tokio::time::Instant;
 use crate::data_dir;
 use child::Event;
 use dashboard::Dashboard;
-use layout::{ChildSpec, Layout, Plan, ShardedSetup};
+use layout::{ChildSpec, Layout, Plan, Secured, ShardedSetup};
 use synod_client::shardkv::CtlClient;
+use synod_net::tls::ClientTls;
 use synod_shardctl::{CtlOp, CtlReply};
 
 #[derive(Args)]
@@ -73,6 +82,10 @@ pub struct UpArgs {
     /// with the replicas' metrics ports, reused by a rerun when free]
     #[arg(long, env = "SYNOD_DASHBOARD")]
     dashboard: Option<SocketAddr>,
+    /// Run without security: plain TCP between replicas and from clients, as before
+    /// security was the default. Only for a trusted machine.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Runs `up`; `log_format` is passed on to every child.
@@ -105,6 +118,16 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let _lock = data_dir::lock(&args.dir)?;
     Limits::new(args.max_value_bytes).context("--max-value-bytes")?;
     let mut plan = layout.plan(&args.dir)?;
+    let secured = if args.insecure {
+        None
+    } else {
+        plan.secure(&args.dir)?
+    };
+    if let Some(secured) = &secured {
+        // `up`'s own clients (joining a sharded cluster's groups) connect with TLS too.
+        let tls = ClientTls::trusting(&secured.ca).context("loading the cluster CA")?;
+        synod_net::tls::use_for_clients(tls);
+    }
     // Every server that stores values gets the same limit: a cluster must agree on it.
     for child in plan.children.iter_mut().filter(|c| c.resp.is_some()) {
         let limit = args.max_value_bytes.to_string();
@@ -170,7 +193,7 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let outcome = tokio::select! {
         () = &mut shutdown => Ok(ExitCode::SUCCESS),
         outcome = async {
-            start(&plan, &metrics, &board, &mut events, deadline).await?;
+            start(&plan, &metrics, &board, secured.as_ref(), &mut events, deadline).await?;
             println!("dashboard: http://{dashboard_addr}/");
             cluster_up.store(true, Ordering::SeqCst);
             Ok(watch_children(&plan, &metrics, &board, &mut events).await)
@@ -235,6 +258,7 @@ async fn start(
     plan: &Plan,
     metrics: &[Option<SocketAddr>],
     board: &Dashboard,
+    secured: Option<&Secured>,
     events: &mut mpsc::UnboundedReceiver<Event>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
@@ -270,8 +294,18 @@ async fn start(
         },
     }
     println!("ready");
-    if let Some(front) = fronts.first() {
-        println!("try: redis-cli -p {}", front.port());
+    match (fronts.first(), secured) {
+        (Some(front), Some(secured)) => println!(
+            "try: redis-cli -p {} --tls --cacert {} --pass \"$(cat {})\"",
+            front.port(),
+            secured.ca.display(),
+            secured.resp_password.display()
+        ),
+        (Some(front), None) => println!("try: redis-cli -p {}", front.port()),
+        (None, _) => {}
+    }
+    if let Some(secured) = secured {
+        println!("tls: --tls-ca {}", secured.ca.display());
     }
     Ok(())
 }
@@ -282,7 +316,7 @@ pub(crate) async fn set_up_and_probe(plan: &Plan, deadline: Instant) -> anyhow::
     if let Some(sharded) = &plan.sharded {
         join_groups(sharded, deadline).await?;
     }
-    probe::write_and_read(&plan.resp_addrs(), deadline).await
+    probe::write_and_read(&plan.resp_addrs(), plan.resp_password.as_deref(), deadline).await
 }
 
 /// Joins every group of a sharded cluster to its controllers. A rerun joins them again,

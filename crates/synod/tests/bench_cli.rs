@@ -145,7 +145,8 @@ fn bad_arguments_are_refused_with_a_clear_error() {
     let unknown = stderr(&run(&["bench", "--targets", "mongo"]));
     assert!(
         unknown.contains(
-            "synod-kv, synod-kv-resp, synod-shardkv, synod-shardkv-resp, etcd, redis, all"
+            "synod-kv, synod-kv-resp, synod-kv-resp-tls, synod-shardkv, synod-shardkv-resp, etcd, \
+             redis, all"
         ),
         "{unknown}"
     );

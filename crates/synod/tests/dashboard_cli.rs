@@ -132,7 +132,18 @@ fn the_dashboard_shows_the_cluster_and_a_killed_replica() {
     assert!(dom.contains("kv cluster"), "{dom}");
     // The leader it shows is the one the replicas report.
     let servers: Vec<&str> = replicas.iter().map(|(_, peer, _)| peer.as_str()).collect();
-    let status = stdout(&run(&["status", "--servers", &servers.join(",")]));
+    // `up` secures the cluster: `synod status` trusts the CA it issued.
+    let ca = dir.path().join("tls").join("ca.pem");
+    let status_of_servers = || {
+        stdout(&run(&[
+            "status",
+            "--servers",
+            &servers.join(","),
+            "--tls-ca",
+            path(&ca),
+        ]))
+    };
+    let status = status_of_servers();
     let leader = (0..3)
         .find(|i| attr(&dom, &format!("replica-{i}"), "data-role").as_deref() == Some("leader"))
         .unwrap();
@@ -147,8 +158,7 @@ fn the_dashboard_shows_the_cluster_and_a_killed_replica() {
                 attr(dom, &format!("replica-{i}"), "data-role").as_deref() == Some("leader")
             });
             named.is_some_and(|i| {
-                let status = stdout(&run(&["status", "--servers", &servers.join(",")]));
-                status
+                status_of_servers()
                     .lines()
                     .any(|l| l.starts_with(&replicas[i].1) && l.contains("voting leader"))
             })

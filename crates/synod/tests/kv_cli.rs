@@ -27,7 +27,7 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
         .collect();
 
     let start = Instant::now();
-    let mut history = load::run_while(4, &fronts, start, || {
+    let mut history = load::run_while(4, &fronts, None, start, || {
         std::thread::sleep(Duration::from_secs(1));
         replicas[1].take().expect("running").kill9();
         std::thread::sleep(Duration::from_secs(1));
@@ -40,7 +40,7 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
         paused.signal("CONT");
         std::thread::sleep(Duration::from_secs(1));
     });
-    load::final_reads(&mut history, &fronts, 4, start);
+    load::final_reads(&mut history, &fronts, None, 4, start);
     load::assert_linearizable(&history, 50);
 }
 

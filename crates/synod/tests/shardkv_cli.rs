@@ -254,7 +254,7 @@ fn shards_move_and_replicas_restart_under_a_redis_protocol_load() {
     let start = Instant::now();
     let mut moves = Vec::new();
     let mut survived = Vec::new();
-    let mut history = load::run_while(4, &cluster.fronts.clone(), start, || {
+    let mut history = load::run_while(4, &cluster.fronts.clone(), None, start, || {
         moves.push(("move", move_shard_of(&cluster, "s0")));
 
         // A replica of each group killed: the other two serve, and a write acknowledged
@@ -280,7 +280,7 @@ fn shards_move_and_replicas_restart_under_a_redis_protocol_load() {
 
         moves.push(("move", move_shard_of(&cluster, "a1")));
     });
-    load::final_reads(&mut history, &cluster.fronts, 4, start);
+    load::final_reads(&mut history, &cluster.fronts, None, 4, start);
     for (what, took) in &moves {
         eprintln!("{what} took {took:?}");
     }

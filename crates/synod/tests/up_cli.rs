@@ -36,14 +36,20 @@ fn parse_replica(line: &str) -> Replica {
     }
 }
 
-/// Starts `synod up --dir DIR` and waits for `ready`. The servers log at `info`, whatever
-/// the caller's `RUST_LOG`, because tests look for their log lines.
+/// Starts `synod up --dir DIR` (secured, as by default) and waits for `ready`. The servers
+/// log at `info`, whatever the caller's `RUST_LOG`, because tests look for their log lines.
 fn up(dir: &std::path::Path) -> (Server, Vec<Replica>) {
-    let server = Server::start_logged_env(
-        &["up", "--dir", path(dir)],
-        &[("RUST_LOG", "info")],
-        "ready",
-    );
+    up_with(dir, &[])
+}
+
+/// [`up`] with more flags.
+fn up_with(dir: &std::path::Path, flags: &[&str]) -> (Server, Vec<Replica>) {
+    let args: Vec<&str> = ["up", "--dir", path(dir)]
+        .iter()
+        .chain(flags)
+        .copied()
+        .collect();
+    let server = Server::start_logged_env(&args, &[("RUST_LOG", "info")], "ready");
     let replicas: Vec<Replica> = server.earlier.iter().map(|l| parse_replica(l)).collect();
     assert_eq!(
         replicas.len(),
@@ -52,6 +58,12 @@ fn up(dir: &std::path::Path) -> (Server, Vec<Replica>) {
         server.earlier
     );
     (server, replicas)
+}
+
+/// The password a secured `up` in `dir` gave its RESP fronts.
+fn password(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(dir.join("tls/resp-password")).expect("password file");
+    text.trim_end().to_owned()
 }
 
 /// Stops `up` with SIGTERM and checks it exits 0 and leaves none of `pids` running.
@@ -69,11 +81,11 @@ fn stop(mut up: Server, pids: &[u32]) {
 }
 
 /// Retries GET through `port` until a value comes back, and says how long that took.
-fn time_until_read(port: u16) -> Duration {
+fn time_until_read(port: u16, password: &str) -> Duration {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
-        let answer =
-            Resp::connect(&format!("127.0.0.1:{port}")).and_then(|mut c| c.call(&["GET", "s0"]));
+        let answer = Resp::connect_as(&format!("127.0.0.1:{port}"), Some(password))
+            .and_then(|mut c| c.call(&["GET", "s0"]));
         if let Ok(Reply::Bulk(_)) = answer {
             return start.elapsed();
         }
@@ -86,6 +98,7 @@ fn time_until_read(port: u16) -> Duration {
 fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cluster, replicas) = up(dir.path());
+    let pw = password(dir.path());
     // A new cluster: `up` declares every replica new.
     assert_eq!(
         cluster
@@ -100,7 +113,7 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
 
     let start = Instant::now();
     let mut restarted = None;
-    let mut history = load::run_while(4, &fronts, start, || {
+    let mut history = load::run_while(4, &fronts, Some(&pw), start, || {
         std::thread::sleep(Duration::from_millis(700));
         let killed = Instant::now();
         signal_pid(replicas[1].pid, "KILL");
@@ -114,7 +127,7 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
             (&replicas[1].peer, replicas[1].resp)
         );
         let restarted_after = killed.elapsed();
-        let recovery = time_until_read(again.resp);
+        let recovery = time_until_read(again.resp, &pw);
         eprintln!(
             "replica 1 listening again {restarted_after:?} after SIGKILL; \
              first read through its RESP port {recovery:?} later"
@@ -125,7 +138,7 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
         signal_pid(replicas[2].pid, "CONT");
         std::thread::sleep(Duration::from_millis(700));
     });
-    load::final_reads(&mut history, &fronts, 4, start);
+    load::final_reads(&mut history, &fronts, Some(&pw), 4, start);
     load::assert_linearizable(&history, 50);
     assert!(
         cluster.logs().contains("replica 1 (pid"),
@@ -133,7 +146,8 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
         cluster.logs()
     );
 
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", fronts[0])).expect("connect");
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", fronts[0]), Some(&pw)).expect("connect");
     assert_eq!(
         conn.call(&["SET", "kept", "yes"]).expect("set"),
         Reply::Simple("OK".into())
@@ -154,7 +168,8 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
             .collect::<Vec<_>>()
     };
     assert_eq!(addrs(&again), addrs(&replicas));
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", again[2].resp)).expect("connect");
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", again[2].resp), Some(&pw)).expect("connect");
     assert_eq!(
         conn.call(&["GET", "kept"]).expect("get"),
         Reply::Bulk(Some("yes".into()))
@@ -174,9 +189,16 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
 }
 
 /// `synod status` lines of the cluster, one per replica.
-fn status_lines(replicas: &[Replica]) -> Vec<String> {
+fn status_lines(dir: &std::path::Path, replicas: &[Replica]) -> Vec<String> {
     let peers: Vec<&str> = replicas.iter().map(|r| r.peer.as_str()).collect();
-    let out = run(&["status", "--servers", &peers.join(",")]);
+    let ca = dir.join("tls/ca.pem");
+    let out = run(&[
+        "status",
+        "--servers",
+        &peers.join(","),
+        "--tls-ca",
+        path(&ca),
+    ]);
     assert!(out.status.success(), "status failed: {}", stderr(&out));
     support::stdout(&out).lines().map(str::to_owned).collect()
 }
@@ -185,7 +207,9 @@ fn status_lines(replicas: &[Replica]) -> Vec<String> {
 fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cluster, replicas) = up(dir.path());
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", replicas[0].resp)).expect("connect");
+    let pw = password(dir.path());
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", replicas[0].resp), Some(&pw)).expect("connect");
     for i in 0..20 {
         let (key, value) = (format!("k{i}"), format!("v{i}"));
         assert_eq!(
@@ -212,7 +236,7 @@ fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
     // above that, and catches up.
     let start = Instant::now();
     let caught_up = loop {
-        let lines = status_lines(&again);
+        let lines = status_lines(dir.path(), &again);
         let others = applied(&lines[0]).max(applied(&lines[2]));
         let rejoined = cluster.logs().contains("rejoined after disk loss");
         let level = others.is_some() && applied(&lines[1]) >= others;
@@ -226,7 +250,8 @@ fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
         std::thread::sleep(Duration::from_millis(100));
     };
     eprintln!("replica 1 voting and caught up {caught_up:?} after the cluster was ready");
-    let mut conn = Resp::connect(&format!("127.0.0.1:{}", again[1].resp)).expect("connect");
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", again[1].resp), Some(&pw)).expect("connect");
     for i in 0..20 {
         let (key, value) = (format!("k{i}"), format!("v{i}"));
         assert_eq!(
@@ -295,7 +320,9 @@ fn bad_input_on_every_port_is_contained_bounded_and_logged() {
         "too few file descriptors for this test"
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let (cluster, replicas) = up(dir.path());
+    // Insecure: this test is about what the framing does with bad input, which a secured
+    // server never reads from a connection that is not TLS (up_security_cli.rs covers that).
+    let (cluster, replicas) = up_with(dir.path(), &["--insecure"]);
     let pids: Vec<u32> = replicas.iter().map(|r| r.pid).collect();
     let before: Vec<u64> = pids.iter().map(|&pid| support::rss_kib(pid)).collect();
     let peer_port = |r: &Replica| r.peer.rsplit(':').next().unwrap().parse::<u16>().unwrap();
@@ -425,6 +452,7 @@ fn up_sharded_joins_both_groups_and_any_front_serves_any_key() {
         "ready",
         Duration::from_secs(60),
     );
+    let pw = password(dir.path());
     let lines = &cluster.earlier;
     assert_eq!(lines.len(), 3 + 2 * 3, "lines before ready: {lines:?}");
     assert!(
@@ -446,8 +474,8 @@ fn up_sharded_joins_both_groups_and_any_front_serves_any_key() {
     // Ten keys spread over the shards of both groups: written through a server of group
     // 100, read back through a server of group 101, so each front routes to the owner.
     let (mut writer, mut reader) = (
-        Resp::connect(&fronts[0]).expect("connect"),
-        Resp::connect(&fronts[5]).expect("connect"),
+        Resp::connect_as(&fronts[0], Some(&pw)).expect("connect"),
+        Resp::connect_as(&fronts[5], Some(&pw)).expect("connect"),
     );
     for k in 0..10 {
         let (key, value) = (format!("key{k}"), format!("value{k}"));

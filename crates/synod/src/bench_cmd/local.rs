@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use synod_net::tls::ClientTls;
 use tempfile::TempDir;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -31,6 +32,8 @@ pub struct Local {
     /// Each child's stop switch and supervisor, in start order.
     supervisors: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
     events: mpsc::UnboundedReceiver<Event>,
+    /// How clients reach a secured service.
+    pub secure_client: Option<SecureClient>,
     /// Removed (with every child's data) when the service is dropped, after `stop`.
     _dir: TempDir,
 }
@@ -63,6 +66,7 @@ impl Local {
             plan,
             supervisors,
             events,
+            secure_client: None,
             _dir: dir,
         };
         match local.listening().await {
@@ -124,12 +128,45 @@ pub async fn synod(exe: &Path, layout: Layout) -> anyhow::Result<Local> {
         _ => "synod",
     })?;
     let plan = layout.plan(dir.path())?;
-    let local = Local::start(exe, plan, dir).await?;
+    ready(exe, plan, dir, None).await
+}
+
+/// Starts a synod cluster's `plan` and waits until it took a write.
+async fn ready(
+    exe: &Path,
+    plan: Plan,
+    dir: TempDir,
+    secure_client: Option<SecureClient>,
+) -> anyhow::Result<Local> {
+    let mut local = Local::start(exe, plan, dir).await?;
+    local.secure_client = secure_client;
     if let Err(e) = set_up_and_probe(&local.plan, Instant::now() + READY_TIMEOUT).await {
         local.stop().await;
         return Err(e);
     }
     Ok(local)
+}
+
+/// What a client of a secured cluster needs: TLS trusting its CA, and its RESP password.
+#[derive(Clone)]
+pub struct SecureClient {
+    pub tls: ClientTls,
+    pub password: String,
+}
+
+/// A fresh 3-replica synod cluster secured as `synod up` secures it (`Plan::secure`).
+pub async fn synod_secured(exe: &Path) -> anyhow::Result<Local> {
+    let dir = temp_dir("synod-secured")?;
+    let mut plan = Layout::Kv { replicas: 3 }.plan(dir.path())?;
+    let secured = plan
+        .secure(dir.path())?
+        .context("a KV cluster has members")?;
+    let password = plan
+        .resp_password
+        .clone()
+        .context("a secured plan has a password")?;
+    let tls = ClientTls::trusting(&secured.ca)?;
+    ready(exe, plan, dir, Some(SecureClient { tls, password })).await
 }
 
 /// One Redis with an append-only file fsynced on every write, as synod and etcd sync.
@@ -158,10 +195,12 @@ pub async fn redis(program: &Path) -> anyhow::Result<Local> {
         resp: Some(addr),
         restartable: false,
         paxos_data: None,
+        member: None,
     };
     let plan = Plan {
         children: vec![spec],
         sharded: None,
+        resp_password: None,
     };
     Local::start(program, plan, dir).await
 }
@@ -209,6 +248,7 @@ pub async fn etcd(program: &Path) -> anyhow::Result<Local> {
             resp: None,
             restartable: false,
             paxos_data: None,
+            member: None,
         });
     }
     Local::start(
@@ -216,6 +256,7 @@ pub async fn etcd(program: &Path) -> anyhow::Result<Local> {
         Plan {
             children,
             sharded: None,
+            resp_password: None,
         },
         dir,
     )

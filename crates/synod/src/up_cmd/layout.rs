@@ -8,9 +8,11 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use synod_node::NodeId;
+use synod_shardkv::server_id;
 use synod_storage::FileStorage;
 
-use crate::{data_dir, identity};
+use crate::{data_dir, identity, tls_args};
 
 /// Every process of a local cluster listens on loopback.
 const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -26,6 +28,9 @@ pub enum Layout {
     /// [`GROUP_SIZE`] sharded-KV replicas with a RESP port; `up` joins the groups.
     Sharded,
 }
+
+/// The file in a secured cluster's `tls` directory with its RESP password.
+pub const RESP_PASSWORD: &str = "resp-password";
 
 /// Shard controllers of `up --sharded`.
 pub const CONTROLLERS: usize = 3;
@@ -55,6 +60,9 @@ pub struct ChildSpec {
     /// with `--bootstrap` until the cluster has formed, and with `--rejoin` after (it lost
     /// its disk).
     pub paxos_data: Option<PathBuf>,
+    /// Its node id as a member of a cluster whose peer links can be secured with TLS
+    /// ([`Plan::secure`]); `None` for servers that speak plain TCP only.
+    pub member: Option<NodeId>,
 }
 
 /// The children of one cluster, in start order.
@@ -63,6 +71,8 @@ pub struct Plan {
     pub children: Vec<ChildSpec>,
     /// What a sharded cluster needs done once its processes listen.
     pub sharded: Option<ShardedSetup>,
+    /// The password its RESP fronts require (`AUTH`), once secured.
+    pub resp_password: Option<String>,
 }
 
 /// The groups a sharded cluster joins to its controllers before it is ready.
@@ -73,7 +83,55 @@ pub struct ShardedSetup {
     pub groups: Vec<(u64, Vec<SocketAddr>)>,
 }
 
+/// Where the clients of a secured cluster find what they need to connect.
+#[derive(Debug, Clone)]
+pub struct Secured {
+    /// The cluster CA's certificate: what clients trust (`--tls-ca`).
+    pub ca: PathBuf,
+    /// The file holding the password of the RESP fronts' `default` user.
+    pub resp_password: PathBuf,
+}
+
 impl Plan {
+    /// Secures the cluster: issues (once, kept in `dir/tls`) the cluster CA and a
+    /// certificate for every member, and gives each member its files (mutual TLS between
+    /// members, TLS for native clients). A member's certificate also names the loopback
+    /// address, which is where clients reach it. Its RESP front requires `AUTH` with a
+    /// password generated once (`dir/tls/resp-password`), and speaks TLS as well as plain
+    /// RESP (the port is on loopback).
+    /// `None` for a plan with no member to secure (`--pb`).
+    pub fn secure(&mut self, dir: &Path) -> anyhow::Result<Option<Secured>> {
+        if self.children.iter().all(|c| c.member.is_none()) {
+            return Ok(None);
+        }
+        let tls_dir = dir.join("tls");
+        let hosts = [HOST.to_string(), "localhost".to_string()];
+        for child in &mut self.children {
+            let Some(id) = child.member else { continue };
+            let files =
+                tls_args::issue_member(&tls_dir, identity::DEFAULT_CLUSTER_TOKEN, id, &hosts)?;
+            child.args.extend(tls_args::server_flags(&files)?);
+        }
+        let password_file = tls_dir.join(RESP_PASSWORD);
+        let password = tls_args::ensure_password(&password_file)?;
+        let password_arg = path_arg(&password_file)?;
+        for child in &mut self.children {
+            if child.member.is_some() && child.resp.is_some() {
+                child.args.extend(strings(&[
+                    "--requirepass-file",
+                    &password_arg,
+                    "--resp-tls",
+                    "--resp-plain-too",
+                ]));
+            }
+        }
+        self.resp_password = Some(password);
+        Ok(Some(Secured {
+            ca: tls_dir.join(tls_args::CA_CERT),
+            resp_password: password_file,
+        }))
+    }
+
     /// Every RESP address, for the readiness probe and the `redis-cli` hint.
     pub fn resp_addrs(&self) -> Vec<SocketAddr> {
         self.children.iter().filter_map(|c| c.resp).collect()
@@ -167,6 +225,7 @@ impl Layout {
                         resp: Some(resp),
                         restartable: true,
                         paxos_data: Some(data_dir),
+                        member: Some(NodeId(i as u64)),
                     });
                 }
                 children
@@ -181,6 +240,7 @@ impl Layout {
                     resp: None,
                     restartable: false,
                     paxos_data: None,
+                    member: None,
                 }];
                 for id in 1..=2 {
                     let (peer, resp) = (addr(id), addr(id + 2));
@@ -203,6 +263,7 @@ impl Layout {
                         resp: Some(resp),
                         restartable: true,
                         paxos_data: None,
+                        member: None,
                     });
                 }
                 children
@@ -231,6 +292,7 @@ impl Layout {
                         resp: None,
                         restartable: true,
                         paxos_data: Some(data_dir),
+                        member: Some(NodeId(i as u64)),
                     });
                 }
                 let replicas = GROUPS.len() * GROUP_SIZE;
@@ -266,6 +328,7 @@ impl Layout {
                             resp: Some(resp),
                             restartable: true,
                             paxos_data: Some(data_dir),
+                            member: Some(server_id(gid, i)),
                         });
                     }
                     groups.push((gid, servers));
@@ -277,7 +340,11 @@ impl Layout {
                 children
             }
         };
-        Ok(Plan { children, sharded })
+        Ok(Plan {
+            children,
+            sharded,
+            resp_password: None,
+        })
     }
 }
 

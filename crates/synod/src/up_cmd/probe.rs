@@ -20,7 +20,11 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Writes [`PROBE_KEY`] and reads it back through one of `fronts` after another until that
 /// works, or fails at `deadline` with the last problem.
-pub async fn write_and_read(fronts: &[SocketAddr], deadline: Instant) -> anyhow::Result<()> {
+pub async fn write_and_read(
+    fronts: &[SocketAddr],
+    password: Option<&str>,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     let mut last = None;
     let started = Instant::now();
     let mut report_at = started + REPORT_EVERY;
@@ -37,7 +41,7 @@ pub async fn write_and_read(fronts: &[SocketAddr], deadline: Instant) -> anyhow:
         if left.is_zero() || fronts.is_empty() {
             break;
         }
-        let attempt = tokio::time::timeout(left.min(ATTEMPT), round_trip(*front)).await;
+        let attempt = tokio::time::timeout(left.min(ATTEMPT), round_trip(*front, password)).await;
         match attempt {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => last = Some(format!("{e:#}")),
@@ -51,8 +55,15 @@ pub async fn write_and_read(fronts: &[SocketAddr], deadline: Instant) -> anyhow:
     )
 }
 
-async fn round_trip(front: SocketAddr) -> anyhow::Result<()> {
+async fn round_trip(front: SocketAddr, password: Option<&str>) -> anyhow::Result<()> {
     let mut conn = RespConn::connect(&front.to_string()).await?;
+    if let Some(password) = password {
+        // The reply, never the password, goes into an error.
+        match conn.call(&[b"AUTH", password.as_bytes()]).await? {
+            Value::Simple(ok) if ok == "OK" => {}
+            other => bail!("{front}: AUTH answered {other:?}"),
+        }
+    }
     let nonce = rand::random::<u64>().to_string();
     match conn
         .call(&[b"SET", PROBE_KEY.as_bytes(), nonce.as_bytes()])

@@ -14,7 +14,14 @@ pub type History = Arc<Mutex<Vec<Operation<KvInput, String>>>>;
 
 /// A client thread: random SET/GET/APPEND on a few keys through one front after another,
 /// recording every operation; an operation whose answer never came has an unknown outcome.
-pub fn client(me: u64, fronts: Vec<u16>, start: Instant, stop: Arc<AtomicBool>, history: History) {
+pub fn client(
+    me: u64,
+    fronts: Vec<u16>,
+    password: Option<String>,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    history: History,
+) {
     let now = || start.elapsed().as_nanos() as u64;
     let mut front = me as usize % fronts.len();
     let mut conn: Option<Resp> = None;
@@ -39,7 +46,8 @@ pub fn client(me: u64, fronts: Vec<u16>, start: Instant, stop: Arc<AtomicBool>, 
             _ => (KvInput::get(own.as_str()), vec!["GET", own.as_str()]),
         };
         if conn.is_none() {
-            conn = Resp::connect(&format!("127.0.0.1:{}", fronts[front])).ok();
+            let addr = format!("127.0.0.1:{}", fronts[front]);
+            conn = Resp::connect_as(&addr, password.as_deref()).ok();
         }
         let call = now();
         let answer = conn.as_mut().map(|c| c.call(&args));
@@ -61,10 +69,12 @@ pub fn client(me: u64, fronts: Vec<u16>, start: Instant, stop: Arc<AtomicBool>, 
     }
 }
 
-/// Runs `clients` client threads through `fronts` while `faults` runs, then stops them.
+/// Runs `clients` client threads through `fronts` (which require `password`, if any) while
+/// `faults` runs, then stops them.
 pub fn run_while(
     clients: u64,
     fronts: &[u16],
+    password: Option<&str>,
     start: Instant,
     faults: impl FnOnce(),
 ) -> Vec<Operation<KvInput, String>> {
@@ -73,7 +83,8 @@ pub fn run_while(
     let threads: Vec<_> = (0..clients)
         .map(|me| {
             let (fronts, stop, history) = (fronts.to_vec(), stop.clone(), history.clone());
-            std::thread::spawn(move || client(me, fronts, start, stop, history))
+            let password = password.map(str::to_owned);
+            std::thread::spawn(move || client(me, fronts, password, start, stop, history))
         })
         .collect();
     faults();
@@ -95,6 +106,7 @@ const FINAL_READ_PATIENCE: Duration = Duration::from_secs(30);
 pub fn final_reads(
     history: &mut Vec<Operation<KvInput, String>>,
     fronts: &[u16],
+    password: Option<&str>,
     clients: u64,
     start: Instant,
 ) {
@@ -109,7 +121,8 @@ pub fn final_reads(
                 let call = start.elapsed().as_nanos() as u64;
                 let reply = match conn.as_mut() {
                     Some(c) => c.call(&["GET", key]),
-                    None => Resp::connect(&addr).and_then(|c| conn.insert(c).call(&["GET", key])),
+                    None => Resp::connect_as(&addr, password)
+                        .and_then(|c| conn.insert(c).call(&["GET", key])),
                 };
                 match reply {
                     Ok(Reply::Bulk(v)) => break (call, v.unwrap_or_default()),

@@ -41,6 +41,18 @@ impl Resp {
         })
     }
 
+    /// Connects to `addr` and, with a password, authenticates as the `default` user.
+    pub fn connect_as(addr: &str, password: Option<&str>) -> io::Result<Resp> {
+        let mut conn = Resp::connect(addr)?;
+        if let Some(password) = password {
+            match conn.call(&["AUTH", password])? {
+                Reply::Simple(ok) if ok == "OK" => {}
+                other => return Err(invalid(format!("AUTH answered {other:?}"))),
+            }
+        }
+        Ok(conn)
+    }
+
     /// Sends one command and reads its reply. An error means the connection is unusable.
     pub fn call(&mut self, args: &[&str]) -> io::Result<Reply> {
         let mut replies = self.pipeline(&[args])?;
