@@ -18,12 +18,13 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use synod_keyspace::{Command, Reply};
 use synod_kvpaxos::KvOp;
 use synod_net::{Client, NetError};
 use synod_node::clerk::Clerk;
 use synod_resp::{Backend, BackendError};
 use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply};
-use synod_shardkv::{Preference, ShardKvClerk, ShardMsg, ShardReply, ShardServer};
+use synod_shardkv::{shard_hash, Preference, ShardKvClerk, ShardMsg, ShardReply, ShardServer};
 use tokio::time::Instant;
 use tracing::trace;
 
@@ -196,7 +197,7 @@ impl Dialer<ShardServer> for ShardDialer {
 /// let kv = ShardKvClient::connect(["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"])?;
 /// kv.put("k", "v").await?;
 /// assert_eq!(kv.append("k", "w").await?, 2);
-/// assert_eq!(kv.get("k").await?, "vw");
+/// assert_eq!(kv.get("k").await?, b"vw");
 /// # Ok(()) }
 /// ```
 pub struct ShardKvClient {
@@ -252,8 +253,9 @@ impl ShardKvClient {
             .clone()
     }
 
-    /// `key`'s value, "" if it has none.
-    pub async fn get(&self, key: impl Into<String>) -> Result<String, ClientError> {
+    /// `key`'s value, empty if it has none (the course's Get; [`ShardKvClient::redis`]
+    /// with a `GET` tells a missing key from an empty value).
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
         match self.call(KvOp::Get { key: key.into() }).await? {
             ShardReply::Value { value, .. } => Ok(value),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
@@ -263,8 +265,8 @@ impl ShardKvClient {
     /// Sets `key` to `value`.
     pub async fn put(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
     ) -> Result<(), ClientError> {
         let op = KvOp::Put {
             key: key.into(),
@@ -276,8 +278,8 @@ impl ShardKvClient {
     /// Appends `value` to `key`'s value and returns the new length in bytes.
     pub async fn append(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
     ) -> Result<u64, ClientError> {
         let op = KvOp::Append {
             key: key.into(),
@@ -285,6 +287,31 @@ impl ShardKvClient {
         };
         match self.call(op).await? {
             ShardReply::Written { len, .. } => Ok(len),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Runs one Redis command (a transaction included) at the group owning its keys. A
+    /// command's keys must be of one shard: the same key, or the same hash tag
+    /// ([`synod_shardkv::hash_tag`]); else it is answered Redis Cluster's `CROSSSLOT` error,
+    /// and a command without keys (SCAN, KEYS, DBSIZE), which would span every shard, is
+    /// refused by name. Neither is sent.
+    pub async fn redis(&self, command: Command) -> Result<Reply, ClientError> {
+        let keys = command.keys();
+        let Some(first) = keys.first() else {
+            return Ok(Reply::Error(format!(
+                "ERR {} spans every shard: not supported by the sharded KV (docs/running.md)",
+                command.name()
+            )));
+        };
+        let hash = shard_hash(first);
+        if keys.iter().any(|k| shard_hash(k) != hash) {
+            return Ok(Reply::Error(
+                "CROSSSLOT Keys in request don't hash to the same slot".into(),
+            ));
+        }
+        match self.call(KvOp::Redis(command)).await? {
+            ShardReply::Redis { reply, .. } => Ok(reply),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -339,23 +366,7 @@ impl ShardKvClient {
 /// The Redis-protocol front of a shardkv server forwards through this client, so any server
 /// of the cluster answers for every key.
 impl Backend for ShardKvClient {
-    async fn get(&self, key: String) -> Result<Option<String>, BackendError> {
-        ShardKvClient::get(self, key)
-            .await
-            .map(Some)
-            .map_err(backend_error)
-    }
-
-    async fn put(&self, key: String, value: String) -> Result<(), BackendError> {
-        ShardKvClient::put(self, key, value)
-            .await
-            .map_err(backend_error)
-    }
-
-    async fn append(&self, key: String, value: String) -> Result<Option<u64>, BackendError> {
-        ShardKvClient::append(self, key, value)
-            .await
-            .map(Some)
-            .map_err(backend_error)
+    async fn run(&self, command: Command) -> Result<Reply, BackendError> {
+        self.redis(command).await.map_err(backend_error)
     }
 }

@@ -186,6 +186,34 @@ impl Command {
         }
     }
 
+    /// The command's name, for messages (`GETSET` shows as `SET`, which it is).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Get { .. } => "GET",
+            Command::Set { .. } => "SET",
+            Command::SetNx { .. } => "SETNX",
+            Command::GetDel { .. } => "GETDEL",
+            Command::Append { .. } => "APPEND",
+            Command::Strlen { .. } => "STRLEN",
+            Command::GetRange { .. } => "GETRANGE",
+            Command::SetRange { .. } => "SETRANGE",
+            Command::Incr { .. } => "INCRBY",
+            Command::MSet {
+                only_if_none: false,
+                ..
+            } => "MSET",
+            Command::MSet { .. } => "MSETNX",
+            Command::MGet { .. } => "MGET",
+            Command::Del { .. } => "DEL",
+            Command::Exists { .. } => "EXISTS",
+            Command::Type { .. } => "TYPE",
+            Command::Scan { .. } => "SCAN",
+            Command::Keys { .. } => "KEYS",
+            Command::DbSize => "DBSIZE",
+            Command::Exec { .. } => "EXEC",
+        }
+    }
+
     /// The keys the command reads or writes, in argument order (a shard function routes by
     /// them). `SCAN`, `KEYS` and `DBSIZE` name none: they range over the whole store.
     pub fn keys(&self) -> Vec<&[u8]> {

@@ -22,5 +22,6 @@ mod reply;
 mod store;
 
 pub use command::{Command, Condition, Increment, Parsed, Refusal};
+pub use number::integer;
 pub use reply::Reply;
 pub use store::Keyspace;

@@ -46,7 +46,11 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// Version 6: peer links carry [`PROBE`]s, which the server echoes.
 /// Version 7: a replicated state machine takes a batch of commands as one request, decided
 /// as one log entry (`RsmMsg::Batch`, `Entry::Commands`; the KV's `KvReply::Batch`).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// Version 8: keys and values are bytes, and the KV services carry Redis commands and their
+/// replies (`KvOp::Redis`, `KvReply::Redis`, `ShardReply::Redis`, `synod_pbservice::Op::Redis`;
+/// the primary/backup reply is a `Reply`). Stored logs and snapshots of version 7 read as
+/// they were: postcard encodes a `String` and a `Vec<u8>` alike, and new variants are last.
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.

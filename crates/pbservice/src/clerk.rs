@@ -13,7 +13,7 @@ use synod_viewservice::{ViewMsg, PING_INTERVAL};
 
 use synod_node::limits::TooLarge;
 
-use crate::{Msg, Op, PbError, PbMsg, Request};
+use crate::{Msg, Op, PbError, PbMsg, Reply, Request};
 
 /// How long the driver waits for an answer before calling [`Clerk::on_timeout`]. After a
 /// `WrongServer` the clerk also waits this long before asking the view service again, so a
@@ -44,7 +44,7 @@ pub enum Step {
     /// Send this, keep waiting.
     Send(Outgoing),
     /// The operation completed: the value for a Get, empty for a write.
-    Done(String),
+    Done(Reply),
     /// The operation was refused for its size; nothing of it was applied.
     Refused(TooLarge),
     /// Nothing to do until the next message or the timeout.
@@ -169,7 +169,7 @@ mod tests {
         }))
     }
 
-    fn reply(seq: u64, result: Result<String, PbError>) -> Msg {
+    fn reply(seq: u64, result: Result<Reply, PbError>) -> Msg {
         Msg::Service(PbMsg::Reply { seq, result })
     }
 
@@ -189,8 +189,8 @@ mod tests {
             }
         );
         assert_eq!(
-            clerk.on_message(reply(1, Ok("v".into()))),
-            Step::Done("v".into())
+            clerk.on_message(reply(1, Ok(Reply::Bulk(Some(b"v".to_vec()))))),
+            Step::Done(Reply::Bulk(Some(b"v".to_vec())))
         );
         // The next operation goes straight to the cached primary.
         let second = clerk.start(Op::Put {
@@ -199,7 +199,10 @@ mod tests {
         });
         assert!(matches!(second.to, Target::Server { .. }));
         // A stale answer is ignored; a refusal makes the clerk wait, then ask the view service.
-        assert_eq!(clerk.on_message(reply(1, Ok("old".into()))), Step::Wait);
+        assert_eq!(
+            clerk.on_message(reply(1, Ok(Reply::Bulk(Some(b"old".to_vec()))))),
+            Step::Wait
+        );
         assert_eq!(
             clerk.on_message(reply(2, Err(PbError::WrongServer))),
             Step::Wait
@@ -211,8 +214,8 @@ mod tests {
         };
         assert_eq!(retry.msg, second.msg);
         assert_eq!(
-            clerk.on_message(reply(2, Ok(String::new()))),
-            Step::Done(String::new())
+            clerk.on_message(reply(2, Ok(Reply::Ok))),
+            Step::Done(Reply::Ok)
         );
         assert!(clerk.on_timeout().is_none(), "idle clerks send nothing");
     }

@@ -3,7 +3,10 @@
 //! reconfigures the cluster.
 //!
 //! - [`key2shard`] maps a key to its shard with a stable hash (FNV-1a, 64 bit, of the key's
-//!   bytes, modulo the number of shards): the same on every machine and in every version.
+//!   bytes, or of its hash tag, modulo the number of shards): the same on every machine and
+//!   in every version. A hash tag (`{user1}.a`: the bytes between the first `{` and the next
+//!   `}`, if any) lets related keys share a shard, as in Redis Cluster, so that a
+//!   multi-key command or a transaction over them is served by one group.
 //! - A group ([`GroupServer`]) is a [`synod_rsm::Rsm`] over [`GroupState`]. It serves a key
 //!   only if, in the configuration it has reached, its shard belongs to the group and the
 //!   shard's data has arrived; otherwise it answers [`ShardReply::WrongGroup`] and the client
@@ -32,15 +35,37 @@ use synod_kvpaxos::KvOp;
 use synod_rsm::{RsmMsg, StatusReport};
 use synod_shardctl::CtlMsg;
 
-/// The shard of `key` among `shards` shards: FNV-1a (64-bit) of its UTF-8 bytes, modulo
+/// The shard of `key` among `shards` shards: FNV-1a (64-bit) of its [`hash_tag`], modulo
 /// `shards`. Stable across machines, builds and versions; documented in docs/shardkv.md.
-pub fn key2shard(key: &str, shards: usize) -> usize {
+pub fn key2shard(key: impl AsRef<[u8]>, shards: usize) -> usize {
+    (shard_hash(key.as_ref()) % shards.max(1) as u64) as usize
+}
+
+/// FNV-1a (64-bit) of `key`'s [`hash_tag`]: keys with the same hash are in the same shard
+/// whatever the number of shards, which is what a command over several keys requires
+/// (else it is refused with Redis Cluster's `CROSSSLOT`).
+pub fn shard_hash(key: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key.as_bytes() {
+    for &b in hash_tag(key) {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash % shards.max(1) as u64) as usize
+    hash
+}
+
+/// The part of `key` its shard is computed from, as Redis Cluster's hash tags: the bytes
+/// between the first `{` and the first `}` after it, when there are some; else the whole
+/// key (`{user1}.a` and `{user1}.b` share a shard; `{}.a` and `a{` hash whole).
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        let rest = &key[open + 1..];
+        if let Some(len) = rest.iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &rest[..len];
+            }
+        }
+    }
+    key
 }
 
 /// The answer to a client's [`KvOp`]. Answers name the key's shard: a client numbers its
@@ -49,7 +74,7 @@ pub fn key2shard(key: &str, shards: usize) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardReply {
     /// A Get's value ("" for a missing key).
-    Value { shard: usize, value: String },
+    Value { shard: usize, value: Vec<u8> },
     /// A Put or Append took effect; `len` is the value's length afterwards.
     Written { shard: usize, len: u64 },
     /// This group does not serve the key's shard in the configuration it has reached; ask
@@ -62,6 +87,11 @@ pub enum ShardReply {
     TooLarge {
         shard: usize,
         refused: synod_node::limits::TooLarge,
+    },
+    /// A Redis command's reply. (Variants are encoded by position: new ones go last.)
+    Redis {
+        shard: usize,
+        reply: synod_keyspace::Reply,
     },
 }
 
@@ -92,4 +122,24 @@ pub enum ShardMsg {
         num: u64,
         shard: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_with_the_same_hash_tag_share_a_shard() {
+        assert_eq!(hash_tag(b"{user1}.a"), b"user1");
+        assert_eq!(hash_tag(b"x{user1}{b}"), b"user1");
+        assert_eq!(hash_tag(b"{}.a"), b"{}.a");
+        assert_eq!(hash_tag(b"a{b"), b"a{b");
+        assert_eq!(key2shard("{user1}.a", 10), key2shard("{user1}.b", 10));
+        assert_eq!(key2shard("{user1}.a", 10), key2shard("user1", 10));
+        // The hash of a key without a tag is unchanged: FNV-1a of all its bytes.
+        assert_eq!(
+            key2shard("a", 10),
+            (0xaf63_dc4c_8601_ec8c_u64 % 10) as usize
+        );
+    }
 }

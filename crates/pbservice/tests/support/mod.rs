@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::RngCore;
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::{check_operations, CheckResult, Model, Operation};
-use synod_pbservice::{Clerk, Msg, Op, PbServer, Step, Target, View, RETRY_INTERVAL};
+use synod_pbservice::{Clerk, Msg, Op, PbServer, Reply, Step, Target, View, RETRY_INTERVAL};
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
 use synod_viewservice::ViewServer;
 
@@ -77,10 +77,12 @@ impl ClientNode {
     /// Starts `op` now (the client must be idle).
     pub fn begin(&mut self, ctx: &mut dyn Context<Msg>, op: Op) {
         assert!(!self.busy(), "one operation at a time");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         let input = match &op {
-            Op::Get { key } => KvInput::get(key.clone()),
-            Op::Put { key, value } => KvInput::put(key.clone(), value.clone()),
-            Op::Append { key, value } => KvInput::append(key.clone(), value.clone()),
+            Op::Get { key } => KvInput::get(text(key)),
+            Op::Put { key, value } => KvInput::put(text(key), text(value)),
+            Op::Append { key, value } => KvInput::append(text(key), text(value)),
+            Op::Redis(command) => panic!("no checker model for {command:?}"),
         };
         self.pending = Some(self.history.invoke(self.clerk.client_id(), input));
         self.started += 1;
@@ -121,7 +123,8 @@ impl Node for ClientNode {
     fn on_message(&mut self, ctx: &mut dyn Context<Msg>, _from: NodeId, msg: Msg) {
         match self.clerk.on_message(msg) {
             Step::Send(out) => self.send(ctx, out),
-            Step::Done(value) => {
+            Step::Done(reply) => {
+                let value = course_output(&reply);
                 if let Some(op) = self.pending.take() {
                     self.history.complete(op, value.clone());
                 }
@@ -544,4 +547,18 @@ impl Node for RawClient {
         }
     }
     fn on_timer(&mut self, _ctx: &mut dyn Context<Msg>, _token: TimerToken) {}
+}
+
+/// What the course's history records for `reply`: a Get's value as text, "" for a write.
+pub fn course_output(reply: &Reply) -> String {
+    match reply {
+        Reply::Bulk(Some(value)) => String::from_utf8_lossy(value).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// `key`'s value at `server`, as text ("" if it has none, as the course reads it).
+pub fn stored(server: &PbServer, key: &str) -> String {
+    let value = server.store().get(key).cloned().unwrap_or_default();
+    String::from_utf8(value).expect("the tests store text")
 }

@@ -313,13 +313,14 @@ impl Clerk {
     fn carry_out(&mut self, ctx: &mut dyn Context<ShardMsg>, outputs: Vec<ShardOutput>) {
         for reply in synod_testkit::carry_out(ctx, outputs, node_of, |t| t * 2) {
             let output = match reply {
-                ShardReply::Value { value, .. } => value,
+                ShardReply::Value { value, .. } => String::from_utf8_lossy(&value).into_owned(),
                 ShardReply::Written { .. } => String::new(),
                 ShardReply::SessionExpired => panic!("client {} session expired", self.id),
                 ShardReply::TooLarge { refused, .. } => {
                     panic!("simulated values stay small: {refused}")
                 }
                 ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
+                ShardReply::Redis { .. } => panic!("the simulated clients send no Redis command"),
             };
             self.finish(ctx, output);
         }
