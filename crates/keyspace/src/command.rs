@@ -29,11 +29,14 @@ pub enum Increment {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
     Get {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     /// `SET` (and `GETSET`, which is `SET ... GET`).
     Set {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
+        #[serde(with = "crate::bytes")]
         value: Vec<u8>,
         condition: Option<Condition>,
         /// Answer the old value instead of OK.
@@ -41,59 +44,76 @@ pub enum Command {
     },
     /// `SETNX`: answers 1 or 0.
     SetNx {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
+        #[serde(with = "crate::bytes")]
         value: Vec<u8>,
     },
     GetDel {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     Append {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
+        #[serde(with = "crate::bytes")]
         value: Vec<u8>,
     },
     Strlen {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     GetRange {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
         start: i64,
         end: i64,
     },
     SetRange {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
         offset: u64,
+        #[serde(with = "crate::bytes")]
         value: Vec<u8>,
     },
     /// `INCR`, `DECR`, `INCRBY`, `DECRBY`, `INCRBYFLOAT`.
     Incr {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
         by: Increment,
     },
     /// `MSET`, or `MSETNX` (`only_if_none`: set all only if none exists; answers 1 or 0).
     MSet {
+        #[serde(with = "crate::bytes::pairs")]
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
         only_if_none: bool,
     },
     MGet {
+        #[serde(with = "crate::bytes::list")]
         keys: Vec<Vec<u8>>,
     },
     /// `DEL` and `UNLINK`.
     Del {
+        #[serde(with = "crate::bytes::list")]
         keys: Vec<Vec<u8>>,
     },
     Exists {
+        #[serde(with = "crate::bytes::list")]
         keys: Vec<Vec<u8>>,
     },
     Type {
+        #[serde(with = "crate::bytes")]
         key: Vec<u8>,
     },
     /// `SCAN cursor [MATCH pattern] [COUNT count]`; the cursor is a position in key order.
     Scan {
         cursor: u64,
+        #[serde(with = "crate::bytes::option")]
         pattern: Option<Vec<u8>>,
         count: u64,
     },
     Keys {
+        #[serde(with = "crate::bytes")]
         pattern: Vec<u8>,
     },
     DbSize,

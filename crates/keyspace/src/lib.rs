@@ -15,6 +15,7 @@
 //! by name ([`Refusal::Expiry`]), because deciding time inside the log needs a clock stamped
 //! into each entry that no service has yet (docs/running.md).
 
+pub mod bytes;
 mod command;
 pub mod glob;
 mod number;

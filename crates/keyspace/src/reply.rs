@@ -13,7 +13,7 @@ pub enum Reply {
     Error(String),
     Integer(i64),
     /// A bulk string; `None` is the nil bulk (a missing key).
-    Bulk(Option<Vec<u8>>),
+    Bulk(#[serde(with = "crate::bytes::option")] Option<Vec<u8>>),
     Array(Vec<Reply>),
 }
 

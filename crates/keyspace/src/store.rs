@@ -1,7 +1,7 @@
 //! The store and the commands' effects on it.
 
 use imbl::OrdMap;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use synod_node::limits::MAX_VALUE_CEILING;
 
 use crate::command::{Command, Condition, Increment};
@@ -20,23 +20,23 @@ const TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-
 /// Invariant: `bytes` is the sum of the lengths of every key and value in `data`
 /// (checked by [`Keyspace::bytes`] in debug builds). Serialized as the map alone; the count
 /// is rebuilt on load.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "OrdMap<Vec<u8>, Vec<u8>>", into = "OrdMap<Vec<u8>, Vec<u8>>")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Keyspace {
     data: OrdMap<Vec<u8>, Vec<u8>>,
     bytes: u64,
 }
 
-impl From<OrdMap<Vec<u8>, Vec<u8>>> for Keyspace {
-    fn from(data: OrdMap<Vec<u8>, Vec<u8>>) -> Self {
-        let bytes = count_bytes(&data);
-        Keyspace { data, bytes }
+impl Serialize for Keyspace {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::bytes::map::serialize(&self.data, serializer)
     }
 }
 
-impl From<Keyspace> for OrdMap<Vec<u8>, Vec<u8>> {
-    fn from(keyspace: Keyspace) -> Self {
-        keyspace.data
+impl<'de> Deserialize<'de> for Keyspace {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let data = crate::bytes::map::deserialize(deserializer)?;
+        let bytes = count_bytes(&data);
+        Ok(Keyspace { data, bytes })
     }
 }
 

@@ -37,14 +37,19 @@ use synod_rsm::{Entry, RsmMsg};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvOp {
     Get {
+        #[serde(with = "synod_keyspace::bytes")]
         key: Vec<u8>,
     },
     Put {
+        #[serde(with = "synod_keyspace::bytes")]
         key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
         value: Vec<u8>,
     },
     Append {
+        #[serde(with = "synod_keyspace::bytes")]
         key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
         value: Vec<u8>,
     },
     /// A Redis command (a transaction included), answered [`KvReply::Redis`].
@@ -56,7 +61,7 @@ pub enum KvOp {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvReply {
     /// A Get's value ("" for a missing key, as in the course).
-    Value(Vec<u8>),
+    Value(#[serde(with = "synod_keyspace::bytes")] Vec<u8>),
     /// A Put or Append took effect; `len` is the value's length afterwards (what Redis's
     /// APPEND returns).
     Written { len: u64 },

@@ -42,14 +42,19 @@ pub type Msg = synod_viewservice::Msg<PbMsg>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
     Get {
+        #[serde(with = "synod_keyspace::bytes")]
         key: Vec<u8>,
     },
     Put {
+        #[serde(with = "synod_keyspace::bytes")]
         key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
         value: Vec<u8>,
     },
     Append {
+        #[serde(with = "synod_keyspace::bytes")]
         key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
         value: Vec<u8>,
     },
     /// A Redis command (a transaction included), applied as one operation.

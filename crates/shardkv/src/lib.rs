@@ -74,7 +74,11 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardReply {
     /// A Get's value ("" for a missing key).
-    Value { shard: usize, value: Vec<u8> },
+    Value {
+        shard: usize,
+        #[serde(with = "synod_keyspace::bytes")]
+        value: Vec<u8>,
+    },
     /// A Put or Append took effect; `len` is the value's length afterwards.
     Written { shard: usize, len: u64 },
     /// This group does not serve the key's shard in the configuration it has reached; ask

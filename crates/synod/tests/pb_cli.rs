@@ -144,11 +144,13 @@ fn client_load(
             }),
         };
         let output = match (&input, reply) {
-            (KvInput::Get { .. }, Ok(Reply::Bulk(Some(value)))) => Some(value),
-            (KvInput::Put { .. } | KvInput::Append { .. }, Ok(Reply::Simple(ok))) => {
+            (KvInput::Get { .. }, Ok(Reply::Bulk(value))) => Some(value.unwrap_or_default()),
+            (KvInput::Put { .. }, Ok(Reply::Simple(ok))) => {
                 assert_eq!(ok, "OK");
                 Some(String::new())
             }
+            // APPEND answers the new length, as in Redis.
+            (KvInput::Append { .. }, Ok(Reply::Integer(_))) => Some(String::new()),
             (_, Ok(Reply::Error(e))) => {
                 assert!(e.contains("timed out"), "unexpected error {e}");
                 None
