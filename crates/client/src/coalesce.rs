@@ -36,7 +36,7 @@ pub(crate) enum Turn<A> {
 
 /// One queued read: its key and where its turn goes.
 pub(crate) struct Waiter<A> {
-    pub(crate) key: String,
+    pub(crate) key: Vec<u8>,
     pub(crate) turn: oneshot::Sender<Turn<A>>,
 }
 
@@ -60,7 +60,7 @@ impl<A> Coalescer<A> {
 
     /// Queues a read of `key` for group `gid`. Returns its receiver and whether the caller is
     /// the group's runner now (then it must call [`Coalescer::take`] and answer the batch).
-    pub(crate) fn enqueue(&self, gid: Gid, key: String) -> (oneshot::Receiver<Turn<A>>, bool) {
+    pub(crate) fn enqueue(&self, gid: Gid, key: Vec<u8>) -> (oneshot::Receiver<Turn<A>>, bool) {
         let (turn, rx) = oneshot::channel();
         let mut groups = self.lock();
         let group = groups.entry(gid).or_insert_with(|| GroupReads {
@@ -152,8 +152,8 @@ mod tests {
         };
         let batch = reads.take(7);
         assert_eq!(
-            batch.iter().map(|w| w.key.as_str()).collect::<Vec<_>>(),
-            ["b"]
+            batch.iter().map(|w| w.key.as_slice()).collect::<Vec<_>>(),
+            [b"b"]
         );
         drop(reads.runner(7));
         let (_third, lead) = reads.enqueue(7, "d".into());
@@ -174,7 +174,7 @@ mod tests {
         let (mut waiting, _) = reads.enqueue(1, "c".into());
         drop(runner);
         assert!(matches!(waiting.try_recv(), Ok(Turn::Lead(_))));
-        let keys: Vec<String> = reads.take(1).into_iter().map(|w| w.key).collect();
-        assert_eq!(keys, ["c"]);
+        let keys: Vec<Vec<u8>> = reads.take(1).into_iter().map(|w| w.key).collect();
+        assert_eq!(keys, [b"c"]);
     }
 }

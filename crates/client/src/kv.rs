@@ -9,11 +9,13 @@
 
 use std::time::Duration;
 
+use synod_keyspace::{Command, Reply};
 use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReply};
 use synod_net::limits::Limits;
 use synod_net::Client;
 use synod_node::clerk::Clerk;
 use synod_rsm::clerk::RsmOutput;
+use synod_rsm::StatusMsg;
 use tokio::time::Instant;
 
 use crate::driver::{self, Kept, TcpDialer};
@@ -35,7 +37,7 @@ struct Session {
 /// let kv = synod_client::KvClient::connect(["127.0.0.1:7000", "127.0.0.1:7001"])?
 ///     .with_timeout(Duration::from_secs(2));
 /// kv.put("k", "v").await?;
-/// assert_eq!(kv.get("k").await?, "v");
+/// assert_eq!(kv.get("k").await?, b"v");
 /// # Ok(()) }
 /// ```
 pub struct KvClient {
@@ -95,8 +97,9 @@ impl KvClient {
         self
     }
 
-    /// `key`'s value, "" if it has none.
-    pub async fn get(&self, key: impl Into<String>) -> Result<String, ClientError> {
+    /// `key`'s value, empty if it has none (the course's Get; [`KvClient::redis`] with a
+    /// `GET` tells a missing key from an empty value).
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
         match self.call(KvOp::Get { key: key.into() }).await? {
             KvReply::Value(value) => Ok(value),
             other => Err(unexpected(other)),
@@ -106,8 +109,8 @@ impl KvClient {
     /// Sets `key` to `value`.
     pub async fn put(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
     ) -> Result<(), ClientError> {
         let op = KvOp::Put {
             key: key.into(),
@@ -122,8 +125,8 @@ impl KvClient {
     /// Appends `value` to `key`'s value and returns the new length in bytes.
     pub async fn append(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
     ) -> Result<u64, ClientError> {
         let op = KvOp::Append {
             key: key.into(),
@@ -133,6 +136,46 @@ impl KvClient {
             KvReply::Written { len } => Ok(len),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Runs one Redis command (a `MULTI`/`EXEC` transaction included) as one operation.
+    pub async fn redis(&self, command: Command) -> Result<Reply, ClientError> {
+        match self.call(KvOp::Redis(command)).await? {
+            KvReply::Redis(reply) => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The lines of the RESP front's `INFO replication`: the status of the replica this
+    /// client prefers (the front's own), or of the first one. Every replica takes writes
+    /// (it forwards them into the log), so each reports Redis's `role:master`; which one
+    /// leads, and the log's positions, follow as `synod_*` fields.
+    pub async fn replication_info(&self) -> Vec<(String, String)> {
+        const ASK_LIMIT: Duration = Duration::from_secs(1);
+        let index = self.preferred.unwrap_or(0);
+        let addr = self.dialer.addrs()[index].clone();
+        let asked = async {
+            let mut client: Client<StatusMsg> = Client::connect(addr.as_str(), ASK_LIMIT).await?;
+            client.call(&StatusMsg::Query, ASK_LIMIT).await
+        };
+        let field = |name: &str, value: String| (name.to_owned(), value);
+        let mut lines = vec![field("role", "master".into())];
+        match asked.await {
+            Ok(StatusMsg::Report(r)) => {
+                let position = |p: Option<u64>| p.map_or("-".to_owned(), |p| p.to_string());
+                lines.extend([
+                    field("synod_replica", format!("{}/{}", r.index, r.peers.len())),
+                    field("synod_leader", if r.leader { "yes" } else { "no" }.into()),
+                    field("synod_log_max", position(r.max)),
+                    field("synod_log_applied", position(r.applied)),
+                    field("synod_log_min", r.min.to_string()),
+                    field("synod_state_bytes", r.state_bytes.to_string()),
+                ]);
+            }
+            Ok(StatusMsg::Query) => lines.push(field("synod_status", "answered a query".into())),
+            Err(e) => lines.push(field("synod_status", format!("unreachable: {e}"))),
+        }
+        lines
     }
 
     /// Runs one operation, retrying across replicas until one answers or the timeout passes

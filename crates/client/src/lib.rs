@@ -28,7 +28,7 @@
 //! kv.put("greeting", "hello").await?;
 //! let len = kv.append("greeting", ", world").await?;
 //! assert_eq!(len, 12);
-//! assert_eq!(kv.get("greeting").await?, "hello, world");
+//! assert_eq!(kv.get("greeting").await?, b"hello, world");
 //! # Ok(()) }
 //! ```
 

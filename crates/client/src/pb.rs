@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use synod_net::{Client, NetError};
 use synod_node::clerk::Clerk as _;
-use synod_pbservice::{Clerk, Msg, Op, Target};
+use synod_pbservice::{Clerk, Command, Msg, Op, Reply, Target};
 use tokio::time::Instant;
 
 use crate::driver::{self, Dialer, Kept};
@@ -29,8 +29,8 @@ use crate::ClientError;
 /// # async fn demo() -> Result<(), synod_client::ClientError> {
 /// let pb = synod_client::PbClient::connect("127.0.0.1:7000")?;
 /// pb.put("k", "v").await?;
-/// pb.append("k", "w").await?;
-/// assert_eq!(pb.get("k").await?, "vw");
+/// assert_eq!(pb.append("k", "w").await?, 2);
+/// assert_eq!(pb.get("k").await?, b"vw");
 /// # Ok(()) }
 /// ```
 pub struct PbClient {
@@ -61,16 +61,20 @@ impl PbClient {
         self
     }
 
-    /// `key`'s value, "" if it has none.
-    pub async fn get(&self, key: impl Into<String>) -> Result<String, ClientError> {
-        self.call(Op::Get { key: key.into() }).await
+    /// `key`'s value, empty if it has none (the course's Get; [`PbClient::redis`] with a
+    /// `GET` tells a missing key from an empty value).
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
+        match self.call(Op::Get { key: key.into() }).await? {
+            Reply::Bulk(value) => Ok(value.unwrap_or_default()),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Sets `key` to `value`.
     pub async fn put(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
     ) -> Result<(), ClientError> {
         let op = Op::Put {
             key: key.into(),
@@ -79,22 +83,29 @@ impl PbClient {
         self.call(op).await.map(drop)
     }
 
-    /// Appends `value` to `key`'s value.
+    /// Appends `value` to `key`'s value and returns the new length in bytes.
     pub async fn append(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<(), ClientError> {
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<u64, ClientError> {
         let op = Op::Append {
             key: key.into(),
             value: value.into(),
         };
-        self.call(op).await.map(drop)
+        match self.call(op).await? {
+            Reply::Integer(len) => Ok(len as u64),
+            other => Err(unexpected(other)),
+        }
     }
 
-    /// Runs `op` until a primary completes it or the timeout passes. Returns the value for a
-    /// Get (empty for a missing key) and empty for a write.
-    pub async fn call(&self, op: Op) -> Result<String, ClientError> {
+    /// Runs one Redis command (a `MULTI`/`EXEC` transaction included) as one operation.
+    pub async fn redis(&self, command: Command) -> Result<Reply, ClientError> {
+        self.call(Op::Redis(command)).await
+    }
+
+    /// Runs `op` until a primary completes it or the timeout passes, and returns its reply.
+    pub async fn call(&self, op: Op) -> Result<Reply, ClientError> {
         let mut session = self.idle.take(|| Session {
             clerk: Clerk::new(rand::random()),
             kept: Kept::new(),
@@ -121,6 +132,10 @@ impl PbClient {
             }),
         }
     }
+}
+
+fn unexpected(reply: Reply) -> ClientError {
+    ClientError::Unexpected(format!("{reply:?}"))
 }
 
 /// One client id of the service, one operation at a time, with the connections it keeps.

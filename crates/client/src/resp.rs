@@ -1,8 +1,8 @@
 //! The clients as [`Backend`]s of the Redis-protocol front, so a server's `--resp` port
-//! forwards `GET`/`SET`/`APPEND` through the same at-most-once client a program would use.
+//! forwards Redis commands through the same at-most-once client a program would use.
 
 use synod_kvpaxos::{KvOp, KvReply};
-use synod_resp::{run_one, Answer, Backend, BackendError, Op};
+use synod_resp::{Backend, BackendError, Command, Reply};
 
 use crate::{ClientError, KvClient, PbClient};
 
@@ -19,42 +19,28 @@ pub(crate) fn backend_error(e: ClientError) -> BackendError {
 }
 
 impl Backend for KvClient {
-    async fn get(&self, key: String) -> Result<Option<String>, BackendError> {
-        KvClient::get(self, key)
-            .await
-            .map(Some)
-            .map_err(backend_error)
-    }
-
-    async fn put(&self, key: String, value: String) -> Result<(), BackendError> {
-        KvClient::put(self, key, value).await.map_err(backend_error)
-    }
-
-    async fn append(&self, key: String, value: String) -> Result<Option<u64>, BackendError> {
-        KvClient::append(self, key, value)
-            .await
-            .map(Some)
-            .map_err(backend_error)
+    async fn run(&self, command: Command) -> Result<Reply, BackendError> {
+        self.redis(command).await.map_err(backend_error)
     }
 
     /// One request, one log entry, for the whole batch (or for as much of it as the reply
     /// could carry, then the rest, in order). A batch refused whole at the edge (one of its
-    /// values too large, or the store full) is run again one operation at a time, so each
+    /// values too large, or the store full) is run again one command at a time, so each
     /// gets its own answer: the reads and small writes still succeed.
-    async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
-        let mut answers = Vec::with_capacity(ops.len());
-        let mut rest = ops.as_slice();
+    async fn run_batch(&self, commands: Vec<Command>) -> Vec<Result<Reply, BackendError>> {
+        let mut answers = Vec::with_capacity(commands.len());
+        let mut rest = commands.as_slice();
         while !rest.is_empty() {
-            let kv_ops = rest.iter().cloned().map(kv_op).collect();
-            match self.call_batch(kv_ops).await {
+            let ops = rest.iter().cloned().map(KvOp::Redis).collect();
+            match self.call_batch(ops).await {
                 Ok(replies) => {
                     let done = replies.len();
-                    answers.extend(rest.iter().zip(replies).map(answer));
+                    answers.extend(replies.into_iter().map(answer));
                     rest = &rest[done..];
                 }
                 Err(ClientError::TooLarge(_) | ClientError::OutOfMemory { .. }) => {
-                    for op in rest {
-                        answers.push(run_one(self, op.clone()).await);
+                    for command in rest {
+                        answers.push(self.run(command.clone()).await);
                     }
                     break;
                 }
@@ -67,47 +53,25 @@ impl Backend for KvClient {
         }
         answers
     }
-}
 
-pub(crate) fn kv_op(op: Op) -> KvOp {
-    match op {
-        Op::Get { key } => KvOp::Get { key },
-        Op::Set { key, value } => KvOp::Put { key, value },
-        Op::Append { key, value } => KvOp::Append { key, value },
+    async fn replication(&self) -> Vec<(String, String)> {
+        self.replication_info().await
     }
 }
 
-/// The answer to `op` in a batch's reply.
-fn answer((op, reply): (&Op, KvReply)) -> Result<Answer, BackendError> {
-    match (op, reply) {
-        (Op::Get { .. }, KvReply::Value(value)) => Ok(Answer::Value(Some(value))),
-        (Op::Set { .. }, KvReply::Written { .. }) => Ok(Answer::Set),
-        (Op::Append { .. }, KvReply::Written { len }) => Ok(Answer::Appended(Some(len))),
-        (_, KvReply::TooLarge(refused)) => Err(BackendError::TooLarge(refused.to_string())),
-        (_, other) => Err(BackendError::Unavailable(format!(
+/// The answer to one command in a batch's reply.
+fn answer(reply: KvReply) -> Result<Reply, BackendError> {
+    match reply {
+        KvReply::Redis(reply) => Ok(reply),
+        KvReply::TooLarge(refused) => Err(BackendError::TooLarge(refused.to_string())),
+        other => Err(BackendError::Unavailable(format!(
             "unexpected reply {other:?}"
         ))),
     }
 }
 
-/// The primary/backup service does not report an appended value's length, so `APPEND`
-/// answers `+OK`.
 impl Backend for PbClient {
-    async fn get(&self, key: String) -> Result<Option<String>, BackendError> {
-        PbClient::get(self, key)
-            .await
-            .map(Some)
-            .map_err(backend_error)
-    }
-
-    async fn put(&self, key: String, value: String) -> Result<(), BackendError> {
-        PbClient::put(self, key, value).await.map_err(backend_error)
-    }
-
-    async fn append(&self, key: String, value: String) -> Result<Option<u64>, BackendError> {
-        PbClient::append(self, key, value)
-            .await
-            .map(|()| None)
-            .map_err(backend_error)
+    async fn run(&self, command: Command) -> Result<Reply, BackendError> {
+        self.redis(command).await.map_err(backend_error)
     }
 }

@@ -18,14 +18,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use synod_keyspace::{Command, Reply};
 use synod_kvpaxos::KvOp;
 use synod_net::{Client, NetError};
 use synod_node::clerk::Clerk;
-use synod_resp::{run_one, Answer, Backend, BackendError, Op};
+use synod_resp::{Backend, BackendError};
 use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply, Gid};
 use synod_shardkv::clerk::ShardOutput;
 use synod_shardkv::{
-    key2shard, segment, Preference, ShardKvClerk, ShardMsg, ShardReply, ShardServer,
+    key2shard, segment, shard_hash, Preference, ShardKvClerk, ShardMsg, ShardReply, ShardServer,
 };
 use tokio::time::Instant;
 use tracing::trace;
@@ -34,7 +35,7 @@ use crate::coalesce::{Coalescer, Turn};
 use crate::driver::{self, Connection, Dialer, Kept, TcpDialer};
 use crate::error::server_list;
 use crate::pool::Pool;
-use crate::resp::{backend_error, kv_op};
+use crate::resp::backend_error;
 use crate::ClientError;
 
 /// How long an operation keeps retrying by default: the one policy of every client.
@@ -200,7 +201,7 @@ impl Dialer<ShardServer> for ShardDialer {
 /// let kv = ShardKvClient::connect(["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"])?;
 /// kv.put("k", "v").await?;
 /// assert_eq!(kv.append("k", "w").await?, 2);
-/// assert_eq!(kv.get("k").await?, "vw");
+/// assert_eq!(kv.get("k").await?, b"vw");
 /// # Ok(()) }
 /// ```
 pub struct ShardKvClient {
@@ -213,7 +214,7 @@ pub struct ShardKvClient {
     /// Which server of the owning group an operation tries first.
     preferred: Option<Preference>,
     /// The Redis-protocol front's single reads, queued by group to leave in batches.
-    reads: Coalescer<Result<String, ClientError>>,
+    reads: Coalescer<Result<Option<Vec<u8>>, ClientError>>,
 }
 
 impl ShardKvClient {
@@ -264,8 +265,9 @@ impl ShardKvClient {
             .clone()
     }
 
-    /// `key`'s value, "" if it has none.
-    pub async fn get(&self, key: impl Into<String>) -> Result<String, ClientError> {
+    /// `key`'s value, empty if it has none (the course's Get; [`ShardKvClient::redis`]
+    /// with a `GET` tells a missing key from an empty value).
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
         match self.call(KvOp::Get { key: key.into() }).await? {
             ShardReply::Value { value, .. } => Ok(value),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
@@ -275,8 +277,8 @@ impl ShardKvClient {
     /// Sets `key` to `value`.
     pub async fn put(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
     ) -> Result<(), ClientError> {
         let op = KvOp::Put {
             key: key.into(),
@@ -288,8 +290,8 @@ impl ShardKvClient {
     /// Appends `value` to `key`'s value and returns the new length in bytes.
     pub async fn append(
         &self,
-        key: impl Into<String>,
-        value: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
     ) -> Result<u64, ClientError> {
         let op = KvOp::Append {
             key: key.into(),
@@ -297,6 +299,21 @@ impl ShardKvClient {
         };
         match self.call(op).await? {
             ShardReply::Written { len, .. } => Ok(len),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Runs one Redis command (a transaction included) at the group owning its keys. A
+    /// command's keys must be of one shard: the same key, or the same hash tag
+    /// ([`synod_shardkv::hash_tag`]); else it is answered Redis Cluster's `CROSSSLOT` error,
+    /// and a command without keys (SCAN, KEYS, DBSIZE), which would span every shard, is
+    /// refused by name. Neither is sent.
+    pub async fn redis(&self, command: Command) -> Result<Reply, ClientError> {
+        if let Some(refusal) = refusal(&command) {
+            return Ok(refusal);
+        }
+        match self.call(KvOp::Redis(command)).await? {
+            ShardReply::Redis { reply, .. } => Ok(reply),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -326,16 +343,17 @@ impl ShardKvClient {
         Ok(replies)
     }
 
-    /// `key`'s value, read in one batch with the other reads of its group in flight at the
-    /// same time (see the `coalesce` module): what the Redis-protocol front calls.
-    async fn get_together(&self, key: String) -> Result<String, ClientError> {
+    /// `key`'s value (`None`: it has none), read in one batch with the other reads of its
+    /// group in flight at the same time (see the `coalesce` module): what the
+    /// Redis-protocol front calls for a lone GET.
+    async fn get_together(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, ClientError> {
         let config = self.shared_config();
         let Some(&gid) = config
             .shards
             .get(key2shard(&key, config.shards.len()))
             .filter(|_| config.num > 0)
         else {
-            return self.get(key).await;
+            return self.get_alone(key).await;
         };
         let (mut turn, mut lead) = self.reads.enqueue(gid, key.clone());
         loop {
@@ -346,8 +364,16 @@ impl ShardKvClient {
                 Ok(Turn::Answer(answer)) => return answer,
                 Ok(Turn::Lead(next)) => (turn, lead) = (next, true),
                 // A runner that went away mid-batch dropped our sender.
-                Ok(Turn::Alone) | Err(_) => return self.get(key).await,
+                Ok(Turn::Alone) | Err(_) => return self.get_alone(key).await,
             }
+        }
+    }
+
+    /// `key`'s value (`None`: it has none), read by a request of its own.
+    async fn get_alone(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.redis(Command::Get { key }).await? {
+            Reply::Bulk(value) => Ok(value),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
 
@@ -360,7 +386,7 @@ impl ShardKvClient {
         }
         let ops = batch
             .iter()
-            .map(|w| KvOp::Get { key: w.key.clone() })
+            .map(|w| KvOp::Redis(Command::Get { key: w.key.clone() }))
             .collect();
         let (mut replies, timed_out) = match self.call_batch(ops).await {
             Ok(replies) => (replies.into_iter(), None),
@@ -371,7 +397,13 @@ impl ShardKvClient {
         };
         for waiter in batch {
             let turn = match (replies.next(), timed_out) {
-                (Some(ShardReply::Value { value, .. }), _) => Turn::Answer(Ok(value)),
+                (
+                    Some(ShardReply::Redis {
+                        reply: Reply::Bulk(value),
+                        ..
+                    }),
+                    _,
+                ) => Turn::Answer(Ok(value)),
                 (Some(other), _) => {
                     Turn::Answer(Err(ClientError::Unexpected(format!("{other:?}"))))
                 }
@@ -436,40 +468,41 @@ impl ShardKvClient {
 /// as one read batch; a pipeline is sent in order, as few requests as its commands allow
 /// ([`synod_shardkv::segment`]).
 impl Backend for ShardKvClient {
-    async fn get(&self, key: String) -> Result<Option<String>, BackendError> {
-        self.get_together(key)
-            .await
-            .map(Some)
-            .map_err(backend_error)
-    }
-
-    async fn put(&self, key: String, value: String) -> Result<(), BackendError> {
-        ShardKvClient::put(self, key, value)
-            .await
-            .map_err(backend_error)
-    }
-
-    async fn append(&self, key: String, value: String) -> Result<Option<u64>, BackendError> {
-        ShardKvClient::append(self, key, value)
-            .await
-            .map(Some)
-            .map_err(backend_error)
+    /// A lone GET leaves with the other single reads of its group in flight, as one read
+    /// batch; every other command goes alone.
+    async fn run(&self, command: Command) -> Result<Reply, BackendError> {
+        match command {
+            Command::Get { key } => self.get_together(key).await.map(Reply::Bulk),
+            command => self.redis(command).await,
+        }
+        .map_err(backend_error)
     }
 
     /// One request per [`segment`], one after the other, so every command takes effect after
     /// the ones before it. A segment refused whole at the edge (a value too large) is run
-    /// again one command at a time, so each gets its own answer.
-    async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
-        let mut answers = Vec::with_capacity(ops.len());
-        let mut rest = ops.as_slice();
-        while !rest.is_empty() {
-            let kv_ops: Vec<KvOp> = rest.iter().cloned().map(kv_op).collect();
+    /// again one command at a time, so each gets its own answer; a command the sharded KV
+    /// refuses without sending it (keys of several shards, or none) is answered in its place.
+    async fn run_batch(&self, commands: Vec<Command>) -> Vec<Result<Reply, BackendError>> {
+        let mut answers = Vec::with_capacity(commands.len());
+        let mut rest = commands.as_slice();
+        while let Some(first) = rest.first() {
+            if let Some(refusal) = refusal(first) {
+                answers.push(Ok(refusal));
+                rest = &rest[1..];
+                continue;
+            }
+            let kv_ops: Vec<KvOp> = rest
+                .iter()
+                .take_while(|c| refusal(c).is_none())
+                .cloned()
+                .map(KvOp::Redis)
+                .collect();
             let take = segment(&kv_ops, &self.shared_config());
             let part = kv_ops[..take].to_vec();
             match self.call_batch(part).await {
                 Ok(replies) => {
                     let done = replies.len();
-                    answers.extend(rest.iter().zip(replies).map(answer));
+                    answers.extend(replies.into_iter().map(answer));
                     rest = &rest[done..];
                 }
                 Err(e @ ClientError::TooLarge(_)) if take == 1 => {
@@ -477,8 +510,8 @@ impl Backend for ShardKvClient {
                     rest = &rest[1..];
                 }
                 Err(ClientError::TooLarge(_)) => {
-                    for op in &rest[..take] {
-                        answers.push(run_one(self, op.clone()).await);
+                    for command in &rest[..take] {
+                        answers.push(Backend::run(self, command.clone()).await);
                     }
                     rest = &rest[take..];
                 }
@@ -493,17 +526,31 @@ impl Backend for ShardKvClient {
     }
 }
 
-/// The answer to `op` in a batch's reply.
-fn answer((op, reply): (&Op, ShardReply)) -> Result<Answer, BackendError> {
-    match (op, reply) {
-        (Op::Get { .. }, ShardReply::Value { value, .. }) => Ok(Answer::Value(Some(value))),
-        (Op::Set { .. }, ShardReply::Written { .. }) => Ok(Answer::Set),
-        (Op::Append { .. }, ShardReply::Written { len, .. }) => Ok(Answer::Appended(Some(len))),
-        (_, ShardReply::TooLarge { refused, .. }) => {
-            Err(BackendError::TooLarge(refused.to_string()))
-        }
-        (_, other) => Err(BackendError::Unavailable(format!(
+/// The answer to one command in a batch's reply.
+fn answer(reply: ShardReply) -> Result<Reply, BackendError> {
+    match reply {
+        ShardReply::Redis { reply, .. } => Ok(reply),
+        ShardReply::TooLarge { refused, .. } => Err(BackendError::TooLarge(refused.to_string())),
+        other => Err(BackendError::Unavailable(format!(
             "unexpected reply {other:?}"
         ))),
     }
+}
+
+/// The reply the sharded KV gives `command` without sending it, if it does: a command
+/// whose keys hash to several shards gets Redis Cluster's `CROSSSLOT` (keys of one hash
+/// tag share a shard, [`synod_shardkv::hash_tag`]), and one without keys (SCAN, KEYS,
+/// DBSIZE), which would span every shard, is refused by name.
+fn refusal(command: &Command) -> Option<Reply> {
+    let keys = command.keys();
+    let Some(first) = keys.first() else {
+        return Some(Reply::Error(format!(
+            "ERR {} spans every shard: not supported by the sharded KV (docs/running.md)",
+            command.name()
+        )));
+    };
+    let hash = shard_hash(first);
+    keys.iter()
+        .any(|k| shard_hash(k) != hash)
+        .then(|| Reply::Error("CROSSSLOT Keys in request don't hash to the same slot".into()))
 }

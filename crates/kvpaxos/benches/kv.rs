@@ -60,11 +60,11 @@ async fn client(addr: SocketAddr, id: u64, gets: bool, end: Instant) -> Vec<Dura
         seq += 1;
         let key = format!("key{}", id % 16);
         let op = if gets {
-            KvOp::Get { key }
+            KvOp::Get { key: key.into() }
         } else {
             KvOp::Put {
-                key,
-                value: format!("value-{id}-{seq}"),
+                key: key.into(),
+                value: format!("value-{id}-{seq}").into(),
             }
         };
         let msg = KvMsg::Request {

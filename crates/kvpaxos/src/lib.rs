@@ -1,4 +1,6 @@
-//! A key/value store replicated with Paxos: Get, Put and Append, linearizable, at most once.
+//! A key/value store replicated with Paxos: Get, Put and Append, linearizable, at most once,
+//! and Redis's string and keyspace commands ([`synod_keyspace::Command`]), each one log
+//! entry. Keys and values are byte strings.
 //!
 //! Every replica ([`KvReplica`]) is a [`synod_rsm::Rsm`] over the state machine [`KvState`]:
 //! a client request — Gets included — becomes a log entry (batched with others when many
@@ -25,23 +27,41 @@ pub use state::KvState;
 pub use synod_rsm::TICK;
 
 use serde::{Deserialize, Serialize};
+use synod_keyspace::{Command, Reply};
 use synod_node::limits::{self, Limits, TooLarge};
 use synod_rsm::clerk::{step_for, ClerkOp, RsmClerk};
 use synod_rsm::{Entry, RsmMsg};
 
-/// A client's request.
+/// A client's request. The variants' order is part of the log's and snapshots' encoding:
+/// new ones go last.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvOp {
-    Get { key: String },
-    Put { key: String, value: String },
-    Append { key: String, value: String },
+    Get {
+        #[serde(with = "synod_keyspace::bytes")]
+        key: Vec<u8>,
+    },
+    Put {
+        #[serde(with = "synod_keyspace::bytes")]
+        key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
+        value: Vec<u8>,
+    },
+    Append {
+        #[serde(with = "synod_keyspace::bytes")]
+        key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
+        value: Vec<u8>,
+    },
+    /// A Redis command (a transaction included), answered [`KvReply::Redis`].
+    Redis(Command),
 }
 
-/// The answer to a [`KvOp`].
+/// The answer to a [`KvOp`]. The variants' order is part of the snapshots' encoding (the
+/// session table keeps replies): new ones go last.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvReply {
     /// A Get's value ("" for a missing key, as in the course).
-    Value(String),
+    Value(#[serde(with = "synod_keyspace::bytes")] Vec<u8>),
     /// A Put or Append took effect; `len` is the value's length afterwards (what Redis's
     /// APPEND returns).
     Written { len: u64 },
@@ -63,20 +83,23 @@ pub enum KvReply {
     /// value would take the replies past [`synod_rsm::MAX_BATCH_REPLY_BYTES`], and the
     /// operations from there on were not applied; send them again.
     Batch(Vec<KvReply>),
+    /// A Redis command's reply.
+    Redis(Reply),
 }
 
 impl KvOp {
-    /// Bytes a Put or Append may add to the store (its key and value); 0 for a Get.
+    /// Bytes a write may add to the store (a Put's or Append's key and value); 0 for a read.
     pub fn added_bytes(&self) -> u64 {
         match self {
             KvOp::Get { .. } => 0,
             KvOp::Put { key, value } | KvOp::Append { key, value } => {
                 (key.len() + value.len()) as u64
             }
+            KvOp::Redis(command) => command.added_bytes(),
         }
     }
 
-    /// Refuses a Put or Append whose key or value is above `limits` (a Get's key is checked
+    /// Refuses an operation whose key or value is above `limits` (a Get's key is checked
     /// too: it travels and is logged like any other).
     pub fn check_size(&self, limits: &Limits) -> Result<(), TooLarge> {
         match self {
@@ -84,6 +107,7 @@ impl KvOp {
             KvOp::Put { key, value } | KvOp::Append { key, value } => {
                 limits.check(key.len(), value.len())
             }
+            KvOp::Redis(command) => command.check_size(limits),
         }
     }
     /// Refuses a batch (the operations of one `Batch` request) that holds an operation
@@ -109,6 +133,7 @@ impl KvOp {
         match self {
             KvOp::Get { key } => key.len(),
             KvOp::Put { key, value } | KvOp::Append { key, value } => key.len() + value.len(),
+            KvOp::Redis(command) => command.payload_bytes(),
         }
     }
 }
@@ -140,8 +165,8 @@ mod tests {
         let get = KvOp::Get { key: "k".into() };
         assert!(get.hedge_step() < synod_rsm::clerk::STEP + Duration::from_millis(1));
         let big = KvOp::Put {
-            key: String::new(),
-            value: "x".repeat(8 << 20),
+            key: Vec::new(),
+            value: vec![b'x'; 8 << 20],
         };
         assert_eq!(big.hedge_step(), Duration::from_millis(2300));
     }

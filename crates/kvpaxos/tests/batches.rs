@@ -101,7 +101,8 @@ fn leader(sim: &Simulator<KvMsg>) -> Option<usize> {
 
 fn value(sim: &Simulator<KvMsg>, replica: usize, key: &str) -> Option<String> {
     let replica = sim.node::<KvReplica>(NodeId(replica as u64))?;
-    replica.kv().data.get(key).cloned()
+    let value = replica.kv().data.get(key)?;
+    Some(String::from_utf8(value.clone()).expect("the tests store text"))
 }
 
 /// Sends `ops` as one batch to replica `target` and waits for the reply.
@@ -158,7 +159,7 @@ fn a_batch_applies_in_order_and_answers_every_operation() {
             KvReply::Value("1".into()),
             written(2),
             KvReply::Value("12".into()),
-            KvReply::Value(String::new()),
+            KvReply::Value(Vec::new()),
         ])
     );
     // Reads only: answered after a read barrier, with the session already known.
@@ -167,7 +168,7 @@ fn a_batch_applies_in_order_and_answers_every_operation() {
         reply,
         KvReply::Batch(vec![
             KvReply::Value("12".into()),
-            KvReply::Value(String::new())
+            KvReply::Value(Vec::new())
         ])
     );
 }
@@ -238,10 +239,7 @@ fn a_batch_above_the_size_policy_is_refused_whole() {
     let reply = run(&mut sim, 0, vec![get("a"), get("b")]);
     assert_eq!(
         reply,
-        KvReply::Batch(vec![
-            KvReply::Value(String::new()),
-            KvReply::Value(String::new())
-        ]),
+        KvReply::Batch(vec![KvReply::Value(Vec::new()), KvReply::Value(Vec::new())]),
         "nothing of the refused batch was applied"
     );
 }
@@ -265,18 +263,24 @@ fn a_batch_stops_before_a_get_that_would_make_its_reply_too_big() {
         1,
         vec![get("a"), get("b"), append("c", "x"), get("a")],
     );
-    assert_eq!(reply, KvReply::Batch(vec![KvReply::Value(a.clone())]));
+    assert_eq!(
+        reply,
+        KvReply::Batch(vec![KvReply::Value(a.clone().into_bytes())])
+    );
     // The client sends the rest again, as its next request.
     let reply = run(&mut sim, 1, vec![get("b"), append("c", "x"), get("a")]);
     assert_eq!(
         reply,
-        KvReply::Batch(vec![KvReply::Value(b.clone()), written(1)])
+        KvReply::Batch(vec![KvReply::Value(b.clone().into_bytes()), written(1)])
     );
     // Reads only (no log entry): the same budget.
     let reply = run(&mut sim, 2, vec![get("c"), get("a"), get("b")]);
     assert_eq!(
         reply,
-        KvReply::Batch(vec![KvReply::Value("x".into()), KvReply::Value(a)])
+        KvReply::Batch(vec![
+            KvReply::Value("x".into()),
+            KvReply::Value(a.into_bytes())
+        ])
     );
 }
 
@@ -304,7 +308,7 @@ fn an_empty_or_overlong_batch_is_ignored() {
     sim.call(CLIENT, |b: &mut Batcher, _| (b.client, b.seq) = (9, 0));
     let full = vec![get("k"); synod_rsm::MAX_BATCH_COMMANDS];
     let reply = run(&mut sim, 0, full);
-    let empty = KvReply::Value(String::new());
+    let empty = KvReply::Value(Vec::new());
     assert!(
         reply == KvReply::Batch(vec![empty; synod_rsm::MAX_BATCH_COMMANDS]),
         "a batch of {} Gets: {reply:.100?}",

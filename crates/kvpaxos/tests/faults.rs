@@ -77,7 +77,7 @@ fn wiped_replica_catches_up_from_a_snapshot() {
         "the wiped replica catches up and rejoins",
         |s| {
             s.node::<KvReplica>(server(2)).is_some_and(|r| {
-                r.kv().data.get("log") == Some(&expected)
+                r.kv().data.get("log") == Some(&expected.clone().into_bytes())
                     && matches!(r.paxos().membership(), Membership::Voting { .. })
             })
         },

@@ -33,8 +33,8 @@ const VALUE_BYTES: usize = 1024;
 
 fn put(state: &mut KvState, i: usize, fill: char) {
     let op = KvOp::Put {
-        key: format!("key{i:012}"),
-        value: fill.to_string().repeat(VALUE_BYTES),
+        key: format!("key{i:012}").into(),
+        value: fill.to_string().repeat(VALUE_BYTES).into(),
     };
     state.apply(i as u64, &op);
 }

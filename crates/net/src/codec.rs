@@ -51,7 +51,11 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// as one log entry (`RsmMsg::Batch`, `Entry::Commands`; the KV's `KvReply::Batch`).
 /// Version 8: a replica's status report says whether it is writing a snapshot, and the size
 /// and duration of its last one (`StatusReport::snapshots`); the sharded KV takes batches
-/// too (`ShardReply::Batch`), and a follower names its group's leader (`ShardMsg::Leader`).
+/// too (`ShardReply::Batch`), and a follower names its group's leader (`ShardMsg::Leader`);
+/// keys and values are bytes, and the KV services carry Redis commands and their replies (`KvOp::Redis`,
+/// `KvReply::Redis`, `ShardReply::Redis`, `synod_pbservice::Op::Redis`; the primary/backup
+/// reply is a `Reply`). Stored logs and snapshots of version 7 read as they were: postcard
+/// encodes a `String` and a `Vec<u8>` alike, and new variants are last.
 pub const PROTOCOL_VERSION: u16 = 8;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;

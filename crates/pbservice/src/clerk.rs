@@ -14,7 +14,7 @@ use synod_node::limits::TooLarge;
 use synod_node::{NodeId, TimerToken};
 use synod_viewservice::{ViewMsg, PING_INTERVAL};
 
-use crate::{Msg, Op, PbError, PbMsg, Request};
+use crate::{Msg, Op, PbError, PbMsg, Reply, Request};
 
 /// How long the clerk waits for an answer before it asks again. After a `WrongServer` it
 /// also waits this long before asking the view service again, so a view change in progress
@@ -32,9 +32,9 @@ pub enum Target {
     },
 }
 
-/// An operation's outcome: the value for a Get ("" for a missing key), "" for a write; or
-/// the refusal of an operation too large to apply (nothing of it was applied).
-pub type PbReply = Result<String, TooLarge>;
+/// An operation's outcome: the service's reply; or the refusal of an operation too large
+/// to apply (nothing of it was applied).
+pub type PbReply = Result<Reply, TooLarge>;
 
 /// What the clerk asks its driver to do.
 pub type PbOutput = ClerkOutput<Target, Msg, PbReply>;
@@ -183,7 +183,7 @@ mod tests {
         }))
     }
 
-    fn reply(seq: u64, result: Result<String, PbError>) -> Msg {
+    fn reply(seq: u64, result: Result<Reply, PbError>) -> Msg {
         Msg::Service(PbMsg::Reply { seq, result })
     }
 
@@ -213,8 +213,8 @@ mod tests {
             }
         );
         assert_eq!(
-            clerk.on_message(&to, reply(1, Ok("v".into()))),
-            vec![ClerkOutput::Done(Ok("v".into()))]
+            clerk.on_message(&to, reply(1, Ok(Reply::Bulk(Some(b"v".to_vec()))))),
+            vec![ClerkOutput::Done(Ok(Reply::Bulk(Some(b"v".to_vec()))))]
         );
         // The next operation goes straight to the cached primary.
         let (primary, request, timer) = sent(clerk.start(Op::Put {
@@ -224,7 +224,7 @@ mod tests {
         assert!(matches!(primary, Target::Server { .. }));
         // A stale answer is ignored; a refusal makes the clerk wait, then ask the view service.
         assert!(clerk
-            .on_message(&primary, reply(1, Ok("old".into())))
+            .on_message(&primary, reply(1, Ok(Reply::Bulk(Some(b"old".to_vec())))))
             .is_empty());
         assert!(clerk
             .on_message(&primary, reply(2, Err(PbError::WrongServer)))
@@ -236,8 +236,8 @@ mod tests {
         let (_, retry, timer) = sent(clerk.on_message(&vs, view_reply(4)));
         assert_eq!(retry, request);
         assert_eq!(
-            clerk.on_message(&primary, reply(2, Ok(String::new()))),
-            vec![ClerkOutput::Done(Ok(String::new()))]
+            clerk.on_message(&primary, reply(2, Ok(Reply::Ok))),
+            vec![ClerkOutput::Done(Ok(Reply::Ok))]
         );
         assert!(
             clerk.on_timeout(timer).is_empty(),

@@ -1,5 +1,6 @@
-//! Primary/backup replicated key/value store: Get, Put and Append on string keys, kept on two
-//! servers chosen by the view service (`synod-viewservice`).
+//! Primary/backup replicated key/value store: Get, Put and Append, and Redis's string and
+//! keyspace commands ([`synod_keyspace::Command`], the store the other KV services share),
+//! on byte-string keys, kept on two servers chosen by the view service (`synod-viewservice`).
 //!
 //! - The **primary** of the current view serves clients. It forwards every operation, Gets
 //!   included, to the backup and answers only after the backup has applied it, one operation
@@ -11,9 +12,9 @@
 //! - Any other server answers [`PbError::WrongServer`]. A deposed primary cannot answer from
 //!   stale data: its forward reaches a backup that knows a newer view and refuses it, or a dead
 //!   one, which never answers.
-//! - **Clients** tag Puts and Appends with (client id, sequence number), one operation at a
-//!   time, and retry until answered; servers keep the last sequence number applied per client
-//!   and apply a retry at most once. The [`Clerk`] is the client's logic as a sans-IO core: it
+//! - **Clients** tag every operation with (client id, sequence number), one operation at a
+//!   time, and retry until answered; servers keep the last write applied per client (its
+//!   number and its reply) and apply a retry at most once, answering it the first reply. The [`Clerk`] is the client's logic as a sans-IO core: it
 //!   caches the primary and asks the view service only when the primary seems wrong.
 //!
 //! State lives in memory only: a restarted server pings 0 and is treated by the view service
@@ -29,23 +30,45 @@ pub use store::Store;
 pub use synod_viewservice::{View, ViewMsg, ViewReply};
 
 use serde::{Deserialize, Serialize};
+pub use synod_keyspace::{Command, Reply};
 use synod_node::limits::{Limits, TooLarge};
 use thiserror::Error;
 
 /// Every message of a primary/backup cluster: the view service's and the KV service's.
 pub type Msg = synod_viewservice::Msg<PbMsg>;
 
-/// A key/value operation.
+/// A key/value operation. Its answer is a [`Reply`]: a Get's value as a bulk string (empty
+/// for a missing key, as in the course), OK for a Put, an Append's new length.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
-    Get { key: String },
-    Put { key: String, value: String },
-    Append { key: String, value: String },
+    Get {
+        #[serde(with = "synod_keyspace::bytes")]
+        key: Vec<u8>,
+    },
+    Put {
+        #[serde(with = "synod_keyspace::bytes")]
+        key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
+        value: Vec<u8>,
+    },
+    Append {
+        #[serde(with = "synod_keyspace::bytes")]
+        key: Vec<u8>,
+        #[serde(with = "synod_keyspace::bytes")]
+        value: Vec<u8>,
+    },
+    /// A Redis command (a transaction included), applied as one operation.
+    Redis(Command),
 }
 
 impl Op {
-    pub fn is_get(&self) -> bool {
-        matches!(self, Op::Get { .. })
+    /// Whether the operation only reads (then it is never filtered as a retry).
+    pub fn is_read(&self) -> bool {
+        match self {
+            Op::Get { .. } => true,
+            Op::Put { .. } | Op::Append { .. } => false,
+            Op::Redis(command) => !command.writes(),
+        }
     }
 
     /// Refuses a key or value above `limits` (a Get's key too: it travels like any other).
@@ -55,6 +78,7 @@ impl Op {
             Op::Put { key, value } | Op::Append { key, value } => {
                 limits.check(key.len(), value.len())
             }
+            Op::Redis(command) => command.check_size(limits),
         }
     }
 }
@@ -98,10 +122,10 @@ pub enum BackupAnswer {
 pub enum PbMsg {
     /// Client → primary.
     Request(Request),
-    /// Server → client: the value read by a Get (empty for a missing key and for writes).
+    /// Server → client: the operation's reply.
     Reply {
         seq: u64,
-        result: Result<String, PbError>,
+        result: Result<Reply, PbError>,
     },
     /// Primary → backup: apply `request` as operation number `index` of this state.
     Forward {

@@ -8,7 +8,7 @@ use synod_node::limits::Limits;
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_viewservice::{View, ViewMsg, ViewReply, PING_INTERVAL};
 
-use crate::{BackupAnswer, Msg, PbError, PbMsg, Request, Store};
+use crate::{BackupAnswer, Msg, PbError, PbMsg, Reply, Request, Store};
 
 /// How often a primary resends an unanswered forward or state transfer.
 pub const RESEND_INTERVAL: Duration = Duration::from_millis(25);
@@ -188,7 +188,7 @@ impl PbServer {
         ctx: &mut dyn Context<Msg>,
         client: NodeId,
         seq: u64,
-        result: Result<String, PbError>,
+        result: Result<Reply, PbError>,
     ) {
         self.stats.served += 1;
         ctx.send(client, Msg::Service(PbMsg::Reply { seq, result }));
@@ -207,9 +207,9 @@ impl PbServer {
             // Refused whole, before it is queued or forwarded: nothing of it is applied.
             return self.answer(ctx, from, request.seq, Err(PbError::TooLarge(refused)));
         }
-        if self.store.is_duplicate(&request) {
+        if let Some(reply) = self.store.duplicate(&request) {
             // Applied (and confirmed by the backup of its time) already; the reply was lost.
-            return self.answer(ctx, from, request.seq, Ok(String::new()));
+            return self.answer(ctx, from, request.seq, Ok(reply));
         }
         // A retry of a waiting request only updates where to answer (a TCP client may have
         // reconnected under a new id).

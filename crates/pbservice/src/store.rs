@@ -4,61 +4,75 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synod_keyspace::{Keyspace, Reply};
 use synod_node::limits::{TooLarge, MAX_VALUE_CEILING};
 
 use crate::{Op, PbError, Request};
 
-/// Keys, values, and per client the last sequence number applied.
+/// Keys and values, and per client its last write: sequence number and reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Store {
-    data: BTreeMap<String, String>,
+    data: Keyspace,
     /// One entry per client: since a client has one operation outstanding at a time, an
     /// older or equal number is a retry. The table grows with the number of clients ever seen.
-    last_seq: BTreeMap<u64, u64>,
+    last_write: BTreeMap<u64, (u64, Reply)>,
 }
 
 impl Store {
-    /// The value of `key`, empty if it was never written.
-    pub fn get(&self, key: &str) -> &str {
-        self.data.get(key).map_or("", String::as_str)
+    /// The value of `key`, `None` if it has none.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&Vec<u8>> {
+        self.data.get(key)
     }
 
-    /// Whether `request` is a Put or Append that was already applied.
-    pub fn is_duplicate(&self, request: &Request) -> bool {
-        !request.op.is_get()
-            && self
-                .last_seq
-                .get(&request.client)
-                .is_some_and(|&last| request.seq <= last)
+    /// If `request` is a write applied already, what its client is told again: the first
+    /// reply to that request (or OK to an older one, which no client waits for).
+    pub fn duplicate(&self, request: &Request) -> Option<Reply> {
+        if request.op.is_read() {
+            return None;
+        }
+        let (seq, reply) = self.last_write.get(&request.client)?;
+        match request.seq.cmp(seq) {
+            std::cmp::Ordering::Less => Some(Reply::Ok),
+            std::cmp::Ordering::Equal => Some(reply.clone()),
+            std::cmp::Ordering::Greater => None,
+        }
     }
 
     /// Applies `request` (a retried write is not applied again) and returns what the client
-    /// is told: the value for a Get, empty for a write, or the refusal of an Append that would
-    /// grow a value past the ceiling. The ceiling, not a server's configured limit, so primary
-    /// and backup decide alike; a refused Append changes nothing, not even the client's
-    /// sequence number, so its retry is refused again rather than reported done.
-    pub fn apply(&mut self, request: &Request) -> Result<String, PbError> {
-        if self.is_duplicate(request) {
-            return Ok(String::new());
+    /// is told, or the refusal of an Append that would grow a value past the ceiling. The
+    /// ceiling, not a server's configured limit, so primary and backup decide alike; a
+    /// refused Append changes nothing, not even the client's sequence number, so its retry
+    /// is refused again rather than reported done.
+    pub fn apply(&mut self, request: &Request) -> Result<Reply, PbError> {
+        if let Some(reply) = self.duplicate(request) {
+            return Ok(reply);
         }
-        match &request.op {
-            Op::Get { key } => return Ok(self.get(key).to_owned()),
-            Op::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
+        let reply = match &request.op {
+            Op::Get { key } => {
+                return Ok(Reply::Bulk(Some(
+                    self.get(key).cloned().unwrap_or_default(),
+                )))
             }
-            Op::Append { key, value } => {
-                let len = self.get(key).len() + value.len();
-                if len > MAX_VALUE_CEILING {
+            Op::Redis(command) if !command.writes() => return Ok(self.data.apply(command)),
+            Op::Redis(command) => self.data.apply(command),
+            Op::Put { key, value } => {
+                self.data.put(key.clone(), value.clone());
+                Reply::Ok
+            }
+            Op::Append { key, value } => match self.data.append(key, value) {
+                Some(len) => Reply::Integer(len as i64),
+                None => {
+                    let size = self.get(key).map_or(0, Vec::len) + value.len();
                     return Err(PbError::TooLarge(TooLarge::Value {
-                        size: len as u64,
+                        size: size as u64,
                         limit: MAX_VALUE_CEILING as u64,
                     }));
                 }
-                self.data.entry(key.clone()).or_default().push_str(value);
-            }
-        }
-        self.last_seq.insert(request.client, request.seq);
-        Ok(String::new())
+            },
+        };
+        self.last_write
+            .insert(request.client, (request.seq, reply.clone()));
+        Ok(reply)
     }
 
     /// Number of keys.
@@ -91,17 +105,18 @@ mod tests {
         s.apply(&req(2, 1, append("b"))).unwrap();
         s.apply(&req(1, 2, append("c"))).unwrap();
         s.apply(&req(1, 1, append("a"))).unwrap();
-        assert_eq!(s.get("k"), "abc");
+        assert_eq!(s.get("k"), Some(&b"abc".to_vec()));
         let get = req(3, 1, Op::Get { key: "k".into() });
-        assert_eq!(s.apply(&get), Ok("abc".into()));
-        assert_eq!(s.apply(&get), Ok("abc".into()), "gets are never filtered");
-        assert_eq!(s.get("missing"), "");
+        let abc = Reply::Bulk(Some(b"abc".to_vec()));
+        assert_eq!(s.apply(&get), Ok(abc.clone()));
+        assert_eq!(s.apply(&get), Ok(abc), "gets are never filtered");
+        assert_eq!(s.get("missing"), None);
     }
 
     #[test]
     fn an_append_past_the_ceiling_is_refused_and_changes_nothing() {
         let mut s = Store::default();
-        let almost = "a".repeat(MAX_VALUE_CEILING - 1);
+        let almost = vec![b'a'; MAX_VALUE_CEILING - 1];
         let put = Op::Put {
             key: "k".into(),
             value: almost,
@@ -118,8 +133,23 @@ mod tests {
         assert_eq!(s.apply(&req(1, 2, append("bc"))), Err(refused));
         // Its retry is refused again, not taken for done.
         assert_eq!(s.apply(&req(1, 2, append("bc"))), Err(refused));
-        assert_eq!(s.get("k").len(), MAX_VALUE_CEILING - 1);
-        assert_eq!(s.apply(&req(1, 2, append("b"))), Ok(String::new()));
-        assert_eq!(s.get("k").len(), MAX_VALUE_CEILING);
+        assert_eq!(s.get("k").map(Vec::len), Some(MAX_VALUE_CEILING - 1));
+        assert_eq!(
+            s.apply(&req(1, 2, append("b"))),
+            Ok(Reply::Integer(MAX_VALUE_CEILING as i64))
+        );
+        assert_eq!(s.get("k").map(Vec::len), Some(MAX_VALUE_CEILING));
+    }
+
+    #[test]
+    fn a_retried_command_gets_its_first_reply_again() {
+        let mut s = Store::default();
+        let incr = Op::Redis(synod_keyspace::Command::Incr {
+            key: b"n".to_vec(),
+            by: synod_keyspace::Increment::Integer(1),
+        });
+        assert_eq!(s.apply(&req(1, 1, incr.clone())), Ok(Reply::Integer(1)));
+        assert_eq!(s.apply(&req(1, 1, incr.clone())), Ok(Reply::Integer(1)));
+        assert_eq!(s.apply(&req(1, 2, incr)), Ok(Reply::Integer(2)));
     }
 }

@@ -390,12 +390,15 @@ enum Kind {
 fn classify(name: &[u8], args: usize) -> (Kind, Vec<usize>) {
     let all_from_1 = (1..args).collect();
     match name {
-        b"ping" | b"echo" | b"hello" | b"select" | b"client" | b"command" | b"info" => {
-            (Kind::Neither, Vec::new())
-        }
+        // Connection and transaction commands: a transaction's commands are screened one
+        // by one as they are queued.
+        b"ping" | b"echo" | b"hello" | b"select" | b"client" | b"command" | b"info" | b"quit"
+        | b"config" | b"multi" | b"exec" | b"discard" => (Kind::Neither, Vec::new()),
         b"get" | b"strlen" | b"getrange" | b"ttl" | b"pttl" | b"type" | b"substr" => {
             (Kind::Read, vec![1])
         }
+        // They name no key; as in Redis, key patterns do not filter what they list.
+        b"dbsize" | b"keys" | b"scan" => (Kind::Read, Vec::new()),
         b"mget" | b"exists" => (Kind::Read, all_from_1),
         b"del" | b"unlink" => (Kind::Write, all_from_1),
         b"mset" | b"msetnx" => (Kind::Write, (1..args).step_by(2).collect()),

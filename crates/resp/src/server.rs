@@ -22,7 +22,12 @@ use tracing::{debug, info, warn};
 
 use synod_node::limits::{self, Limits};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use synod_keyspace::{Command, Reply};
+
 use crate::auth::Session;
+use crate::connection::{spliced, value_of, Connection, Step, REDIS_VERSION};
 use crate::parse::{ParseError, ParseLimits, Parsed, Parser};
 use crate::security::{self, RespSecurity};
 use crate::value::{encode, Value};
@@ -46,81 +51,36 @@ pub enum BackendError {
     OutOfMemory,
 }
 
-/// One key/value operation of a RESP command, as a [`Backend`] runs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    Get { key: String },
-    Set { key: String, value: String },
-    Append { key: String, value: String },
-}
-
-impl Op {
-    /// Bytes of key and value: what bounds a batch.
-    pub fn payload_bytes(&self) -> usize {
-        match self {
-            Op::Get { key } => key.len(),
-            Op::Set { key, value } | Op::Append { key, value } => key.len() + value.len(),
-        }
-    }
-}
-
-/// A [`Backend`]'s answer to one [`Op`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// A GET's value (`None`: the key has none).
-    Value(Option<String>),
-    /// A SET took effect.
-    Set,
-    /// An APPEND took effect; the new length where the service knows it.
-    Appended(Option<u64>),
-}
-
 /// Most commands of one connection handed to the backend as one batch.
 pub const MAX_BATCH_COMMANDS: usize = 256;
 
 /// The key/value service behind the RESP front. Implementations are usually a client (a
-/// clerk) of a replicated service; each call is one linearizable operation.
+/// clerk) of a replicated service; each command is one linearizable operation (one log
+/// entry), a MULTI/EXEC transaction ([`Command::Exec`]) included.
 pub trait Backend: Send + Sync + 'static {
-    /// The value of `key`, `None` if it has none (services that store "" for a missing key
-    /// may return `Some("")`).
-    fn get(&self, key: String)
-        -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
-    fn put(
-        &self,
-        key: String,
-        value: String,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
-    /// Appends `value` to `key`'s value. Returns the new length in bytes where the service
-    /// knows it (answered as an integer, as Redis does), else `None` (answered `+OK`).
-    fn append(
-        &self,
-        key: String,
-        value: String,
-    ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
+    /// Runs one command and returns its reply.
+    fn run(&self, command: Command) -> impl Future<Output = Result<Reply, BackendError>> + Send;
 
-    /// Runs the operations of a pipelined batch and answers each, in order: one answer per
-    /// operation, and every operation takes effect after the ones before it. A backend may
+    /// Runs the commands of a pipelined batch and answers each, in order: one answer per
+    /// command, and every command takes effect after the ones before it. A backend may
     /// run them as one unit (one log entry); the default runs them one by one.
     fn run_batch(
         &self,
-        ops: Vec<Op>,
-    ) -> impl Future<Output = Vec<Result<Answer, BackendError>>> + Send {
+        commands: Vec<Command>,
+    ) -> impl Future<Output = Vec<Result<Reply, BackendError>>> + Send {
         async move {
-            let mut answers = Vec::with_capacity(ops.len());
-            for op in ops {
-                answers.push(run_one(self, op).await);
+            let mut answers = Vec::with_capacity(commands.len());
+            for command in commands {
+                answers.push(self.run(command).await);
             }
             answers
         }
     }
-}
 
-/// Runs one operation through the backend's single-operation calls.
-pub async fn run_one<B: Backend + ?Sized>(backend: &B, op: Op) -> Result<Answer, BackendError> {
-    match op {
-        Op::Get { key } => backend.get(key).await.map(Answer::Value),
-        Op::Set { key, value } => backend.put(key, value).await.map(|()| Answer::Set),
-        Op::Append { key, value } => backend.append(key, value).await.map(Answer::Appended),
+    /// The lines of INFO's replication section (`field:value`): the role, the leader,
+    /// log positions, as far as the service has them.
+    fn replication(&self) -> impl Future<Output = Vec<(String, String)>> + Send {
+        async { vec![("role".to_owned(), "master".to_owned())] }
     }
 }
 
@@ -222,6 +182,10 @@ pub async fn serve_resp_secured<B: Backend>(
                             Err(e @ (Closed::Idle(_) | Closed::NotReading(_))) => {
                                 info!(%peer, reason = %e, "closing RESP connection")
                             }
+                            Err(Closed::CrossProtocol(command)) => warn!(
+                                %peer, command,
+                                "Possible SECURITY ATTACK detected: a command of another protocol (HTTP) was sent to the RESP port; connection closed"
+                            ),
                             Err(Closed::Protocol(e)) => {
                                 warn!(%peer, reason = %e, "closing RESP connection: protocol error")
                             }
@@ -250,6 +214,8 @@ enum Closed {
     Idle(Duration),
     #[error("took none of its replies for {0:?}")]
     NotReading(Duration),
+    #[error("sent {0:?}, a command of another protocol")]
+    CrossProtocol(String),
     #[error(transparent)]
     Protocol(#[from] ParseError),
     #[error(transparent)]
@@ -308,6 +274,7 @@ async fn serve_connection<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(
     mut session: Session,
 ) -> Result<(), Closed> {
     let mut parser = Parser::new(limits.parse);
+    let mut connection = Connection::new(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
     let mut out = Vec::new();
     let idle = limits.idle_timeout;
     // A command taken from the parser that did not fit the batch before: it opens the next.
@@ -325,7 +292,7 @@ async fn serve_connection<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(
                 match parser.take() {
                     Ok(Some(Parsed::Value(command))) => {
                         let step = match session.screen(command) {
-                            Ok(command) => Step::of(command),
+                            Ok(command) => step_of(&mut connection, command),
                             Err(reply) => Step::Reply(reply),
                         };
                         if batch.fits(&step) {
@@ -345,7 +312,14 @@ async fn serve_connection<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             let more = !batch.has_room() || carried.is_some();
-            batch.run(&*backend, &mut out).await;
+            let closing = batch.run(&*backend, &mut out).await;
+            if let Some(closing) = closing {
+                let _ = within(idle, stream.write_all(&out)).await;
+                return match closing {
+                    Closing::Quit => Ok(()),
+                    Closing::CrossProtocol(command) => Err(Closed::CrossProtocol(command)),
+                };
+            }
             if let Some(e) = failed {
                 encode(&Value::Error(format!("ERR Protocol error: {e}")), &mut out);
                 // The client may be gone already; the protocol error is what matters.
@@ -406,70 +380,81 @@ async fn write_replies<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// What one command needs: a reply known at once (PING, a wrong command), or an operation
-/// of the backend.
-enum Step {
-    Reply(Value),
-    Run(Op),
-}
+/// Connection ids, as `CLIENT ID` and `HELLO` report them: unique in the process.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-impl Step {
-    fn of(command: Value) -> Step {
-        match operation(command) {
-            Ok(op) => Step::Run(op),
-            Err(reply) => Step::Reply(reply),
+/// What `command` (a parsed RESP value) asks of the connection.
+fn step_of(connection: &mut Connection, command: Value) -> Step {
+    let Value::Array(Some(items)) = command else {
+        return Step::Reply(Value::Error("ERR expected an array of bulk strings".into()));
+    };
+    let mut args = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::Bulk(Some(bytes)) => args.push(bytes),
+            _ => return Step::Reply(Value::Error("ERR expected an array of bulk strings".into())),
         }
     }
+    connection.step(args)
+}
 
-    fn payload_bytes(&self) -> usize {
-        match self {
-            Step::Reply(_) => 0,
-            Step::Run(op) => op.payload_bytes(),
-        }
+fn payload_bytes(step: &Step) -> usize {
+    match step {
+        Step::Run { command, .. } => command.payload_bytes(),
+        _ => 0,
     }
 }
 
-/// Consecutive commands of one connection, answered together: their backend operations go
-/// to the backend as one batch, and the replies come out in the commands' order.
+/// How a batch ends the connection, after its replies are written.
+enum Closing {
+    Quit,
+    CrossProtocol(String),
+}
+
+/// Consecutive commands of one connection, answered together: their store commands go to
+/// the backend as one batch, and the replies come out in the commands' order. A command
+/// that needs more than the store (INFO) or ends the connection (QUIT) is a batch's last.
 #[derive(Default)]
 struct Batch {
     steps: Vec<Step>,
     bytes: usize,
+    last: bool,
 }
 
 impl Batch {
     fn has_room(&self) -> bool {
-        self.steps.len() < MAX_BATCH_COMMANDS && self.bytes < limits::BATCH_BYTES
+        !self.last && self.steps.len() < MAX_BATCH_COMMANDS && self.bytes < limits::BATCH_BYTES
     }
 
     /// Whether `step` may join: a batch always takes its first command (however big: it
     /// then goes alone), and the others while their bytes stay within the bound.
     fn fits(&self, step: &Step) -> bool {
-        self.steps.is_empty() || self.bytes + step.payload_bytes() <= limits::BATCH_BYTES
+        self.steps.is_empty() || self.bytes + payload_bytes(step) <= limits::BATCH_BYTES
     }
 
     fn push(&mut self, step: Step) {
-        self.bytes += step.payload_bytes();
+        self.bytes += payload_bytes(&step);
+        self.last |= matches!(
+            step,
+            Step::Info { .. } | Step::Quit | Step::CrossProtocol(_)
+        );
         self.steps.push(step);
     }
 
-    /// Runs the batch's operations and encodes every command's reply, in order, into `out`.
-    async fn run<B: Backend>(self, backend: &B, out: &mut Vec<u8>) {
-        let (mut ops, mut replies) = (Vec::new(), Vec::with_capacity(self.steps.len()));
-        for step in self.steps {
-            match step {
-                Step::Reply(value) => replies.push(Some(value)),
-                Step::Run(op) => {
-                    ops.push(op);
-                    replies.push(None);
-                }
+    /// Runs the batch's store commands and encodes every command's reply, in order, into
+    /// `out`; says whether the connection is to be closed after them.
+    async fn run<B: Backend>(self, backend: &B, out: &mut Vec<u8>) -> Option<Closing> {
+        let mut commands = Vec::new();
+        for step in &self.steps {
+            if let Step::Run { command, .. } = step {
+                commands.push(command.clone());
             }
         }
-        let wanted = ops.len();
+        let wanted = commands.len();
         let mut answers = match wanted {
             0 => Vec::new(),
-            1 => vec![run_one(backend, ops.remove(0)).await],
-            _ => backend.run_batch(ops).await,
+            1 => vec![backend.run(commands.remove(0)).await],
+            _ => backend.run_batch(commands).await,
         }
         .into_iter();
         if answers.len() != wanted {
@@ -479,69 +464,85 @@ impl Batch {
                 "the backend answered a batch with the wrong number of answers"
             );
         }
-        for reply in replies {
-            let reply = reply.unwrap_or_else(|| match answers.next() {
-                Some(answer) => reply_of(answer),
-                None => Value::Error("ERR the backend gave no answer".into()),
-            });
+        for step in self.steps {
+            let reply = match step {
+                Step::Reply(value) => value,
+                Step::Run { splice, .. } => {
+                    let value = match answers.next() {
+                        Some(answer) => reply_of(answer),
+                        None => Value::Error("ERR the backend gave no answer".into()),
+                    };
+                    match splice {
+                        Some(splice) => spliced(value, splice),
+                        None => value,
+                    }
+                }
+                Step::Info { sections } => info(backend, &sections).await,
+                Step::Quit => {
+                    encode(&Value::Simple("OK".into()), out);
+                    return Some(Closing::Quit);
+                }
+                Step::CrossProtocol(command) => return Some(Closing::CrossProtocol(command)),
+            };
             encode(&reply, out);
         }
+        None
     }
 }
 
-/// The reply to an operation's answer.
-fn reply_of(answer: Result<Answer, BackendError>) -> Value {
+/// The reply to a command's answer.
+fn reply_of(answer: Result<Reply, BackendError>) -> Value {
     match answer {
-        Ok(Answer::Value(value)) => Value::Bulk(value.map(String::into_bytes)),
-        Ok(Answer::Set | Answer::Appended(None)) => Value::Simple("OK".into()),
-        Ok(Answer::Appended(Some(length))) => Value::Integer(length as i64),
+        Ok(reply) => value_of(reply),
         Err(e @ BackendError::OutOfMemory) => Value::Error(format!("OOM {e}")),
         Err(e) => Value::Error(format!("ERR {e}")),
     }
 }
 
-/// The backend operation a command asks for, or the reply to a command that needs none
-/// (PING, ECHO) or is wrong.
-fn operation(command: Value) -> Result<Op, Value> {
-    let Value::Array(Some(items)) = command else {
-        return Err(Value::Error("ERR expected an array of bulk strings".into()));
+/// INFO's reply: the sections asked for (all when none is named) of server, replication
+/// and keyspace.
+async fn info<B: Backend>(backend: &B, sections: &[String]) -> Value {
+    let wanted = |name: &str| {
+        sections.is_empty()
+            || sections
+                .iter()
+                .any(|s| s == name || s == "all" || s == "everything" || s == "default")
     };
-    let mut args = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Value::Bulk(Some(bytes)) => match String::from_utf8(bytes) {
-                Ok(text) => args.push(text),
-                Err(_) => return Err(Value::Error("ERR keys and values must be UTF-8".into())),
-            },
-            _ => return Err(Value::Error("ERR expected an array of bulk strings".into())),
+    let mut text = String::new();
+    let mut section = |title: &str, lines: Vec<(String, String)>| {
+        if !text.is_empty() {
+            text.push_str("\r\n");
         }
-    }
-    let Some(name) = args.first().map(|n| n.to_ascii_lowercase()) else {
-        return Err(Value::Error("ERR empty command".into()));
+        text.push_str(&format!("# {title}\r\n"));
+        for (field, value) in lines {
+            text.push_str(&format!("{field}:{value}\r\n"));
+        }
     };
-    let mut args = args.into_iter().skip(1);
-    let arity = args.len();
-    let mut next = || args.next().unwrap_or_default();
-    match (name.as_str(), arity) {
-        ("ping", 0) => Err(Value::Simple("PONG".into())),
-        ("ping" | "echo", 1) => Err(Value::Bulk(Some(next().into_bytes()))),
-        ("get", 1) => Ok(Op::Get { key: next() }),
-        ("set", 2) => Ok(Op::Set {
-            key: next(),
-            value: next(),
-        }),
-        ("append", 2) => Ok(Op::Append {
-            key: next(),
-            value: next(),
-        }),
-        ("ping" | "echo" | "get" | "set" | "append", _) => Err(Value::Error(format!(
-            "ERR wrong number of arguments for '{name}' command"
-        ))),
-        _ => {
-            let shown: String = name.chars().take(64).collect();
-            Err(Value::Error(format!("ERR unknown command '{shown}'")))
-        }
+    if wanted("server") {
+        section(
+            "Server",
+            vec![
+                ("redis_version".into(), REDIS_VERSION.into()),
+                ("synod_version".into(), env!("CARGO_PKG_VERSION").into()),
+                ("redis_mode".into(), "standalone".into()),
+                ("process_id".into(), std::process::id().to_string()),
+            ],
+        );
     }
+    if wanted("replication") {
+        section("Replication", backend.replication().await);
+    }
+    if wanted("keyspace") {
+        let keys = match backend.run(Command::DbSize).await {
+            Ok(Reply::Integer(keys)) if keys > 0 => {
+                vec![("db0".into(), format!("keys={keys},expires=0,avg_ttl=0"))]
+            }
+            Ok(_) => Vec::new(),
+            Err(e) => vec![("error".into(), e.to_string())],
+        };
+        section("Keyspace", keys);
+    }
+    Value::bulk(text.into_bytes())
 }
 
 #[cfg(test)]
@@ -552,14 +553,8 @@ mod tests {
     struct Fixed;
 
     impl Backend for Fixed {
-        async fn get(&self, _key: String) -> Result<Option<String>, BackendError> {
-            Ok(Some("v".into()))
-        }
-        async fn put(&self, _key: String, _value: String) -> Result<(), BackendError> {
-            Ok(())
-        }
-        async fn append(&self, _: String, _: String) -> Result<Option<u64>, BackendError> {
-            Ok(None)
+        async fn run(&self, _command: Command) -> Result<Reply, BackendError> {
+            Ok(Reply::Bulk(Some(b"v".to_vec())))
         }
     }
 

@@ -1,26 +1,25 @@
 //! The RESP server against an in-memory backend, over real TCP.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use synod_keyspace::Keyspace;
 use synod_resp::{
-    run_one, serve_resp, Answer, Backend, BackendError, Op, ParseLimits, RespLimits,
-    MAX_BATCH_COMMANDS,
+    serve_resp, Backend, BackendError, Command, ParseLimits, Reply, RespLimits, MAX_BATCH_COMMANDS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A map, counting the commands it executed, and recording the size of every batch.
+/// A keyspace, counting the commands it executed, and recording the size of every batch.
 #[derive(Default)]
 struct Memory(
-    Mutex<BTreeMap<String, String>>,
+    Mutex<Keyspace>,
     std::sync::atomic::AtomicUsize,
     Mutex<Vec<usize>>,
 );
 
 impl Memory {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+    fn store(&self) -> std::sync::MutexGuard<'_, Keyspace> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0
             .lock()
@@ -29,29 +28,19 @@ impl Memory {
 }
 
 impl Backend for Memory {
-    async fn get(&self, key: String) -> Result<Option<String>, BackendError> {
-        if key == "unavailable" {
+    async fn run(&self, command: Command) -> Result<Reply, BackendError> {
+        if command.keys() == [b"unavailable"] {
             return Err(BackendError::Unavailable("no primary".into()));
         }
-        Ok(self.map().get(&key).cloned())
+        Ok(self.store().apply(&command))
     }
-    async fn put(&self, key: String, value: String) -> Result<(), BackendError> {
-        self.map().insert(key, value);
-        Ok(())
-    }
-    async fn append(&self, key: String, value: String) -> Result<Option<u64>, BackendError> {
-        let mut map = self.map();
-        let entry = map.entry(key).or_default();
-        entry.push_str(&value);
-        Ok(Some(entry.len() as u64))
-    }
-    async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
+    async fn run_batch(&self, commands: Vec<Command>) -> Vec<Result<Reply, BackendError>> {
         if let Ok(mut batches) = self.2.lock() {
-            batches.push(ops.len());
+            batches.push(commands.len());
         }
         let mut answers = Vec::new();
-        for op in ops {
-            answers.push(run_one(self, op).await);
+        for command in commands {
+            answers.push(self.run(command).await);
         }
         answers
     }
@@ -139,7 +128,13 @@ async fn answers_get_set_append_ping_and_survives_unknown_commands() {
     exchange(
         &mut s,
         b"*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n",
-        b"-ERR unknown command 'incr'\r\n",
+        b"-ERR value is not an integer or out of range\r\n",
+    )
+    .await;
+    exchange(
+        &mut s,
+        b"*2\r\n$4\r\nFROB\r\n$1\r\nk\r\n",
+        b"-ERR unknown command 'FROB', with args beginning with: 'k' \r\n",
     )
     .await;
     exchange(
@@ -312,5 +307,76 @@ async fn a_pipeline_is_run_in_batches_and_answered_in_order() {
     assert!(
         batches.iter().all(|&b| b <= MAX_BATCH_COMMANDS),
         "{batches:?}"
+    );
+}
+
+#[tokio::test]
+async fn values_are_bytes_and_a_missing_key_is_nil_not_empty() {
+    let (mut s, _stop) = start().await;
+    exchange(&mut s, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"$-1\r\n").await;
+    exchange(
+        &mut s,
+        b"*3\r\n$3\r\nSET\r\n$1\r\ne\r\n$0\r\n\r\n",
+        b"+OK\r\n",
+    )
+    .await;
+    exchange(&mut s, b"*2\r\n$3\r\nGET\r\n$1\r\ne\r\n", b"$0\r\n\r\n").await;
+    let binary: Vec<u8> = (0..=255).collect();
+    let mut set = b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$256\r\n".to_vec();
+    set.extend_from_slice(&binary);
+    set.extend_from_slice(b"\r\n");
+    exchange(&mut s, &set, b"+OK\r\n").await;
+    let mut expected = b"$256\r\n".to_vec();
+    expected.extend_from_slice(&binary);
+    expected.extend_from_slice(b"\r\n");
+    exchange(&mut s, b"*2\r\n$3\r\nGET\r\n$1\r\nb\r\n", &expected).await;
+}
+
+#[tokio::test]
+async fn quit_answers_ok_then_closes() {
+    let (mut s, _stop) = start().await;
+    s.write_all(b"PING\r\nQUIT\r\nPING\r\n").await.unwrap();
+    assert_eq!(until_closed(&mut s).await, b"+PONG\r\n+OK\r\n");
+}
+
+#[tokio::test]
+async fn an_http_request_is_not_run_and_its_connection_is_closed() {
+    let (addr, backend, _stop) = start_with(RespLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: localhost\r\n\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(until_closed(&mut s).await, b"");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"Host: evil\r\nSET k v\r\n").await.unwrap();
+    assert_eq!(until_closed(&mut s).await, b"");
+    assert_eq!(backend.0.lock().unwrap().get(b"k"), None);
+}
+
+#[tokio::test]
+async fn a_transaction_is_one_backend_command() {
+    let (addr, backend, _stop) = start_with(RespLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    exchange(
+        &mut s,
+        b"MULTI\r\nINCR n\r\nPING\r\nINCR n\r\nEXEC\r\n",
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n:1\r\n+PONG\r\n:2\r\n",
+    )
+    .await;
+    assert_eq!(backend.1.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn info_reports_the_keyspace() {
+    let (mut s, _stop) = start().await;
+    exchange(&mut s, b"SET a 1\r\n", b"+OK\r\n").await;
+    s.write_all(b"INFO keyspace\r\nQUIT\r\n").await.unwrap();
+    let text = "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n";
+    let expected = format!("${}\r\n{text}\r\n+OK\r\n", text.len());
+    assert_eq!(
+        String::from_utf8_lossy(&until_closed(&mut s).await),
+        expected
     );
 }

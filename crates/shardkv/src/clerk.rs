@@ -67,7 +67,7 @@ enum Wait {
 
 /// Whether any of `op`'s commands writes (and so goes through the group's leader).
 fn writes(op: &Commands<KvOp>) -> bool {
-    op.iter().any(|op| !matches!(op, KvOp::Get { .. }))
+    op.iter().any(|op| !crate::reads_only(op))
 }
 
 /// How long a request waits on the servers tried so far: a batch's step covers all its

@@ -3,7 +3,10 @@
 //! reconfigures the cluster.
 //!
 //! - [`key2shard`] maps a key to its shard with a stable hash (FNV-1a, 64 bit, of the key's
-//!   bytes, modulo the number of shards): the same on every machine and in every version.
+//!   bytes, or of its hash tag, modulo the number of shards): the same on every machine and
+//!   in every version. A hash tag (`{user1}.a`: the bytes between the first `{` and the next
+//!   `}`, if any) lets related keys share a shard, as in Redis Cluster, so that a
+//!   multi-key command or a transaction over them is served by one group.
 //! - A group ([`GroupServer`]) is a [`synod_rsm::Rsm`] over [`GroupState`]. It serves a key
 //!   only if, in the configuration it has reached, its shard belongs to the group and the
 //!   shard's data has arrived; otherwise it answers [`ShardReply::WrongGroup`] and the client
@@ -35,15 +38,37 @@ use synod_kvpaxos::KvOp;
 use synod_rsm::{RsmMsg, StatusReport};
 use synod_shardctl::CtlMsg;
 
-/// The shard of `key` among `shards` shards: FNV-1a (64-bit) of its UTF-8 bytes, modulo
+/// The shard of `key` among `shards` shards: FNV-1a (64-bit) of its [`hash_tag`], modulo
 /// `shards`. Stable across machines, builds and versions; documented in docs/shardkv.md.
-pub fn key2shard(key: &str, shards: usize) -> usize {
+pub fn key2shard(key: impl AsRef<[u8]>, shards: usize) -> usize {
+    (shard_hash(key.as_ref()) % shards.max(1) as u64) as usize
+}
+
+/// FNV-1a (64-bit) of `key`'s [`hash_tag`]: keys with the same hash are in the same shard
+/// whatever the number of shards, which is what a command over several keys requires
+/// (else it is refused with Redis Cluster's `CROSSSLOT`).
+pub fn shard_hash(key: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key.as_bytes() {
+    for &b in hash_tag(key) {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash % shards.max(1) as u64) as usize
+    hash
+}
+
+/// The part of `key` its shard is computed from, as Redis Cluster's hash tags: the bytes
+/// between the first `{` and the first `}` after it, when there are some; else the whole
+/// key (`{user1}.a` and `{user1}.b` share a shard; `{}.a` and `a{` hash whole).
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        let rest = &key[open + 1..];
+        if let Some(len) = rest.iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &rest[..len];
+            }
+        }
+    }
+    key
 }
 
 /// The answer to a client's [`KvOp`]. Answers name the key's shard: a client numbers its
@@ -52,7 +77,11 @@ pub fn key2shard(key: &str, shards: usize) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardReply {
     /// A Get's value ("" for a missing key).
-    Value { shard: usize, value: String },
+    Value {
+        shard: usize,
+        #[serde(with = "synod_keyspace::bytes")]
+        value: Vec<u8>,
+    },
     /// A Put or Append took effect; `len` is the value's length afterwards.
     Written { shard: usize, len: u64 },
     /// This group does not serve the key's shard in the configuration it has reached; ask
@@ -70,6 +99,11 @@ pub enum ShardReply {
     /// fewer than its commands (see [`synod_rsm::StateMachine::batch_reply`]), and the
     /// client sends the rest again.
     Batch(Vec<ShardReply>),
+    /// A Redis command's reply. (Variants are encoded by position: new ones go last.)
+    Redis {
+        shard: usize,
+        reply: synod_keyspace::Reply,
+    },
 }
 
 /// Whether the group servers take `ops` as one batch request: every command on one shard
@@ -82,7 +116,17 @@ pub fn batchable(ops: &[KvOp], shards: usize) -> bool {
     let one_shard = ops
         .windows(2)
         .all(|w| key2shard(key_of(&w[0]), shards) == key2shard(key_of(&w[1]), shards));
-    one_shard || ops.iter().all(|op| matches!(op, KvOp::Get { .. }))
+    one_shard || ops.iter().all(reads_only)
+}
+
+/// Whether `op` only reads: a Get, or a Redis command that writes nothing. A batch of
+/// reads may span shards (see [`batchable`]), and reads go to any server of the group.
+pub fn reads_only(op: &KvOp) -> bool {
+    match op {
+        KvOp::Get { .. } => true,
+        KvOp::Redis(command) => !command.writes(),
+        KvOp::Put { .. } | KvOp::Append { .. } => false,
+    }
 }
 
 /// Messages within one group, and between a group and its clients.
@@ -136,7 +180,7 @@ pub fn segment(ops: &[KvOp], config: &synod_shardctl::Config) -> usize {
     let gid = config.shards.get(shard(first));
     let reads = ops
         .iter()
-        .take_while(|op| matches!(op, KvOp::Get { .. }) && config.shards.get(shard(op)) == gid)
+        .take_while(|op| reads_only(op) && config.shards.get(shard(op)) == gid)
         .count();
     on_shard.max(reads).min(synod_rsm::MAX_BATCH_COMMANDS)
 }
@@ -162,11 +206,11 @@ mod tests {
     fn a_batch_is_one_shard_or_reads_only_and_a_pipeline_is_cut_there() {
         let keys = keys_of_shards(4);
         let get = |i: usize| KvOp::Get {
-            key: keys[i].clone(),
+            key: keys[i].clone().into_bytes(),
         };
         let put = |i: usize| KvOp::Put {
-            key: keys[i].clone(),
-            value: "v".into(),
+            key: keys[i].clone().into_bytes(),
+            value: b"v".to_vec(),
         };
         assert!(batchable(&[put(0), get(0), put(0)], 4));
         assert!(batchable(&[get(0), get(1), get(3)], 4));
@@ -188,5 +232,20 @@ mod tests {
             "shards not known yet"
         );
         assert_eq!(segment(&[], &config), 0);
+    }
+
+    #[test]
+    fn keys_with_the_same_hash_tag_share_a_shard() {
+        assert_eq!(hash_tag(b"{user1}.a"), b"user1");
+        assert_eq!(hash_tag(b"x{user1}{b}"), b"user1");
+        assert_eq!(hash_tag(b"{}.a"), b"{}.a");
+        assert_eq!(hash_tag(b"a{b"), b"a{b");
+        assert_eq!(key2shard("{user1}.a", 10), key2shard("{user1}.b", 10));
+        assert_eq!(key2shard("{user1}.a", 10), key2shard("user1", 10));
+        // The hash of a key without a tag is unchanged: FNV-1a of all its bytes.
+        assert_eq!(
+            key2shard("a", 10),
+            (0xaf63_dc4c_8601_ec8c_u64 % 10) as usize
+        );
     }
 }

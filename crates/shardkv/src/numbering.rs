@@ -9,10 +9,12 @@ use synod_kvpaxos::KvOp;
 
 use crate::{key2shard, ShardReply};
 
-/// The key an operation is about.
-pub fn key_of(op: &KvOp) -> &str {
+/// The key an operation is about: a Redis command's first key (a client sends a command
+/// whose keys are of one shard only, and none without a key).
+pub fn key_of(op: &KvOp) -> &[u8] {
     match op {
         KvOp::Get { key } | KvOp::Put { key, .. } | KvOp::Append { key, .. } => key,
+        KvOp::Redis(command) => command.keys().first().copied().unwrap_or_default(),
     }
 }
 
@@ -45,7 +47,8 @@ impl ShardReply {
             ShardReply::Value { shard, .. }
             | ShardReply::Written { shard, .. }
             | ShardReply::WrongGroup { shard }
-            | ShardReply::TooLarge { shard, .. } => Some(*shard),
+            | ShardReply::TooLarge { shard, .. }
+            | ShardReply::Redis { shard, .. } => Some(*shard),
             ShardReply::Batch(replies) => replies.first().and_then(ShardReply::shard),
             ShardReply::SessionExpired => None,
         }

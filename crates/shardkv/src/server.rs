@@ -158,8 +158,8 @@ impl GroupServer {
     /// is forwarded there), so its next writes skip this hop.
     fn hint_leader(&self, ctx: &mut dyn Context<ShardMsg>, from: NodeId, msg: &GroupMsg) {
         let writes = match msg {
-            RsmMsg::Request { op, .. } => !matches!(op, KvOp::Get { .. }),
-            RsmMsg::Batch { ops, .. } => ops.iter().any(|op| !matches!(op, KvOp::Get { .. })),
+            RsmMsg::Request { op, .. } => !crate::reads_only(op),
+            RsmMsg::Batch { ops, .. } => ops.iter().any(|op| !crate::reads_only(op)),
             _ => false,
         };
         if !writes || !from.is_client() {

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
+use synod_keyspace::Keyspace;
 use synod_kvpaxos::KvOp;
 use synod_node::limits::{self, TooLarge};
 use synod_rsm::{Sessions, StateMachine};
@@ -13,12 +13,12 @@ use synod_shardctl::{Config, Gid};
 
 use crate::{key2shard, key_of, ShardReply};
 
-/// One shard's data and the session table guarding it. The data is a persistent map, as the
-/// Paxos KV's is (crates/kvpaxos/src/state.rs): a background snapshot clones the state on
-/// the apply path, and that clone must cost O(1), not a copy of every key.
+/// One shard's data and the session table guarding it. The data is the Paxos KV's store
+/// ([`Keyspace`], a persistent map): a background snapshot clones the state on the apply
+/// path, and that clone must cost O(1), not a copy of every key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
-    pub data: OrdMap<String, String>,
+    pub data: Keyspace,
     pub sessions: Sessions<ShardReply>,
 }
 
@@ -79,7 +79,7 @@ impl GroupState {
 
     /// Bytes of keys and values held, served and outgoing, for memory tests.
     pub fn data_bytes(&self) -> usize {
-        let size = |s: &Shard| -> usize { s.data.iter().map(|(k, v)| k.len() + v.len()).sum() };
+        let size = |s: &Shard| s.data.bytes() as usize;
         self.shards.values().map(size).sum::<usize>()
             + self
                 .outgoing
@@ -131,29 +131,28 @@ impl StateMachine for GroupState {
                 value: s.data.get(key).cloned().unwrap_or_default(),
             },
             KvOp::Put { key, value } => {
-                s.data.insert(key.clone(), value.clone());
+                s.data.put(key.clone(), value.clone());
                 ShardReply::Written {
                     shard,
                     len: value.len() as u64,
                 }
             }
-            KvOp::Append { key, value } => {
-                // The ceiling, not a server's configured limit: every replica must decide
-                // alike, whatever its flags.
-                let len = s.data.get(key).map_or(0, String::len) + value.len();
-                if len > limits::MAX_VALUE_CEILING {
+            KvOp::Append { key, value } => match s.data.append(key, value) {
+                Some(len) => ShardReply::Written { shard, len },
+                None => {
+                    // The ceiling, not a server's configured limit: every replica must
+                    // decide alike, whatever its flags.
                     let refused = TooLarge::Value {
-                        size: len as u64,
+                        size: (s.data.get(key).map_or(0, Vec::len) + value.len()) as u64,
                         limit: limits::MAX_VALUE_CEILING as u64,
                     };
-                    return ShardReply::TooLarge { shard, refused };
+                    ShardReply::TooLarge { shard, refused }
                 }
-                s.data.entry(key.clone()).or_default().push_str(value);
-                ShardReply::Written {
-                    shard,
-                    len: len as u64,
-                }
-            }
+            },
+            KvOp::Redis(command) => ShardReply::Redis {
+                shard,
+                reply: s.data.apply(command),
+            },
         }
     }
 
@@ -214,17 +213,24 @@ impl StateMachine for GroupState {
     /// whose log has moved the shard away (or has not installed it yet) answers
     /// `WrongGroup`, never a value (docs/shardkv.md, "Reads without a log entry").
     fn read(&self, op: &KvOp) -> Option<ShardReply> {
-        let KvOp::Get { key } = op else {
-            return None;
-        };
         let shard = self.shard_of(op);
-        Some(match self.shards.get(&shard) {
-            Some(s) => ShardReply::Value {
-                shard,
-                value: s.data.get(key).cloned().unwrap_or_default(),
-            },
-            None => ShardReply::WrongGroup { shard },
-        })
+        match op {
+            KvOp::Get { key } => Some(match self.shards.get(&shard) {
+                Some(s) => ShardReply::Value {
+                    shard,
+                    value: s.data.get(key).cloned().unwrap_or_default(),
+                },
+                None => ShardReply::WrongGroup { shard },
+            }),
+            KvOp::Redis(command) if !command.writes() => Some(match self.shards.get(&shard) {
+                Some(s) => ShardReply::Redis {
+                    shard,
+                    reply: s.data.read(command)?,
+                },
+                None => ShardReply::WrongGroup { shard },
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -271,7 +277,8 @@ mod tests {
         let shard = state.shard_of(&append(""));
         state.shards.insert(shard, Shard::default());
         let almost = "a".repeat(limits::MAX_VALUE_CEILING - 1);
-        state.apply(1, &append(&almost));
+        let almost = almost.as_str();
+        state.apply(1, &append(almost));
         let refused = TooLarge::Value {
             size: limits::MAX_VALUE_CEILING as u64 + 1,
             limit: limits::MAX_VALUE_CEILING as u64,

@@ -39,8 +39,8 @@ fn crash_and_restart_during_shard_moves() {
             let ops = (0..5)
                 .map(|n| {
                     Op::Kv(KvOp::Append {
-                        key: key.clone(),
-                        value: format!("{i}.{round}.{n} "),
+                        key: key.clone().into(),
+                        value: format!("{i}.{round}.{n} ").into(),
                     })
                 })
                 .collect();
@@ -143,7 +143,7 @@ fn unaffected_shards_keep_serving_during_a_long_move() {
     c.submit(
         stuck,
         vec![Op::Kv(KvOp::Get {
-            key: keys[moving].clone(),
+            key: keys[moving].clone().into(),
         })],
     );
     c.sim.run_for(Duration::from_secs(3));
@@ -199,7 +199,10 @@ fn random_run(seed: u64, load: Load, mut faults: impl FnMut(&mut Cluster)) {
                     .into_iter()
                     .map(|key| {
                         let value = format!("{i}.init ");
-                        Op::Kv(KvOp::Put { key, value })
+                        Op::Kv(KvOp::Put {
+                            key: key.into(),
+                            value: value.into(),
+                        })
                     })
                     .collect();
                 c.submit(k, writes);
@@ -225,9 +228,15 @@ fn random_run(seed: u64, load: Load, mut faults: impl FnMut(&mut Cluster)) {
                             None => c.sim.rng().gen_range(0..3),
                         };
                         Op::Kv(match kind {
-                            0 => KvOp::Get { key },
-                            1 => KvOp::Put { key, value },
-                            _ => KvOp::Append { key, value },
+                            0 => KvOp::Get { key: key.into() },
+                            1 => KvOp::Put {
+                                key: key.into(),
+                                value: value.into(),
+                            },
+                            _ => KvOp::Append {
+                                key: key.into(),
+                                value: value.into(),
+                            },
                         })
                     })
                     .collect();
@@ -288,12 +297,13 @@ fn batch_of(c: &mut Cluster, ops: Vec<Op>) -> Vec<KvOp> {
         })
         .collect();
     if one_key {
-        let key = synod_shardkv::key_of(&kv[0]).to_string();
+        let key = synod_shardkv::key_of(&kv[0]).to_vec();
         for op in &mut kv {
             match op {
                 KvOp::Get { key: k } | KvOp::Put { key: k, .. } | KvOp::Append { key: k, .. } => {
                     *k = key.clone();
                 }
+                KvOp::Redis(_) => unreachable!("the simulated clients send no Redis command"),
             }
         }
     }
@@ -450,7 +460,7 @@ fn a_read_at_the_old_owner_after_the_move_out_is_wrong_group() {
         });
     // The probe's session on the shard (its first command there is logged).
     let put = KvOp::Put {
-        key: key.clone(),
+        key: key.clone().into(),
         value: "old".into(),
     };
     let reply = ask(&mut c, probe, server_id(GIDS[0], 0), 1, put);
@@ -461,7 +471,7 @@ fn a_read_at_the_old_owner_after_the_move_out_is_wrong_group() {
             g.state()
                 .shards
                 .get(&shard)
-                .is_some_and(|s| s.data.get(&key).map(String::as_str) == Some(value))
+                .is_some_and(|s| s.data.get(&key).map(Vec::as_slice) == Some(value.as_bytes()))
         })
     };
     c.sim.require(
@@ -472,7 +482,7 @@ fn a_read_at_the_old_owner_after_the_move_out_is_wrong_group() {
                 g.state()
                     .shards
                     .get(&shard)
-                    .is_some_and(|sh| sh.data.contains_key(&key))
+                    .is_some_and(|sh| sh.data.get(&key).is_some())
             })
         },
     );
@@ -494,7 +504,9 @@ fn a_read_at_the_old_owner_after_the_move_out_is_wrong_group() {
         "the cut-off replica still serves the old value in its old configuration"
     );
     c.sim.heal();
-    let get = KvOp::Get { key: key.clone() };
+    let get = KvOp::Get {
+        key: key.clone().into(),
+    };
     let reply = ask(&mut c, probe, lagging, 2, get.clone());
     assert_eq!(reply, ShardReply::WrongGroup { shard });
     let reply = ask(&mut c, probe, server_id(GIDS[1], 1), 3, get);

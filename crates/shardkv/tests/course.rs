@@ -79,7 +79,12 @@ fn shards_really_move() {
         .iter()
         .map(|key| {
             let k = c.clerk();
-            c.submit(k, vec![Op::Kv(KvOp::Get { key: key.clone() })]);
+            c.submit(
+                k,
+                vec![Op::Kv(KvOp::Get {
+                    key: key.clone().into(),
+                })],
+            );
             k
         })
         .collect();
@@ -149,10 +154,12 @@ fn concurrent(seed: u64, unreliable: bool) {
                 k,
                 vec![
                     Op::Kv(KvOp::Append {
-                        key: i.to_string(),
-                        value,
+                        key: i.to_string().into(),
+                        value: value.into(),
                     }),
-                    Op::Kv(KvOp::Get { key: i.to_string() }),
+                    Op::Kv(KvOp::Get {
+                        key: i.to_string().into(),
+                    }),
                     Op::Ctl(CtlOp::Move { shard, gid }),
                 ],
             );

@@ -87,12 +87,26 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 resp_security,
                 max_memory,
             } => serve(*replica, resp, limits, *resp_security, max_memory).await,
-            KvCommand::Get { target, key } => request(target, KvOp::Get { key }).await,
+            KvCommand::Get { target, key } => request(target, KvOp::Get { key: key.into() }).await,
             KvCommand::Put { target, key, value } => {
-                request(target, KvOp::Put { key, value }).await
+                request(
+                    target,
+                    KvOp::Put {
+                        key: key.into(),
+                        value: value.into(),
+                    },
+                )
+                .await
             }
             KvCommand::Append { target, key, value } => {
-                request(target, KvOp::Append { key, value }).await
+                request(
+                    target,
+                    KvOp::Append {
+                        key: key.into(),
+                        value: value.into(),
+                    },
+                )
+                .await
             }
         }
     })
@@ -143,7 +157,7 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
         .with_timeout(Duration::from_secs_f64(target.timeout))
         .with_limits(limits);
     match client.call(op).await? {
-        KvReply::Value(v) => println!("{v}"),
+        KvReply::Value(v) => print_value(&v)?,
         KvReply::Written { len } => println!("{len}"),
         KvReply::SessionExpired => bail!("session expired; the operation was not applied"),
         KvReply::TooLarge(refused) => bail!("{refused}; the operation was not applied"),
@@ -151,7 +165,17 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
             "out of memory: the store holds {used} bytes, --max-memory is {limit}; \
              the operation was not applied"
         ),
-        KvReply::Batch(_) => bail!("the server answered a batch to a single operation"),
+        KvReply::Batch(_) | KvReply::Redis(_) => {
+            bail!("the server answered another kind of operation")
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a value read by `get` as it is stored (bytes, not necessarily text), then a newline.
+pub(crate) fn print_value(value: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(value)?;
+    out.write_all(b"\n")
 }

@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use synod_client::PbClient;
 use synod_net::{run_node, NodeConfig};
 use synod_node::NodeId;
-use synod_pbservice::{Op, PbServer};
+use synod_pbservice::{Op, PbServer, Reply};
 use synod_storage::MemStorage;
 use tokio::net::TcpListener;
 
@@ -88,26 +88,43 @@ pub struct ClientArgs {
 pub fn run(cmd: PbCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let (target, op) = match cmd {
+        let (target, what, op) = match cmd {
             PbCommand::Serve(args) => return serve(args).await,
-            PbCommand::Get { target, key } => (target, Op::Get { key }),
-            PbCommand::Put { target, key, value } => (target, Op::Put { key, value }),
-            PbCommand::Append { target, key, value } => (target, Op::Append { key, value }),
+            PbCommand::Get { target, key } => {
+                (target, format!("get {key}"), Op::Get { key: key.into() })
+            }
+            PbCommand::Put { target, key, value } => {
+                let what = format!("put {key}");
+                (
+                    target,
+                    what,
+                    Op::Put {
+                        key: key.into(),
+                        value: value.into(),
+                    },
+                )
+            }
+            PbCommand::Append { target, key, value } => {
+                let what = format!("append {key}");
+                (
+                    target,
+                    what,
+                    Op::Append {
+                        key: key.into(),
+                        value: value.into(),
+                    },
+                )
+            }
         };
-        let is_get = op.is_get();
-        let what = match &op {
-            Op::Get { key } => format!("get {key}"),
-            Op::Put { key, .. } => format!("put {key}"),
-            Op::Append { key, .. } => format!("append {key}"),
-        };
+        let is_get = matches!(op, Op::Get { .. });
         let limit = seconds("--timeout", target.timeout)?;
         let value = PbClient::connect(target.view.clone())?
             .with_timeout(limit)
             .call(op)
             .await
             .with_context(|| format!("{what} via the view service at {}", target.view))?;
-        if is_get {
-            println!("{value}");
+        if let (true, Reply::Bulk(value)) = (is_get, value) {
+            crate::kv_cmd::print_value(&value.unwrap_or_default())?;
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use std::time::Instant;
 
 use synod_resp::security::RespSecurity;
-use synod_resp::{Answer, Backend, BackendError, Op, RespLimits};
+use synod_resp::{Backend, BackendError, Command, Reply, RespLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -144,50 +144,26 @@ impl<B: Backend> Metered<B> {
     }
 }
 
-/// The metrics label of an operation: its command's name.
-fn command_name(op: &Op) -> &'static str {
-    match op {
-        Op::Get { .. } => "get",
-        Op::Set { .. } => "set",
-        Op::Append { .. } => "append",
-    }
-}
-
 impl<B: Backend> Backend for Metered<B> {
-    fn get(
-        &self,
-        key: String,
-    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
-        Self::timed("get", self.0.get(key))
+    fn run(&self, command: Command) -> impl Future<Output = Result<Reply, BackendError>> + Send {
+        Self::timed(command.name(), self.0.run(command))
     }
 
-    fn put(
-        &self,
-        key: String,
-        value: String,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send {
-        Self::timed("set", self.0.put(key, value))
-    }
-
-    fn append(
-        &self,
-        key: String,
-        value: String,
-    ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send {
-        Self::timed("append", self.0.append(key, value))
-    }
-
-    async fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Answer, BackendError>> {
-        let commands: Vec<&'static str> = ops.iter().map(command_name).collect();
+    async fn run_batch(&self, commands: Vec<Command>) -> Vec<Result<Reply, BackendError>> {
+        let names: Vec<&'static str> = commands.iter().map(Command::name).collect();
         let metrics = synod_metrics::global();
-        metrics.request_batch.observe(ops.len() as f64);
+        metrics.request_batch.observe(commands.len() as f64);
         let started = Instant::now();
-        let answers = self.0.run_batch(ops).await;
+        let answers = self.0.run_batch(commands).await;
         // Every command of a batch waited for the whole batch.
         let took = started.elapsed();
-        for (command, answer) in commands.into_iter().zip(&answers) {
-            metrics.record_request(command, took, answer.is_ok());
+        for (name, answer) in names.into_iter().zip(&answers) {
+            metrics.record_request(name, took, answer.is_ok());
         }
         answers
+    }
+
+    fn replication(&self) -> impl Future<Output = Vec<(String, String)>> + Send {
+        self.0.replication()
     }
 }

@@ -127,10 +127,26 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 };
                 serve(replica, data, resp).await
             }
-            ShardkvCommand::Get { ctl, key } => request(ctl, KvOp::Get { key }).await,
-            ShardkvCommand::Put { ctl, key, value } => request(ctl, KvOp::Put { key, value }).await,
+            ShardkvCommand::Get { ctl, key } => request(ctl, KvOp::Get { key: key.into() }).await,
+            ShardkvCommand::Put { ctl, key, value } => {
+                request(
+                    ctl,
+                    KvOp::Put {
+                        key: key.into(),
+                        value: value.into(),
+                    },
+                )
+                .await
+            }
             ShardkvCommand::Append { ctl, key, value } => {
-                request(ctl, KvOp::Append { key, value }).await
+                request(
+                    ctl,
+                    KvOp::Append {
+                        key: key.into(),
+                        value: value.into(),
+                    },
+                )
+                .await
             }
         }
     })
@@ -203,7 +219,7 @@ async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {
     let timeout = args.timeout()?;
     let client = ShardKvClient::connect(args.ctl)?.with_timeout(timeout);
     match client.call(op).await? {
-        ShardReply::Value { value, .. } => println!("{value}"),
+        ShardReply::Value { value, .. } => crate::kv_cmd::print_value(&value)?,
         ShardReply::Written { len, .. } => println!("{len}"),
         ShardReply::TooLarge { refused, .. } => bail!("{refused}; the operation was not applied"),
         other => bail!("unexpected answer {other:?}"),

@@ -144,11 +144,13 @@ fn client_load(
             }),
         };
         let output = match (&input, reply) {
-            (KvInput::Get { .. }, Ok(Reply::Bulk(Some(value)))) => Some(value),
-            (KvInput::Put { .. } | KvInput::Append { .. }, Ok(Reply::Simple(ok))) => {
+            (KvInput::Get { .. }, Ok(Reply::Bulk(value))) => Some(value.unwrap_or_default()),
+            (KvInput::Put { .. }, Ok(Reply::Simple(ok))) => {
                 assert_eq!(ok, "OK");
                 Some(String::new())
             }
+            // APPEND answers the new length, as in Redis.
+            (KvInput::Append { .. }, Ok(Reply::Integer(_))) => Some(String::new()),
             (_, Ok(Reply::Error(e))) => {
                 assert!(e.contains("timed out"), "unexpected error {e}");
                 None
@@ -356,10 +358,10 @@ fn cli_and_resp_front_against_one_server() {
     );
     // The connection is still usable after the error.
     assert_eq!(call(&["GET", "k"]), Reply::Bulk(Some("ab".into())));
-    assert_eq!(call(&["APPEND", "k", "c"]), Reply::Simple("OK".into()));
+    assert_eq!(call(&["APPEND", "k", "c"]), Reply::Integer(3));
     assert_eq!(call(&["SET", "n", "1"]), Reply::Simple("OK".into()));
     assert_eq!(call(&["GET", "n"]), Reply::Bulk(Some("1".into())));
-    assert_eq!(call(&["GET", "missing"]), Reply::Bulk(Some(String::new())));
+    assert_eq!(call(&["GET", "missing"]), Reply::Bulk(None));
     assert!(matches!(call(&["GET"]), Reply::Error(_)));
     assert_eq!(pb_cli(&["get", "k"]), "abc");
 

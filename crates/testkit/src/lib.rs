@@ -73,12 +73,18 @@ pub fn add_agreement_invariant<M, V>(
     });
 }
 
-/// The checker's input for a key/value operation.
+/// The checker's input for a course key/value operation (the checker's model is over text:
+/// the histories the tests record hold UTF-8 keys and values).
+///
+/// # Panics
+/// On a Redis command, which the checker's model does not describe.
 pub fn kv_input(op: &KvOp) -> KvInput {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     match op {
-        KvOp::Get { key } => KvInput::get(key.as_str()),
-        KvOp::Put { key, value } => KvInput::put(key.as_str(), value.as_str()),
-        KvOp::Append { key, value } => KvInput::append(key.as_str(), value.as_str()),
+        KvOp::Get { key } => KvInput::get(text(key)),
+        KvOp::Put { key, value } => KvInput::put(text(key), text(value)),
+        KvOp::Append { key, value } => KvInput::append(text(key), text(value)),
+        KvOp::Redis(command) => panic!("no checker model for {command:?}"),
     }
 }
 

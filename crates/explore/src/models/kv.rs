@@ -67,9 +67,15 @@ impl KvModel {
 /// The request a client sends for `input`.
 fn kv_op(input: &KvInput) -> KvOp {
     match input.clone() {
-        KvInput::Get { key } => KvOp::Get { key },
-        KvInput::Put { key, value } => KvOp::Put { key, value },
-        KvInput::Append { key, value } => KvOp::Append { key, value },
+        KvInput::Get { key } => KvOp::Get { key: key.into() },
+        KvInput::Put { key, value } => KvOp::Put {
+            key: key.into(),
+            value: value.into(),
+        },
+        KvInput::Append { key, value } => KvOp::Append {
+            key: key.into(),
+            value: value.into(),
+        },
     }
 }
 
@@ -164,7 +170,7 @@ impl Model for KvModel {
             return;
         };
         let output = match reply {
-            KvReply::Value(v) => v,
+            KvReply::Value(v) => String::from_utf8_lossy(&v).into_owned(),
             KvReply::Written { .. } => String::new(),
             // The client learns nothing: the operation stays of unknown outcome (a value
             // too large is refused before anything is proposed; the model sends none, nor
@@ -172,7 +178,8 @@ impl Model for KvModel {
             KvReply::SessionExpired
             | KvReply::TooLarge(_)
             | KvReply::OutOfMemory { .. }
-            | KvReply::Batch(_) => return,
+            | KvReply::Batch(_)
+            | KvReply::Redis(_) => return,
         };
         world.ghost.history.returned(client, seq, output);
     }

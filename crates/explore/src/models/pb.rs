@@ -75,9 +75,15 @@ pub struct PbGhost {
 
 fn server_op(input: &KvInput) -> Op {
     match input.clone() {
-        KvInput::Get { key } => Op::Get { key },
-        KvInput::Put { key, value } => Op::Put { key, value },
-        KvInput::Append { key, value } => Op::Append { key, value },
+        KvInput::Get { key } => Op::Get { key: key.into() },
+        KvInput::Put { key, value } => Op::Put {
+            key: key.into(),
+            value: value.into(),
+        },
+        KvInput::Append { key, value } => Op::Append {
+            key: key.into(),
+            value: value.into(),
+        },
     }
 }
 
@@ -183,8 +189,15 @@ impl Model for PbModel {
             return;
         };
         // "Not the primary" tells the client nothing about its operation.
-        if let Ok(value) = result {
-            world.ghost.history.returned(client, seq, value);
+        // The course's output: a Get's value as text, nothing for a write.
+        if let Ok(reply) = result {
+            let output = match reply {
+                synod_pbservice::Reply::Bulk(Some(value)) => {
+                    String::from_utf8_lossy(&value).into_owned()
+                }
+                _ => String::new(),
+            };
+            world.ghost.history.returned(client, seq, output);
         }
     }
 

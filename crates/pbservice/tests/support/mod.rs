@@ -12,7 +12,7 @@ use rand::RngCore;
 use synod_check::kv::{KvInput, KvModel};
 use synod_check::{check_operations, CheckResult, Model, Operation};
 use synod_node::clerk::Clerk as _;
-use synod_pbservice::{Clerk, Msg, Op, PbOutput, PbServer, Target, View};
+use synod_pbservice::{Clerk, Msg, Op, PbOutput, PbServer, Reply, Target, View};
 use synod_sim::{Context, Node, NodeId, OpId, Recorder, Simulator, TimerToken};
 use synod_viewservice::ViewServer;
 
@@ -75,10 +75,12 @@ impl ClientNode {
     /// Starts `op` now (the client must be idle).
     pub fn begin(&mut self, ctx: &mut dyn Context<Msg>, op: Op) {
         assert!(!self.busy(), "one operation at a time");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         let input = match &op {
-            Op::Get { key } => KvInput::get(key.clone()),
-            Op::Put { key, value } => KvInput::put(key.clone(), value.clone()),
-            Op::Append { key, value } => KvInput::append(key.clone(), value.clone()),
+            Op::Get { key } => KvInput::get(text(key)),
+            Op::Put { key, value } => KvInput::put(text(key), text(value)),
+            Op::Append { key, value } => KvInput::append(text(key), text(value)),
+            Op::Redis(command) => panic!("no checker model for {command:?}"),
         };
         self.pending = Some(self.history.invoke(self.clerk.client_id(), input));
         self.started += 1;
@@ -95,8 +97,9 @@ impl ClientNode {
         };
         // The clerk numbers its timers from 1; THINK is the largest token.
         for reply in synod_testkit::carry_out(ctx, outputs, node_of, |t| t) {
-            let value = reply
+            let reply = reply
                 .unwrap_or_else(|refused| panic!("simulated clients stay small, yet: {refused}"));
+            let value = course_output(&reply);
             if let Some(op) = self.pending.take() {
                 self.history.complete(op, value.clone());
             }
@@ -546,4 +549,18 @@ impl Node for RawClient {
         }
     }
     fn on_timer(&mut self, _ctx: &mut dyn Context<Msg>, _token: TimerToken) {}
+}
+
+/// What the course's history records for `reply`: a Get's value as text, "" for a write.
+pub fn course_output(reply: &Reply) -> String {
+    match reply {
+        Reply::Bulk(Some(value)) => String::from_utf8_lossy(value).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// `key`'s value at `server`, as text ("" if it has none, as the course reads it).
+pub fn stored(server: &PbServer, key: &str) -> String {
+    let value = server.store().get(key).cloned().unwrap_or_default();
+    String::from_utf8(value).expect("the tests store text")
 }

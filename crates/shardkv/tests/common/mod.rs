@@ -373,7 +373,7 @@ impl Clerk {
 
     fn output(&self, reply: ShardReply) -> String {
         match reply {
-            ShardReply::Value { value, .. } => value,
+            ShardReply::Value { value, .. } => String::from_utf8_lossy(&value).into_owned(),
             ShardReply::Written { .. } => String::new(),
             ShardReply::SessionExpired => panic!("client {} session expired", self.id),
             ShardReply::TooLarge { refused, .. } => {
@@ -381,6 +381,7 @@ impl Clerk {
             }
             ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
             ShardReply::Batch(_) => panic!("a batch inside a batch"),
+            ShardReply::Redis { .. } => panic!("the simulated clients send no Redis command"),
         }
     }
 
