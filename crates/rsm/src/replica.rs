@@ -585,7 +585,10 @@ impl<S: StateMachine> Rsm<S> {
     /// index), so it waits for the next, which then serves every read that arrived
     /// meanwhile. Under many concurrent reads this costs a read at most one more round trip
     /// and saves a round of messages to every peer per batch of requests, which is what
-    /// bounds reads on a machine whose cores are busy.
+    /// bounds reads on a machine whose cores are busy. A barrier that a read waits for is
+    /// always open in Paxos (it is ended only once no read refers to it, and Paxos starts
+    /// a life with no reads), and an open barrier completes once a majority answers (it
+    /// asks again every `BARRIER_RETRY`), so waiting for it cannot stall reads forever.
     fn answer_reads(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
         let barrier_waiting = self
             .reads
