@@ -120,34 +120,67 @@ where
 }
 
 /// The connections a session keeps between operations, by server.
-pub(crate) type Kept<S, C> = HashMap<S, C>;
+type Kept<S, C> = HashMap<S, C>;
 
 /// What one try hands back: its server, and its connection with the message it received.
 type TryResult<S, C, M> = (S, Result<(C, M), NetError>);
 
-/// Runs the operation `start` begins on `clerk` (usually `|c| c.start(op)`) until it
-/// completes (its reply) or `deadline` passes (`None`). `kept` holds the session's
-/// connections: used when the clerk sends to their server, and given the connection of the
-/// server that answered.
-pub(crate) async fn run<K, D>(
-    clerk: &mut K,
-    start: impl FnOnce(&mut K) -> Vec<ClerkOutput<K::Server, K::Msg, K::Reply>>,
-    kept: &mut Kept<K::Server, D::Conn>,
-    dialer: &D,
-    deadline: Instant,
-) -> Option<K::Reply>
+/// One client id of a service: its clerk, one operation at a time, and the connections it
+/// keeps between operations (to the server that answered the last one).
+pub(crate) struct Session<K: Clerk, C> {
+    pub(crate) clerk: K,
+    kept: Kept<K::Server, C>,
+}
+
+impl<K, C> Session<K, C>
 where
     K: Clerk,
     K::Server: Send + 'static,
     K::Msg: PartialEq + Clone + Send + 'static,
-    D: Dialer<K::Server, Msg = K::Msg>,
 {
-    run_noting(clerk, start, kept, dialer, deadline, &mut None).await
+    pub(crate) fn new(clerk: K) -> Self {
+        Session {
+            clerk,
+            kept: Kept::new(),
+        }
+    }
+
+    /// Runs the operation `start` begins (see [`run`]) on this session's connections. `Err`
+    /// says why a server could last not be reached, if one could not, so an operation that
+    /// times out can tell "nobody listens" from "slow".
+    pub(crate) async fn run<D>(
+        &mut self,
+        start: impl FnOnce(&mut K) -> Vec<ClerkOutput<K::Server, K::Msg, K::Reply>>,
+        dialer: &D,
+        deadline: Instant,
+    ) -> Result<K::Reply, Option<String>>
+    where
+        D: Dialer<K::Server, Msg = K::Msg, Conn = C>,
+    {
+        let mut problem = None;
+        run(
+            &mut self.clerk,
+            start,
+            &mut self.kept,
+            dialer,
+            deadline,
+            &mut problem,
+        )
+        .await
+        .ok_or(problem)
+    }
+
+    /// Forgets the connections kept.
+    pub(crate) fn disconnect(&mut self) {
+        self.kept.clear();
+    }
 }
 
-/// [`run`], noting in `problem` why a server could last not be reached, so that an
-/// operation that times out can tell "nobody listens" from "slow".
-pub(crate) async fn run_noting<K, D>(
+/// Runs the operation `start` begins on `clerk` (usually `|c| c.start(op)`) until it
+/// completes (its reply) or `deadline` passes (`None`), noting in `problem` why a server
+/// could last not be reached. `kept` holds the session's connections: used when the clerk
+/// sends to their server, and given the connection of the server that answered.
+async fn run<K, D>(
     clerk: &mut K,
     start: impl FnOnce(&mut K) -> Vec<ClerkOutput<K::Server, K::Msg, K::Reply>>,
     kept: &mut Kept<K::Server, D::Conn>,
@@ -357,7 +390,15 @@ mod tests {
         let mut kept = Kept::new();
         let op = KvOp::Get { key: "k".into() };
         let deadline = Instant::now() + limit;
-        let reply = run(&mut clerk, |c| c.start(op), &mut kept, &dialer, deadline).await;
+        let reply = run(
+            &mut clerk,
+            |c| c.start(op),
+            &mut kept,
+            &dialer,
+            deadline,
+            &mut None,
+        )
+        .await;
         (reply, kept)
     }
 
@@ -500,6 +541,7 @@ mod tests {
             &mut kept,
             &dialer,
             start + STEP * 10,
+            &mut None,
         )
         .await;
         assert_eq!(got, value("second"));

@@ -18,16 +18,12 @@ use synod_rsm::clerk::RsmOutput;
 use synod_rsm::StatusMsg;
 use tokio::time::Instant;
 
-use crate::driver::{self, Kept, TcpDialer};
+use crate::driver::{self, TcpDialer};
 use crate::error::server_list;
 use crate::pool::{Pool, DEFAULT_TIMEOUT};
 use crate::ClientError;
 
-struct Session {
-    clerk: KvClerk,
-    /// Connections kept for the next operation (to the replica that answered the last one).
-    kept: Kept<usize, Client<KvMsg>>,
-}
+type Session = driver::Session<KvClerk, Client<KvMsg>>;
 
 /// A client of a Paxos KV cluster (`synod kv serve`).
 ///
@@ -215,20 +211,12 @@ impl KvClient {
         &self,
         start: impl FnOnce(&mut KvClerk) -> Vec<RsmOutput<KvOp, (), KvReply>>,
     ) -> Result<KvReply, ClientError> {
-        let mut session = self.idle.take(|| Session {
-            clerk: KvClerk::new(rand::random(), self.dialer.addrs().len()),
-            kept: Kept::new(),
-        });
+        let mut session = self
+            .idle
+            .take(|| Session::new(KvClerk::new(rand::random(), self.dialer.addrs().len())));
         session.clerk.prefer(self.preferred);
         let deadline = Instant::now() + self.timeout;
-        let answer = driver::run(
-            &mut session.clerk,
-            start,
-            &mut session.kept,
-            &self.dialer,
-            deadline,
-        )
-        .await;
+        let answer = session.run(start, &self.dialer, deadline).await.ok();
         match answer {
             Some(KvReply::SessionExpired) => Err(ClientError::SessionExpired),
             // The session is dropped with it: a refusal at the edge is not recorded in the

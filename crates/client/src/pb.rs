@@ -15,7 +15,7 @@ use synod_node::clerk::Clerk as _;
 use synod_pbservice::{Clerk, Command, Msg, Op, Reply, Target};
 use tokio::time::Instant;
 
-use crate::driver::{self, Dialer, Kept};
+use crate::driver::{self, Dialer};
 use crate::pool::{Pool, DEFAULT_TIMEOUT};
 use crate::ClientError;
 
@@ -106,27 +106,17 @@ impl PbClient {
 
     /// Runs `op` until a primary completes it or the timeout passes, and returns its reply.
     pub async fn call(&self, op: Op) -> Result<Reply, ClientError> {
-        let mut session = self.idle.take(|| Session {
-            clerk: Clerk::new(rand::random()),
-            kept: Kept::new(),
-        });
+        let mut session = self.idle.take(|| Session::new(Clerk::new(rand::random())));
         let deadline = Instant::now() + self.timeout;
-        let mut problem = None;
-        let answer = driver::run_noting(
-            &mut session.clerk,
-            |clerk| clerk.start(op),
-            &mut session.kept,
-            &self.dialer,
-            deadline,
-            &mut problem,
-        )
-        .await;
+        let answer = session
+            .run(|clerk| clerk.start(op), &self.dialer, deadline)
+            .await;
         // A failed session stays usable: `Clerk::start` gives the next operation a new
         // sequence number, leaving only the failed one's outcome unknown.
         self.idle.put(session);
         match answer {
-            Some(reply) => reply.map_err(ClientError::from),
-            None => Err(ClientError::NoPrimary {
+            Ok(reply) => reply.map_err(ClientError::from),
+            Err(problem) => Err(ClientError::NoPrimary {
                 after: self.timeout,
                 problem,
             }),
@@ -138,11 +128,7 @@ fn unexpected(reply: Reply) -> ClientError {
     ClientError::Unexpected(format!("{reply:?}"))
 }
 
-/// One client id of the service, one operation at a time, with the connections it keeps.
-struct Session {
-    clerk: Clerk,
-    kept: Kept<Target, Client<Msg>>,
-}
+type Session = driver::Session<Clerk, Client<Msg>>;
 
 /// Connects to the view service at its address, and to a KV server at the address the view
 /// service announced for it; a failure says which it was.

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tracing::trace;
 
 use crate::coalesce::{Coalescer, Turn};
-use crate::driver::{self, Connection, Dialer, Kept, TcpDialer};
+use crate::driver::{self, Connection, Dialer, TcpDialer};
 use crate::error::server_list;
 use crate::pool::Pool;
 use crate::resp::backend_error;
@@ -54,9 +54,7 @@ pub use crate::pool::DEFAULT_TIMEOUT;
 pub struct CtlClient {
     dialer: CtlDialer,
     timeout: Duration,
-    clerk: CtlClerk,
-    /// Connections kept for the next request (to the controller that answered last).
-    kept: Kept<usize, CtlConn>,
+    session: driver::Session<CtlClerk, CtlConn>,
 }
 
 impl CtlClient {
@@ -65,12 +63,11 @@ impl CtlClient {
         servers: impl IntoIterator<Item = S>,
     ) -> Result<Self, ClientError> {
         let servers = server_list(servers)?;
-        let clerk = Self::new_session(servers.len());
+        let session = driver::Session::new(Self::new_clerk(servers.len()));
         Ok(CtlClient {
             dialer: CtlDialer(TcpDialer::new(servers)),
             timeout: DEFAULT_TIMEOUT,
-            clerk,
-            kept: Kept::new(),
+            session,
         })
     }
 
@@ -94,32 +91,28 @@ impl CtlClient {
     }
 
     async fn call_until(&mut self, op: CtlOp, deadline: Instant) -> Result<CtlReply, ClientError> {
-        let answer = driver::run(
-            &mut self.clerk,
-            |c| c.start(op),
-            &mut self.kept,
-            &self.dialer,
-            deadline,
-        )
-        .await;
+        let answer = self
+            .session
+            .run(|c| c.start(op), &self.dialer, deadline)
+            .await;
         match answer {
-            Some(CtlReply::SessionExpired) => {
-                self.clerk = Self::new_session(self.dialer.0.addrs().len());
+            Ok(CtlReply::SessionExpired) => {
+                self.session.clerk = Self::new_clerk(self.dialer.0.addrs().len());
                 Err(ClientError::SessionExpired)
             }
-            Some(reply) => Ok(reply),
-            None => {
+            Ok(reply) => Ok(reply),
+            Err(_) => {
                 // The request may or may not have been applied: its number cannot be reused
                 // for another request, nor skipped (an unknown client past number 1 looks
                 // evicted).
-                self.clerk = Self::new_session(self.dialer.0.addrs().len());
-                self.kept.clear();
+                self.session.clerk = Self::new_clerk(self.dialer.0.addrs().len());
+                self.session.disconnect();
                 Err(ClientError::Timeout(self.timeout))
             }
         }
     }
 
-    fn new_session(servers: usize) -> CtlClerk {
+    fn new_clerk(servers: usize) -> CtlClerk {
         CtlClerk::new(rand::random::<u64>() >> 1, servers)
     }
 }
@@ -167,10 +160,7 @@ impl Dialer<usize> for CtlDialer {
 
 /// One client session of the KV: its clerk (id, per-shard numbers, configuration, a
 /// controller session) and the connections it keeps.
-struct Session {
-    clerk: ShardKvClerk,
-    kept: Kept<ShardServer, Client<ShardMsg>>,
-}
+type Session = driver::Session<ShardKvClerk, Client<ShardMsg>>;
 
 /// TCP connections to the servers a [`ShardKvClerk`] names: controllers by index into their
 /// addresses, group servers by the address the configuration lists.
@@ -421,20 +411,16 @@ impl ShardKvClient {
     ) -> Result<ShardReply, ClientError> {
         let deadline = Instant::now() + self.timeout;
         let controllers = self.dialer.0.addrs().len();
-        let mut session = self.idle.take(|| Session {
-            clerk: ShardKvClerk::new(rand::random::<u64>() >> 1, controllers, Config::initial(0)),
-            kept: Kept::new(),
+        let mut session = self.idle.take(|| {
+            Session::new(ShardKvClerk::new(
+                rand::random::<u64>() >> 1,
+                controllers,
+                Config::initial(0),
+            ))
         });
         session.clerk.learn(&self.shared_config());
         session.clerk.prefer(self.preferred);
-        let answer = driver::run(
-            &mut session.clerk,
-            start,
-            &mut session.kept,
-            &self.dialer,
-            deadline,
-        )
-        .await;
+        let answer = session.run(start, &self.dialer, deadline).await.ok();
         self.learn(session.clerk.config());
         match answer {
             Some(ShardReply::SessionExpired) => Err(ClientError::SessionExpired),
