@@ -14,10 +14,12 @@ use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReply};
 use synod_net::limits::Limits;
 use synod_net::Client;
 use synod_node::clerk::Clerk;
+use synod_resp::BackendError;
 use synod_rsm::clerk::RsmOutput;
 use synod_rsm::StatusMsg;
 use tokio::time::Instant;
 
+use crate::coalesce::Coalescer;
 use crate::driver::{self, TcpDialer};
 use crate::error::server_list;
 use crate::pool::{Pool, DEFAULT_TIMEOUT};
@@ -43,6 +45,9 @@ pub struct KvClient {
     timeout: Duration,
     limits: Limits,
     idle: Pool<Session>,
+    /// The Redis-protocol front's single commands, queued by kind (writes or not) to leave
+    /// in batches.
+    pub(crate) together: Coalescer<bool, Command, Result<Reply, BackendError>>,
 }
 
 impl KvClient {
@@ -58,6 +63,7 @@ impl KvClient {
             timeout: DEFAULT_TIMEOUT,
             limits: Limits::default(),
             idle: Pool::new(),
+            together: Coalescer::new(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! forwards Redis commands through the same at-most-once client a program would use.
 
 use synod_kvpaxos::{KvOp, KvReply};
+use synod_net::limits;
 use synod_resp::{Backend, BackendError, Command, Reply};
 
 use crate::{ClientError, KvClient, PbClient};
@@ -18,20 +19,44 @@ pub(crate) fn backend_error(e: ClientError) -> BackendError {
     }
 }
 
+/// What a command is told whose batch was given up before it was answered (see
+/// `coalesce`): its outcome is unknown.
+pub(crate) fn abandoned() -> Result<Reply, BackendError> {
+    Err(BackendError::Unavailable(
+        "the batch carrying the command was given up; it may or may not have been applied".into(),
+    ))
+}
+
 impl Backend for KvClient {
+    /// A single command leaves with the other single commands of its kind in flight (reads,
+    /// answered after one barrier without a log entry, or writes, one log entry), as one
+    /// batch: a front's many connections share requests.
     async fn run(&self, command: Command) -> Result<Reply, BackendError> {
-        self.redis(command).await.map_err(backend_error)
+        let batch = |commands: Vec<Command>| async move {
+            match <[Command; 1]>::try_from(commands) {
+                Ok([command]) => vec![self.redis(command).await.map_err(backend_error)],
+                Err(commands) => self.run_batch(commands).await,
+            }
+        };
+        self.together
+            .run(command.writes(), command, batch, abandoned)
+            .await
     }
 
-    /// One request, one log entry, for the whole batch (or for as much of it as the reply
-    /// could carry, then the rest, in order). A batch refused whole at the edge (one of its
-    /// values too large, or the store full) is run again one command at a time, so each
-    /// gets its own answer: the reads and small writes still succeed.
+    /// One request, one log entry, per run of commands whose keys and values fit
+    /// [`limits::BATCH_BYTES`] together (and as much of it as the reply could carry, then
+    /// the rest, in order). A request refused whole at the edge (one of its values too
+    /// large, or the store full) is run again one command at a time, so each gets its own
+    /// answer: the reads and small writes still succeed.
     async fn run_batch(&self, commands: Vec<Command>) -> Vec<Result<Reply, BackendError>> {
         let mut answers = Vec::with_capacity(commands.len());
         let mut rest = commands.as_slice();
         while !rest.is_empty() {
-            let ops = rest.iter().cloned().map(KvOp::Redis).collect();
+            let ops = rest[..within_batch_bytes(rest)]
+                .iter()
+                .cloned()
+                .map(KvOp::Redis)
+                .collect();
             match self.call_batch(ops).await {
                 Ok(replies) => {
                     let done = replies.len();
@@ -39,8 +64,9 @@ impl Backend for KvClient {
                     rest = &rest[done..];
                 }
                 Err(ClientError::TooLarge(_) | ClientError::OutOfMemory { .. }) => {
+                    // Alone, not through `run`: this may be a batch of `run`'s own.
                     for command in rest {
-                        answers.push(self.run(command.clone()).await);
+                        answers.push(self.redis(command.clone()).await.map_err(backend_error));
                     }
                     break;
                 }
@@ -57,6 +83,20 @@ impl Backend for KvClient {
     async fn replication(&self) -> Vec<(String, String)> {
         self.replication_info().await
     }
+}
+
+/// How many of `commands`, from the first, one request carries: at least one, and more
+/// while their keys and values fit [`limits::BATCH_BYTES`] together.
+fn within_batch_bytes(commands: &[Command]) -> usize {
+    let mut bytes = 0;
+    let fitting = commands
+        .iter()
+        .take_while(|command| {
+            bytes += command.payload_bytes();
+            bytes <= limits::BATCH_BYTES
+        })
+        .count();
+    fitting.max(1)
 }
 
 /// The answer to one command in a batch's reply.

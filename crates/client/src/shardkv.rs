@@ -31,11 +31,11 @@ use synod_shardkv::{
 use tokio::time::Instant;
 use tracing::trace;
 
-use crate::coalesce::{Coalescer, Turn};
+use crate::coalesce::Coalescer;
 use crate::driver::{self, Connection, Dialer, TcpDialer};
 use crate::error::server_list;
 use crate::pool::Pool;
-use crate::resp::backend_error;
+use crate::resp::{abandoned, backend_error};
 use crate::ClientError;
 
 /// How long an operation keeps retrying by default: the one policy of every client.
@@ -204,7 +204,7 @@ pub struct ShardKvClient {
     /// Which server of the owning group an operation tries first.
     preferred: Option<Preference>,
     /// The Redis-protocol front's single reads, queued by group to leave in batches.
-    reads: Coalescer<Result<Option<Vec<u8>>, ClientError>>,
+    reads: Coalescer<Gid, Command, Result<Reply, BackendError>>,
 }
 
 impl ShardKvClient {
@@ -333,76 +333,23 @@ impl ShardKvClient {
         Ok(replies)
     }
 
-    /// `key`'s value (`None`: it has none), read in one batch with the other reads of its
-    /// group in flight at the same time (see the `coalesce` module): what the
-    /// Redis-protocol front calls for a lone GET.
-    async fn get_together(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, ClientError> {
+    /// A single GET run in one batch with the other single GETs of its group in flight at
+    /// the same time (see the `coalesce` module): what the Redis-protocol front calls for a
+    /// lone GET. Alone while no configuration names the group.
+    async fn get_together(&self, command: Command) -> Result<Reply, BackendError> {
         let config = self.shared_config();
-        let Some(&gid) = config
-            .shards
-            .get(key2shard(&key, config.shards.len()))
-            .filter(|_| config.num > 0)
-        else {
-            return self.get_alone(key).await;
+        let owner = match &command {
+            Command::Get { key } => config
+                .shards
+                .get(key2shard(key, config.shards.len()))
+                .filter(|_| config.num > 0),
+            _ => None,
         };
-        let (mut turn, mut lead) = self.reads.enqueue(gid, key.clone());
-        loop {
-            if lead {
-                self.run_reads(gid).await;
-            }
-            match turn.await {
-                Ok(Turn::Answer(answer)) => return answer,
-                Ok(Turn::Lead(next)) => (turn, lead) = (next, true),
-                // A runner that went away mid-batch dropped our sender.
-                Ok(Turn::Alone) | Err(_) => return self.get_alone(key).await,
-            }
-        }
-    }
-
-    /// `key`'s value (`None`: it has none), read by a request of its own.
-    async fn get_alone(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, ClientError> {
-        match self.redis(Command::Get { key }).await? {
-            Reply::Bulk(value) => Ok(value),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// Runs the next batch of group `gid`'s queued reads and answers each.
-    async fn run_reads(&self, gid: Gid) {
-        let _runner = self.reads.runner(gid);
-        let batch = self.reads.take(gid);
-        if batch.is_empty() {
-            return;
-        }
-        let ops = batch
-            .iter()
-            .map(|w| KvOp::Redis(Command::Get { key: w.key.clone() }))
-            .collect();
-        let (mut replies, timed_out) = match self.call_batch(ops).await {
-            Ok(replies) => (replies.into_iter(), None),
-            // Every read had the whole timeout: a second try alone would only double it.
-            Err(ClientError::Timeout(after)) => (Vec::new().into_iter(), Some(after)),
-            // Reads change nothing: each tries again alone, and gets its own answer.
-            Err(_) => (Vec::new().into_iter(), None),
+        let Some(&gid) = owner else {
+            return self.redis(command).await.map_err(backend_error);
         };
-        for waiter in batch {
-            let turn = match (replies.next(), timed_out) {
-                (
-                    Some(ShardReply::Redis {
-                        reply: Reply::Bulk(value),
-                        ..
-                    }),
-                    _,
-                ) => Turn::Answer(Ok(value)),
-                (Some(other), _) => {
-                    Turn::Answer(Err(ClientError::Unexpected(format!("{other:?}"))))
-                }
-                (None, Some(after)) => Turn::Answer(Err(ClientError::Timeout(after))),
-                (None, None) => Turn::Alone,
-            };
-            // A reader that went away no longer needs its answer.
-            let _ = waiter.turn.send(turn);
-        }
+        let batch = |commands| Backend::run_batch(self, commands);
+        self.reads.run(gid, command, batch, abandoned).await
     }
 
     async fn run(
@@ -458,10 +405,9 @@ impl Backend for ShardKvClient {
     /// batch; every other command goes alone.
     async fn run(&self, command: Command) -> Result<Reply, BackendError> {
         match command {
-            Command::Get { key } => self.get_together(key).await.map(Reply::Bulk),
-            command => self.redis(command).await,
+            command @ Command::Get { .. } => self.get_together(command).await,
+            command => self.redis(command).await.map_err(backend_error),
         }
-        .map_err(backend_error)
     }
 
     /// One request per [`segment`], one after the other, so every command takes effect after
@@ -496,8 +442,9 @@ impl Backend for ShardKvClient {
                     rest = &rest[1..];
                 }
                 Err(ClientError::TooLarge(_)) => {
+                    // Alone, not through `run`: this may be a batch of `run`'s own.
                     for command in &rest[..take] {
-                        answers.push(Backend::run(self, command.clone()).await);
+                        answers.push(self.redis(command.clone()).await.map_err(backend_error));
                     }
                     rest = &rest[take..];
                 }
