@@ -449,17 +449,46 @@ pub(crate) fn ports(record: &Path, n: usize, fixed: bool) -> anyhow::Result<Vec<
         }
         eprintln!("synod up: recorded ports {busy:?} are in use; choosing new ports");
     }
-    // Hold every listener until all are bound, so the ports are distinct.
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind((HOST, 0)))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("finding free ports")?;
+    let listeners = free_listeners(n).context("finding free ports")?;
     let ports = listeners
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<std::io::Result<Vec<_>>>()?;
     data_dir::write_atomically(record, serde_json::to_string(&ports)?.as_bytes())?;
     Ok(ports)
+}
+
+/// The lowest port a fresh cluster listens on: above the registered services' usual ports.
+const LOWEST_FRESH_PORT: u16 = 10_000;
+
+/// `n` listeners on distinct free ports of [`HOST`], held so the ports stay distinct, taken
+/// below the kernel's ephemeral range (`ip_local_port_range`) when it leaves room. There the
+/// kernel never puts the local end of an outgoing connection, so a port chosen now is not
+/// taken by some process's connection before the child that is to listen on it binds it, as
+/// a port the kernel hands out for `bind(0)` can be (a busy machine, say a test suite, opens
+/// connections all the time).
+fn free_listeners(n: usize) -> std::io::Result<Vec<TcpListener>> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok());
+    let room = ephemeral_start.map_or(0, |start| start.saturating_sub(LOWEST_FRESH_PORT));
+    if usize::from(room) < 4 * n {
+        return (0..n).map(|_| TcpListener::bind((HOST, 0))).collect();
+    }
+    // From a random place, so clusters started at once look in different places.
+    let offset = rand::random::<u16>() % room;
+    let candidates = (0..room).map(|i| LOWEST_FRESH_PORT + (offset + i) % room);
+    let listeners: Vec<TcpListener> = candidates
+        .filter_map(|port| TcpListener::bind((HOST, port)).ok())
+        .take(n)
+        .collect();
+    if listeners.len() < n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("fewer than {n} free ports below the ephemeral range"),
+        ));
+    }
+    Ok(listeners)
 }
 
 #[cfg(test)]
