@@ -183,6 +183,14 @@ impl Dialer<ShardServer> for ShardDialer {
     }
 }
 
+/// Which single commands of a front may leave in one batch: reads owned by one group, or
+/// writes of one shard.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Together {
+    Reads(Gid),
+    Writes(usize),
+}
+
 /// A client of a sharded KV cluster, given the controllers' addresses.
 ///
 /// ```no_run
@@ -203,8 +211,8 @@ pub struct ShardKvClient {
     idle: Pool<Session>,
     /// Which server of the owning group an operation tries first.
     preferred: Option<Preference>,
-    /// The Redis-protocol front's single reads, queued by group to leave in batches.
-    reads: Coalescer<Gid, Command, Result<Reply, BackendError>>,
+    /// The Redis-protocol front's single commands, queued to leave in batches.
+    together: Coalescer<Together, Command, Result<Reply, BackendError>>,
 }
 
 impl ShardKvClient {
@@ -219,7 +227,7 @@ impl ShardKvClient {
             timeout: DEFAULT_TIMEOUT,
             idle: Pool::new(),
             preferred: None,
-            reads: Coalescer::new(),
+            together: Coalescer::new(),
         })
     }
 
@@ -333,23 +341,27 @@ impl ShardKvClient {
         Ok(replies)
     }
 
-    /// A single GET run in one batch with the other single GETs of its group in flight at
-    /// the same time (see the `coalesce` module): what the Redis-protocol front calls for a
-    /// lone GET. Alone while no configuration names the group.
-    async fn get_together(&self, command: Command) -> Result<Reply, BackendError> {
+    /// A single command run in one batch with the other single commands of its kind in
+    /// flight at the same time (see the `coalesce` module): reads with the reads of the
+    /// group that owns their shard, writes with the writes of their shard (a write batch
+    /// must be of one shard). Alone while no configuration names the owners, and when it is
+    /// refused without being sent.
+    async fn run_together(&self, command: Command) -> Result<Reply, BackendError> {
         let config = self.shared_config();
-        let owner = match &command {
-            Command::Get { key } => config
-                .shards
-                .get(key2shard(key, config.shards.len()))
-                .filter(|_| config.num > 0),
-            _ => None,
-        };
-        let Some(&gid) = owner else {
+        let shard = command
+            .keys()
+            .first()
+            .map(|key| key2shard(key, config.shards.len()));
+        let owner = shard.and_then(|shard| config.shards.get(shard).map(|&gid| (shard, gid)));
+        let (Some((shard, gid)), None, true) = (owner, refusal(&command), config.num > 0) else {
             return self.redis(command).await.map_err(backend_error);
         };
+        let together = match command.writes() {
+            true => Together::Writes(shard),
+            false => Together::Reads(gid),
+        };
         let batch = |commands| Backend::run_batch(self, commands);
-        self.reads.run(gid, command, batch, abandoned).await
+        self.together.run(together, command, batch, abandoned).await
     }
 
     async fn run(
@@ -397,17 +409,12 @@ impl ShardKvClient {
 }
 
 /// The Redis-protocol front of a shardkv server forwards through this client, so any server
-/// of the cluster answers for every key. Single reads of one group in flight together leave
-/// as one read batch; a pipeline is sent in order, as few requests as its commands allow
-/// ([`synod_shardkv::segment`]).
+/// of the cluster answers for every key. Single commands in flight together leave in
+/// batches (reads by group, writes by shard); a pipeline is sent in order, as few requests
+/// as its commands allow ([`synod_shardkv::segment`]).
 impl Backend for ShardKvClient {
-    /// A lone GET leaves with the other single reads of its group in flight, as one read
-    /// batch; every other command goes alone.
     async fn run(&self, command: Command) -> Result<Reply, BackendError> {
-        match command {
-            command @ Command::Get { .. } => self.get_together(command).await,
-            command => self.redis(command).await.map_err(backend_error),
-        }
+        self.run_together(command).await
     }
 
     /// One request per [`segment`], one after the other, so every command takes effect after

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::resp::{Reply, Resp};
+use support::resp::{concurrent_incrs, Reply, Resp};
 use support::{free_ports, kv_replica_args, loopback_list, Server};
 
 /// Replica `id`, logging the network layer's debug lines (which say when a TCP client
@@ -104,41 +104,19 @@ fn a_fronts_commands_reach_the_leader_in_process_without_a_third_process() {
 #[test]
 fn concurrent_connections_share_batches_and_each_command_takes_effect_once() {
     const CONNECTIONS: usize = 24;
-    const INCRS: i64 = 25;
+    const INCRS: usize = 25;
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = free_ports(6);
     let peers = loopback_list(&ports[..3]);
     let _replicas: Vec<Server> = (0..3)
         .map(|i| start(i, &peers, dir.path(), ports[3 + i]))
         .collect();
-    let threads: Vec<_> = (0..CONNECTIONS)
-        .map(|c| {
-            let addr = format!("127.0.0.1:{}", ports[3 + c % 2]);
-            std::thread::spawn(move || {
-                let mut resp = Resp::connect(&addr).expect("front");
-                let mut answered = Vec::new();
-                for _ in 0..INCRS {
-                    let Reply::Integer(n) = resp.call(&["INCR", "counter"]).expect("INCR") else {
-                        panic!("INCR answered a non-integer");
-                    };
-                    let Reply::Bulk(Some(seen)) = resp.call(&["GET", "counter"]).expect("GET")
-                    else {
-                        panic!("GET of the counter answered nothing");
-                    };
-                    let seen: i64 = seen.parse().expect("a number");
-                    assert!(seen >= n, "GET saw {seen} after INCR answered {n}");
-                    answered.push(n);
-                }
-                answered
-            })
-        })
+    let fronts: Vec<String> = ports[3..5]
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
         .collect();
-    let mut all: Vec<i64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("client thread"))
-        .collect();
-    all.sort_unstable();
-    let expected: Vec<i64> = (1..=CONNECTIONS as i64 * INCRS).collect();
+    let all = concurrent_incrs(&fronts, None, CONNECTIONS, INCRS, "counter");
+    let expected: Vec<i64> = (1..=(CONNECTIONS * INCRS) as i64).collect();
     assert_eq!(
         all, expected,
         "every INCR applied once, each answered its own value"
@@ -146,6 +124,6 @@ fn concurrent_connections_share_batches_and_each_command_takes_effect_once() {
     let mut resp = Resp::connect(&format!("127.0.0.1:{}", ports[5])).expect("front");
     assert_eq!(
         resp.call(&["GET", "counter"]).expect("GET"),
-        Reply::Bulk(Some((CONNECTIONS as i64 * INCRS).to_string()))
+        Reply::Bulk(Some((CONNECTIONS * INCRS).to_string()))
     );
 }

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::resp::{Reply, Resp};
+use support::resp::{concurrent_incrs, Reply, Resp};
 use support::{alive, applied, load, path, run, signal_pid, stderr, Server};
 
 /// A replica as `up` announced it: `replica I: peer ADDR resp ADDR metrics ADDR pid N`.
@@ -487,6 +487,12 @@ fn up_sharded_joins_both_groups_and_any_front_serves_any_key() {
             reader.call(&["GET", &key]).expect("get"),
             Reply::Bulk(Some(value))
         );
+    }
+    // Single commands from many connections leave every front in shared batches (reads by
+    // group, writes by shard): each INCR of two counters still applies once.
+    for counter in ["{a}counter", "{b}counter"] {
+        let answers = concurrent_incrs(&fronts, Some(&pw), 12, 10, counter);
+        assert_eq!(answers, (1..=120).collect::<Vec<i64>>(), "{counter}");
     }
     let pids: Vec<u32> = lines
         .iter()

@@ -95,3 +95,45 @@ impl Resp {
         })
     }
 }
+
+/// `connections` connections spread over `fronts` (authenticated with `password`, if any),
+/// each with one command in flight: `incrs` times an `INCR` of `key` followed by a `GET` of
+/// it, which must see at least what the `INCR` answered. Returns every `INCR`'s answer,
+/// sorted: applied once each, they are exactly 1..=connections*incrs.
+pub fn concurrent_incrs(
+    fronts: &[String],
+    password: Option<&str>,
+    connections: usize,
+    incrs: usize,
+    key: &str,
+) -> Vec<i64> {
+    let threads: Vec<_> = (0..connections)
+        .map(|c| {
+            let addr = fronts[c % fronts.len()].clone();
+            let (password, key) = (password.map(str::to_owned), key.to_owned());
+            std::thread::spawn(move || {
+                let mut resp = Resp::connect_as(&addr, password.as_deref()).expect("front");
+                (0..incrs)
+                    .map(|_| {
+                        let Reply::Integer(n) = resp.call(&["INCR", &key]).expect("INCR") else {
+                            panic!("INCR answered a non-integer");
+                        };
+                        let Reply::Bulk(Some(seen)) = resp.call(&["GET", &key]).expect("GET")
+                        else {
+                            panic!("GET of {key} answered nothing");
+                        };
+                        let seen: i64 = seen.parse().expect("a number");
+                        assert!(seen >= n, "GET saw {seen} after INCR answered {n}");
+                        n
+                    })
+                    .collect::<Vec<i64>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client thread"))
+        .collect();
+    all.sort_unstable();
+    all
+}
