@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use synod_node::NodeId;
 
 /// A client command (`get`, `set`, `append`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,7 +32,22 @@ pub struct CommandLabel {
 /// The other end of a connection: a server's node id (`n1`), or `client` for every client.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabel {
-    pub peer: String,
+    pub peer: Peer,
+}
+
+/// A link's other end as a label value, written out only when the metrics are read: a
+/// label is built for every frame, so it must not allocate.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Peer(pub Option<NodeId>);
+
+impl EncodeLabelValue for Peer {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        match self.0 {
+            Some(server) => write!(encoder, "{server}"),
+            None => encoder.write_str("client"),
+        }
+    }
 }
 
 /// One shard of the sharded KV.
@@ -372,10 +388,8 @@ impl Metrics {
     }
 
     /// Bytes of one frame to or from `peer` (`None`: a client).
-    pub fn record_link(&self, sent: bool, peer: Option<impl std::fmt::Display>, bytes: usize) {
-        let label = PeerLabel {
-            peer: peer.map_or_else(|| "client".to_owned(), |p| p.to_string()),
-        };
+    pub fn record_link(&self, sent: bool, peer: Option<NodeId>, bytes: usize) {
+        let label = PeerLabel { peer: Peer(peer) };
         let family = if sent {
             &self.sent_bytes
         } else {
@@ -410,4 +424,26 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_bytes_are_labelled_by_node_id_or_client() {
+        let metrics = Metrics::new();
+        metrics.record_link(true, Some(NodeId(3)), 10);
+        metrics.record_link(true, Some(NodeId(3)), 5);
+        metrics.record_link(false, None, 7);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"synod_link_sent_bytes_total{peer="n3"} 15"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"synod_link_received_bytes_total{peer="client"} 7"#),
+            "{text}"
+        );
+    }
 }
