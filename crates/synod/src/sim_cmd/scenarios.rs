@@ -656,13 +656,16 @@ impl SimClerk for CtlClerk {
 /// Three controllers and groups 100 and 101, recording each configuration the controllers
 /// decide and each one a group replica reaches (with the shards it then serves).
 fn shard_run(seed: u64) -> ShardSim {
+    // Per node, the configuration it was last seen in and the shards it then served; every
+    // node starts in configuration 0 with none, which is not news.
     let mut known: BTreeMap<NodeId, (u64, Vec<usize>)> = BTreeMap::new();
+    let initial = (0, Vec::new());
     let mut run = ShardSim::new(seed, move |sim, rec| {
         for id in ctl_ids() {
             if let Some(ctl) = sim.node::<CtlNode>(id) {
                 let latest = ctl.controller().machine().latest();
                 let now = (latest.num, Vec::new());
-                if known.get(&id) != Some(&now) {
+                if *known.get(&id).unwrap_or(&initial) != now {
                     rec.decision(
                         id,
                         format!("config {}: shards {}", latest.num, owners(latest)),
@@ -679,7 +682,7 @@ fn shard_run(seed: u64) -> ShardSim {
                 };
                 let state = server.state();
                 let now = (state.config.num, state.shards.keys().copied().collect());
-                if known.get(&id) != Some(&now) {
+                if *known.get(&id).unwrap_or(&initial) != now {
                     rec.decision(
                         id,
                         format!("reached config {}: serves shards {:?}", now.0, now.1),
