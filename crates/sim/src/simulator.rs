@@ -91,8 +91,6 @@ struct Event<M> {
 
 enum EventKind<M> {
     Deliver {
-        /// Names this copy for an observer (the sequence number it was scheduled with).
-        msg_id: u64,
         from: NodeId,
         to: NodeId,
         msg: M,
@@ -204,6 +202,7 @@ where
         self.observer = Some(Box::new(observer));
     }
 
+    #[inline]
     fn observe(&mut self, event: Observed<'_, M>) {
         if let Some(observer) = &mut self.observer {
             observer(event);
@@ -515,12 +514,8 @@ where
         self.clock.0.set(event.at);
         self.stats.steps += 1;
         match event.kind {
-            EventKind::Deliver {
-                msg_id,
-                from,
-                to,
-                msg,
-            } => self.deliver(msg_id, from, to, msg),
+            // A copy's id for an observer is the sequence number it was scheduled with.
+            EventKind::Deliver { from, to, msg } => self.deliver(event.seq, from, to, msg),
             EventKind::Timer {
                 node,
                 incarnation,
@@ -704,24 +699,16 @@ where
         self.push_delivery(at, from, to, msg);
     }
 
-    /// Schedules the delivery of one copy of a message at `at`.
+    /// Schedules the delivery of one copy of a message at `at`; the sequence number it gets
+    /// is the copy's id for an observer.
     fn push_delivery(&mut self, at: u64, from: NodeId, to: NodeId, msg: M) {
-        let msg_id = self.next_seq;
         self.observe(Observed::Send {
-            msg_id,
+            msg_id: self.next_seq,
             from,
             to,
             msg: &msg,
         });
-        self.push(
-            at,
-            EventKind::Deliver {
-                msg_id,
-                from,
-                to,
-                msg,
-            },
-        );
+        self.push(at, EventKind::Deliver { from, to, msg });
     }
 
     /// A message lost as it was sent: the observer sees it sent and dropped.
