@@ -34,7 +34,7 @@ const TRACE_SLOT: &str = "/*TRACE*/null";
 #[derive(clap::Args)]
 pub struct SimArgs {
     /// The scenario to run (`synod sim --list` lists them).
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present = "list", value_parser = scenario_names())]
     scenario: Option<String>,
     /// The seed: every delay, loss and random choice of the run comes from it.
     #[arg(long, default_value_t = 1)]
@@ -54,6 +54,11 @@ pub struct SimArgs {
     list: bool,
 }
 
+/// The scenarios' names, for clap to accept (and to list when given another).
+fn scenario_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(SCENARIOS.iter().map(|s| s.name))
+}
+
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     if args.list {
         for scenario in SCENARIOS {
@@ -62,9 +67,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let name = args.scenario.as_deref().unwrap_or_default();
-    let Some(scenario) = find(name) else {
-        bail!("no scenario {name:?} (synod sim --list lists them)");
-    };
+    // Clap accepted only the scenarios' names.
+    let scenario = find(name).context("an unknown scenario passed the argument parser")?;
     let outcome = scenario.run(args.seed)?;
     let trace = &outcome.trace;
     if let Some(path) = &args.html {

@@ -57,8 +57,12 @@ fn sim_lists_its_scenarios_and_refuses_unknown_ones() {
         );
     }
     let out = run(&["sim", "no-such-scenario"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("synod sim --list"));
+    assert_eq!(out.status.code(), Some(2));
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        refusal.contains("paxos-deaf") && refusal.contains("random"),
+        "{refusal}"
+    );
     let out = run(&["sim", "paxos-deaf", "--history", "/dev/null"]);
     assert_eq!(
         out.status.code(),

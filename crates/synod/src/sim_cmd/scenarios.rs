@@ -20,7 +20,7 @@ use synod_shardkv::{
     controller_node, server_id, CtlNode, GroupServer, ShardKvClerk, ShardMsg, ShardReply,
     ShardServer,
 };
-use synod_sim::{Nemesis, NetConfig, NodeId, RecordedOp, Simulator};
+use synod_sim::{Move, Nemesis, NetConfig, NodeId, RecordedOp, Simulator};
 use synod_viewservice::ViewServer;
 
 use super::clerk_node::{ClerkNode, History, SimClerk};
@@ -315,7 +315,7 @@ fn random(seed: u64) -> Result<Outcome, Stuck> {
     let mut nemesis = Nemesis::new(peer_ids(), 0);
     for seq in 0..ROUNDS {
         let chosen = nemesis.step(&mut run.sim);
-        run.note(&format!("fault: {chosen:?}"));
+        run.note(&format!("fault: {}", describe_move(chosen)));
         let peer = run.sim.rng().gen_range(0..PAXOS_PEERS as u64);
         if run.sim.is_up(NodeId(peer)) {
             propose(&mut run, peer, seq, &format!("r{seq}-p{peer}"));
@@ -342,6 +342,18 @@ fn random(seed: u64) -> Result<Outcome, Stuck> {
         trace: run.finish("random", paxos_nodes()),
         history: None,
     })
+}
+
+/// What a nemesis move does, for the narration.
+fn describe_move(chosen: Move) -> &'static str {
+    match chosen {
+        Move::DuelingLeaders => "dueling leaders: one peer cut off from the others",
+        Move::Bridge => "a bridge: two sides that cannot reach each other, one peer reaching both",
+        Move::OneWay => "a one-way link: one peer cannot reach another, which still reaches it",
+        Move::Wipe => "a wiped disk: a peer restarts with nothing",
+        Move::Crash => "a crash (the peer restarts at the next move)",
+        Move::Heal => "the network heals",
+    }
 }
 
 // ---- primary/backup ---------------------------------------------------------------------
