@@ -69,15 +69,15 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let name = args.scenario.as_deref().unwrap_or_default();
     // Clap accepted only the scenarios' names.
     let scenario = find(name).context("an unknown scenario passed the argument parser")?;
+    if args.history.is_some() && !scenario.clients {
+        bail!("scenario {name} has no clients, so no history to write");
+    }
     let outcome = scenario.run(args.seed)?;
     let trace = &outcome.trace;
     if let Some(path) = &args.html {
         write_file(path, &viewer_page(trace))?;
     }
-    if let Some(path) = &args.history {
-        let Some(history) = &outcome.history else {
-            bail!("scenario {name} has no clients, so no history");
-        };
+    if let (Some(path), Some(history)) = (&args.history, &outcome.history) {
         write_file(path, &history_lines(name, args.seed, history))?;
     }
     let mut out = std::io::stdout().lock();
@@ -238,7 +238,8 @@ mod tests {
     #[test]
     fn every_scenario_records_what_it_is_about() {
         for scenario in SCENARIOS {
-            let trace = scenario.run(1).expect("scenario runs").trace;
+            let outcome = scenario.run(1).expect("scenario runs");
+            let trace = &outcome.trace;
             let c = &trace.counts;
             assert!(!trace.truncated, "{}: recording truncated", scenario.name);
             assert!(
@@ -255,6 +256,12 @@ mod tests {
                 .filter(|e| e.kind == "deliver" || e.kind == "drop")
                 .count();
             assert!(ends <= sends, "{}: more arrivals than sends", scenario.name);
+            assert_eq!(
+                outcome.history.is_some(),
+                scenario.clients,
+                "{}",
+                scenario.name
+            );
         }
     }
 

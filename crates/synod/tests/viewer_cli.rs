@@ -1,7 +1,8 @@
 //! The protocol viewer, `synod sim`: the page it writes is the run the simulator reported
 //! (`--json`), byte for byte the same for one seed, and a real browser (headless Chromium)
 //! renders every node and event of it, steps through them and filters them as the address's
-//! fragment asks (`#step=5&node=2`, the state the page's buttons and boxes write there).
+//! fragment asks (`#step=5&node=2`, the state the page's buttons and boxes write there), and
+//! plays them.
 //! `synod check --html` on a history the simulator wrote links to the viewer of that run.
 //!
 //! The browser test needs `chromium` on the PATH (Debian's package; `.ci/run` installs it)
@@ -194,6 +195,13 @@ fn the_viewer_renders_the_run_and_steps_and_filters_in_a_browser() {
         attr(&dom, "current", "data-index"),
         Some(prepares[1].to_string())
     );
+
+    // Playing steps on by itself: four events a second of the browser's (virtual) time.
+    let dom = dump_dom(browser, &format!("{url}#kind=decision&play"));
+    let step: usize = attr(&dom, "current", "data-index")
+        .and_then(|i| decisions.iter().position(|&d| d.to_string() == i))
+        .expect("the current event is a decision");
+    assert!(step >= 2, "played only to decision {step}");
 }
 
 #[test]

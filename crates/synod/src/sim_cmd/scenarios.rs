@@ -34,6 +34,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,
+    /// Whether it runs clients, whose operations make a history.
+    pub clients: bool,
     run: fn(u64) -> Result<Outcome, Stuck>,
 }
 
@@ -61,31 +63,37 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "paxos-deaf",
         about: "5 Paxos peers, two of them deaf: the other three decide; healed, the deaf learn the value",
+        clients: false,
         run: paxos_deaf,
     },
     Scenario {
         name: "paxos-partition",
         about: "5 Paxos peers split into minorities (no decision), then a majority (decides), then healed",
+        clients: false,
         run: paxos_partition,
     },
     Scenario {
         name: "view-change",
         about: "a view service and three primary/backup servers: views form, the primary dies, the backup takes over",
+        clients: false,
         run: view_change,
     },
     Scenario {
         name: "pb-failover",
         about: "a client writes through primary/backup while the primary crashes and the backup takes over",
+        clients: true,
         run: pb_failover,
     },
     Scenario {
         name: "shard-move",
         about: "sharded KV: group 100 serves every shard, group 101 joins (a replica of 100 down) and half the shards move, with their data",
+        clients: true,
         run: shard_move,
     },
     Scenario {
         name: "random",
         about: "5 Paxos peers proposing under a random fault schedule drawn from the seed (partitions, crashes, one-way links, loss)",
+        clients: false,
         run: random,
     },
 ];

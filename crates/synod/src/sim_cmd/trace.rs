@@ -35,7 +35,7 @@ pub struct TraceEvent {
     pub peer: Option<u64>,
     /// Names one copy of a message across its send and its delivery or drop.
     pub msg: Option<u64>,
-    /// A short label: the message's kind (`Paxos.Prepare`), a drop's reason, a decision.
+    /// A short label: the message's kind (`View.Ping`, `Ctl.Paxos.Accept`), a drop's reason, a decision.
     pub label: String,
     /// Longer text: the message itself, cut to a few hundred characters.
     pub detail: String,
