@@ -180,10 +180,12 @@ fn peer_ids() -> Vec<NodeId> {
     (0..PAXOS_PEERS as u64).map(NodeId).collect()
 }
 
-/// A run of five Paxos peers that records each value a peer learns. A peer whose disk is
+/// A run of five Paxos peers that records each value a peer learns, and asserts what the page
+/// teaches: no two peers ever learn different values for one instance. A peer whose disk is
 /// empty after its first life rejoins, as a real deployment starts it.
 fn paxos_run(seed: u64) -> PaxosSim {
     let mut seen: BTreeSet<(NodeId, u64)> = BTreeSet::new();
+    let mut chosen: BTreeMap<u64, String> = BTreeMap::new();
     let mut run = PaxosSim::new(seed, move |sim, rec| {
         for id in peer_ids() {
             let Some(peer) = sim.node::<PaxosNode<String>>(id) else {
@@ -192,6 +194,13 @@ fn paxos_run(seed: u64) -> PaxosSim {
             for (seq, value) in peer.paxos().decided() {
                 if seen.insert((id, seq)) {
                     rec.decision(id, format!("decided #{seq} = {value:?}"));
+                    let first = chosen.entry(seq).or_insert_with(|| value.clone());
+                    assert_eq!(
+                        first,
+                        value,
+                        "instance {seq}: {id} learned another value (seed {})",
+                        sim.seed()
+                    );
                 }
             }
         }
