@@ -313,7 +313,8 @@ fn steps_table<M: Model>(
     page.push_str("</table>");
 }
 
-fn esc(s: &str) -> String {
+/// `s` made safe inside an HTML element or a quoted attribute.
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

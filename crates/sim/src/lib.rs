@@ -18,6 +18,9 @@
 //! | clock drift | [`Simulator::set_clock_rate`] |
 //! | crash (unsynced writes lost), restart, wiped disk | [`Simulator::crash`], [`Simulator::restart`], [`Simulator::restart_wiped`] |
 //!
+//! Tools can watch every event through a recording hook ([`Simulator::set_observer`],
+//! [`Observed`]); the protocol viewer (`synod sim`) draws runs from it.
+//!
 //! Tests can also register invariants checked after every step ([`Simulator::add_invariant`]),
 //! read per-node counters ([`Simulator::stats`]), drive a node's API directly
 //! ([`Simulator::call`]) and finish a randomized run the standard way: [`Simulator::heal_all`]
@@ -39,6 +42,7 @@
 mod faults;
 mod history;
 mod nemesis;
+mod observe;
 mod seed;
 mod simulator;
 mod stats;
@@ -46,6 +50,7 @@ mod stats;
 pub use faults::{NetConfig, NodeFaults};
 pub use history::{OpId, RecordedOp, Recorder, SimClock};
 pub use nemesis::{Move, Nemesis};
+pub use observe::Observed;
 pub use seed::{seed_from_env, seeds};
 pub use simulator::Simulator;
 pub use stats::{DropReason, NodeStats, SimStats};

@@ -14,6 +14,7 @@ use synod_storage::MemStorage;
 
 use crate::faults::{NetConfig, NodeFaults};
 use crate::history::SimClock;
+use crate::observe::{Observed, Observer};
 use crate::stats::{DropReason, NodeStats, SimStats};
 
 type BoxedNode<M> = Box<dyn Node<Msg = M>>;
@@ -45,6 +46,8 @@ pub struct Simulator<M> {
     /// Reused serialization buffer, so counting bytes does not allocate per message.
     scratch: Vec<u8>,
     trace: bool,
+    /// The recording hook, if a tool asked for every event ([`Simulator::set_observer`]).
+    observer: Option<Observer<M>>,
 }
 
 /// Everything the simulator keeps about one node, across its crashes.
@@ -188,6 +191,40 @@ where
             digest: fnv(0xcbf2_9ce4_8422_2325, &seed.to_le_bytes()),
             scratch: Vec::new(),
             trace: std::env::var_os("SYNOD_TRACE").is_some_and(|v| v != "0"),
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` with every event from now on (see [`Observed`]): sends, deliveries,
+    /// drops, timers, crashes, starts, link and fault changes. Without one, recording costs a
+    /// `None` check per event.
+    pub fn set_observer(&mut self, observer: impl FnMut(Observed<'_, M>) + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
+    #[inline]
+    fn observe(&mut self, event: Observed<'_, M>) {
+        if let Some(observer) = &mut self.observer {
+            observer(event);
+        }
+    }
+
+    /// Tells the observer, if any, the cut links after a change.
+    fn observe_links(&mut self) {
+        if let Some(observer) = &mut self.observer {
+            observer(Observed::Links {
+                blocked: &self.blocked,
+            });
+        }
+    }
+
+    /// Tells the observer, if any, node `id`'s fault settings after a change.
+    fn observe_faults(&mut self, id: NodeId) {
+        if let (Some(observer), Some(slot)) = (&mut self.observer, self.nodes.get(&id)) {
+            observer(Observed::Faults {
+                node: id,
+                faults: &slot.faults,
+            });
         }
     }
 
@@ -292,6 +329,7 @@ where
     /// Replaces node `id`'s fault settings.
     pub fn set_node_faults(&mut self, id: NodeId, faults: NodeFaults) {
         self.slot(id).faults = faults;
+        self.observe_faults(id);
     }
 
     pub fn node_faults(&self, id: NodeId) -> &NodeFaults {
@@ -312,11 +350,13 @@ where
             faults.drop_incoming = 0.0;
             faults.drop_outgoing = 0.0;
         }
+        self.observe_faults(id);
     }
 
     /// Makes node `id` deaf (it still sends) or hearing again.
     pub fn set_deaf(&mut self, id: NodeId, deaf: bool) {
         self.slot(id).faults.deaf = deaf;
+        self.observe_faults(id);
     }
 
     /// Extra loss probability on the directed link `from → to`.
@@ -327,11 +367,13 @@ where
     /// Cuts the directed link `from → to` (a one-way partition).
     pub fn block_link(&mut self, from: NodeId, to: NodeId) {
         self.blocked.insert((from, to));
+        self.observe_links();
     }
 
     /// Restores the directed link `from → to`.
     pub fn unblock_link(&mut self, from: NodeId, to: NodeId) {
         self.blocked.remove(&(from, to));
+        self.observe_links();
     }
 
     /// Splits the listed nodes into groups that cannot talk to each other, in either
@@ -349,6 +391,7 @@ where
                 }
             }
         }
+        self.observe_links();
     }
 
     /// Cuts every link to and from `id`.
@@ -358,12 +401,14 @@ where
             self.blocked.insert((id, other));
             self.blocked.insert((other, id));
         }
+        self.observe_links();
     }
 
     /// Removes every partition, block and per-link loss.
     pub fn heal(&mut self) {
         self.blocked.clear();
         self.link_drop.clear();
+        self.observe_links();
     }
 
     pub fn is_blocked(&self, from: NodeId, to: NodeId) -> bool {
@@ -395,6 +440,7 @@ where
             slot.incarnation += 1;
         }
         self.record(b"crash", id, id, &[]);
+        self.observe(Observed::Crash { node: id });
     }
 
     /// Restarts a crashed node from its synced storage (no-op if it is running).
@@ -424,6 +470,7 @@ where
         self.heal();
         for id in self.node_ids() {
             self.slot(id).faults = NodeFaults::default();
+            self.observe_faults(id);
             self.set_clock_rate(id, 1.0);
             self.restart(id);
         }
@@ -467,7 +514,8 @@ where
         self.clock.0.set(event.at);
         self.stats.steps += 1;
         match event.kind {
-            EventKind::Deliver { from, to, msg } => self.deliver(from, to, msg),
+            // A copy's id for an observer is the sequence number it was scheduled with.
+            EventKind::Deliver { from, to, msg } => self.deliver(event.seq, from, to, msg),
             EventKind::Timer {
                 node,
                 incarnation,
@@ -528,7 +576,9 @@ where
         let slot = self.slot(id);
         slot.node = Some((slot.factory)());
         slot.stats.starts += 1;
+        let restart = slot.stats.starts > 1;
         self.record(b"start", id, id, &[]);
+        self.observe(Observed::Start { node: id, restart });
         self.with_node(id, |node, ctx| node.on_start(ctx));
     }
 
@@ -596,7 +646,13 @@ where
         self.digest = fnv(h, body);
     }
 
-    fn drop_msg(&mut self, reason: DropReason, to: NodeId) {
+    fn drop_msg(&mut self, reason: DropReason, msg_id: u64, from: NodeId, to: NodeId) {
+        self.observe(Observed::Drop {
+            msg_id,
+            from,
+            to,
+            reason,
+        });
         *self.stats.dropped.entry(reason).or_default() += 1;
         if let Some(slot) = self.nodes.get_mut(&to) {
             *slot.stats.dropped_in.entry(reason).or_default() += 1;
@@ -621,30 +677,50 @@ where
             self.nodes.get(&to).map_or(0.0, |s| s.faults.duplicate),
         );
         let link_drop = self.link_drop.get(&(from, to)).copied().unwrap_or(0.0);
+        // A copy lost at sending takes the id the next event would have, and uses it up (ids
+        // stay unique; skipping a sequence number changes no order, as they only break ties).
+        let lost_id = self.next_seq;
         if self.blocked.contains(&(from, to)) {
-            return self.drop_msg(DropReason::Partition, to);
+            return self.drop_sent(DropReason::Partition, lost_id, from, to, &msg);
         }
         if self.chance(drop_out) {
-            return self.drop_msg(DropReason::Outgoing, to);
+            return self.drop_sent(DropReason::Outgoing, lost_id, from, to, &msg);
         }
         if self.chance(self.net.drop) || self.chance(link_drop) {
-            return self.drop_msg(DropReason::Network, to);
+            return self.drop_sent(DropReason::Network, lost_id, from, to, &msg);
         }
         if self.chance(self.net.duplicate) || self.chance(dup_in) {
             self.stats.duplicated += 1;
             let at = self.clock.nanos().saturating_add(self.delay());
             let copy = msg.clone();
-            self.push(
-                at,
-                EventKind::Deliver {
-                    from,
-                    to,
-                    msg: copy,
-                },
-            );
+            self.push_delivery(at, from, to, copy);
         }
         let at = self.clock.nanos().saturating_add(self.delay());
+        self.push_delivery(at, from, to, msg);
+    }
+
+    /// Schedules the delivery of one copy of a message at `at`; the sequence number it gets
+    /// is the copy's id for an observer.
+    fn push_delivery(&mut self, at: u64, from: NodeId, to: NodeId, msg: M) {
+        self.observe(Observed::Send {
+            msg_id: self.next_seq,
+            from,
+            to,
+            msg: &msg,
+        });
         self.push(at, EventKind::Deliver { from, to, msg });
+    }
+
+    /// A message lost as it was sent: the observer sees it sent and dropped.
+    fn drop_sent(&mut self, reason: DropReason, msg_id: u64, from: NodeId, to: NodeId, msg: &M) {
+        self.next_seq += 1;
+        self.observe(Observed::Send {
+            msg_id,
+            from,
+            to,
+            msg,
+        });
+        self.drop_msg(reason, msg_id, from, to);
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -663,9 +739,9 @@ where
         self.rng.gen_range(lo..=hi)
     }
 
-    fn deliver(&mut self, from: NodeId, to: NodeId, msg: M) {
+    fn deliver(&mut self, msg_id: u64, from: NodeId, to: NodeId, msg: M) {
         let Some(slot) = self.nodes.get(&to) else {
-            return self.drop_msg(DropReason::UnknownNode, to);
+            return self.drop_msg(DropReason::UnknownNode, msg_id, from, to);
         };
         let (up, deaf, drop_in) = (
             slot.node.is_some(),
@@ -673,16 +749,16 @@ where
             slot.faults.drop_incoming,
         );
         if !up {
-            return self.drop_msg(DropReason::Crashed, to);
+            return self.drop_msg(DropReason::Crashed, msg_id, from, to);
         }
         if self.blocked.contains(&(from, to)) {
-            return self.drop_msg(DropReason::Partition, to);
+            return self.drop_msg(DropReason::Partition, msg_id, from, to);
         }
         if deaf {
-            return self.drop_msg(DropReason::Deaf, to);
+            return self.drop_msg(DropReason::Deaf, msg_id, from, to);
         }
         if self.chance(drop_in) {
-            return self.drop_msg(DropReason::Incoming, to);
+            return self.drop_msg(DropReason::Incoming, msg_id, from, to);
         }
         let bytes = self.encode(&msg);
         let body = std::mem::take(&mut self.scratch);
@@ -691,6 +767,12 @@ where
         if self.trace {
             eprintln!("[{:?}] {from} -> {to}: {msg:?}", self.now());
         }
+        self.observe(Observed::Deliver {
+            msg_id,
+            from,
+            to,
+            msg: &msg,
+        });
         let slot = self.slot(to);
         slot.stats.received += 1;
         slot.stats.bytes_received += bytes as u64;
@@ -707,6 +789,7 @@ where
         }
         slot.stats.timers += 1;
         self.record(b"timer", id, id, &token.to_le_bytes());
+        self.observe(Observed::Timer { node: id, token });
         if self.trace {
             eprintln!("[{:?}] timer {token} on {id}", self.now());
         }

@@ -19,6 +19,7 @@ mod resp_front;
 mod resp_security_args;
 mod shardctl_cmd;
 mod shardkv_cmd;
+mod sim_cmd;
 mod status_cmd;
 mod tls_args;
 mod up_cmd;
@@ -65,6 +66,9 @@ enum Command {
     Up(up_cmd::UpArgs),
     /// Check a recorded history for linearizability.
     Check(check_cmd::CheckArgs),
+    /// Run a course scenario on the deterministic simulator and write the protocol viewer, a
+    /// self-contained page to step through (`synod sim --list` lists the scenarios).
+    Sim(sim_cmd::SimArgs),
     /// Model-check a protocol's real cores: every interleaving of messages and faults up to
     /// a bound.
     Explore(explore_cmd::ExploreArgs),
@@ -123,16 +127,17 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The model checker runs the cores millions of times: their routine logs would drown
-    // its report, so it shows only errors unless asked.
+    // The model checker and the simulator run the cores many times over: their routine logs
+    // would drown the report, so these show only errors unless asked.
     let default_level = match cli.command {
-        Command::Explore(_) => "error",
+        Command::Explore(_) | Command::Sim(_) => "error",
         _ => "info",
     };
     init_logging(cli.log_format, default_level);
     match cli.command {
         Command::Up(args) => report(up_cmd::run(args, cli.log_format.name())),
         Command::Check(args) => check_cmd::run(args),
+        Command::Sim(args) => report(sim_cmd::run(args)),
         Command::Explore(args) => explore_cmd::run(args),
         Command::Counter(cmd) => report(counter_cmd::run(cmd)),
         Command::Mr(cmd) => report(mr_cmd::run(cmd)),

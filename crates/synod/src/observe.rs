@@ -1,5 +1,6 @@
-//! A replica's observability port (`--metrics ADDR`): Prometheus metrics at `/metrics`, and
-//! `/status.json` (its status report and request totals) for the dashboard of `synod up`.
+//! A server's observability port (`--metrics ADDR`): Prometheus metrics at `/metrics`, and,
+//! on a Paxos replica, `/status.json` (its status report and request totals) for the
+//! dashboard of `synod up`.
 //!
 //! The replica's status is read the way `synod status` reads it, by asking the replica
 //! ([`POLL_EVERY`]), so the protocol core knows nothing of metrics: this poller turns each
@@ -54,6 +55,16 @@ pub struct ReplicaStatus {
     pub requests: u64,
     pub request_errors: u64,
     pub request_micros: u64,
+}
+
+/// Serves the metrics of a process without a status report to poll (the view service and the
+/// primary/backup servers: their links, connections and RESP commands), until dropped.
+pub async fn serve_metrics_port(listener: TcpListener) {
+    http::serve(listener, |path| match path {
+        "/metrics" => Response::metrics(),
+        _ => Response::not_found(),
+    })
+    .await;
 }
 
 /// Serves a replica's port, polling the replica at `replica` for its status, until dropped.

@@ -20,6 +20,7 @@ use synod_storage::MemStorage;
 use tokio::net::TcpListener;
 
 use crate::limit_args::LimitArgs;
+use crate::observe::{self, MetricsArgs};
 use crate::resp_front::{self, Front, Stop};
 use crate::view_cmd::{resolve, VIEW_SERVICE_ID};
 
@@ -73,6 +74,8 @@ pub struct ServeArgs {
     resp_timeout: f64,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[derive(Args)]
@@ -159,6 +162,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let metrics_port = args.metrics.bind().await?;
 
     // One stop signal, installed before the readiness line, stops both servers.
     let stop = Stop::on_signal();
@@ -173,10 +177,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.net.max_frame = limits.max_frame();
     config.peers.insert(VIEW_SERVICE_ID, view);
     let node = PbServer::new(VIEW_SERVICE_ID, advertised.to_string()).with_limits(limits);
+    let observer = metrics_port.map(|port| tokio::spawn(observe::serve_metrics_port(port)));
     let kv = run_node(node, config, Box::new(MemStorage::default()), stop.wait());
     let kv = stop.ending_all(kv);
     let front = resp_front::serve(front, stop.clone());
     let (served, ()) = tokio::join!(kv, front);
+    if let Some(observer) = observer {
+        observer.abort();
+    }
     served?;
     tracing::info!("pb server stopped");
     Ok(ExitCode::SUCCESS)

@@ -133,19 +133,17 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
         let limit = args.max_value_bytes.to_string();
         child.args.extend(["--max-value-bytes".to_string(), limit]);
     }
-    // Every Paxos replica serves its metrics (and its status for the dashboard) on a port of
-    // its own; the last recorded port is the dashboard's.
+    // Every child serves its metrics on a port of its own (a Paxos replica also its status,
+    // which the dashboard polls); the last recorded port is the dashboard's.
     let observed = plan.children.len();
     let ports = metrics_ports(&plan, &args.dir.join(layout.metrics_ports_file()))?;
     let loopback = |port: u16| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
     let mut metrics = Vec::with_capacity(observed);
     for (child, &port) in plan.children.iter_mut().zip(&ports) {
-        let addr = child.paxos_data.is_some().then(|| loopback(port));
-        if let Some(addr) = addr {
-            child
-                .args
-                .extend(["--metrics".to_string(), addr.to_string()]);
-        }
+        let addr = loopback(port);
+        child
+            .args
+            .extend(["--metrics".to_string(), addr.to_string()]);
         metrics.push(addr);
     }
     let dashboard_addr = args.dashboard.unwrap_or(loopback(ports[observed]));
@@ -153,7 +151,13 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
         .await
         .with_context(|| format!("listening for the dashboard on {dashboard_addr}"))?;
     let dashboard_addr = dashboard_port.local_addr()?;
-    let board = Dashboard::new(layout.name(), &plan, &metrics);
+    let status_ports: Vec<Option<SocketAddr>> = plan
+        .children
+        .iter()
+        .zip(&metrics)
+        .map(|(child, &addr)| child.paxos_data.is_some().then_some(addr))
+        .collect();
+    let board = Dashboard::new(layout.name(), &plan, &status_ports);
     let _dashboard = AbortOnDrop(vec![
         tokio::spawn(board.clone().serve(dashboard_port)),
         tokio::spawn(board.clone().poll(plan.sharded.clone())),
@@ -256,7 +260,7 @@ fn loading_allowance(dir: &std::path::Path) -> Duration {
 /// Waits for every child to listen, prints their lines, then probes and prints `ready`.
 async fn start(
     plan: &Plan,
-    metrics: &[Option<SocketAddr>],
+    metrics: &[SocketAddr],
     board: &Dashboard,
     secured: Option<&Secured>,
     events: &mut mpsc::UnboundedReceiver<Event>,
@@ -341,7 +345,7 @@ async fn join_groups(sharded: &ShardedSetup, deadline: Instant) -> anyhow::Resul
 /// Reports deaths and restarts until a child dies for good (exit code 1).
 async fn watch_children(
     plan: &Plan,
-    metrics: &[Option<SocketAddr>],
+    metrics: &[SocketAddr],
     board: &Dashboard,
     events: &mut mpsc::UnboundedReceiver<Event>,
 ) -> ExitCode {
@@ -379,15 +383,12 @@ async fn watch_children(
 }
 
 /// `replica 0: peer 127.0.0.1:7000 resp 127.0.0.1:7003 metrics 127.0.0.1:7006 pid 1234`.
-fn line(spec: &ChildSpec, metrics: Option<SocketAddr>, pid: u32) -> String {
+fn line(spec: &ChildSpec, metrics: SocketAddr, pid: u32) -> String {
     let mut line = format!("{}: peer {}", spec.name, spec.peer);
     if let Some(resp) = spec.resp {
         line += &format!(" resp {resp}");
     }
-    if let Some(metrics) = metrics {
-        line += &format!(" metrics {metrics}");
-    }
-    line + &format!(" pid {pid}")
+    line + &format!(" metrics {metrics} pid {pid}")
 }
 
 /// Tasks that end with `up`.

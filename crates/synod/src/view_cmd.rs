@@ -17,6 +17,8 @@ use synod_storage::MemStorage;
 use synod_viewservice::{Msg, ViewMsg, ViewReply, ViewServer};
 use tokio::net::TcpListener;
 
+use crate::observe::{self, MetricsArgs};
+
 /// The view service's node id in every primary/backup cluster.
 pub const VIEW_SERVICE_ID: NodeId = NodeId(0);
 
@@ -31,6 +33,8 @@ pub enum ViewCommand {
         /// Address to listen on (port 0 picks a free port; the real one is printed).
         #[arg(long, env = "SYNOD_LISTEN")]
         listen: SocketAddr,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Print the current view: its number, whether the primary acknowledged it, and the
     /// primary and backup with their addresses.
@@ -48,7 +52,7 @@ pub fn run(cmd: ViewCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cmd {
-            ViewCommand::Serve { listen } => serve(listen).await,
+            ViewCommand::Serve { listen, metrics } => serve(listen, metrics).await,
             ViewCommand::Get { view, timeout } => {
                 if !(timeout.is_finite() && timeout > 0.0) {
                     bail!("--timeout must be a positive number of seconds");
@@ -72,21 +76,27 @@ pub async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{addr} resolves to no address"))
 }
 
-async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
+async fn serve(listen: SocketAddr, metrics: MetricsArgs) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let bound = listener.local_addr()?;
+    let metrics_port = metrics.bind().await?;
     let shutdown = shutdown_signal();
     println!("view service listening on {bound}");
     tracing::info!(%bound, "view service serving");
-    run_node(
+    let observer = metrics_port.map(|port| tokio::spawn(observe::serve_metrics_port(port)));
+    let served = run_node(
         ViewServer::<()>::new(),
         NodeConfig::new(VIEW_SERVICE_ID, listener),
         Box::new(MemStorage::default()),
         shutdown,
     )
-    .await?;
+    .await;
+    if let Some(observer) = observer {
+        observer.abort();
+    }
+    served?;
     tracing::info!("view service stopped");
     Ok(ExitCode::SUCCESS)
 }

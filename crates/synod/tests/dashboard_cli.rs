@@ -9,66 +9,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::browser::{attr, chromium, dump_dom};
 use support::{path, run, signal_pid, stdout, Server};
-
-/// The browser, or a failure that says how to get it.
-fn chromium() -> &'static str {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "the dashboard test needs Chromium: `apt-get install chromium` (Debian's package, \
-         which .ci/run installs)"
-    );
-    "chromium"
-}
-
-/// The DOM of `url` after its scripts ran for a few seconds, as headless Chromium serializes
-/// it.
-fn dump_dom(browser: &str, url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", path(profile.path())))
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting chromium");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish loading {url} within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The value of `name` on the element whose id is `id`, in serialized DOM `dom`.
-fn attr(dom: &str, id: &str, name: &str) -> Option<String> {
-    let start = dom.find(&format!("id=\"{id}\""))?;
-    let tag = &dom[start..start + dom[start..].find('>')?];
-    let value = &tag[tag.find(&format!("{name}=\""))? + name.len() + 2..];
-    Some(value[..value.find('"')?].to_owned())
-}
 
 /// A replica line of `up`: (index, peer address, pid).
 fn parse_line(line: &str) -> (usize, String, u32) {

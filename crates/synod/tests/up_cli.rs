@@ -405,6 +405,20 @@ fn bad_input_on_every_port_is_contained_bounded_and_logged() {
     stop(cluster, &pids);
 }
 
+/// The body of `http://ADDR/metrics`.
+fn scrape(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connecting to a metrics port");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("asking for /metrics");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).expect("reading /metrics");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+}
+
 #[test]
 fn up_pb_serves_redis_and_stops_when_its_view_service_dies() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -422,6 +436,22 @@ fn up_pb_serves_redis_and_stops_when_its_view_service_dies() {
         resp.and_then(|a| a.rsplit(':').next()?.parse().ok())
             .unwrap_or_else(|| panic!("no resp address in {line:?}"))
     };
+    // Every process serves its metrics on the port `up` printed.
+    let metrics_of = |line: &str| -> String {
+        let addr = line
+            .split_whitespace()
+            .skip_while(|w| *w != "metrics")
+            .nth(1);
+        scrape(addr.unwrap_or_else(|| panic!("no metrics address in {line:?}")))
+    };
+    let sets_served = |line: &str| -> u64 {
+        let metrics = metrics_of(line);
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("synod_requests_total{command=\"SET\"} "))
+            .map_or(0, |n| n.parse().expect("a count"))
+    };
+    let sets_before = sets_served(one);
     let mut conn = Resp::connect(&format!("127.0.0.1:{}", resp_port(one))).expect("connect");
     assert_eq!(
         conn.call(&["SET", "k", "v"]).expect("set"),
@@ -431,6 +461,12 @@ fn up_pb_serves_redis_and_stops_when_its_view_service_dies() {
     assert_eq!(
         conn.call(&["GET", "k"]).expect("get"),
         Reply::Bulk(Some("v".into()))
+    );
+    // The server whose front took the SET counted it; the view service counts its links.
+    assert_eq!(sets_served(one), sets_before + 1);
+    assert!(
+        metrics_of(view).contains("synod_link_received_bytes_total"),
+        "the view service's metrics"
     );
 
     // The view service holds the only copy of the views: its death ends the cluster.

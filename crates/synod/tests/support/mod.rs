@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod browser;
 pub mod load;
 pub mod resp;
 
