@@ -282,7 +282,10 @@ fn sigkill_of_the_primary_under_load_loses_no_acknowledged_write() {
         }
     }
 
-    let outcome = check_operations(&KvModel, &history, Some(Duration::from_secs(10)))
+    // The search's budget, not a timing assertion: appends of unknown outcome to one key make
+    // the search costly, and on a loaded machine 10 s was once too little (the verdict was
+    // Unknown). The black-box tests' budget (`support::load`) is the same.
+    let outcome = check_operations(&KvModel, &history, Some(Duration::from_secs(60)))
         .expect("well-formed history");
     assert_eq!(outcome, CheckResult::Ok, "history is not linearizable");
 
