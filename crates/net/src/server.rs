@@ -83,6 +83,18 @@ pub struct ClientGuard<M> {
     pub refusal: fn(&M, Denied) -> Option<M>,
 }
 
+impl<M> ClientGuard<M> {
+    /// Admits members only, that is clients with a certificate from the cluster's CA (on a
+    /// server with TLS): no user can authenticate, and a member's messages are not screened.
+    pub fn members_only() -> Self {
+        ClientGuard {
+            access: Access::new(synod_auth::Users::default()),
+            needs: |_| Need::Nothing,
+            refusal: |_, _| None,
+        }
+    }
+}
+
 /// Runs `node` as a server until `shutdown` resolves, then shuts down gracefully; its
 /// clients are not authenticated (see [`run_guarded_node`]).
 ///
