@@ -180,6 +180,21 @@ async fn members_talk_over_mutual_tls_and_clients_connect_with_tls() {
     b.stop().await;
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn connections_are_sealed_with_aes_128_gcm() {
+    let (a, b) = pair().await;
+    let tls = ClientTls::trusting(&ca_path()).unwrap();
+    let stream = TcpStream::connect(a.addr).await.unwrap();
+    let secured = tls.connect(stream, a.addr.ip()).await.unwrap();
+    let suite = secured.get_ref().1.negotiated_cipher_suite();
+    assert_eq!(
+        suite.map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Connects to `addr` as a client of TLS `config` and announces itself as peer `claimed`,
 /// then sends it a `Ping`; returns what the connection read before it ended.
 async fn claim_over_tls(addr: SocketAddr, config: rustls::ClientConfig, claimed: u64) -> Vec<u8> {

@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{path, run, stderr, synod, Server};
+use support::{key_lines, path, run, stderr, synod, Server};
 
 /// Issues member `id`'s certificate (naming 127.0.0.1) from the CA in `dir` (created if
 /// missing), and returns its `--tls-*` flags.
@@ -34,25 +34,6 @@ fn member_flags(dir: &Path, id: u32) -> Vec<String> {
         "--tls-ca".into(),
         file("ca.pem".into()),
     ]
-}
-
-/// The base64 lines of every private key in `dirs`.
-fn key_lines(dirs: &[PathBuf]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for dir in dirs {
-        for entry in std::fs::read_dir(dir).expect("tls dir").flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".key") {
-                let text = std::fs::read_to_string(entry.path()).expect("key");
-                lines.extend(
-                    text.lines()
-                        .filter(|l| !l.starts_with("-----") && l.len() > 16)
-                        .map(str::to_owned),
-                );
-            }
-        }
-    }
-    assert!(lines.len() >= 4, "keys found: {}", lines.len());
-    lines
 }
 
 fn worker(coordinator: &str, tls: &[String]) -> std::process::Command {
@@ -166,7 +147,7 @@ fn only_workers_with_a_certificate_from_the_jobs_ca_take_part() {
         logs.push_str(&std::fs::read_to_string(log_file(id)).expect("worker log"));
     }
     logs.push_str(&stderr(&intruder));
-    for secret in &key_lines(&[tls, other]) {
+    for secret in key_lines(&tls).iter().chain(&key_lines(&other)) {
         assert!(
             !logs.contains(secret.as_str()),
             "a private key appears in the logs"

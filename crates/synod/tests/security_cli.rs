@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{free_ports, kv_replica_args, path, run, stderr, stdout, Server};
+use support::{free_ports, key_lines, kv_replica_args, path, run, stderr, stdout, Server};
 
 /// Debian's Python, which has redis-py (`python3-redis`).
 const PYTHON: &str = "/usr/bin/python3";
@@ -338,22 +338,4 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
         assert!(!logs.contains(secret), "{secret} appears in the logs");
     }
     assert_no_secret(&key_lines(&tls), &logs, "the replica's logs");
-}
-
-/// The private keys' secrets in the TLS directory `tls`: their base64 lines.
-fn key_lines(tls: &Path) -> Vec<String> {
-    let lines: Vec<String> = std::fs::read_dir(tls)
-        .expect("tls dir")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".key"))
-        .flat_map(|e| {
-            let text = std::fs::read_to_string(e.path()).expect("readable");
-            text.lines()
-                .filter(|l| !l.starts_with("-----") && l.len() > 16)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    assert!(lines.len() >= 2, "no keys found in {}", tls.display());
-    lines
 }
