@@ -14,8 +14,9 @@
 //! again and retry; the services' own clerks do that with their at-most-once request ids.
 //!
 //! A client presents [`Credentials`] (or none) when it connects, and a server with users
-//! refuses it unless they are valid ([`NetError::AuthRefused`]); see the codec's docs. An
-//! in-process connection presents none: the process is the server's own.
+//! refuses it unless they are valid ([`NetError::AuthRefused`]); see the codec's docs. Only
+//! over TLS: a plain connection presents none. An in-process connection presents none
+//! either: the process is the server's own.
 //!
 //! With TLS installed for this process's clients ([`crate::tls::use_for_clients`]), the
 //! connection is TLS, and the server's certificate must name the address connected to.
@@ -94,6 +95,9 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Client<M> {
         max_frame: usize,
         credentials: Option<&Credentials>,
     ) -> Result<Self, NetError> {
+        // Credentials travel only inside TLS: a server with users requires it, so a plain
+        // connection presents none rather than a password anyone on the path could read.
+        let credentials = credentials.filter(|_| tls::for_clients().is_some());
         let presented = encode_frame(&credentials, max_frame)?;
         let attempt = async {
             let addrs: Vec<SocketAddr> = lookup_host(addr).await?.collect();
