@@ -71,7 +71,8 @@ impl KvClient {
 
     /// Presents `credentials` to the replicas (which refuse a client without valid ones when
     /// they have users: [`ClientError::Refused`]); the user's permissions then bound what it
-    /// may do ([`ClientError::Denied`]).
+    /// may do ([`ClientError::Denied`]). They are presented over TLS only
+    /// (`synod_net::tls::use_for_clients`): replicas with users require it.
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
         self.dialer.authenticate(credentials);
         self
