@@ -17,6 +17,10 @@
 //! that server (a new controller query, say) cannot wait for the try to return, which may
 //! be never: that try is aborted and the message goes on a new connection.
 //!
+//! Authentication is part of connection setup: a [`TcpDialer`] presents the client's
+//! credentials on every connection it opens, and a server that refuses them ends the
+//! operation at once ([`Stopped::Refused`]): no other server would take them either.
+//!
 //! The transport is two small traits, [`Connection`] (send and receive on one connection,
 //! the shape of [`synod_net::Client`]) and [`Dialer`] (open one to a server), so a server can
 //! be reached by anything with that shape.
@@ -28,7 +32,8 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use synod_net::{Client, NetError};
+use synod_auth::AuthFailure;
+use synod_net::{Client, Credentials, NetError};
 use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
 use tokio::task::{AbortHandle, JoinSet};
@@ -72,9 +77,11 @@ pub trait Dialer<S> {
     ) -> impl Future<Output = Result<Self::Conn, NetError>> + Send + 'static;
 }
 
-/// TCP connections to servers named by their index into a list of `HOST:PORT` addresses.
+/// TCP connections to servers named by their index into a list of `HOST:PORT` addresses,
+/// presenting the client's credentials, if it has any.
 pub(crate) struct TcpDialer<M> {
     addrs: Vec<String>,
+    credentials: Option<Credentials>,
     _msg: PhantomData<fn(M) -> M>,
 }
 
@@ -82,12 +89,22 @@ impl<M> TcpDialer<M> {
     pub(crate) fn new(addrs: Vec<String>) -> Self {
         TcpDialer {
             addrs,
+            credentials: None,
             _msg: PhantomData,
         }
     }
 
     pub(crate) fn addrs(&self) -> &[String] {
         &self.addrs
+    }
+
+    /// Presents `credentials` on every connection from now on.
+    pub(crate) fn authenticate(&mut self, credentials: Credentials) {
+        self.credentials = Some(credentials);
+    }
+
+    pub(crate) fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
     }
 }
 
@@ -103,20 +120,36 @@ where
         server: &usize,
         limit: Duration,
     ) -> impl Future<Output = Result<Client<M>, NetError>> + Send + 'static {
-        dial_addr(self.addrs.get(*server).cloned(), limit)
+        dial_addr(
+            self.addrs.get(*server).cloned(),
+            limit,
+            self.credentials.clone(),
+        )
     }
 }
 
-/// A TCP connection to `addr` within `limit`; a server without an address is unreachable.
+/// A TCP connection to `addr` within `limit`, presenting `credentials`; a server without an
+/// address is unreachable.
 pub(crate) async fn dial_addr<M>(
     addr: Option<String>,
     limit: Duration,
+    credentials: Option<Credentials>,
 ) -> Result<Client<M>, NetError>
 where
     M: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let addr = addr.ok_or(NetError::Closed)?;
-    Client::connect(addr, limit).await
+    Client::connect_as(addr, limit, credentials.as_ref()).await
+}
+
+/// Why an operation ended without its reply.
+#[derive(Debug)]
+pub(crate) enum Stopped {
+    /// Its deadline passed; the last reason a server could not be reached, if one could
+    /// not, so an operation that times out can tell "nobody listens" from "slow".
+    Deadline(Option<String>),
+    /// A server refused the client's credentials.
+    Refused(AuthFailure),
 }
 
 /// The connections a session keeps between operations, by server.
@@ -145,29 +178,17 @@ where
         }
     }
 
-    /// Runs the operation `start` begins (see [`run`]) on this session's connections. `Err`
-    /// says why a server could last not be reached, if one could not, so an operation that
-    /// times out can tell "nobody listens" from "slow".
+    /// Runs the operation `start` begins (see [`run`]) on this session's connections.
     pub(crate) async fn run<D>(
         &mut self,
         start: impl FnOnce(&mut K) -> Vec<ClerkOutput<K::Server, K::Msg, K::Reply>>,
         dialer: &D,
         deadline: Instant,
-    ) -> Result<K::Reply, Option<String>>
+    ) -> Result<K::Reply, Stopped>
     where
         D: Dialer<K::Server, Msg = K::Msg, Conn = C>,
     {
-        let mut problem = None;
-        run(
-            &mut self.clerk,
-            start,
-            &mut self.kept,
-            dialer,
-            deadline,
-            &mut problem,
-        )
-        .await
-        .ok_or(problem)
+        run(&mut self.clerk, start, &mut self.kept, dialer, deadline).await
     }
 
     /// Forgets the connections kept.
@@ -177,17 +198,16 @@ where
 }
 
 /// Runs the operation `start` begins on `clerk` (usually `|c| c.start(op)`) until it
-/// completes (its reply) or `deadline` passes (`None`), noting in `problem` why a server
-/// could last not be reached. `kept` holds the session's connections: used when the clerk
-/// sends to their server, and given the connection of the server that answered.
+/// completes (its reply), `deadline` passes, or a server refuses the client's credentials.
+/// `kept` holds the session's connections: used when the clerk sends to their server, and
+/// given the connection of the server that answered.
 async fn run<K, D>(
     clerk: &mut K,
     start: impl FnOnce(&mut K) -> Vec<ClerkOutput<K::Server, K::Msg, K::Reply>>,
     kept: &mut Kept<K::Server, D::Conn>,
     dialer: &D,
     deadline: Instant,
-    problem: &mut Option<String>,
-) -> Option<K::Reply>
+) -> Result<K::Reply, Stopped>
 where
     K: Clerk,
     K::Server: Send + 'static,
@@ -199,6 +219,7 @@ where
     let mut waiting: HashMap<K::Server, (AbortHandle, K::Msg)> = HashMap::new();
     let mut timers: Vec<(Instant, TimerToken)> = Vec::new();
     let mut outputs: VecDeque<_> = start(clerk).into();
+    let mut problem = None;
     loop {
         while let Some(output) = outputs.pop_front() {
             match output {
@@ -223,11 +244,11 @@ where
                     waiting.insert(to, (try_there, msg));
                 }
                 ClerkOutput::Timer { after, token } => timers.push((Instant::now() + after, token)),
-                ClerkOutput::Done(reply) => return Some(reply),
+                ClerkOutput::Done(reply) => return Ok(reply),
             }
         }
         if Instant::now() >= deadline {
-            return None;
+            return Err(Stopped::Deadline(problem));
         }
         let wake = timers
             .iter()
@@ -260,9 +281,10 @@ where
                         }
                         outputs.extend(out);
                     }
+                    Err(NetError::AuthRefused(failure)) => return Err(Stopped::Refused(failure)),
                     Err(e) => {
                         debug!(server = ?server, reason = %e, "server unreachable");
-                        *problem = Some(e.to_string());
+                        problem = Some(e.to_string());
                         waiting.remove(&server);
                         outputs.extend(clerk.on_unreachable(&server));
                     }
@@ -390,15 +412,9 @@ mod tests {
         let mut kept = Kept::new();
         let op = KvOp::Get { key: "k".into() };
         let deadline = Instant::now() + limit;
-        let reply = run(
-            &mut clerk,
-            |c| c.start(op),
-            &mut kept,
-            &dialer,
-            deadline,
-            &mut None,
-        )
-        .await;
+        let reply = run(&mut clerk, |c| c.start(op), &mut kept, &dialer, deadline)
+            .await
+            .ok();
         (reply, kept)
     }
 
@@ -541,9 +557,9 @@ mod tests {
             &mut kept,
             &dialer,
             start + STEP * 10,
-            &mut None,
         )
-        .await;
+        .await
+        .ok();
         assert_eq!(got, value("second"));
         assert!(start.elapsed() < STEP * 3, "{:?}", start.elapsed());
     }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use synod_auth::{AuthFailure, Denied};
 use synod_net::limits::TooLarge;
+
+use crate::driver::Stopped;
 
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,12 @@ pub enum ClientError {
     /// disagrees with this client about the protocol); the outcome is unknown.
     #[error("unexpected reply {0}; the operation may or may not have been applied")]
     Unexpected(String),
+    /// A server refused this client's credentials (or their absence); nothing was sent.
+    #[error("{0}; give a user and password (--user and --password-file, or SYNOD_USER and SYNOD_PASSWORD)")]
+    Refused(AuthFailure),
+    /// The client's user may not make this request; it was not applied.
+    #[error("refused: {0}; the operation was not applied")]
+    Denied(Denied),
     /// The key or value is above the size policy (this client's, checked before sending,
     /// or the server's); the operation was not applied.
     #[error("{0}; the operation was not applied")]
@@ -51,6 +60,17 @@ pub(crate) fn server_list<S: Into<String>>(
         return Err(ClientError::NoServers);
     }
     Ok(servers)
+}
+
+impl Stopped {
+    /// The error of an operation stopped this way; `timeout` makes the one of an operation
+    /// whose deadline passed, from the last connection problem seen.
+    pub(crate) fn error(self, timeout: impl FnOnce(Option<String>) -> ClientError) -> ClientError {
+        match self {
+            Stopped::Deadline(problem) => timeout(problem),
+            Stopped::Refused(failure) => ClientError::Refused(failure),
+        }
+    }
 }
 
 fn last_problem(problem: &Option<String>) -> String {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use synod_keyspace::{Command, Reply};
 use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReply};
 use synod_net::limits::Limits;
-use synod_net::Client;
+use synod_net::{Client, Credentials};
 use synod_node::clerk::Clerk;
 use synod_resp::BackendError;
 use synod_rsm::clerk::RsmOutput;
@@ -72,6 +72,15 @@ impl KvClient {
     /// once they reached it.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Presents `credentials` to the replicas (which refuse a client without valid ones when
+    /// they have users: [`ClientError::Refused`]); the user's permissions then bound what it
+    /// may do ([`ClientError::Denied`]). They are presented over TLS only
+    /// (`synod_net::tls::use_for_clients`): replicas with users require it.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.dialer.authenticate(credentials);
         self
     }
 
@@ -157,7 +166,9 @@ impl KvClient {
         let index = self.preferred.unwrap_or(0);
         let addr = self.dialer.addrs()[index].clone();
         let asked = async {
-            let mut client: Client<StatusMsg> = Client::connect(addr.as_str(), ASK_LIMIT).await?;
+            let credentials = self.dialer.credentials();
+            let mut client: Client<StatusMsg> =
+                Client::connect_as(addr.as_str(), ASK_LIMIT, credentials).await?;
             client.call(&StatusMsg::Query, ASK_LIMIT).await
         };
         let field = |name: &str, value: String| (name.to_owned(), value);
@@ -222,20 +233,21 @@ impl KvClient {
             .take(|| Session::new(KvClerk::new(rand::random(), self.dialer.addrs().len())));
         session.clerk.prefer(self.preferred);
         let deadline = Instant::now() + self.timeout;
-        let answer = session.run(start, &self.dialer, deadline).await.ok();
+        let answer = session.run(start, &self.dialer, deadline).await;
         match answer {
-            Some(KvReply::SessionExpired) => Err(ClientError::SessionExpired),
+            Ok(KvReply::SessionExpired) => Err(ClientError::SessionExpired),
             // The session is dropped with it: a refusal at the edge is not recorded in the
             // server's session table, which must see a session's first command.
-            Some(KvReply::TooLarge(refused)) => Err(refused.into()),
-            Some(KvReply::OutOfMemory { used, limit }) => {
+            Ok(KvReply::TooLarge(refused)) => Err(refused.into()),
+            Ok(KvReply::Denied(denied)) => Err(ClientError::Denied(denied)),
+            Ok(KvReply::OutOfMemory { used, limit }) => {
                 Err(ClientError::OutOfMemory { used, limit })
             }
-            Some(reply) => {
+            Ok(reply) => {
                 self.idle.put(session);
                 Ok(reply)
             }
-            None => Err(ClientError::Timeout(self.timeout)),
+            Err(stopped) => Err(stopped.error(|_| ClientError::Timeout(self.timeout))),
         }
     }
 }

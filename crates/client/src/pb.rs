@@ -116,10 +116,10 @@ impl PbClient {
         self.idle.put(session);
         match answer {
             Ok(reply) => reply.map_err(ClientError::from),
-            Err(problem) => Err(ClientError::NoPrimary {
+            Err(stopped) => Err(stopped.error(|problem| ClientError::NoPrimary {
                 after: self.timeout,
                 problem,
-            }),
+            })),
         }
     }
 }

@@ -179,7 +179,7 @@ impl Dialer<ShardServer> for ShardDialer {
             ShardServer::Controller(i) => self.0.addrs().get(*i).cloned(),
             ShardServer::Group(addr) => Some(addr.clone()),
         };
-        driver::dial_addr(addr, limit)
+        driver::dial_addr(addr, limit, self.0.credentials().cloned())
     }
 }
 
@@ -379,6 +379,7 @@ impl ShardKvClient {
         });
         session.clerk.learn(&self.shared_config());
         session.clerk.prefer(self.preferred);
+        // The sharded KV's servers have no users, so no credentials are refused.
         let answer = session.run(start, &self.dialer, deadline).await.ok();
         self.learn(session.clerk.config());
         match answer {

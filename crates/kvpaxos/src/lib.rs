@@ -19,6 +19,7 @@
 //! The client's logic is a sans-I/O core too, [`KvClerk`] (`synod_rsm::clerk`'s, with the
 //! step of [`KvOp`]): the simulator's tests and `synod-client` run the same one.
 
+pub mod guard;
 mod replica;
 pub mod state;
 
@@ -27,6 +28,7 @@ pub use state::KvState;
 pub use synod_rsm::TICK;
 
 use serde::{Deserialize, Serialize};
+use synod_auth::Denied;
 use synod_keyspace::{Command, Reply};
 use synod_node::limits::{self, Limits, TooLarge};
 use synod_rsm::clerk::{step_for, ClerkOp, RsmClerk};
@@ -85,6 +87,9 @@ pub enum KvReply {
     Batch(Vec<KvReply>),
     /// A Redis command's reply.
     Redis(Reply),
+    /// The request was refused to the client's user (see the `guard` module); nothing was
+    /// applied. Never logged: a replica answers it before the request reaches the log.
+    Denied(Denied),
 }
 
 impl KvOp {
@@ -126,6 +131,23 @@ impl KvOp {
             });
         }
         Ok(())
+    }
+
+    /// The keys the operation reads or writes.
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            KvOp::Get { key } | KvOp::Put { key, .. } | KvOp::Append { key, .. } => vec![key],
+            KvOp::Redis(command) => command.keys(),
+        }
+    }
+
+    /// Whether the operation may change the store.
+    pub fn writes(&self) -> bool {
+        match self {
+            KvOp::Get { .. } => false,
+            KvOp::Put { .. } | KvOp::Append { .. } => true,
+            KvOp::Redis(command) => command.writes(),
+        }
     }
 
     /// Bytes of key and value the operation carries.

@@ -207,6 +207,7 @@ fn worker_main(args: &[String]) {
         work_dir,
         cfg: Default::default(),
         connect_timeout: Duration::from_secs(30),
+        tls: None,
     };
     rt.block_on(worker::run(opts, Registry::builtin())).unwrap();
     println!("peak_rss_kb {}", peak_rss_kb());

@@ -62,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 work_dir: PathBuf::from(&args[4]),
                 cfg: Default::default(),
                 connect_timeout: Duration::from_secs(10),
+                tls: None,
             };
             rt.block_on(worker::run(opts, registry()))?;
         }

@@ -26,6 +26,7 @@ async fn other_versions_are_rejected_and_real_workers_finish_the_job() {
         listener.into(),
         CoordinatorConfig::default(),
         tx,
+        None,
     ));
 
     let mut old = synod_net::Client::<MrMsg>::connect(addr.as_str(), Duration::from_secs(5))
@@ -52,6 +53,7 @@ async fn other_versions_are_rejected_and_real_workers_finish_the_job() {
         work_dir: dir.path().join(format!("w{i}")),
         cfg: Default::default(),
         connect_timeout: Duration::from_secs(5),
+        tls: None,
     };
     let (a, b) = tokio::join!(
         run(worker(0), Registry::builtin()),
@@ -110,6 +112,7 @@ async fn an_app_that_panics_fails_the_job_with_the_reason_and_no_output() {
         listener.into(),
         CoordinatorConfig::default(),
         tx,
+        None,
     ));
     let opts = WorkerOptions {
         coordinator: addr,
@@ -117,6 +120,7 @@ async fn an_app_that_panics_fails_the_job_with_the_reason_and_no_output() {
         work_dir: dir.path().join("w"),
         cfg: Default::default(),
         connect_timeout: Duration::from_secs(5),
+        tls: None,
     };
     let worker_saw = run(opts, registry()).await.unwrap();
     let err = job.await.unwrap().unwrap_err().to_string();

@@ -13,6 +13,11 @@
 //! (a request may or may not have been applied), so the caller decides whether to connect
 //! again and retry; the services' own clerks do that with their at-most-once request ids.
 //!
+//! A client presents [`Credentials`] (or none) when it connects, and a server with users
+//! refuses it unless they are valid ([`NetError::AuthRefused`]); see the codec's docs. Only
+//! over TLS: a plain connection presents none. An in-process connection presents none
+//! either: the process is the server's own.
+//!
 //! With TLS installed for this process's clients ([`crate::tls::use_for_clients`]), the
 //! connection is TLS, and the server's certificate must name the address connected to.
 //!
@@ -35,7 +40,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{lookup_host, TcpStream, ToSocketAddrs};
 use tokio::time::timeout;
 
-use crate::codec::{decode_msg, encode_frame, Hello, CLIENT_MAX_FRAME};
+use crate::codec::{decode_msg, encode_frame, Admission, Credentials, Hello, CLIENT_MAX_FRAME};
 use crate::conn::{handshake, no_delay, FrameReader, FrameWriter, Halves, ReadHalf};
 use crate::error::NetError;
 use crate::local::{self, LocalConn};
@@ -63,7 +68,16 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Client<M> {
     /// Connects and handshakes within `limit`, accepting frames as large as any server may
     /// be configured to send ([`CLIENT_MAX_FRAME`]).
     pub async fn connect(addr: impl ToSocketAddrs, limit: Duration) -> Result<Self, NetError> {
-        Self::connect_with_max_frame(addr, limit, CLIENT_MAX_FRAME).await
+        Self::connect_as(addr, limit, None).await
+    }
+
+    /// Connects as [`connect`](Self::connect) does, presenting `credentials` to the server.
+    pub async fn connect_as(
+        addr: impl ToSocketAddrs,
+        limit: Duration,
+        credentials: Option<&Credentials>,
+    ) -> Result<Self, NetError> {
+        Self::open(addr, limit, CLIENT_MAX_FRAME, credentials).await
     }
 
     /// Connects with a custom frame-size limit (applied to what it sends and receives).
@@ -72,6 +86,19 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Client<M> {
         limit: Duration,
         max_frame: usize,
     ) -> Result<Self, NetError> {
+        Self::open(addr, limit, max_frame, None).await
+    }
+
+    async fn open(
+        addr: impl ToSocketAddrs,
+        limit: Duration,
+        max_frame: usize,
+        credentials: Option<&Credentials>,
+    ) -> Result<Self, NetError> {
+        // Credentials travel only inside TLS: a server with users requires it, so a plain
+        // connection presents none rather than a password anyone on the path could read.
+        let credentials = credentials.filter(|_| tls::for_clients().is_some());
+        let presented = encode_frame(&credentials, max_frame)?;
         let attempt = async {
             let addrs: Vec<SocketAddr> = lookup_host(addr).await?.collect();
             if let Some(route) = addrs.iter().find_map(|&a| local::route::<M>(a)) {
@@ -89,14 +116,18 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Client<M> {
                     Halves::tls(tls.connect(stream, ip).await?)
                 }
             };
-            let (reader, writer, hello) =
-                handshake(halves, Hello::Client, max_frame, limit).await?;
-            match hello {
-                Hello::Peer(server) => Ok((Link::Tcp { reader, writer }, server)),
-                found => Err(NetError::UnexpectedHello {
+            let (mut reader, writer, hello) =
+                handshake(halves, Hello::Client, &presented, max_frame, limit).await?;
+            let Hello::Peer(server) = hello else {
+                return Err(NetError::UnexpectedHello {
                     expected: "a server".to_string(),
-                    found,
-                }),
+                    found: hello,
+                });
+            };
+            let answer = reader.read_frame().await?.ok_or(NetError::Closed)?;
+            match decode_msg(&answer)? {
+                Admission::Admitted => Ok((Link::Tcp { reader, writer }, server)),
+                Admission::Refused(failure) => Err(NetError::AuthRefused(failure)),
             }
         };
         let (link, server) = timeout(limit, attempt)

@@ -13,6 +13,13 @@
 //!  └──────────────┴────────────────────────────┘
 //! ```
 //!
+//! A client's first frame is its [`Credentials`] (`Option<Credentials>`: none for an
+//! anonymous client), sent right behind its hello, and the server's first frame to a client
+//! is its [`Admission`]: admitted, or refused and the connection closed. A server with users
+//! (`synod_auth`) admits a client that presented valid credentials, or a client certificate
+//! from the cluster's CA (a member: the replicas' own fronts); a server without admits
+//! everyone.
+//!
 //! On a server with TLS (the `tls` module) these same bytes travel inside a TLS connection:
 //! TLS wraps the format without changing it, so it needs no version of its own.
 //!
@@ -33,7 +40,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use synod_auth::AuthFailure;
+pub use synod_auth::Credentials;
 use synod_node::limits::Limits;
 use synod_node::NodeId;
 
@@ -56,7 +65,9 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// `KvReply::Redis`, `ShardReply::Redis`, `synod_pbservice::Op::Redis`; the primary/backup
 /// reply is a `Reply`). Stored logs and snapshots of version 7 read as they were: postcard
 /// encodes a `String` and a `Vec<u8>` alike, and new variants are last.
-pub const PROTOCOL_VERSION: u16 = 8;
+/// Version 9: a client's first frame is its credentials, answered by an [`Admission`]; a
+/// KV reply can be `KvReply::Denied` (a request its user may not make).
+pub const PROTOCOL_VERSION: u16 = 9;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.
@@ -82,6 +93,14 @@ pub enum Hello {
     Peer(NodeId),
     /// A client; the accepting server assigns it a [`NodeId`] for this connection.
     Client,
+}
+
+/// A server's answer to a client's [`Credentials`], its first frame to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admission {
+    Admitted,
+    /// The server closes the connection after sending this.
+    Refused(AuthFailure),
 }
 
 /// Why bytes from the wire were rejected. Each one ends the connection that sent them.
@@ -271,18 +290,18 @@ mod tests {
     #[test]
     fn wrong_version_names_both_versions() {
         let mut bytes = encode_hello(Hello::Client);
-        bytes[4..6].copy_from_slice(&9u16.to_le_bytes());
+        bytes[4..6].copy_from_slice(&99u16.to_le_bytes());
         let err = decode_hello(&mut BytesMut::from(&bytes[..6])).unwrap_err();
         assert!(matches!(
             err,
             FrameError::UnsupportedVersion {
                 ours: PROTOCOL_VERSION,
-                theirs: 9
+                theirs: 99
             }
         ));
         assert_eq!(
             err.to_string(),
-            format!("unsupported protocol version 9 (this build speaks {PROTOCOL_VERSION})")
+            format!("unsupported protocol version 99 (this build speaks {PROTOCOL_VERSION})")
         );
     }
 

@@ -128,11 +128,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Sends our handshake, reads theirs, all within `limit`. The other side's hello is returned
-/// unjudged: whether a client or a particular peer was expected is the caller's business.
+/// Sends our handshake (and `behind` it, in the same flight: a client's credentials), reads
+/// theirs, all within `limit`. The other side's hello is returned unjudged: whether a client
+/// or a particular peer was expected is the caller's business.
 pub(crate) async fn handshake(
     halves: Halves,
     ours: Hello,
+    behind: &[u8],
     max_frame: usize,
     limit: Duration,
 ) -> Result<(FrameReader<ReadHalf>, FrameWriter, Hello), NetError> {
@@ -140,6 +142,7 @@ pub(crate) async fn handshake(
     let mut reader = FrameReader::new(read, max_frame);
     let exchange = async {
         write.write_all(&encode_hello(ours)).await?;
+        write.write_all(behind).await?;
         // A TLS stream holds written bytes until flushed.
         write.flush().await?;
         reader.read_hello().await

@@ -52,6 +52,9 @@ pub enum NetError {
     /// A plain (not TLS) connection to a server that requires TLS of it.
     #[error("refused a plain connection from a {who}: this server requires TLS")]
     PlainRefused { who: &'static str },
+    /// The server refused this client's credentials (or their absence).
+    #[error("the server refused this client: {0}")]
+    AuthRefused(#[from] synod_auth::AuthFailure),
     #[error("final storage sync failed: {0}")]
     Storage(#[from] StorageError),
 }

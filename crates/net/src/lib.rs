@@ -33,9 +33,12 @@ mod server;
 pub mod tls;
 
 pub use client::Client;
-pub use codec::{FrameError, Hello, CLIENT_MAX_FRAME, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+pub use codec::{
+    Admission, Credentials, FrameError, Hello, CLIENT_MAX_FRAME, DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
+};
 pub use config::{Listen, NetOptions, NodeConfig};
 pub use error::NetError;
 pub use liveness::LinkTiming;
-pub use server::{run_node, shutdown_signal};
+pub use server::{run_guarded_node, run_node, shutdown_signal, ClientGuard};
 pub use synod_node::limits;

@@ -140,6 +140,7 @@ async fn connect(
     let (reader, writer, theirs) = handshake(
         halves,
         Hello::Peer(target.me),
+        &[],
         opts.max_frame,
         opts.handshake_timeout,
     )

@@ -26,6 +26,13 @@
 //! gets a fresh [`NodeId`] from [`NodeId::FIRST_CLIENT`] upwards, registers a reply queue with
 //! the node, and unregisters it when it closes, after which replies to it are dropped.
 //!
+//! On a server run with a [`ClientGuard`] ([`run_guarded_node`]), a client is admitted only
+//! with valid credentials or a certificate from the cluster's CA (see the codec's docs), and
+//! each message of a client admitted as a user is screened against its permissions before
+//! the node sees it: a refused one is logged and answered with the guard's refusal, and
+//! goes no further. In-process clients (the `local` module) are the server's own process
+//! and are not screened.
+//!
 //! The connection limit is a `tokio::sync::Semaphore`: each connection task holds a permit
 //! for its whole life and releases it by being dropped, however it ends. Over the limit, a
 //! new connection is closed right after accept instead of waiting in the kernel backlog,
@@ -53,7 +60,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::codec::{decode_msg, Hello, PROBE};
+use synod_auth::{Access, AuthFailure, Credentials, Denied, Need, Permissions};
+
+use crate::codec::{decode_msg, encode_frame, Admission, Hello, PROBE};
 use crate::config::{Listen, NetOptions, NodeConfig};
 use crate::conn::{
     handshake, no_delay, tune_peer_socket, write_batch, FrameReader, FrameWriter, Halves, ReadHalf,
@@ -63,16 +72,55 @@ use crate::error::NetError;
 use crate::local::{self, Route};
 use crate::tls::{PeerTls, TLS_HANDSHAKE_RECORD};
 
-/// Runs `node` as a server until `shutdown` resolves, then shuts down gracefully.
+/// How a server with users admits its clients and screens their messages.
+pub struct ClientGuard<M> {
+    /// The users, and the bound on failed authentications (a replica shares it with its
+    /// RESP front).
+    pub access: Arc<Access>,
+    /// What a client's message needs to be allowed.
+    pub needs: fn(&M) -> Need<'_>,
+    /// The reply to a message refused for the reason given, if its sender waits for one.
+    pub refusal: fn(&M, Denied) -> Option<M>,
+}
+
+impl<M> ClientGuard<M> {
+    /// Admits members only, that is clients with a certificate from the cluster's CA (on a
+    /// server with TLS): no user can authenticate, and a member's messages are not screened.
+    pub fn members_only() -> Self {
+        ClientGuard {
+            access: Access::new(synod_auth::Users::default()),
+            needs: |_| Need::Nothing,
+            refusal: |_, _| None,
+        }
+    }
+}
+
+/// Runs `node` as a server until `shutdown` resolves, then shuts down gracefully; its
+/// clients are not authenticated (see [`run_guarded_node`]).
 ///
 /// Returns an error only if the id is in the client range, the listen address cannot be
 /// bound, or the final storage sync fails; trouble on any single connection is logged and
 /// contained.
 pub async fn run_node<N>(
+    node: N,
+    config: NodeConfig,
+    storage: Box<dyn Storage + Send>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NetError>
+where
+    N: Node + Send,
+    N::Msg: Serialize + DeserializeOwned + Send + 'static,
+{
+    run_guarded_node(node, config, storage, shutdown, None).await
+}
+
+/// [`run_node`], admitting clients and screening their messages with `guard` if given.
+pub async fn run_guarded_node<N>(
     mut node: N,
     config: NodeConfig,
     storage: Box<dyn Storage + Send>,
     shutdown: impl Future<Output = ()>,
+    guard: Option<ClientGuard<N::Msg>>,
 ) -> Result<(), NetError>
 where
     N: Node + Send,
@@ -104,6 +152,7 @@ where
         inbox: inbox_tx,
         cancel: cancel.clone(),
         next_client: Arc::new(AtomicU64::new(NodeId::FIRST_CLIENT)),
+        guard,
     });
     // With `in_process`, clients in this process reach the node through its inbox while it
     // serves.
@@ -170,6 +219,7 @@ struct Shared<M> {
     cancel: CancellationToken,
     /// The next client id, for TCP and in-process clients alike.
     next_client: Arc<AtomicU64>,
+    guard: Option<ClientGuard<M>>,
 }
 
 /// Pause after a failed `accept` (typically out of file descriptors) so the loop does not
@@ -178,7 +228,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 async fn accept_loop<M>(listener: TcpListener, shared: Arc<Shared<M>>)
 where
-    M: DeserializeOwned + Send + 'static,
+    M: Serialize + DeserializeOwned + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(shared.opts.max_connections));
     let mut connections = JoinSet::new();
@@ -233,11 +283,11 @@ where
 /// One inbound connection from start to end, logging why it ended.
 async fn serve_connection<M>(stream: TcpStream, client_id: NodeId, shared: Arc<Shared<M>>)
 where
-    M: DeserializeOwned + Send + 'static,
+    M: Serialize + DeserializeOwned + Send + 'static,
 {
     let addr = stream.peer_addr().ok();
     let peer = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
-    match handle_connection(stream, client_id, &shared).await {
+    match handle_connection(stream, client_id, &peer, &shared).await {
         Ok(()) | Err(NetError::Closed) => debug!(%peer, "connection closed"),
         Err(e) => warn!(%peer, reason = %e, "closing connection"),
     }
@@ -246,10 +296,11 @@ where
 async fn handle_connection<M>(
     stream: TcpStream,
     client_id: NodeId,
+    peer: &str,
     shared: &Shared<M>,
 ) -> Result<(), NetError>
 where
-    M: DeserializeOwned + Send + 'static,
+    M: Serialize + DeserializeOwned + Send + 'static,
 {
     let opts = &shared.opts;
     // Before the handshake tells a peer from a client, so clients get the same timings: a
@@ -271,6 +322,7 @@ where
     let (mut reader, mut writer, hello) = handshake(
         halves,
         Hello::Peer(shared.id),
+        &[],
         opts.max_frame,
         opts.handshake_timeout,
     )
@@ -289,12 +341,14 @@ where
                         writer.write_all(&PROBE).await?;
                         writer.flush().await?;
                     }
-                    Some(payload) if deliver(shared, from, &payload).await? => {}
+                    Some(payload)
+                        if deliver(shared, from, decode_msg(&payload)?, payload.len()).await? => {}
                     _ => return Ok(()),
                 }
             }
         }
         Hello::Client => {
+            let standing = admit_client(&mut reader, &mut writer, &transport, peer, shared).await?;
             let (outbox, replies) = mpsc::channel(opts.send_queue);
             let up = Event::ClientUp {
                 id: client_id,
@@ -304,7 +358,7 @@ where
                 return Ok(());
             }
             debug!(client = %client_id, "client connected");
-            let result = serve_client(client_id, reader, writer, replies, shared).await;
+            let result = serve_client(client_id, &standing, reader, writer, replies, shared).await;
             // Fails at once if the node has stopped, which is just as good.
             let _ = shared.inbox.send(Event::ClientDown { id: client_id }).await;
             result
@@ -361,26 +415,111 @@ fn admit(opts: &NetOptions, hello: Hello, transport: &Transport) -> Result<(), N
     }
 }
 
+/// Who a client connection was admitted as.
+enum Standing {
+    /// Anyone: the server has no users.
+    Open,
+    /// A member of the cluster, by its certificate: not screened.
+    Member,
+    /// A user, held to its permissions.
+    User {
+        name: String,
+        permissions: Permissions,
+    },
+}
+
+/// Reads a client's credentials (its first frame) and answers with its [`Admission`]: on a
+/// server with a guard, a client with a certificate from the cluster's CA is a member, one
+/// with a user's valid credentials is that user, and any other is refused (the refusal is
+/// logged, and the error ends the connection).
+async fn admit_client<M>(
+    reader: &mut FrameReader<ReadHalf>,
+    writer: &mut FrameWriter,
+    transport: &Transport,
+    peer: &str,
+    shared: &Shared<M>,
+) -> Result<Standing, NetError> {
+    let limit = shared.opts.handshake_timeout;
+    let frame = tokio::time::timeout(limit, reader.read_frame())
+        .await
+        .map_err(|_| NetError::Timeout {
+            what: "client credentials",
+            after: limit,
+        })??
+        .ok_or(NetError::Closed)?;
+    let credentials: Option<Credentials> = decode_msg(&frame)?;
+    let decided = match (&shared.guard, transport, credentials) {
+        (None, _, _) => Ok(Standing::Open),
+        (Some(_), Transport::Tls { cert: Some(_) }, _) => Ok(Standing::Member),
+        (Some(guard), _, Some(Credentials { user, password })) => guard
+            .access
+            .authenticate(&user, &password, &peer, "native")
+            .map(|permissions| Standing::User {
+                name: user,
+                permissions,
+            }),
+        (Some(_), _, None) => {
+            warn!(%peer, "native client refused: no credentials");
+            Err(AuthFailure::Required)
+        }
+    };
+    let admission = match &decided {
+        Ok(_) => Admission::Admitted,
+        Err(failure) => Admission::Refused(*failure),
+    };
+    writer
+        .write_all(&encode_frame(&admission, shared.opts.max_frame)?)
+        .await?;
+    writer.flush().await?;
+    Ok(decided?)
+}
+
+/// Whether a client admitted as `standing` may send `msg`.
+fn screen<M>(standing: &Standing, guard: Option<&ClientGuard<M>>, msg: &M) -> Result<(), Denied> {
+    match (standing, guard) {
+        (Standing::User { name, permissions }, Some(guard)) => {
+            permissions.allow(name, &(guard.needs)(msg))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Reads a client's requests and writes the node's replies, on one task: replies are written
 /// between reads, and `read_frame` is cancel-safe so a reply arriving mid-frame loses nothing.
 /// On shutdown it stops reading and keeps writing until the node closes the reply queue.
 async fn serve_client<M>(
     id: NodeId,
+    standing: &Standing,
     mut reader: FrameReader<ReadHalf>,
     mut writer: FrameWriter,
     mut replies: mpsc::Receiver<bytes::Bytes>,
     shared: &Shared<M>,
 ) -> Result<(), NetError>
 where
-    M: DeserializeOwned + Send + 'static,
+    M: Serialize + DeserializeOwned + Send + 'static,
 {
     let mut draining = false;
     loop {
         tokio::select! {
-            frame = reader.read_frame(), if !draining => match frame? {
-                Some(payload) if deliver(shared, id, &payload).await? => {}
-                _ => return Ok(()),
-            },
+            frame = reader.read_frame(), if !draining => {
+                let Some(payload) = frame? else { return Ok(()) };
+                let msg = decode_msg(&payload)?;
+                match screen(standing, shared.guard.as_ref(), &msg) {
+                    Ok(()) => {
+                        if !deliver(shared, id, msg, payload.len()).await? {
+                            return Ok(());
+                        }
+                    }
+                    Err(denied) => {
+                        warn!(client = %id, reason = %denied, "native request refused");
+                        let refusal = shared.guard.as_ref().and_then(|g| (g.refusal)(&msg, denied));
+                        if let Some(reply) = refusal {
+                            writer.write_all(&encode_frame(&reply, shared.opts.max_frame)?).await?;
+                            writer.flush().await?;
+                        }
+                    }
+                }
+            }
             reply = replies.recv() => match reply {
                 Some(frame) => write_batch(&mut writer, frame, &mut replies).await?,
                 None => return Ok(()),
@@ -390,15 +529,16 @@ where
     }
 }
 
-/// Decodes a payload and hands it to the node; `false` if the node has stopped.
-async fn deliver<M: DeserializeOwned>(
+/// Hands a message (of `size` bytes on the wire) to the node; `false` if the node has
+/// stopped.
+async fn deliver<M>(
     shared: &Shared<M>,
     from: NodeId,
-    payload: &[u8],
+    msg: M,
+    size: usize,
 ) -> Result<bool, NetError> {
-    let msg = decode_msg(payload)?;
     let peer = (!from.is_client()).then_some(from);
-    synod_metrics::global().record_link(false, peer, payload.len());
+    synod_metrics::global().record_link(false, peer, size);
     Ok(shared
         .inbox
         .send(Event::Message { from, msg })

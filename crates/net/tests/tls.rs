@@ -1,7 +1,8 @@
 //! Peer links with mutual TLS, over real sockets on 127.0.0.1: members talk; a plain peer, a
 //! peer with another CA's certificate, a member claiming to be another and a plain client
 //! are each refused, and the refusal logged; a byte flipped on the wire ends the connection
-//! instead of being delivered.
+//! instead of being delivered. A server with users admits a client with a user's valid
+//! credentials only, and refuses (and logs) a request outside the user's permissions.
 //!
 //! Every client of this test process trusts the cluster CA ([`synod_net::tls::use_for_clients`]
 //! is process-wide); the attackers below build their own connections.
@@ -14,9 +15,12 @@ use std::sync::{Arc, LazyLock};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
+use synod_auth::{AuthFailure, Credentials, Need, Users};
 use synod_net::codec::{encode_frame, encode_hello, Hello};
 use synod_net::tls::{member_name, ClientTls, ClusterCa, IssuedPem, PeerTls, TlsFiles};
-use synod_net::{run_node, Client, NetError, NetOptions, NodeConfig, DEFAULT_MAX_FRAME};
+use synod_net::{
+    run_guarded_node, Client, ClientGuard, NetError, NetOptions, NodeConfig, DEFAULT_MAX_FRAME,
+};
 use synod_node::{Context, Node, NodeId};
 use synod_storage::MemStorage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +41,8 @@ enum Msg {
     Relay(u64),
     Ping(u64),
     Pong(u64),
+    /// A guarded server's answer to a request its client's user may not make.
+    Refused,
 }
 
 /// Relays a client's `Relay` to its partner as a `Ping` and the `Pong` back.
@@ -62,6 +68,7 @@ impl Node for Relay {
                     ctx.send(client, Msg::Pong(k));
                 }
             }
+            Msg::Refused => {}
         }
     }
 
@@ -132,6 +139,17 @@ struct Server {
 impl Server {
     /// Member `id`, whose partner is member `partner` at `partner_addr`.
     async fn start(id: u64, listener: TcpListener, partner: u64, partner_addr: SocketAddr) -> Self {
+        Self::start_guarded(id, listener, partner, partner_addr, None).await
+    }
+
+    /// [`Server::start`], admitting and screening clients with `guard`.
+    async fn start_guarded(
+        id: u64,
+        listener: TcpListener,
+        partner: u64,
+        partner_addr: SocketAddr,
+        guard: Option<ClientGuard<Msg>>,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let mut config = NodeConfig::new(NodeId(id), listener);
         config.peers = [(NodeId(partner), partner_addr)].into();
@@ -141,9 +159,11 @@ impl Server {
             waiting: None,
         };
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run_node(node, config, Box::new(MemStorage::new()), async {
+        let storage = Box::new(MemStorage::new());
+        let stopping = async {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(run_guarded_node(node, config, storage, stopping, guard));
         Server { addr, stop, task }
     }
 
@@ -176,6 +196,85 @@ async fn members_talk_over_mutual_tls_and_clients_connect_with_tls() {
     let (a, b) = pair().await;
     assert_eq!(relayed(a.addr, 7).await.unwrap(), Msg::Pong(7));
     assert_eq!(relayed(b.addr, 8).await.unwrap(), Msg::Pong(8));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A relay writes the key `relay`; the members' own messages need a member.
+fn relay_needs(msg: &Msg) -> Need<'_> {
+    match msg {
+        Msg::Relay(_) => Need::Write(vec![b"relay"]),
+        Msg::Ping(_) | Msg::Pong(_) | Msg::Refused => Need::Member,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_guarded_server_admits_its_users_only_and_holds_them_to_their_permissions() {
+    let (logs, _guard) = Logs::capture();
+    let users = Users::parse_acl(
+        "user default on >default-secret-8 ~* +@all\nuser reader on >reader-secret-7 ~* +@read",
+    )
+    .unwrap();
+    let guard = ClientGuard {
+        access: synod_auth::Access::new(users),
+        needs: relay_needs,
+        refusal: |_, _| Some(Msg::Refused),
+    };
+    let (l1, l2) = (bind().await, bind().await);
+    let (a1, a2) = (l1.local_addr().unwrap(), l2.local_addr().unwrap());
+    let b = Server::start(2, l2, 1, a1).await;
+    let a = Server::start_guarded(1, l1, 2, a2, Some(guard)).await;
+    let connect = |credentials: Option<Credentials>| async move {
+        Client::<Msg>::connect_as(a1, WAIT, credentials.as_ref()).await
+    };
+    let refusal = |result: Result<Client<Msg>, NetError>| match result {
+        Err(NetError::AuthRefused(failure)) => failure,
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("admitted"),
+    };
+    assert_eq!(refusal(connect(None).await), AuthFailure::Required);
+    let wrong = Credentials::new("reader", "default-secret-8");
+    assert_eq!(refusal(connect(Some(wrong)).await), AuthFailure::WrongPass);
+    let mut reader = connect(Some(Credentials::new("reader", "reader-secret-7")))
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.call(&Msg::Relay(1), WAIT).await.unwrap(),
+        Msg::Refused
+    );
+    // A member's message from a user is refused with no answer, and goes no further.
+    reader.send(&Msg::Ping(2)).await.unwrap();
+    let mut writer = connect(Some(Credentials::new("default", "default-secret-8")))
+        .await
+        .unwrap();
+    assert_eq!(
+        writer.call(&Msg::Relay(3), WAIT).await.unwrap(),
+        Msg::Pong(3)
+    );
+    for line in [
+        "native client refused: no credentials",
+        "native authentication failed",
+        "reason=user reader may not write",
+        "reason=only members of the cluster may send this message",
+    ] {
+        logs.wait_for(&[line]).await;
+    }
+    assert!(!logs.text().contains("-secret-"), "{}", logs.text());
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn connections_are_sealed_with_aes_128_gcm() {
+    let (a, b) = pair().await;
+    let tls = ClientTls::trusting(&ca_path()).unwrap();
+    let stream = TcpStream::connect(a.addr).await.unwrap();
+    let secured = tls.connect(stream, a.addr.ip()).await.unwrap();
+    let suite = secured.get_ref().1.negotiated_cipher_suite();
+    assert_eq!(
+        suite.map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
     a.stop().await;
     b.stop().await;
 }

@@ -480,7 +480,7 @@ async fn watch_snapshots(replicas: Vec<String>, marker: Marker) {
     loop {
         let mut writing = false;
         for addr in &replicas {
-            if let Ok(report) = crate::status_cmd::ask(addr, Duration::from_secs(1)).await {
+            if let Ok(report) = crate::status_cmd::ask(addr, Duration::from_secs(1), None).await {
                 writing |= report.snapshots.writing_for_ms.is_some();
             }
         }

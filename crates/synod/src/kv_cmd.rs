@@ -9,9 +9,11 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use synod_client::KvClient;
 use synod_kvpaxos::{KvOp, KvReplica, KvReply};
+use synod_net::ClientGuard;
 use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use synod_node::NodeId;
 
+use crate::credential_args::CredentialArgs;
 use crate::limit_args::LimitArgs;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_front::Front;
@@ -74,6 +76,8 @@ pub struct Target {
     max_value_bytes: usize,
     #[command(flatten)]
     tls: ClientTlsArgs,
+    #[command(flatten)]
+    credentials: CredentialArgs,
 }
 
 pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
@@ -120,6 +124,19 @@ async fn serve(
     max_memory: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let security = resp_security.security(&args.start.tls, &args.start.cluster_token)?;
+    // The users guard the native port too, sharing the RESP port's bound on failures.
+    let guard = security.access.clone().map(|access| ClientGuard {
+        access,
+        needs: synod_kvpaxos::guard::needs,
+        refusal: synod_kvpaxos::guard::refusal,
+    });
+    if guard.is_some() && args.start.tls.tls_cert.is_none() {
+        bail!(
+            "--requirepass-file and --acl-file guard the native port too, which takes \
+             --tls-cert, --tls-key and --tls-ca: replicas (their RESP fronts) reach one \
+             another as members by their certificates, and passwords must not cross plain TCP"
+        );
+    }
     let (id, peers) = (args.id, &args.peers);
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;
@@ -144,7 +161,7 @@ async fn serve(
         });
         Ok(Some(front.await?))
     };
-    serve_replica(replica, node, front).await
+    serve_replica(replica, node, front, guard).await
 }
 
 async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
@@ -153,9 +170,12 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
     }
     let limits = Limits::new(target.max_value_bytes).context("--max-value-bytes")?;
     target.tls.install()?;
-    let client = KvClient::connect(target.servers)?
+    let mut client = KvClient::connect(target.servers)?
         .with_timeout(Duration::from_secs_f64(target.timeout))
         .with_limits(limits);
+    if let Some(credentials) = target.credentials.credentials()? {
+        client = client.with_credentials(credentials);
+    }
     match client.call(op).await? {
         KvReply::Value(v) => print_value(&v)?,
         KvReply::Written { len } => println!("{len}"),
@@ -165,6 +185,7 @@ async fn request(target: Target, op: KvOp) -> anyhow::Result<ExitCode> {
             "out of memory: the store holds {used} bytes, --max-memory is {limit}; \
              the operation was not applied"
         ),
+        KvReply::Denied(denied) => bail!("refused: {denied}; the operation was not applied"),
         KvReply::Batch(_) | KvReply::Redis(_) => {
             bail!("the server answered another kind of operation")
         }

@@ -6,6 +6,7 @@
 mod bench_cmd;
 mod check_cmd;
 mod counter_cmd;
+mod credential_args;
 mod data_dir;
 mod explore_cmd;
 mod identity;

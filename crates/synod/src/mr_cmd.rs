@@ -1,5 +1,12 @@
 //! `synod mr`: run MapReduce jobs (issue 4) — whole jobs on this machine, or a coordinator
 //! and workers on several.
+//!
+//! A coordinator and workers on several hosts authenticate each other with certificates
+//! from one CA (`synod certs`), given to each with `--tls-cert`, `--tls-key` and `--tls-ca`:
+//! then every connection is TLS (which authenticates every frame) and a process without a
+//! certificate from that CA is refused, and logged. Without them, anyone who reaches the
+//! coordinator's port can take part, which a coordinator says on stderr when it starts. A
+//! whole job on this machine (`synod mr run`) runs its workers on loopback, unsecured.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -13,6 +20,9 @@ use synod_mapreduce::service::{self, worker::WorkerOptions};
 use synod_mapreduce::worker::WorkerConfig;
 use synod_mapreduce::{plan, run_sequential, AppSpec, JobConfig, Registry};
 use tokio::sync::watch;
+
+use crate::identity::DEFAULT_CLUSTER_TOKEN;
+use crate::tls_args::ServerTlsArgs;
 
 #[derive(clap::Subcommand)]
 pub enum MrCommand {
@@ -80,6 +90,10 @@ pub struct CoordinatorArgs {
     /// Silence after which a worker is declared dead, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     heartbeat_timeout_ms: u64,
+    /// The coordinator's certificate (naming the address workers reach it by), key and CA:
+    /// then only workers with a certificate from that CA are admitted.
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +107,11 @@ pub struct WorkerArgs {
     /// Local directory for map output (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// The worker's certificate (naming the address it advertises), key and CA, from the
+    /// coordinator's CA: it proves itself to the coordinator and the other workers with it,
+    /// and admits only them to its map output.
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 fn job_config(a: &JobArgs) -> JobConfig {
@@ -258,6 +277,14 @@ fn run_job(rt: &tokio::runtime::Runtime, a: RunArgs) -> anyhow::Result<ExitCode>
 
 fn coordinate(rt: &tokio::runtime::Runtime, a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     let (plan, _) = plan(&job_config(&a.job), &Registry::builtin())?;
+    let tls = a.tls.load(DEFAULT_CLUSTER_TOKEN)?;
+    if tls.is_none() {
+        eprintln!(
+            "insecure: any process that reaches {} can work on this job (give --tls-cert, \
+             --tls-key and --tls-ca to admit only workers with a certificate from your CA)",
+            a.listen
+        );
+    }
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(a.listen))
         .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -273,7 +300,13 @@ fn coordinate(rt: &tokio::runtime::Runtime, a: CoordinatorArgs) -> anyhow::Resul
         heartbeat_timeout: Duration::from_millis(a.heartbeat_timeout_ms.max(100)),
         ..CoordinatorConfig::default()
     };
-    let result = rt.block_on(service::coordinator::serve(plan, listener.into(), cfg, tx));
+    let result = rt.block_on(service::coordinator::serve(
+        plan,
+        listener.into(),
+        cfg,
+        tx,
+        tls,
+    ));
     let _ = rt.block_on(progress);
     let status = result?;
     summary(&status, &output);
@@ -281,6 +314,9 @@ fn coordinate(rt: &tokio::runtime::Runtime, a: CoordinatorArgs) -> anyhow::Resul
 }
 
 fn work(rt: &tokio::runtime::Runtime, a: WorkerArgs) -> anyhow::Result<ExitCode> {
+    // Installed as the TLS of this process's clients too: the worker presents its
+    // certificate to the coordinator and to the workers it fetches from.
+    let tls = a.tls.peer_tls(DEFAULT_CLUSTER_TOKEN)?;
     // Without --work-dir, a temporary directory removed when the worker exits.
     let temp;
     let work_dir = match a.work_dir {
@@ -299,6 +335,7 @@ fn work(rt: &tokio::runtime::Runtime, a: WorkerArgs) -> anyhow::Result<ExitCode>
         work_dir,
         cfg: WorkerConfig::default(),
         connect_timeout: Duration::from_secs(30),
+        tls,
     };
     match rt.block_on(service::worker::run(opts, Registry::builtin()))? {
         None => Ok(ExitCode::SUCCESS),

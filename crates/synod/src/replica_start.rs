@@ -24,7 +24,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use synod_net::{run_node, NodeConfig};
+use synod_net::{run_guarded_node, ClientGuard, NodeConfig};
 use synod_node::{Node, NodeId};
 use synod_paxos::PaxosConfig;
 use synod_storage::FileStorage;
@@ -96,11 +96,13 @@ impl<'a> Replica<'a> {
 /// Runs `replica` until SIGTERM or Ctrl-C: locks and prepares its data directory, opens its
 /// storage, builds the node with `node` from the Paxos configuration the directory calls
 /// for, binds, binds the RESP front `front` makes (if any; its client reaches this replica
-/// in-process), prints the readiness line, and serves both until the stop signal.
+/// in-process), prints the readiness line, and serves both until the stop signal. With
+/// `guard`, native clients are admitted and screened by it.
 pub async fn serve_replica<N, F>(
     replica: Replica<'_>,
     node: impl FnOnce(PaxosConfig) -> anyhow::Result<N>,
     front: impl FnOnce() -> F,
+    guard: Option<ClientGuard<N::Msg>>,
 ) -> anyhow::Result<ExitCode>
 where
     N: Node + Send,
@@ -150,7 +152,7 @@ where
         tracing::info!(addr = ?port.local_addr(), "metrics port listening");
         tokio::spawn(observe::serve_replica_port(port, listen))
     });
-    let node = run_node(node, config, Box::new(storage), stop.wait());
+    let node = run_guarded_node(node, config, Box::new(storage), stop.wait(), guard);
     let (served, ()) = tokio::join!(
         stop.ending_all(node),
         resp_front::serve(front, stop.clone())

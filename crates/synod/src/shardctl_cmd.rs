@@ -130,7 +130,7 @@ async fn serve(args: ReplicaArgs, shards: usize) -> anyhow::Result<ExitCode> {
         .metrics
         .addr
         .map(|_| tokio::spawn(observe::watch_shards(args.peers.clone())));
-    let served = serve_replica(replica, node, || async { Ok(None) }).await;
+    let served = serve_replica(replica, node, || async { Ok(None) }, None).await;
     if let Some(shards) = shards {
         shards.abort();
     }

@@ -211,7 +211,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         });
         Ok(Some(front.await?))
     };
-    serve_replica(replica, node, front).await
+    serve_replica(replica, node, front, None).await
 }
 
 async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use synod_net::Client;
+use synod_net::{Client, Credentials};
 use synod_paxos::Membership;
 use synod_rsm::{voter_shortage, CatchUp, StatusMsg, StatusReport};
 
+use crate::credential_args::CredentialArgs;
 use crate::tls_args::ClientTlsArgs;
 
 #[derive(Args)]
@@ -22,6 +23,8 @@ pub struct StatusArgs {
     timeout: f64,
     #[command(flatten)]
     tls: ClientTlsArgs,
+    #[command(flatten)]
+    credentials: CredentialArgs,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -30,10 +33,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let limit = Duration::from_secs_f64(args.timeout);
     args.tls.install()?;
+    let credentials = args.credentials.credentials()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut reports = Vec::new();
     for addr in &args.servers {
-        match runtime.block_on(ask(addr, limit)) {
+        match runtime.block_on(ask(addr, limit, credentials.as_ref())) {
             Ok(report) => {
                 println!("{addr} {}", describe(&report));
                 reports.push(report);
@@ -71,9 +75,14 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One replica's status report, or why it did not give one within `limit`.
-pub(crate) async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusReport> {
-    let mut client: Client<StatusMsg> = Client::connect(addr, limit).await?;
+/// One replica's status report, asked presenting `credentials`, or why it did not give one
+/// within `limit`.
+pub(crate) async fn ask(
+    addr: &str,
+    limit: Duration,
+    credentials: Option<&Credentials>,
+) -> anyhow::Result<StatusReport> {
+    let mut client: Client<StatusMsg> = Client::connect_as(addr, limit, credentials).await?;
     match client.call(&StatusMsg::Query, limit).await? {
         StatusMsg::Report(report) => Ok(report),
         StatusMsg::Query => bail!("answered with a query"),

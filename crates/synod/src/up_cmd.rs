@@ -5,14 +5,15 @@
 //! What it prints on stdout, in order: one line per child once it listens
 //! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q metrics 127.0.0.1:M pid N`), then `ready`
 //! once a real write and read through a Redis-protocol port worked, then a `redis-cli` hint,
-//! then (when secured) `tls: --tls-ca PATH` for native clients, then the dashboard's URL (see
+//! then (when secured) `tls: --tls-ca PATH --password-file PATH`, the flags of native clients
+//! (`synod kv`, `synod status`), then the dashboard's URL (see
 //! [`dashboard`]).
 //!
 //! Security is on unless `--insecure`: the replicas' peer links use mutual TLS with
 //! certificates `up` issues once into `DIR/tls` (see [`layout::Plan::secure`]), so only
 //! members of the cluster can take part in its Paxos, and native clients must connect with
-//! TLS, trusting `DIR/tls/ca.pem`; the RESP fronts require `AUTH` with the password in
-//! `DIR/tls/resp-password` and speak TLS (and plain RESP, on loopback). The primary/backup
+//! TLS, trusting `DIR/tls/ca.pem`, and authenticate with the password in
+//! `DIR/tls/resp-password`, as the RESP fronts require `AUTH` with it; the fronts speak TLS (and plain RESP, on loopback). The primary/backup
 //! layout (`--pb`) is not secured. A child that is restarted gets its line printed again
 //! with its new pid.
 //!
@@ -309,7 +310,11 @@ async fn start(
         (None, _) => {}
     }
     if let Some(secured) = secured {
-        println!("tls: --tls-ca {}", secured.ca.display());
+        println!(
+            "tls: --tls-ca {} --password-file {}",
+            secured.ca.display(),
+            secured.resp_password.display()
+        );
     }
     Ok(())
 }

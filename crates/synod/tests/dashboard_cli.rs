@@ -85,6 +85,8 @@ fn the_dashboard_shows_the_cluster_and_a_killed_replica() {
             &servers.join(","),
             "--tls-ca",
             path(&ca),
+            "--password-file",
+            path(&dir.path().join("tls").join("resp-password")),
         ]))
     };
     let status = status_of_servers();

@@ -2,7 +2,8 @@
 //! `redis-cli --tls` and redis-py with `ssl=True` work against it while a client without
 //! `AUTH`, a wrong password and a plain native client are refused and logged; a replica with
 //! an ACL file holds a read-only user and a user limited to a key pattern to their
-//! permissions; and no secret (password, private key) appears in any log of the run, nor in
+//! permissions, on its RESP port and on its native port alike (`synod kv` with `--user`
+//! and `--password-file`, or `SYNOD_USER` and `SYNOD_PASSWORD`); and no secret (password, private key) appears in any log of the run, nor in
 //! `synod status`.
 //!
 //! The peer-link refusals (a plain peer, another CA's certificate, a member impersonating
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{free_ports, kv_replica_args, path, run, stderr, stdout, Server};
+use support::{free_ports, key_lines, kv_replica_args, path, run, stderr, stdout, Server};
 
 /// Debian's Python, which has redis-py (`python3-redis`).
 const PYTHON: &str = "/usr/bin/python3";
@@ -124,6 +125,21 @@ fn a_secured_up_serves_redis_cli_and_redis_py_over_tls_and_refuses_and_logs_the_
     let plain = run(&["status", "--servers", &peer]);
     assert!(stdout(&plain).contains("unreachable"), "{}", stdout(&plain));
     let status = run(&["status", "--servers", &peer, "--tls-ca", path(&ca)]);
+    assert!(
+        stdout(&status).contains("authentication required"),
+        "{}",
+        stdout(&status)
+    );
+    let password_file = tls.join("resp-password");
+    let status = run(&[
+        "status",
+        "--servers",
+        &peer,
+        "--tls-ca",
+        path(&ca),
+        "--password-file",
+        path(&password_file),
+    ]);
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(stdout(&status).contains("voting"), "{}", stdout(&status));
 
@@ -135,6 +151,7 @@ fn a_secured_up_serves_redis_cli_and_redis_py_over_tls_and_refuses_and_logs_the_
         "RESP command refused: not authenticated (NOAUTH)",
         "RESP authentication failed",
         "refused a plain connection from a client: this server requires TLS",
+        "native client refused: no credentials",
     ] {
         assert!(
             logs.contains(refusal),
@@ -226,6 +243,77 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
     ]);
     assert!(plain.contains("Protocol error"), "{plain}");
 
+    // The native port holds the same users to the same permissions.
+    let peer = format!("127.0.0.1:{}", ports[0]);
+    let password_file = |name: &str, password: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, format!("{password}\n")).expect("password file");
+        file
+    };
+    let root = password_file("root.pw", "root-secret-1");
+    let reader = password_file("reader.pw", "reader-secret-2");
+    let cache = password_file("cache.pw", "cache-secret-3");
+    let native = |user: Option<(&str, &Path)>, env: &[(&str, &str)], op: &[&str]| {
+        let mut cmd = support::synod();
+        cmd.args(["kv"])
+            .args(op)
+            .args(["--servers", &peer, "--timeout", "5"]);
+        cmd.args(["--tls-ca", &tls_path("ca.pem")]);
+        if let Some((user, file)) = user {
+            cmd.args(["--user", user, "--password-file", path(file)]);
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("running synod kv");
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    assert_eq!(native(Some(("default", &root)), &[], &["get", "k"]), "v");
+    assert_eq!(
+        native(
+            None,
+            &[
+                ("SYNOD_USER", "reader"),
+                ("SYNOD_PASSWORD", "reader-secret-2")
+            ],
+            &["get", "k"]
+        ),
+        "v"
+    );
+    let anonymous = native(None, &[], &["get", "k"]);
+    assert!(anonymous.contains("authentication required"), "{anonymous}");
+    let wrong = native(Some(("cache", &reader)), &[], &["get", "cache:1"]);
+    assert!(wrong.contains("invalid user name or password"), "{wrong}");
+    let read_only = native(Some(("reader", &reader)), &[], &["put", "k", "w"]);
+    assert!(
+        read_only.contains("refused: user reader may not write"),
+        "{read_only}"
+    );
+    assert_eq!(
+        native(Some(("cache", &cache)), &[], &["get", "cache:1"]),
+        "x"
+    );
+    let outside = native(Some(("cache", &cache)), &[], &["put", "k", "w"]);
+    assert!(
+        outside.contains("user cache may not touch a key"),
+        "{outside}"
+    );
+    assert_eq!(
+        native(Some(("default", &root)), &[], &["get", "k"]),
+        "v",
+        "nothing was written"
+    );
+    let status = run(&[
+        "status",
+        "--servers",
+        &peer,
+        "--tls-ca",
+        &tls_path("ca.pem"),
+    ]);
+    assert!(
+        stdout(&status).contains("unreachable"),
+        "{}",
+        stdout(&status)
+    );
+
     replica.signal("TERM");
     assert_eq!(replica.wait_exit(Duration::from_secs(15)), Some(0));
     let logs = replica.logs();
@@ -235,6 +323,11 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
         "user=cache command=get",
         "RESP authentication failed",
         "TLS handshake failed",
+        "native client refused: no credentials",
+        "native authentication failed",
+        "native request refused",
+        "reason=user reader may not write",
+        "reason=user cache may not touch a key",
     ] {
         assert!(
             logs.contains(refusal),
@@ -245,22 +338,4 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
         assert!(!logs.contains(secret), "{secret} appears in the logs");
     }
     assert_no_secret(&key_lines(&tls), &logs, "the replica's logs");
-}
-
-/// The private keys' secrets in the TLS directory `tls`: their base64 lines.
-fn key_lines(tls: &Path) -> Vec<String> {
-    let lines: Vec<String> = std::fs::read_dir(tls)
-        .expect("tls dir")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".key"))
-        .flat_map(|e| {
-            let text = std::fs::read_to_string(e.path()).expect("readable");
-            text.lines()
-                .filter(|l| !l.starts_with("-----") && l.len() > 16)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    assert!(lines.len() >= 2, "no keys found in {}", tls.display());
-    lines
 }

@@ -198,6 +198,8 @@ fn status_lines(dir: &std::path::Path, replicas: &[Replica]) -> Vec<String> {
         &peers.join(","),
         "--tls-ca",
         path(&ca),
+        "--password-file",
+        path(&dir.join("tls/resp-password")),
     ]);
     assert!(out.status.success(), "status failed: {}", stderr(&out));
     support::stdout(&out).lines().map(str::to_owned).collect()

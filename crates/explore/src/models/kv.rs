@@ -174,8 +174,9 @@ impl Model for KvModel {
             KvReply::Written { .. } => String::new(),
             // The client learns nothing: the operation stays of unknown outcome (a value
             // too large is refused before anything is proposed; the model sends none, nor
-            // batches).
+            // batches, and its replicas have no users to deny a request).
             KvReply::SessionExpired
+            | KvReply::Denied(_)
             | KvReply::TooLarge(_)
             | KvReply::OutOfMemory { .. }
             | KvReply::Batch(_)

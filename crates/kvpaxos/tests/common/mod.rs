@@ -344,6 +344,9 @@ impl Clerk {
             KvReply::OutOfMemory { .. } => None,
             KvReply::Batch(_) => panic!("client {}: a batch reply to a single request", self.id),
             KvReply::Redis(_) => panic!("client {}: a Redis reply to a course operation", self.id),
+            KvReply::Denied(denied) => {
+                panic!("client {}: {denied} (no replica has users)", self.id)
+            }
         };
         if let Some(output) = output {
             self.history.complete(p.record, output);

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use synod_net::{run_node, Listen, NodeConfig};
+use synod_net::tls::PeerTls;
+use synod_net::{Listen, NodeConfig};
 use tokio::sync::watch;
 
 use crate::coordinator::{Coordinator, CoordinatorConfig, Status};
@@ -12,12 +13,14 @@ use crate::job::JobPlan;
 
 /// Serves `plan` on `listen` until the job is complete or has failed, publishing every status
 /// change on `status`. On success the output directory holds exactly the part files; on
-/// failure it holds none of them and the error says why.
+/// failure it holds none of them and the error says why. With `tls`, only workers with a
+/// certificate from the same CA are admitted (see [`super::serve_job_node`]).
 pub async fn serve(
     plan: JobPlan,
     listen: Listen,
     cfg: CoordinatorConfig,
     status: watch::Sender<Option<Status>>,
+    tls: Option<PeerTls>,
 ) -> Result<Status> {
     let output = plan.spec.output.clone();
     let reduces = plan.spec.reduces;
@@ -36,15 +39,10 @@ pub async fn serve(
         // queues when it stops.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let storage = Box::new(synod_storage::MemStorage::default());
-    run_node(
-        core,
-        NodeConfig::new(super::COORDINATOR_ID, listen),
-        storage,
-        finished,
-    )
-    .await
-    .map_err(|e| MrError::Net(e.to_string()))?;
+    let config = NodeConfig::new(super::COORDINATOR_ID, listen);
+    super::serve_job_node(core, config, finished, tls)
+        .await
+        .map_err(|e| MrError::Net(e.to_string()))?;
     let last = status.borrow().clone();
     match last {
         Some(s) if s.phase == "done" => {

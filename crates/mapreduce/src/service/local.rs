@@ -54,7 +54,7 @@ pub async fn run(
             }
         }
     }
-    let job = super::coordinator::serve(plan, listener.into(), cfg, status);
+    let job = super::coordinator::serve(plan, listener.into(), cfg, status, None);
     tokio::pin!(job);
     let all_exited = async {
         let mut last = None;

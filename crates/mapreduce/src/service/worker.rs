@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use synod_net::{run_node, Client, NodeConfig};
+use synod_net::tls::PeerTls;
+use synod_net::{Client, NetError, NodeConfig};
 use synod_node::{Context, Node, NodeId, TimerToken};
 use tokio::sync::mpsc;
 
@@ -64,6 +65,10 @@ pub struct WorkerOptions {
     pub cfg: WorkerConfig,
     /// How long to keep trying to reach the coordinator at start.
     pub connect_timeout: Duration,
+    /// The worker's certificate from the job's CA: its fetch server admits only other
+    /// workers with one (see [`super::serve_job_node`]). Its clients present it when TLS for
+    /// this process's clients is installed with it (`PeerTls::as_client`).
+    pub tls: Option<PeerTls>,
 }
 
 enum Event {
@@ -122,6 +127,12 @@ async fn connect_coordinator(addr: &str, limit: Duration) -> Result<Client<MrMsg
     loop {
         match Client::connect(addr, Duration::from_secs(2)).await {
             Ok(c) => return Ok(c),
+            // Refused for who we are: trying again changes nothing.
+            Err(e @ (NetError::TlsHandshake(_) | NetError::AuthRefused(_))) => {
+                return Err(MrError::Net(format!(
+                    "the coordinator at {addr} refused this worker: {e}"
+                )));
+            }
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(MrError::Net(format!(
                     "cannot reach the coordinator at {addr}: {e}"
@@ -204,13 +215,13 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Option<Strin
         chunk: opts.cfg.chunk,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run_node(
+    let server = tokio::spawn(super::serve_job_node(
         fetch,
         NodeConfig::new(NodeId(1), listener),
-        Box::new(synod_storage::MemStorage::default()),
         async move {
             let _ = stop_rx.await;
         },
+        opts.tls.clone(),
     ));
 
     let client = connect_coordinator(&opts.coordinator, opts.connect_timeout).await?;

@@ -331,3 +331,21 @@ pub fn stderr(output: &Output) -> String {
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
+
+/// The private keys' secrets in the TLS directory `tls`: their base64 lines.
+pub fn key_lines(tls: &Path) -> Vec<String> {
+    let lines: Vec<String> = std::fs::read_dir(tls)
+        .expect("tls dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".key"))
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.path()).expect("readable");
+            text.lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 16)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(lines.len() >= 2, "no keys found in {}", tls.display());
+    lines
+}
