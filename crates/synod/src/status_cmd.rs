@@ -16,19 +16,26 @@ use crate::tls_args::ClientTlsArgs;
 pub struct StatusArgs {
     /// The replicas' addresses, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
-    servers: Vec<String>,
+    pub(crate) servers: Vec<String>,
     /// How long to wait for each replica, in seconds.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
     #[command(flatten)]
-    tls: ClientTlsArgs,
+    pub(crate) tls: ClientTlsArgs,
+}
+
+impl StatusArgs {
+    /// `--timeout`, checked.
+    pub(crate) fn limit(&self) -> anyhow::Result<Duration> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            bail!("--timeout must be a positive number of seconds");
+        }
+        Ok(Duration::from_secs_f64(self.timeout))
+    }
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!("--timeout must be a positive number of seconds");
-    }
-    let limit = Duration::from_secs_f64(args.timeout);
+    let limit = args.limit()?;
     args.tls.install()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut reports = Vec::new();
@@ -44,6 +51,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if reports.is_empty() {
         bail!("no replica answered");
     }
+    println!("{}", membership(&reports));
     // Every replica reports its group's size; the lists are the same by construction.
     let group_size = reports[0].peers.len();
     if let Some(shortage) = voter_shortage(&reports, group_size) {
@@ -78,6 +86,37 @@ pub(crate) async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusRep
         StatusMsg::Report(report) => Ok(report),
         StatusMsg::Query => bail!("answered with a query"),
     }
+}
+
+/// The group's membership as the most advanced answering replica knows it: the
+/// configuration in effect, and a decided change not yet in effect.
+pub(crate) fn membership(reports: &[StatusReport]) -> String {
+    let Some(newest) = reports
+        .iter()
+        .filter(|r| !r.configs.is_empty())
+        .max_by_key(|r| (r.configs.last().map(|(_, c)| c.epoch), r.applied))
+    else {
+        return "membership: unknown (no answering replica has the group's state yet)".to_owned();
+    };
+    let names = |ids: &[synod_node::NodeId]| {
+        let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        format!("[{}]", names.join(","))
+    };
+    let mut line = String::from("membership:");
+    for (i, (from, c)) in newest.configs.iter().enumerate() {
+        let when = match i {
+            0 => "in effect".to_owned(),
+            _ => format!("decided, in effect from instance {from}"),
+        };
+        line.push_str(&format!(
+            " epoch {} ({when}) voters {} learners {};",
+            c.epoch,
+            names(&c.voters),
+            names(&c.learners)
+        ));
+    }
+    line.pop();
+    line
 }
 
 /// What a replica that is behind is doing about it, for people.
@@ -130,10 +169,11 @@ fn describe(r: &StatusReport) -> String {
         )
     });
     format!(
-        "id={} replica={}/{} {role} max={} applied={} min={} durable_bytes={} state_bytes={}{writing}{last}",
+        "id={} replica={}/{} {role} member={} max={} applied={} min={} durable_bytes={} state_bytes={}{writing}{last}",
         r.id,
         r.index,
         r.peers.len(),
+        r.role.name(),
         opt(r.max),
         opt(r.applied),
         r.min,
