@@ -30,6 +30,8 @@ pub struct Paxos<V> {
     initial: Schedule,
     /// The configurations of the instances from the application's next one on.
     pub(crate) schedule: Schedule,
+    /// Every peer of `schedule`, sorted (see [`Paxos::members`]): asked on every message.
+    members: Vec<NodeId>,
     /// This life's ballot nonce (see [`Ballot`]).
     pub(crate) nonce: u64,
     pub(crate) instances: BTreeMap<u64, Instance<V>>,
@@ -90,11 +92,12 @@ impl<V: Value> Paxos<V> {
     }
 
     fn blank(peers: Vec<NodeId>, me: NodeId, config: PaxosConfig, initial: Schedule) -> Self {
-        Paxos {
+        let mut paxos = Paxos {
             peers,
             me,
             config,
             schedule: initial.clone(),
+            members: Vec::new(),
             initial,
             nonce: 0,
             instances: BTreeMap::new(),
@@ -118,7 +121,9 @@ impl<V: Value> Paxos<V> {
             record_bytes: 0,
             lagging: None,
             failed: None,
-        }
+        };
+        paxos.schedule_changed();
+        paxos
     }
 
     // ---- the course's API ------------------------------------------------------------------
@@ -178,6 +183,7 @@ impl<V: Value> Paxos<V> {
         if below > self.my_done() {
             self.done_below.insert(self.me, below);
             self.schedule.prune_below(below);
+            self.schedule_changed();
             self.forget();
         }
     }
@@ -455,6 +461,7 @@ impl<V: Value> Paxos<V> {
         // applied, before any peer can know instance `at + α`.
         assert_eq!(at, self.my_done(), "configuration applied out of order");
         self.schedule.add(at, at + alpha, config)?;
+        self.schedule_changed();
         tracing::info!(peer = %self.me, from = at + alpha, latest = ?self.schedule.latest(), "configuration change scheduled");
         Ok(())
     }
@@ -468,6 +475,7 @@ impl<V: Value> Paxos<V> {
             "an installed schedule governs some instances"
         );
         self.schedule = schedule;
+        self.schedule_changed();
     }
 
     /// Why this peer stopped (a storage failure), if it did. A failed peer ignores all input.
@@ -620,23 +628,22 @@ impl<V: Value> Paxos<V> {
 
     /// Moves to the accept phase once a majority of `config(seq)`'s voters promised.
     fn after_promise(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
-        let Some(config) = self.config_for(seq).cloned() else {
-            unreachable!("instance {seq}: counting promises without knowing its configuration");
+        let promised = match self.instances.get(&seq).and_then(|i| i.proposer.as_ref()) {
+            Some(Proposer {
+                phase: Phase::Preparing { promises, .. },
+                ..
+            }) => self.quorum_in(seq, promises),
+            _ => false,
         };
+        if !promised {
+            return;
+        }
         let Some(p) = self.proposer(seq) else {
             return;
         };
-        let Phase::Preparing {
-            ballot,
-            promises,
-            best,
-        } = &mut p.phase
-        else {
+        let Phase::Preparing { ballot, best, .. } = &mut p.phase else {
             return;
         };
-        if !config.quorum(promises) {
-            return;
-        }
         let ballot = *ballot;
         let value = match best.take() {
             Some((_, v)) => v,
@@ -726,16 +733,13 @@ impl<V: Value> Paxos<V> {
     /// Declares the value decided once a majority of `config(seq)`'s voters accepted, and
     /// tells every peer, learners included.
     fn after_accept(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
-        let Some(config) = self.config_for(seq).cloned() else {
-            unreachable!("instance {seq}: counting accepts without knowing its configuration");
-        };
-        let Some(p) = self.proposer(seq) else {
+        let Some(p) = self.instances.get(&seq).and_then(|i| i.proposer.as_ref()) else {
             return;
         };
         let Phase::Accepting { value, accepts, .. } = &p.phase else {
             return;
         };
-        if !config.quorum(accepts) {
+        if !self.quorum_in(seq, accepts) {
             return;
         }
         let value = value.clone();
@@ -1083,15 +1087,33 @@ impl<V: Value> Paxos<V> {
         self.schedule.members()
     }
 
-    pub(crate) fn is_member(&self, peer: NodeId) -> bool {
-        self.members().contains(&peer)
+    /// Whether `peer` is in a configuration this peer knows (or among the peers it was started
+    /// with, while it knows none).
+    pub fn is_member(&self, peer: NodeId) -> bool {
+        self.members.binary_search(&peer).is_ok()
     }
 
     /// Every other peer of the configurations this peer knows, learners included.
     pub(crate) fn others(&self) -> Vec<NodeId> {
-        let mut members = self.members();
-        members.remove(&self.me);
-        members.into_iter().collect()
+        self.members
+            .iter()
+            .copied()
+            .filter(|&p| p != self.me)
+            .collect()
+    }
+
+    /// Recomputes [`members`](Self::members)' cache after the schedule changed.
+    fn schedule_changed(&mut self) {
+        self.members = self.members().into_iter().collect();
+    }
+
+    /// Whether `answered` holds a majority of `config(seq)`'s voters. Only asked about an
+    /// instance this peer proposes in, which it entered knowing its configuration.
+    fn quorum_in(&self, seq: u64, answered: &BTreeSet<NodeId>) -> bool {
+        let Some(config) = self.config_for(seq) else {
+            unreachable!("instance {seq}: counting votes without knowing its configuration");
+        };
+        config.quorum(answered)
     }
 
     /// `config(seq)`, if this peer knows it: with an α ([`PaxosConfig::alpha`]), only for
@@ -1209,6 +1231,7 @@ impl<V: Value> Paxos<V> {
         }
         self.done_below = state.done_below;
         self.schedule = state.schedule;
+        self.schedule_changed();
         self.forget();
         self.max = state.max;
         self.membership = state.membership;

@@ -1308,7 +1308,7 @@ impl<S: StateMachine> Node for Rsm<S> {
         if self.broken {
             return ignore(ctx.id(), Ignored::Broken, from, "message");
         }
-        let from_peer = self.paxos.members().contains(&from);
+        let from_peer = self.paxos.is_member(from);
         match msg {
             RsmMsg::Paxos(m) => self.paxos.handle(&mut io::<S>(ctx), from, m),
             RsmMsg::Request { client, seq, op } => {

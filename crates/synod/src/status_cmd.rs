@@ -88,35 +88,54 @@ pub(crate) async fn ask(addr: &str, limit: Duration) -> anyhow::Result<StatusRep
     }
 }
 
-/// The group's membership as the most advanced answering replica knows it: the
-/// configuration in effect, and a decided change not yet in effect.
+/// One `membership:` line per group among the answering replicas (`synod status` may be
+/// given several groups' replicas, shardkv's say), each as the group's most advanced
+/// answering replica knows it: the configuration in effect, and a decided change not yet in
+/// effect. Replicas whose configurations share a member are of one group.
 pub(crate) fn membership(reports: &[StatusReport]) -> String {
-    let Some(newest) = reports
-        .iter()
-        .filter(|r| !r.configs.is_empty())
-        .max_by_key(|r| (r.configs.last().map(|(_, c)| c.epoch), r.applied))
-    else {
-        return "membership: unknown (no answering replica has the group's state yet)".to_owned();
-    };
+    let mut newest_first: Vec<&StatusReport> =
+        reports.iter().filter(|r| !r.configs.is_empty()).collect();
+    newest_first
+        .sort_by_key(|r| std::cmp::Reverse((r.configs.last().map(|(_, c)| c.epoch), r.applied)));
+    let mut seen: Vec<synod_node::NodeId> = Vec::new();
+    let mut lines = Vec::new();
+    for r in newest_first {
+        let members: Vec<synod_node::NodeId> =
+            r.configs.iter().flat_map(|(_, c)| c.members()).collect();
+        if members.iter().any(|m| seen.contains(m)) {
+            continue;
+        }
+        seen.extend(members);
+        lines.push(describe_configs(&r.configs));
+    }
+    if lines.is_empty() {
+        return "membership: unknown (no answering replica has its group's state yet)".to_owned();
+    }
+    lines.join("\n")
+}
+
+fn describe_configs(configs: &[(u64, synod_paxos::Config)]) -> String {
     let names = |ids: &[synod_node::NodeId]| {
         let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
         format!("[{}]", names.join(","))
     };
-    let mut line = String::from("membership:");
-    for (i, (from, c)) in newest.configs.iter().enumerate() {
-        let when = match i {
-            0 => "in effect".to_owned(),
-            _ => format!("decided, in effect from instance {from}"),
-        };
-        line.push_str(&format!(
-            " epoch {} ({when}) voters {} learners {};",
-            c.epoch,
-            names(&c.voters),
-            names(&c.learners)
-        ));
-    }
-    line.pop();
-    line
+    let parts: Vec<String> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, (from, c))| {
+            let when = match i {
+                0 => "in effect".to_owned(),
+                _ => format!("decided, in effect from instance {from}"),
+            };
+            format!(
+                "epoch {} ({when}) voters {} learners {}",
+                c.epoch,
+                names(&c.voters),
+                names(&c.learners)
+            )
+        })
+        .collect();
+    format!("membership: {}", parts.join("; "))
 }
 
 /// What a replica that is behind is doing about it, for people.

@@ -31,6 +31,7 @@ fn removing_a_replica_under_load_loses_nothing() {
     let mut removal = None;
     let mut history = load::run_while(4, &fronts, None, start, || {
         std::thread::sleep(Duration::from_secs(1));
+        let began = Instant::now();
         removal = Some(run(&[
             "kv",
             "member",
@@ -41,6 +42,7 @@ fn removing_a_replica_under_load_loses_nothing() {
             "10",
             "n2",
         ]));
+        eprintln!("member remove under load took {:?}", began.elapsed());
         std::thread::sleep(Duration::from_secs(2));
     });
     let removal = removal.expect("ran");

@@ -46,9 +46,8 @@ fn status_reports_every_replica_and_says_which_are_unreachable() {
             stderr(&status)
         );
         let text = stdout(&status);
-        let applied: Vec<Option<u64>> = text
-            .lines()
-            .filter(|line| !line.starts_with("membership:"))
+        let applied: Vec<Option<u64>> = support::replica_lines(&text)
+            .into_iter()
             .map(applied)
             .collect();
         let level =
