@@ -48,7 +48,8 @@ pub struct Paxos<V> {
     pub(crate) lead: Option<Lead<V>>,
     /// The highest leader ballot heard of, and when.
     pub(crate) leader_seen: Option<(Ballot, Duration)>,
-    /// Highest round seen in a refused campaign, so the next one beats it.
+    /// Highest round this life used (in a campaign or a classic round) or saw refusing a
+    /// campaign: every new ballot of this peer is above it, so no two share a number.
     pub(crate) seen_round: u64,
     pub(crate) barriers: Barriers,
     pub(crate) membership: Membership,
@@ -537,8 +538,12 @@ impl<V: Value> Paxos<V> {
             return;
         };
         let promised = inst.acceptor.promised.max(self.promised_all);
-        let round = p.highest_round.max(promised.round) + 1;
+        // Above every round this life used anywhere, a campaign's included: a campaign's
+        // ballot covers every instance from its start, so a classic ballot equal to it could
+        // carry another value in the same instance (two values under one ballot).
+        let round = p.highest_round.max(promised.round).max(self.seen_round) + 1;
         p.highest_round = round;
+        self.seen_round = round;
         let ballot = Ballot {
             round,
             peer: me.0,
