@@ -53,6 +53,9 @@ pub enum Need<'a> {
     Read(Vec<&'a [u8]>),
     /// To write these keys (and read them).
     Write(Vec<&'a [u8]>),
+    /// To change the cluster itself (its membership): a user who may read and write every
+    /// key (`~*`), as only Redis's `+@all` users may run its administrative commands.
+    Administer,
     /// To be a member of the cluster: a message only replicas send one another.
     Member,
 }
@@ -74,6 +77,7 @@ pub enum Denied {
 pub enum Activity {
     Read,
     Write,
+    Administer,
 }
 
 impl Display for Activity {
@@ -81,6 +85,7 @@ impl Display for Activity {
         f.write_str(match self {
             Activity::Read => "read",
             Activity::Write => "write",
+            Activity::Administer => "change the cluster's membership",
         })
     }
 }
@@ -100,6 +105,16 @@ impl Permissions {
         let (allowed, what, keys) = match need {
             Need::Nothing => return Ok(()),
             Need::Member => return Err(Denied::MemberOnly),
+            Need::Administer => {
+                let everything = self.read && self.write && self.keys.iter().any(|k| k == "*");
+                return match everything {
+                    true => Ok(()),
+                    false => Err(Denied::Kind {
+                        user: user.into(),
+                        what: Activity::Administer,
+                    }),
+                };
+            }
             Need::Read(keys) => (self.read, Activity::Read, keys),
             Need::Write(keys) => (self.write, Activity::Write, keys),
         };
@@ -432,6 +447,19 @@ mod tests {
             Permissions::all().allow("default", &Need::Member),
             Err(Denied::MemberOnly)
         );
+        assert_eq!(
+            Permissions::all().allow("default", &Need::Administer),
+            Ok(())
+        );
+        for (name, user) in [("reader", &reader), ("cache", &cache)] {
+            assert_eq!(
+                user.allow(name, &Need::Administer),
+                Err(Denied::Kind {
+                    user: name.into(),
+                    what: Activity::Administer
+                })
+            );
+        }
     }
 
     #[test]

@@ -48,6 +48,14 @@ fn kv_write_and_read_through_leader_and_follower() {
     explore_clean(&KvModel::ci_bound(), KvModel::CI_DEPTH);
 }
 
+/// The Paxos KV asked to remove replica 2 while a write and a read go through the leader:
+/// the change and the operations in every order of every message, up to the change being
+/// decided (not yet its taking effect, 8 instances later).
+#[test]
+fn kv_membership_change_among_a_write_and_a_read() {
+    explore_clean(&KvModel::membership_bound(), KvModel::MEMBERSHIP_CI_DEPTH);
+}
+
 /// Primary/backup with a write and a read from two clients, a server crash and two timer
 /// firings (a restarted server, a view change).
 #[test]

@@ -3,18 +3,22 @@
 //! (`synod_net::ClientGuard`) before a request reaches the log.
 
 use synod_auth::{Denied, Need};
+use synod_paxos::ConfigError;
 use synod_rsm::RsmMsg;
 
 use crate::{KvMsg, KvOp, KvReply};
 
 /// What `msg`, from a client, needs: a request needs to read or write its keys, a status
-/// query nothing, and the replicas' own messages (Paxos, snapshots) a member.
+/// query nothing, a membership change a user allowed everything, and the replicas' own
+/// messages (Paxos, snapshots, the answer to a membership change) a member.
 pub fn needs(msg: &KvMsg) -> Need<'_> {
     match msg {
         RsmMsg::StatusQuery => Need::Nothing,
         RsmMsg::Request { op, .. } => ops_need(std::slice::from_ref(op)),
         RsmMsg::Batch { ops, .. } => ops_need(ops),
+        RsmMsg::Reconfigure { .. } => Need::Administer,
         RsmMsg::Status(_)
+        | RsmMsg::Reconfigured { .. }
         | RsmMsg::Paxos(_)
         | RsmMsg::Reply { .. }
         | RsmMsg::SnapshotRequest { .. }
@@ -38,6 +42,9 @@ pub fn refusal(msg: &KvMsg, denied: Denied) -> Option<KvMsg> {
         RsmMsg::Request { seq, .. } | RsmMsg::Batch { seq, .. } => Some(RsmMsg::Reply {
             seq: *seq,
             reply: KvReply::Denied(denied),
+        }),
+        RsmMsg::Reconfigure { .. } => Some(RsmMsg::Reconfigured {
+            result: Err(ConfigError::Refused(denied.to_string())),
         }),
         _ => None,
     }
@@ -111,5 +118,29 @@ mod tests {
                 reply: KvReply::Denied(denied)
             })
         );
+    }
+
+    #[test]
+    fn a_membership_change_needs_a_user_allowed_everything_and_is_refused_as_a_change() {
+        let change: KvMsg = RsmMsg::Reconfigure {
+            config: synod_paxos::Config::initial(vec![synod_node::NodeId(0)]),
+        };
+        assert_eq!(needs(&change), Need::Administer);
+        let writer = Permissions {
+            read: true,
+            write: true,
+            keys: vec!["app:*".into()],
+        };
+        let denied = writer.allow("app", &needs(&change)).unwrap_err();
+        assert_eq!(
+            refusal(&change, denied),
+            Some(RsmMsg::Reconfigured {
+                result: Err(ConfigError::Refused(
+                    "user app may not change the cluster's membership".into()
+                ))
+            })
+        );
+        let answer: KvMsg = RsmMsg::Reconfigured { result: Ok(9) };
+        assert_eq!(needs(&answer), Need::Member);
     }
 }

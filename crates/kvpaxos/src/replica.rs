@@ -10,8 +10,8 @@
 
 use synod_node::limits::Limits;
 use synod_node::{Context, Node, NodeId, TimerToken};
-use synod_paxos::{Paxos, PaxosConfig};
-use synod_rsm::{Rsm, RsmMsg, StatusReport};
+use synod_paxos::{Config, ConfigError, Paxos, PaxosConfig};
+use synod_rsm::{Role, Rsm, RsmMsg, StatusReport};
 
 use crate::state::KvState;
 use crate::{KvMsg, KvOp, KvReply, Op};
@@ -33,6 +33,35 @@ impl KvReplica {
             limits: Limits::default(),
             max_memory: None,
         }
+    }
+
+    /// A new replica `me` joining the running group whose replicas include `contacts` (see
+    /// [`Rsm::joining`]): it serves once the group added it and it received the state.
+    pub fn joining(contacts: Vec<NodeId>, me: NodeId, config: PaxosConfig) -> Self {
+        KvReplica {
+            rsm: Rsm::joining(contacts, me, config),
+            limits: Limits::default(),
+            max_memory: None,
+        }
+    }
+
+    /// Proposes a membership change (see [`Rsm::reconfigure`]).
+    pub fn reconfigure(
+        &mut self,
+        ctx: &mut dyn Context<KvMsg>,
+        config: Config,
+    ) -> Result<(), ConfigError> {
+        self.rsm.reconfigure(ctx, config, None)
+    }
+
+    /// This replica's role in the group's configuration.
+    pub fn role(&self) -> Role {
+        self.rsm.role()
+    }
+
+    /// The next log instance this replica applies.
+    pub fn next(&self) -> u64 {
+        self.rsm.next()
     }
 
     /// The same replica, sending snapshots in chunks of at most `bytes` (see

@@ -67,7 +67,14 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// encodes a `String` and a `Vec<u8>` alike, and new variants are last.
 /// Version 9: a client's first frame is its credentials, answered by an [`Admission`]; a
 /// KV reply can be `KvReply::Denied` (a request its user may not make).
-pub const PROTOCOL_VERSION: u16 = 9;
+/// Version 10: membership changes — ballots name their peer by node id, Paxos heartbeats
+/// carry `done` per node id, a Paxos snapshot carries its configurations
+/// (`synod_paxos::Schedule`), the log has `Entry::Reconfigure`, a replicated state machine
+/// takes `RsmMsg::Reconfigure` and answers `RsmMsg::Reconfigured`, a snapshot sent to a peer
+/// carries the configurations with the state, and a status report names the replica's role
+/// and configurations. Stored snapshots of earlier versions do not decode and are refused at start
+/// (the replica says it cannot decode its state); its logs alone still read.
+pub const PROTOCOL_VERSION: u16 = 10;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.
@@ -290,18 +297,19 @@ mod tests {
     #[test]
     fn wrong_version_names_both_versions() {
         let mut bytes = encode_hello(Hello::Client);
-        bytes[4..6].copy_from_slice(&99u16.to_le_bytes());
+        let newer = PROTOCOL_VERSION + 1;
+        bytes[4..6].copy_from_slice(&newer.to_le_bytes());
         let err = decode_hello(&mut BytesMut::from(&bytes[..6])).unwrap_err();
         assert!(matches!(
             err,
             FrameError::UnsupportedVersion {
                 ours: PROTOCOL_VERSION,
-                theirs: 99
-            }
+                theirs
+            } if theirs == newer
         ));
         assert_eq!(
             err.to_string(),
-            format!("unsupported protocol version 99 (this build speaks {PROTOCOL_VERSION})")
+            format!("unsupported protocol version {newer} (this build speaks {PROTOCOL_VERSION})")
         );
     }
 

@@ -6,11 +6,16 @@
 //! Any value decided before the barrier started was accepted by a majority, which shares a
 //! peer with the answering majority, and that peer's answer is at least the instance; so
 //! once the application has applied every instance up to the index, its state includes
-//! every write that completed before the read arrived. A peer cut off from a majority never
+//! every write that completed before the read arrived. With membership changes "a majority"
+//! is one of the voters of *every* configuration the peer knows at the moment it checks,
+//! having applied up to the index (`docs/paxos.md`, "Membership changes", has why that
+//! covers instances governed by configurations it did not know when it asked). A peer cut off from a majority never
 //! completes a barrier, so it never answers a read. Nothing here depends on leadership.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+use synod_node::NodeId;
 
 use crate::durable::Membership;
 use crate::guard::Ignored;
@@ -24,7 +29,7 @@ const BARRIER_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Hash)]
 pub(crate) struct Barrier {
-    answers: BTreeSet<usize>,
+    answers: BTreeSet<NodeId>,
     index: Option<u64>,
     asked_at: Duration,
 }
@@ -61,12 +66,13 @@ impl<V: Value> Paxos<V> {
         id
     }
 
-    /// `Some(index)` once a majority answered barrier `id` (`Some(None)`: no instance exists
-    /// anywhere); `None` while it waits. Every instance up to the index must be applied
+    /// `Some(index)` while a majority of the voters of every configuration this peer knows
+    /// answered barrier `id` (`Some(None)`: no instance exists anywhere); `None` while it
+    /// waits. Every instance up to the index must be applied, and this checked again then,
     /// before a read that waited for the barrier is answered.
     pub fn barrier(&self, id: u64) -> Option<Option<u64>> {
         let b = self.barriers.open.get(&id)?;
-        (b.answers.len() >= self.majority()).then_some(b.index)
+        self.schedule.quorum_of_each(&b.answers).then_some(b.index)
     }
 
     /// Forgets barrier `id`.
@@ -81,26 +87,26 @@ impl<V: Value> Paxos<V> {
         }
     }
 
-    pub(crate) fn on_read_query(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, id: u64) {
+    pub(crate) fn on_read_query(&mut self, io: &mut dyn PaxosIo<V>, peer: NodeId, id: u64) {
         // A peer still finding out what it voted for before losing its disk may not know
         // of instances it helped decide.
         if self.membership == Membership::Rejoining {
-            return self.ignore(Ignored::Rejoining, self.peers[peer], "ReadQuery");
+            return self.ignore(Ignored::Rejoining, peer, "ReadQuery");
         }
         let reply = PaxosMsg::ReadMax {
             id,
             max: self.max,
             done: self.my_done(),
         };
-        io.send(self.peers[peer], reply);
+        io.send(peer, reply);
     }
 
-    pub(crate) fn on_read_max(&mut self, peer: usize, id: u64, max: Option<u64>) {
+    pub(crate) fn on_read_max(&mut self, peer: NodeId, id: u64, max: Option<u64>) {
         if let Some(m) = max {
             self.see(m);
         }
         let Some(b) = self.barriers.open.get_mut(&id) else {
-            return self.ignore(Ignored::UnknownBarrier, self.peers[peer], "ReadMax");
+            return self.ignore(Ignored::UnknownBarrier, peer, "ReadMax");
         };
         b.answers.insert(peer);
         b.index = b.index.max(max);
@@ -109,12 +115,14 @@ impl<V: Value> Paxos<V> {
     /// Asks again for barriers still waiting after [`BARRIER_RETRY`].
     pub(crate) fn barrier_tick(&mut self, io: &mut dyn PaxosIo<V>) {
         let now = io.now();
-        let majority = self.majority();
+        let schedule = &self.schedule;
         let late: Vec<u64> = self
             .barriers
             .open
             .iter_mut()
-            .filter(|(_, b)| b.answers.len() < majority && now >= b.asked_at + BARRIER_RETRY)
+            .filter(|(_, b)| {
+                !schedule.quorum_of_each(&b.answers) && now >= b.asked_at + BARRIER_RETRY
+            })
             .map(|(&id, b)| {
                 b.asked_at = now;
                 id

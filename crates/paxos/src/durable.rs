@@ -8,6 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use synod_node::NodeId;
+
+use crate::config::Schedule;
 use crate::msg::Ballot;
 
 /// One log record. Only [`crate::Paxos`] writes records to the log of a node that embeds it,
@@ -60,12 +65,14 @@ impl<V> Default for AcceptorState<V> {
 pub struct PaxosState<V> {
     /// Instances at or above `min`, in order.
     pub instances: Vec<(u64, AcceptorState<V>)>,
-    /// Per peer (by index), the highest `done_below` heard from it.
-    pub done_below: Vec<u64>,
+    /// Per peer, the highest `done_below` heard from it.
+    pub done_below: BTreeMap<NodeId, u64>,
     pub max: Option<u64>,
     pub membership: Membership,
     /// The ballot promised for every instance (multi-Paxos phase 1).
     pub promised_all: Ballot,
+    /// The configurations of the instances from the application's next one on.
+    pub schedule: Schedule,
 }
 
 /// Whether a peer takes part in instances as an acceptor.

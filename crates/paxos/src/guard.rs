@@ -11,7 +11,7 @@ use crate::peer::Paxos;
 /// Why a peer ignored a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ignored {
-    /// The sender is not one of the group's peers.
+    /// The sender is in none of the configurations this peer knows.
     NotAPeer,
     /// Storage failed earlier; the peer no longer acts at all.
     Failed,
@@ -36,6 +36,9 @@ pub(crate) enum Ignored {
     Forgotten,
     /// A `Learn` from an instance this peer has not seen decided either.
     NothingToTeach,
+    /// A prepare or accept in an instance whose configuration does not count this peer's
+    /// vote (it was removed, or is a learner).
+    NotAVoter,
     /// A message that contradicts itself (a part number not below its count of parts).
     Malformed,
 }
@@ -43,6 +46,6 @@ pub(crate) enum Ignored {
 impl<V> Paxos<V> {
     /// Drops message `what` from `from` for reason `why`, and says so at trace level.
     pub(crate) fn ignore(&self, why: Ignored, from: NodeId, what: &'static str) {
-        tracing::trace!(peer = self.me, %from, what, ?why, "ignored");
+        tracing::trace!(peer = %self.me, %from, what, ?why, "ignored");
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use synod_node::NodeId;
+
 use crate::durable::AcceptorState;
 use crate::msg::Ballot;
 
@@ -17,14 +19,14 @@ pub(crate) enum Phase<V> {
     /// Prepare sent under `ballot`; `best` is the highest accepted proposal reported so far.
     Preparing {
         ballot: Ballot,
-        promises: BTreeSet<usize>,
+        promises: BTreeSet<NodeId>,
         best: Option<(Ballot, V)>,
     },
     /// Accept of `value` sent under `ballot`.
     Accepting {
         ballot: Ballot,
         value: V,
-        accepts: BTreeSet<usize>,
+        accepts: BTreeSet<NodeId>,
     },
 }
 

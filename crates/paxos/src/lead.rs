@@ -37,10 +37,10 @@ pub const HEARTBEAT: Duration = Duration::from_millis(50);
 pub(crate) struct Lead<V> {
     pub ballot: Ballot,
     pub from: u64,
-    pub promises: BTreeSet<usize>,
+    pub promises: BTreeSet<NodeId>,
     /// The parts of each peer's `PromiseAll` received so far; a peer's promise counts once
     /// all of them are here.
-    pub parts: BTreeMap<usize, BTreeSet<u32>>,
+    pub parts: BTreeMap<NodeId, BTreeSet<u32>>,
     /// Highest-ballot vote reported so far per instance.
     pub reports: BTreeMap<u64, (Ballot, V)>,
     pub ready: bool,
@@ -50,8 +50,11 @@ pub(crate) struct Lead<V> {
 impl<V: Value> Paxos<V> {
     /// Asks every peer to accept this one as leader for the instances from `from` on (the
     /// application's first undecided instance). Supersedes any earlier campaign of this peer.
+    ///
+    /// Only a voter of the configuration of `from` and of the newest one campaigns: a peer
+    /// that is leaving the voters does not lead them into the configuration without it.
     pub fn campaign(&mut self, io: &mut dyn PaxosIo<V>, from: u64) {
-        if self.failed.is_some() || !self.votes(from) {
+        if self.failed.is_some() || !self.votes(from) || !self.may_lead(from) {
             return;
         }
         let round = self
@@ -62,7 +65,7 @@ impl<V: Value> Paxos<V> {
             + 1;
         let ballot = Ballot {
             round,
-            peer: self.me as u32,
+            peer: self.me.0,
             nonce: self.nonce,
         };
         self.seen_round = round;
@@ -100,10 +103,20 @@ impl<V: Value> Paxos<V> {
     /// heard now, when it leads). `None` before any leader.
     pub fn leader(&self, now: Duration) -> Option<(NodeId, Duration)> {
         if self.leading() {
-            return Some((self.peers[self.me], now));
+            return Some((self.me, now));
         }
         let (ballot, heard) = self.leader_seen?;
-        Some((*self.peers.get(ballot.peer as usize)?, heard))
+        let leader = NodeId(ballot.peer);
+        self.is_member(leader).then_some((leader, heard))
+    }
+
+    /// Whether this peer is a voter of the configuration of `from` and of the newest it
+    /// knows.
+    fn may_lead(&self, from: u64) -> bool {
+        let latest = self.schedule.latest().map(|(_, c)| c);
+        [self.config_for(from), latest]
+            .iter()
+            .all(|c| c.is_some_and(|c| c.is_voter(self.me)))
     }
 
     /// The acceptor's side of `PrepareAll`: promises `ballot` everywhere (durably) and
@@ -151,12 +164,12 @@ impl<V: Value> Paxos<V> {
     pub(crate) fn on_prepare_all(
         &mut self,
         io: &mut dyn PaxosIo<V>,
-        peer: usize,
+        peer: NodeId,
         ballot: Ballot,
         from: u64,
     ) {
         if !self.votes(from) {
-            return self.ignore(self.not_voting_reason(), self.peers[peer], "PrepareAll");
+            return self.ignore(self.not_voting_reason(), peer, "PrepareAll");
         }
         let done = self.my_done();
         let replies = match self.promise_all(io, ballot, from) {
@@ -185,7 +198,7 @@ impl<V: Value> Paxos<V> {
         };
         if self.failed.is_none() {
             for reply in replies {
-                io.send(self.peers[peer], reply);
+                io.send(peer, reply);
             }
         }
     }
@@ -193,14 +206,14 @@ impl<V: Value> Paxos<V> {
     pub(crate) fn on_promise_all(
         &mut self,
         io: &mut dyn PaxosIo<V>,
-        peer: usize,
+        peer: NodeId,
         ballot: Ballot,
         votes: Vec<(u64, Vote<V>)>,
         max: Option<u64>,
         (part, parts): (u32, u32),
     ) {
         if part >= parts {
-            return self.ignore(Ignored::Malformed, self.peers[peer], "PromiseAll");
+            return self.ignore(Ignored::Malformed, peer, "PromiseAll");
         }
         if let Some(m) = max {
             self.see(m);
@@ -210,7 +223,7 @@ impl<V: Value> Paxos<V> {
             .as_mut()
             .filter(|l| l.ballot == ballot && !l.ready)
         else {
-            return self.ignore(Ignored::StaleCampaign, self.peers[peer], "PromiseAll");
+            return self.ignore(Ignored::StaleCampaign, peer, "PromiseAll");
         };
         let got = lead.parts.entry(peer).or_default();
         got.insert(part);
@@ -228,7 +241,9 @@ impl<V: Value> Paxos<V> {
                 }
             }
         }
-        let ready = lead.promises.len() >= self.majority();
+        // Promised by a majority of every configuration it may propose in: each instance
+        // from `from` up to what this peer knows (see `fast_ballot`).
+        let ready = self.schedule.quorum_of_each(&lead.promises);
         for (seq, v) in decided {
             self.see(seq);
             self.learn(io, seq, v);
@@ -246,7 +261,7 @@ impl<V: Value> Paxos<V> {
         lead.ready = true;
         let ballot = lead.ballot;
         let reports = std::mem::take(&mut lead.reports);
-        tracing::debug!(peer = self.me, ?ballot, "leading");
+        tracing::debug!(peer = %self.me, ?ballot, "leading");
         self.leader_seen = Some((ballot, io.now()));
         for (seq, (_, value)) in reports {
             if !matches!(self.status(seq), Fate::Pending) {
@@ -268,17 +283,23 @@ impl<V: Value> Paxos<V> {
         }
     }
 
-    /// Whether `start(seq)` may skip phase 1: this peer leads and `seq` is covered.
+    /// Whether `start(seq)` may skip phase 1: this peer leads, `seq` is covered, and the
+    /// peers that promised include a majority of `config(seq)`'s voters. After a
+    /// configuration change takes effect, that may fail until the leader has prepared the
+    /// new voters ([`lead_tick`](Self::lead_tick) campaigns again).
     pub(crate) fn fast_ballot(&self, seq: u64) -> Option<Ballot> {
         let lead = self.lead.as_ref()?;
-        (lead.ready && seq >= lead.from).then_some(lead.ballot)
+        let covered = self
+            .config_for(seq)
+            .is_some_and(|c| c.quorum(&lead.promises));
+        (lead.ready && seq >= lead.from && covered).then_some(lead.ballot)
     }
 
     /// Hears of `promised` (in a refusal, a promise or a heartbeat): a leader with a lower
     /// ballot steps down.
     pub(crate) fn outbid(&mut self, promised: Ballot) {
         if self.lead.as_ref().is_some_and(|l| promised > l.ballot) {
-            tracing::debug!(peer = self.me, ?promised, "stepping down");
+            tracing::debug!(peer = %self.me, ?promised, "stepping down");
             self.lead = None;
         }
     }
@@ -294,8 +315,25 @@ impl<V: Value> Paxos<V> {
     /// Sends heartbeats while leading. They carry what the leader knows of every peer's `done`,
     /// because followers talk only to the leader and would otherwise never learn each
     /// other's, and so never forget anything.
+    ///
+    /// A configuration change also ends up here: a leader that is no longer a voter of the
+    /// newest configuration steps down (the others campaign once its heartbeats stop), and
+    /// one whose promises do not cover a majority of every configuration it knows prepares
+    /// again, from its application's next instance.
     pub(crate) fn lead_tick(&mut self, io: &mut dyn PaxosIo<V>) {
         let now = io.now();
+        let from = self.my_done();
+        if let Some(lead) = self.lead.as_ref().filter(|l| l.ready) {
+            if !self.may_lead(from) {
+                tracing::info!(peer = %self.me, "no longer a voter: stepping down");
+                self.lead = None;
+                return;
+            }
+            if !self.schedule.quorum_of_each(&lead.promises) {
+                tracing::debug!(peer = %self.me, from, "configuration changed: preparing again");
+                return self.campaign(io, from);
+            }
+        }
         let Some(lead) = self.lead.as_mut().filter(|l| l.ready) else {
             return;
         };
@@ -306,7 +344,7 @@ impl<V: Value> Paxos<V> {
         let ballot = lead.ballot;
         for to in self.others() {
             let done = self.my_done();
-            let done_all = self.done_below.clone();
+            let done_all = self.done_below.iter().map(|(&p, &d)| (p, d)).collect();
             io.send(
                 to,
                 PaxosMsg::Heartbeat {

@@ -45,6 +45,7 @@
 //! that is nothing but a Paxos peer.
 
 mod barrier;
+mod config;
 mod durable;
 mod guard;
 mod instance;
@@ -60,6 +61,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use config::{Config, ConfigError, Schedule};
 pub use durable::{AcceptorState, Membership, PaxosState};
 pub use io::{Embed, PaxosIo};
 pub use msg::{Ballot, PaxosMsg, Vote};
@@ -92,6 +94,11 @@ pub struct PaxosConfig {
     /// How long a rejoining peer waits before asking: longer than any message of its earlier
     /// life can take to arrive.
     pub rejoin_quiet: Duration,
+    /// α of the membership rule (see [`Config`]): a configuration decided at instance `i`
+    /// governs the instances from `i + α`, and a peer acts in instance `j` only once its
+    /// application applied every instance `<= j - α`. `None`: the group never changes, and
+    /// a peer may act in any instance.
+    pub alpha: Option<u64>,
 }
 
 impl Default for PaxosConfig {
@@ -101,6 +108,7 @@ impl Default for PaxosConfig {
             max_retry: Duration::from_millis(640),
             rejoin: false,
             rejoin_quiet: Duration::from_secs(5),
+            alpha: None,
         }
     }
 }

@@ -5,9 +5,10 @@
 //! peers without messages of its own.
 
 use serde::{Deserialize, Serialize};
+use synod_node::NodeId;
 
-/// A proposal number. Ordered by round, then by the proposing peer's index, then by `nonce`,
-/// a random number the peer draws at every start. The index keeps peers apart; the nonce
+/// A proposal number. Ordered by round, then by the proposing peer's node id, then by
+/// `nonce`, a random number the peer draws at every start. The id keeps peers apart; the nonce
 /// keeps two lives of one peer apart, so a peer that lost its disk (and with it the rounds it
 /// used) can never reuse a number for a different value. Round 0 is "no proposal yet".
 #[derive(
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 )]
 pub struct Ballot {
     pub round: u64,
-    pub peer: u32,
+    pub peer: u64,
     pub nonce: u64,
 }
 
@@ -97,7 +98,7 @@ pub enum PaxosMsg<V> {
     Heartbeat {
         ballot: Ballot,
         done: u64,
-        done_all: Vec<u64>,
+        done_all: Vec<(NodeId, u64)>,
         max: Option<u64>,
     },
     /// From a peer that is behind: please send the decisions you hold from instance `from`

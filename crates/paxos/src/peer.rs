@@ -8,6 +8,7 @@ use rand::Rng;
 use synod_node::NodeId;
 
 use crate::barrier::Barriers;
+use crate::config::{Config, ConfigError, Schedule};
 use crate::durable::{AcceptorState, Membership, PaxosState, Record};
 use crate::guard::Ignored;
 use crate::instance::{Instance, Phase, Proposer};
@@ -19,15 +20,25 @@ use crate::{Fate, PaxosConfig, PaxosError, Value};
 /// One Paxos peer. See the crate documentation for the protocol and its guarantees.
 #[derive(Debug, Clone, Hash)]
 pub struct Paxos<V> {
+    /// The peers this one was started with: whom it talks to before it knows a schedule,
+    /// and whom a rejoin asks.
     pub(crate) peers: Vec<NodeId>,
-    pub(crate) me: usize,
+    pub(crate) me: NodeId,
     pub(crate) config: PaxosConfig,
+    /// The schedule this peer was started with (the group's first configuration, or none
+    /// for a peer that joins a running group), restored by a recovery without a snapshot.
+    initial: Schedule,
+    /// The configurations of the instances from the application's next one on.
+    pub(crate) schedule: Schedule,
+    /// Every peer of `schedule`, sorted (see [`Paxos::members`]): asked on every message.
+    members: Vec<NodeId>,
     /// This life's ballot nonce (see [`Ballot`]).
     pub(crate) nonce: u64,
     pub(crate) instances: BTreeMap<u64, Instance<V>>,
     /// Instances this peer is proposing in and has not seen decided.
     pub(crate) proposing: BTreeSet<u64>,
-    pub(crate) done_below: Vec<u64>,
+    /// Per peer, the highest `done_below` heard from it.
+    pub(crate) done_below: BTreeMap<NodeId, u64>,
     min: u64,
     pub(crate) max: Option<u64>,
     /// The acceptor's promise for every instance (see [`crate::lead`]); an instance's
@@ -37,7 +48,8 @@ pub struct Paxos<V> {
     pub(crate) lead: Option<Lead<V>>,
     /// The highest leader ballot heard of, and when.
     pub(crate) leader_seen: Option<(Ballot, Duration)>,
-    /// Highest round seen in a refused campaign, so the next one beats it.
+    /// Highest round this life used (in a campaign or a classic round) or saw refusing a
+    /// campaign: every new ballot of this peer is above it, so no two share a number.
     pub(crate) seen_round: u64,
     pub(crate) barriers: Barriers,
     pub(crate) membership: Membership,
@@ -45,7 +57,7 @@ pub struct Paxos<V> {
     join_query_at: Duration,
     join_asked: bool,
     /// Per answering peer: the highest instance it knows of and its ballot floor.
-    join_replies: BTreeMap<usize, (Option<u64>, Ballot)>,
+    join_replies: BTreeMap<NodeId, (Option<u64>, Ballot)>,
     held_bytes: usize,
     requests: u64,
     learned: u64,
@@ -64,18 +76,34 @@ const LEARN_BYTES: usize = 8 << 20;
 const JOIN_RETRY: Duration = Duration::from_millis(250);
 
 impl<V: Value> Paxos<V> {
-    /// Peer `me` (an index into `peers`) of the group `peers`. Call [`recover`](Self::recover)
-    /// from the embedding node's `on_start` before anything else.
+    /// Peer `me` (an index into `peers`) of the group `peers`, governed by `Config::initial(peers)`
+    /// from instance 0. Call [`recover`](Self::recover) from the embedding node's `on_start`
+    /// before anything else.
     pub fn new(peers: Vec<NodeId>, me: usize, config: PaxosConfig) -> Self {
-        let n = peers.len();
-        Paxos {
+        let schedule = Schedule::starting_with(Config::initial(peers.clone()));
+        let me = peers[me];
+        Self::blank(peers, me, config, schedule)
+    }
+
+    /// Peer `me`, new to a running group whose peers include `contacts`: it knows no
+    /// configuration, so it acts in no instance until the application installs the group's
+    /// schedule with its state ([`install_schedule`](Self::install_schedule)).
+    pub fn joining(contacts: Vec<NodeId>, me: NodeId, config: PaxosConfig) -> Self {
+        Self::blank(contacts, me, config, Schedule::default())
+    }
+
+    fn blank(peers: Vec<NodeId>, me: NodeId, config: PaxosConfig, initial: Schedule) -> Self {
+        let mut paxos = Paxos {
             peers,
             me,
             config,
+            schedule: initial.clone(),
+            members: Vec::new(),
+            initial,
             nonce: 0,
             instances: BTreeMap::new(),
             proposing: BTreeSet::new(),
-            done_below: vec![0; n],
+            done_below: BTreeMap::new(),
             min: 0,
             max: None,
             promised_all: Ballot::default(),
@@ -94,7 +122,9 @@ impl<V: Value> Paxos<V> {
             record_bytes: 0,
             lagging: None,
             failed: None,
-        }
+        };
+        paxos.schedule_changed();
+        paxos
     }
 
     // ---- the course's API ------------------------------------------------------------------
@@ -151,14 +181,18 @@ impl<V: Value> Paxos<V> {
     /// This peer's application no longer needs instances `<= seq`.
     pub fn done(&mut self, seq: u64) {
         let below = seq.saturating_add(1);
-        if below > self.done_below[self.me] {
-            self.done_below[self.me] = below;
+        if below > self.my_done() {
+            self.done_below.insert(self.me, below);
+            self.schedule.prune_below(below);
+            self.schedule_changed();
             self.forget();
         }
     }
 
-    /// One more than the smallest `done` argument over all peers (0 until every peer has
-    /// called `done`). Instances below it are forgotten.
+    /// One more than the smallest `done` argument over this peer and the voters of the
+    /// configurations it knows (0 until every one has called `done`). Instances below it are
+    /// forgotten. Learners are not waited for: one that falls behind fetches the
+    /// application's state instead.
     pub fn min(&self) -> u64 {
         self.min
     }
@@ -181,10 +215,11 @@ impl<V: Value> Paxos<V> {
         records: &[Vec<u8>],
     ) -> Result<(), PaxosError> {
         let fresh = state.is_none() && records.is_empty();
-        *self = Paxos::new(
+        *self = Self::blank(
             std::mem::take(&mut self.peers),
             self.me,
             self.config.clone(),
+            std::mem::take(&mut self.initial),
         );
         self.nonce = io.rng().next_u64();
         self.barriers = Barriers::starting_at(io.rng().next_u64());
@@ -208,19 +243,21 @@ impl<V: Value> Paxos<V> {
         Ok(())
     }
 
-    /// Handles a message from `from`. Messages from nodes outside the group are ignored.
+    /// Handles a message from `from`. Messages from nodes outside every configuration this
+    /// peer knows are ignored.
     pub fn handle(&mut self, io: &mut dyn PaxosIo<V>, from: NodeId, msg: PaxosMsg<V>) {
-        let Some(peer) = self.peers.iter().position(|&p| p == from) else {
+        if from == self.me || !self.is_member(from) {
             return self.ignore(Ignored::NotAPeer, from, msg.kind());
-        };
+        }
+        let peer = from;
         if self.failed.is_some() {
             return self.ignore(Ignored::Failed, from, msg.kind());
         }
         if msg.is_request() {
             self.requests += 1;
         }
-        if msg.done() > self.done_below[peer] {
-            self.done_below[peer] = msg.done();
+        if msg.done() > self.done_of(peer) {
+            self.done_below.insert(peer, msg.done());
             self.forget();
         }
         if let Some(seq) = msg.seq() {
@@ -394,6 +431,54 @@ impl<V: Value> Paxos<V> {
         self.membership
     }
 
+    /// This peer's node id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The configurations of the instances from the application's next one on (empty for a
+    /// peer that joined and has not received the group's state yet).
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The configuration of the application's next instance, if known.
+    pub fn config(&self) -> Option<&Config> {
+        self.config_for(self.my_done())
+    }
+
+    // ---- membership changes ----------------------------------------------------------------
+
+    /// The application applied a configuration change decided at instance `at` (its next
+    /// instance: call this before [`done`](Self::done)`(at)`): it governs the instances from
+    /// `at + α` on. Refused (and nothing changes) unless it is well formed, its epoch is the
+    /// next one and the previous change is in effect at `at`; every replica refuses alike,
+    /// since all of that depends only on the log. Only a group with an α can change.
+    pub fn reconfigure(&mut self, at: u64, config: Config) -> Result<(), ConfigError> {
+        let Some(alpha) = self.config.alpha else {
+            return Err(ConfigError::Static);
+        };
+        // Know before acting: the configuration is scheduled exactly when instance `at` is
+        // applied, before any peer can know instance `at + α`.
+        assert_eq!(at, self.my_done(), "configuration applied out of order");
+        self.schedule.add(at, at + alpha, config)?;
+        self.schedule_changed();
+        tracing::info!(peer = %self.me, from = at + alpha, latest = ?self.schedule.latest(), "configuration change scheduled");
+        Ok(())
+    }
+
+    /// Installs the schedule that came with the application's state (a snapshot from a
+    /// peer, as of its next instance); call it before [`done`](Self::done) with that state's
+    /// last instance.
+    pub fn install_schedule(&mut self, schedule: Schedule) {
+        assert!(
+            !schedule.is_empty(),
+            "an installed schedule governs some instances"
+        );
+        self.schedule = schedule;
+        self.schedule_changed();
+    }
+
     /// Why this peer stopped (a storage failure), if it did. A failed peer ignores all input.
     pub fn failure(&self) -> Option<&str> {
         self.failed.as_deref()
@@ -433,14 +518,18 @@ impl<V: Value> Paxos<V> {
             max: self.max,
             membership: self.membership,
             promised_all: self.promised_all,
+            schedule: self.schedule.clone(),
         }
     }
 
     // ---- proposer --------------------------------------------------------------------------
 
     fn begin_round(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
+        let Some(voters) = self.config_for(seq).map(|c| c.voters.clone()) else {
+            return self.postpone(io, seq);
+        };
         let now = io.now();
-        let votes = self.votes(seq);
+        let votes = self.votes(seq) && voters.contains(&self.me);
         let (me, nonce, max_retry) = (self.me, self.nonce, self.config.max_retry);
         let Some(inst) = self.instances.get_mut(&seq) else {
             return;
@@ -449,11 +538,15 @@ impl<V: Value> Paxos<V> {
             return;
         };
         let promised = inst.acceptor.promised.max(self.promised_all);
-        let round = p.highest_round.max(promised.round) + 1;
+        // Above every round this life used anywhere, a campaign's included: a campaign's
+        // ballot covers every instance from its start, so a classic ballot equal to it could
+        // carry another value in the same instance (two values under one ballot).
+        let round = p.highest_round.max(promised.round).max(self.seen_round) + 1;
         p.highest_round = round;
+        self.seen_round = round;
         let ballot = Ballot {
             round,
-            peer: me as u32,
+            peer: me.0,
             nonce,
         };
         // Randomized, growing retry intervals keep dueling proposers from colliding forever.
@@ -480,22 +573,35 @@ impl<V: Value> Paxos<V> {
         {
             return;
         }
-        for to in self.others() {
+        for to in voters.into_iter().filter(|&v| v != me) {
             let done = self.my_done();
             io.send(to, PaxosMsg::Prepare { seq, ballot, done });
         }
         self.after_promise(io, seq);
     }
 
+    /// Know before acting: this peer has not applied far enough to know which peers' votes
+    /// count in `seq` (or knows no configuration at all yet), so its proposal there waits
+    /// and tries again at its next retry.
+    fn postpone(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
+        let retry_at = io.now() + self.config.retry;
+        if let Some(p) = self.proposer(seq) {
+            tracing::trace!(seq, "configuration not known yet; proposal postponed");
+            p.phase = Phase::Idle;
+            p.retry_at = retry_at;
+        }
+        self.reweigh(seq);
+    }
+
     fn on_promise(
         &mut self,
         io: &mut dyn PaxosIo<V>,
-        peer: usize,
+        peer: NodeId,
         seq: u64,
         ballot: Ballot,
         accepted: Option<(Ballot, V)>,
     ) {
-        let from = self.peers[peer];
+        let from = peer;
         let Some(p) = self.proposer(seq) else {
             return self.ignore(Ignored::NotProposing, from, "Promise");
         };
@@ -525,23 +631,24 @@ impl<V: Value> Paxos<V> {
         self.after_promise(io, seq);
     }
 
-    /// Moves to the accept phase once a majority promised.
+    /// Moves to the accept phase once a majority of `config(seq)`'s voters promised.
     fn after_promise(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
-        let majority = self.majority();
+        let promised = match self.instances.get(&seq).and_then(|i| i.proposer.as_ref()) {
+            Some(Proposer {
+                phase: Phase::Preparing { promises, .. },
+                ..
+            }) => self.quorum_in(seq, promises),
+            _ => false,
+        };
+        if !promised {
+            return;
+        }
         let Some(p) = self.proposer(seq) else {
             return;
         };
-        let Phase::Preparing {
-            ballot,
-            promises,
-            best,
-        } = &mut p.phase
-        else {
+        let Phase::Preparing { ballot, best, .. } = &mut p.phase else {
             return;
         };
-        if promises.len() < majority {
-            return;
-        }
         let ballot = *ballot;
         let value = match best.take() {
             Some((_, v)) => v,
@@ -559,8 +666,11 @@ impl<V: Value> Paxos<V> {
         ballot: Ballot,
         value: V,
     ) {
-        let votes = self.votes(seq);
+        let Some(voters) = self.config_for(seq).map(|c| c.voters.clone()) else {
+            return self.postpone(io, seq);
+        };
         let me = self.me;
+        let votes = self.votes(seq) && voters.contains(&me);
         let promised_all = self.promised_all;
         let Some(inst) = self.instances.get_mut(&seq) else {
             return;
@@ -591,7 +701,7 @@ impl<V: Value> Paxos<V> {
                 return;
             }
         }
-        for to in self.others() {
+        for to in voters.into_iter().filter(|&v| v != me) {
             let done = self.my_done();
             let value = value.clone();
             io.send(
@@ -607,8 +717,8 @@ impl<V: Value> Paxos<V> {
         self.after_accept(io, seq);
     }
 
-    fn on_accepted(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
-        let from = self.peers[peer];
+    fn on_accepted(&mut self, io: &mut dyn PaxosIo<V>, peer: NodeId, seq: u64, ballot: Ballot) {
+        let from = peer;
         let Some(p) = self.proposer(seq) else {
             return self.ignore(Ignored::NotProposing, from, "Accepted");
         };
@@ -625,16 +735,16 @@ impl<V: Value> Paxos<V> {
         self.after_accept(io, seq);
     }
 
-    /// Declares the value decided once a majority accepted, and tells everyone.
+    /// Declares the value decided once a majority of `config(seq)`'s voters accepted, and
+    /// tells every peer, learners included.
     fn after_accept(&mut self, io: &mut dyn PaxosIo<V>, seq: u64) {
-        let majority = self.majority();
-        let Some(p) = self.proposer(seq) else {
+        let Some(p) = self.instances.get(&seq).and_then(|i| i.proposer.as_ref()) else {
             return;
         };
         let Phase::Accepting { value, accepts, .. } = &p.phase else {
             return;
         };
-        if accepts.len() < majority {
+        if !self.quorum_in(seq, accepts) {
             return;
         }
         let value = value.clone();
@@ -650,7 +760,7 @@ impl<V: Value> Paxos<V> {
 
     /// Answers a request about an instance this peer forgot or knows is decided, instead of
     /// voting. Returns whether it answered.
-    fn answer_settled(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64) -> bool {
+    fn answer_settled(&mut self, io: &mut dyn PaxosIo<V>, peer: NodeId, seq: u64) -> bool {
         let done = self.my_done();
         let reply = match self.status(seq) {
             Fate::Forgotten => PaxosMsg::Forgotten { seq, done },
@@ -661,7 +771,7 @@ impl<V: Value> Paxos<V> {
             },
             Fate::Pending => return false,
         };
-        io.send(self.peers[peer], reply);
+        io.send(peer, reply);
         true
     }
 
@@ -672,7 +782,7 @@ impl<V: Value> Paxos<V> {
     fn admit(
         &mut self,
         io: &mut dyn PaxosIo<V>,
-        peer: usize,
+        peer: NodeId,
         seq: u64,
         ballot: Ballot,
         what: &'static str,
@@ -681,7 +791,13 @@ impl<V: Value> Paxos<V> {
             return false;
         }
         if !self.votes(seq) {
-            self.ignore(self.not_voting_reason(), self.peers[peer], what);
+            self.ignore(self.not_voting_reason(), peer, what);
+            return false;
+        }
+        // A peer removed from (or not yet added to) the voters of `seq` stops voting there:
+        // its vote would not be counted anyway.
+        if self.config_for(seq).is_some_and(|c| !c.is_voter(self.me)) {
+            self.ignore(Ignored::NotAVoter, peer, what);
             return false;
         }
         let done = self.my_done();
@@ -693,13 +809,13 @@ impl<V: Value> Paxos<V> {
                 promised,
                 done,
             };
-            io.send(self.peers[peer], reject);
+            io.send(peer, reject);
             return false;
         }
         true
     }
 
-    fn on_prepare(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, seq: u64, ballot: Ballot) {
+    fn on_prepare(&mut self, io: &mut dyn PaxosIo<V>, peer: NodeId, seq: u64, ballot: Ballot) {
         if !self.admit(io, peer, seq, ballot, "Prepare") {
             return;
         }
@@ -716,7 +832,7 @@ impl<V: Value> Paxos<V> {
             return;
         }
         io.send(
-            self.peers[peer],
+            peer,
             PaxosMsg::Promise {
                 seq,
                 ballot,
@@ -729,7 +845,7 @@ impl<V: Value> Paxos<V> {
     fn on_accept(
         &mut self,
         io: &mut dyn PaxosIo<V>,
-        peer: usize,
+        peer: NodeId,
         seq: u64,
         ballot: Ballot,
         value: V,
@@ -762,7 +878,7 @@ impl<V: Value> Paxos<V> {
                 return;
             }
         }
-        io.send(self.peers[peer], PaxosMsg::Accepted { seq, ballot, done });
+        io.send(peer, PaxosMsg::Accepted { seq, ballot, done });
     }
 
     pub(crate) fn learn(&mut self, io: &mut dyn PaxosIo<V>, seq: u64, value: V) {
@@ -802,10 +918,10 @@ impl<V: Value> Paxos<V> {
         let done = self.my_done();
         let leader = self
             .leader_seen
-            .map(|(b, _)| b.peer as usize)
-            .filter(|&l| l != self.me && l < self.peers.len());
+            .map(|(b, _)| NodeId(b.peer))
+            .filter(|&l| l != self.me && self.is_member(l));
         let to = match leader {
-            Some(l) => vec![self.peers[l]],
+            Some(l) => vec![l],
             None => self.others(),
         };
         for to in to {
@@ -816,8 +932,8 @@ impl<V: Value> Paxos<V> {
     /// Answers a `Learn`: the decisions held from `from` on, in order, up to the first
     /// instance not decided here, at most [`LEARN_BATCH`] instances and about
     /// [`LEARN_BYTES`] of values.
-    fn on_learn(&mut self, io: &mut dyn PaxosIo<V>, peer: usize, from: u64) {
-        let to = self.peers[peer];
+    fn on_learn(&mut self, io: &mut dyn PaxosIo<V>, peer: NodeId, from: u64) {
+        let to = peer;
         let done = self.my_done();
         if from < self.min {
             return io.send(to, PaxosMsg::Forgotten { seq: from, done });
@@ -850,18 +966,18 @@ impl<V: Value> Paxos<V> {
 
     // ---- rejoining after a lost disk -------------------------------------------------------
 
-    fn on_join_query(&mut self, io: &mut dyn PaxosIo<V>, peer: usize) {
+    fn on_join_query(&mut self, io: &mut dyn PaxosIo<V>, peer: NodeId) {
         // A peer that is rejoining itself has no durable past to vouch for: counting its
         // answer could hide a vote or a promise that only its lost disk held.
         if self.membership == Membership::Rejoining {
-            return self.ignore(Ignored::Rejoining, self.peers[peer], "JoinQuery");
+            return self.ignore(Ignored::Rejoining, peer, "JoinQuery");
         }
         let reply = PaxosMsg::JoinInfo {
             max: self.max,
             floor: self.ballot_floor(),
             done: self.my_done(),
         };
-        io.send(self.peers[peer], reply);
+        io.send(peer, reply);
     }
 
     /// The highest ballot this acceptor has promised, for all instances or for any one it
@@ -878,17 +994,17 @@ impl<V: Value> Paxos<V> {
     fn on_join_info(
         &mut self,
         io: &mut dyn PaxosIo<V>,
-        peer: usize,
+        peer: NodeId,
         max: Option<u64>,
         floor: Ballot,
     ) {
         if self.membership != Membership::Rejoining {
-            return self.ignore(Ignored::NotRejoining, self.peers[peer], "JoinInfo");
+            return self.ignore(Ignored::NotRejoining, peer, "JoinInfo");
         }
         // Answers that arrive before this life asked were meant for an earlier life and may
         // predate votes it cast.
         if !self.join_asked {
-            return self.ignore(Ignored::NotAskedYet, self.peers[peer], "JoinInfo");
+            return self.ignore(Ignored::NotAskedYet, peer, "JoinInfo");
         }
         self.join_replies.insert(peer, (max, floor));
         self.try_join(io);
@@ -933,7 +1049,7 @@ impl<V: Value> Paxos<V> {
         }
         self.seen_round = self.seen_round.max(floor.round);
         if self.write(io, &Record::Joined { horizon }, true).is_ok() {
-            tracing::info!(peer = self.me, ?horizon, ?floor, "rejoined after disk loss");
+            tracing::info!(peer = %self.me, ?horizon, ?floor, "rejoined after disk loss");
             self.membership = Membership::Voting { horizon };
             if let Some(h) = horizon {
                 self.see(h);
@@ -959,21 +1075,60 @@ impl<V: Value> Paxos<V> {
         }
     }
 
-    pub(crate) fn majority(&self) -> usize {
-        self.peers.len() / 2 + 1
-    }
-
     pub(crate) fn my_done(&self) -> u64 {
-        self.done_below[self.me]
+        self.done_of(self.me)
     }
 
+    pub(crate) fn done_of(&self, peer: NodeId) -> u64 {
+        self.done_below.get(&peer).copied().unwrap_or(0)
+    }
+
+    /// Every peer of the configurations this peer knows (the peers it was started with
+    /// while it knows none).
+    pub fn members(&self) -> BTreeSet<NodeId> {
+        if self.schedule.is_empty() {
+            return self.peers.iter().copied().collect();
+        }
+        self.schedule.members()
+    }
+
+    /// Whether `peer` is in a configuration this peer knows (or among the peers it was started
+    /// with, while it knows none).
+    pub fn is_member(&self, peer: NodeId) -> bool {
+        self.members.binary_search(&peer).is_ok()
+    }
+
+    /// Every other peer of the configurations this peer knows, learners included.
     pub(crate) fn others(&self) -> Vec<NodeId> {
-        self.peers
+        self.members
             .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != self.me)
-            .map(|(_, &p)| p)
+            .copied()
+            .filter(|&p| p != self.me)
             .collect()
+    }
+
+    /// Recomputes [`members`](Self::members)' cache after the schedule changed.
+    fn schedule_changed(&mut self) {
+        self.members = self.members().into_iter().collect();
+    }
+
+    /// Whether `answered` holds a majority of `config(seq)`'s voters. Only asked about an
+    /// instance this peer proposes in, which it entered knowing its configuration.
+    fn quorum_in(&self, seq: u64, answered: &BTreeSet<NodeId>) -> bool {
+        let Some(config) = self.config_for(seq) else {
+            unreachable!("instance {seq}: counting votes without knowing its configuration");
+        };
+        config.quorum(answered)
+    }
+
+    /// `config(seq)`, if this peer knows it: with an α ([`PaxosConfig::alpha`]), only for
+    /// instances below `done + α`, whose configuration the instances applied so far settle.
+    pub(crate) fn config_for(&self, seq: u64) -> Option<&Config> {
+        let known = self
+            .config
+            .alpha
+            .is_none_or(|alpha| seq < self.my_done().saturating_add(alpha));
+        known.then(|| self.schedule.at(seq)).flatten()
     }
 
     pub(crate) fn see(&mut self, seq: u64) {
@@ -1000,20 +1155,34 @@ impl<V: Value> Paxos<V> {
         }
     }
 
-    /// Takes in another peer's knowledge of every peer's `done` (ignored if it does not fit).
-    fn learn_done(&mut self, done_all: &[u64]) {
-        if done_all.len() != self.done_below.len() {
-            return;
-        }
-        for (mine, &theirs) in self.done_below.iter_mut().zip(done_all) {
-            *mine = (*mine).max(theirs);
+    /// Takes in another peer's knowledge of its peers' `done`.
+    fn learn_done(&mut self, done_all: &[(NodeId, u64)]) {
+        for &(peer, theirs) in done_all {
+            if self.is_member(peer) && theirs > self.done_of(peer) {
+                self.done_below.insert(peer, theirs);
+            }
         }
         self.forget();
     }
 
-    /// Drops every instance below the new minimum, freeing its memory.
+    /// Drops every instance below the new minimum (over this peer and the voters it knows
+    /// of), freeing its memory.
     fn forget(&mut self) {
-        let min = self.done_below.iter().copied().min().unwrap_or(0);
+        let voters: BTreeSet<NodeId> = match self.schedule.is_empty() {
+            true => self.peers.iter().copied().collect(),
+            false => self
+                .schedule
+                .entries()
+                .iter()
+                .flat_map(|(_, c)| c.voters.iter().copied())
+                .collect(),
+        };
+        let min = voters
+            .into_iter()
+            .chain([self.me])
+            .map(|p| self.done_of(p))
+            .min()
+            .unwrap_or(0);
         if min <= self.min {
             return;
         }
@@ -1050,7 +1219,7 @@ impl<V: Value> Paxos<V> {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(peer = self.me, "storage failed, Paxos peer stops: {e}");
+                tracing::error!(peer = %self.me, "storage failed, Paxos peer stops: {e}");
                 self.failed = Some(e.to_string());
                 Err(e)
             }
@@ -1058,15 +1227,17 @@ impl<V: Value> Paxos<V> {
     }
 
     fn load(&mut self, state: PaxosState<V>) -> Result<(), PaxosError> {
-        if state.done_below.len() != self.peers.len() {
+        if self.config.alpha.is_none() && state.schedule != self.initial {
             return Err(PaxosError::Config(format!(
-                "stored state has {} peers, configured {}",
-                state.done_below.len(),
-                self.peers.len()
+                "the stored configuration {:?} is not this static group's {:?}",
+                state.schedule.latest().map(|(_, c)| c),
+                self.initial.latest().map(|(_, c)| c),
             )));
         }
         self.done_below = state.done_below;
-        self.min = self.done_below.iter().copied().min().unwrap_or(0);
+        self.schedule = state.schedule;
+        self.schedule_changed();
+        self.forget();
         self.max = state.max;
         self.membership = state.membership;
         self.promised_all = state.promised_all;

@@ -25,6 +25,9 @@ pub(crate) enum Ignored {
     NotForReplicas,
     /// A batch of commands for a state machine that does not take batches.
     NoBatches,
+    /// A client request at a replica that is not in the group (removed, or joining and
+    /// without the group's state yet): the client tries another.
+    NotServing,
     /// A batch of no commands, or of more than [`crate::MAX_BATCH_COMMANDS`].
     BatchSize,
 }

@@ -35,6 +35,12 @@
 //!   read barrier (a majority's highest known instance) and for the log to be applied that
 //!   far, then is answered from local state: linearizable, no instance used, and never
 //!   answered by a replica cut off from a majority.
+//! - **Membership changes.** The group's configuration (voters and learners) is part of the
+//!   replicated state: an [`Entry::Reconfigure`] decided at instance `i` governs the
+//!   instances from `i + α` on, α being [`LEADER_WINDOW`] (`synod_paxos::Config`). A new
+//!   replica ([`Rsm::joining`]) starts as a learner that knows nothing, fetches a snapshot
+//!   (which carries the configurations) and follows the log; once promoted it votes. A
+//!   replica removed from the configuration stops voting and serving.
 //! - **Status.** Any client may ask any replica for a [`StatusReport`], answered locally.
 //!
 //! Every message of a service built on this crate is an [`RsmMsg`] (or, for services with
@@ -53,12 +59,13 @@ use std::fmt::Debug;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use synod_paxos::PaxosMsg;
+use synod_paxos::{Config, ConfigError, PaxosMsg};
 
 pub use replica::{Commands, Rsm, ELECTION_TIMEOUT, LEADER_WINDOW, TICK, TIMER, WINDOW};
 pub use sessions::{Session, Sessions, Verdict, MAX_SESSIONS};
 pub use status::{
-    voter_shortage, CatchUp, SnapshotStatus, SnapshotTaken, StatusMsg, StatusReport, VoterShortage,
+    voter_shortage, CatchUp, Role, SnapshotStatus, SnapshotTaken, StatusMsg, StatusReport,
+    VoterShortage,
 };
 pub use transfer::SnapshotId;
 pub use wrap::Wrap;
@@ -176,6 +183,10 @@ pub enum Entry<C, I> {
         seq: u64,
         ops: Vec<C>,
     },
+    /// A membership change: decided at instance `i`, it governs the instances from
+    /// `i + α` ([`LEADER_WINDOW`]) on, if the group's state admits it then
+    /// ([`synod_paxos::Schedule::add`]); otherwise it changes nothing.
+    Reconfigure(Config),
 }
 
 /// The log entry type of a state machine.
@@ -224,6 +235,17 @@ pub enum RsmMsg<C, I, R> {
         client: u64,
         seq: u64,
         ops: Vec<C>,
+    },
+    /// From an operator (`synod kv member ...`): please have the group change to `config`
+    /// (its epoch one more than the current one). Answered with [`RsmMsg::Reconfigured`]
+    /// once the change is decided, or refused.
+    Reconfigure {
+        config: Config,
+    },
+    /// To the operator: the change was decided and will be in effect from instance `from`
+    /// (the schedule now ends with it), or why not.
+    Reconfigured {
+        result: Result<u64, ConfigError>,
     },
 }
 

@@ -21,11 +21,14 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use synod_node::{limits, Context, Node, NodeId, SnapshotProgress, TimerToken};
-use synod_paxos::{Embed, Fate, Membership, Paxos, PaxosConfig, PaxosError, PaxosState};
+use synod_paxos::{
+    Config, ConfigError, Embed, Fate, Membership, Paxos, PaxosConfig, PaxosError, PaxosState,
+    Schedule,
+};
 
 use crate::guard::{ignore, Ignored};
 use crate::sessions::Verdict;
-use crate::status::{CatchUp, SnapshotStatus, SnapshotTaken, StatusReport};
+use crate::status::{CatchUp, Role, SnapshotStatus, SnapshotTaken, StatusReport};
 use crate::transfer::{Chunk, Receiving, Serving, SnapshotId, MAX_STALLS, SERVING_IDLE};
 use crate::{
     Entry, EntryOf, MsgOf, RsmMsg, StateMachine, MAX_BATCH_COMMANDS, MAX_BATCH_REPLY_BYTES,
@@ -88,10 +91,16 @@ const COMPACT_BYTES: usize = 1 << 20;
 /// record.
 #[derive(Serialize, Deserialize)]
 struct Durable<P, S> {
+    /// [`SNAPSHOT_FORMAT`]: a snapshot of another format is refused, not misread.
+    format: [u8; 4],
     paxos: P,
     next: u64,
     machine: S,
 }
+
+/// The first bytes of every snapshot this build writes; changed whenever what a snapshot
+/// holds changes incompatibly (`b"syn9"`: configurations in the Paxos state, protocol 10).
+const SNAPSHOT_FORMAT: [u8; 4] = *b"syn9";
 
 /// What one client request asks for: one command ([`RsmMsg::Request`]) or several applied
 /// in order as one ([`RsmMsg::Batch`]). Replicas keep requests in this form, and clerks
@@ -179,8 +188,6 @@ struct Read<C> {
 /// hashable (when its state machine is) so the model checker can branch and deduplicate.
 #[derive(Debug, Clone, Hash)]
 pub struct Rsm<S: StateMachine> {
-    peers: Vec<NodeId>,
-    me: usize,
     paxos: Paxos<EntryOf<S>>,
     machine: S,
     /// The next log instance to apply; every instance below it is applied.
@@ -226,7 +233,21 @@ pub struct Rsm<S: StateMachine> {
     snapshot_begun: Option<Duration>,
     /// The last background snapshot that became durable, for the status report.
     last_snapshot: Option<SnapshotTaken>,
+    /// The membership change this replica proposed and has not seen decided: the
+    /// configuration, its instance, and the operator waiting for the outcome.
+    change: Option<Change>,
     broken: bool,
+}
+
+/// A membership change on its way ([`Rsm::reconfigure`]).
+#[derive(Debug, Clone, Hash)]
+struct Change {
+    config: Config,
+    /// The instance it was proposed in here; `None` when it was forwarded to the leader.
+    instance: Option<u64>,
+    /// When it was proposed or forwarded.
+    asked_at: Duration,
+    reply_to: Option<NodeId>,
 }
 
 /// Runs `ops` in order with `run` (apply, or read) and returns their replies, stopping before
@@ -268,10 +289,32 @@ impl<S: StateMachine> Rsm<S> {
     /// parameter such as the shard controller's number of shards). Every replica of a
     /// cluster must be given the same initial state.
     pub fn with_machine(peers: Vec<NodeId>, me: usize, config: PaxosConfig, machine: S) -> Self {
+        Self::around(Paxos::new(peers, me, Self::alpha(config)), machine)
+    }
+
+    /// Replica `me`, new to a running group whose replicas include `contacts`: it starts as
+    /// nothing but a learner in waiting, fetches a snapshot of the group's state (with its
+    /// configurations) from a peer once the group has added it, and follows the log from
+    /// there. A replica that lost its disk comes back this way, under a new id.
+    pub fn joining(contacts: Vec<NodeId>, me: NodeId, config: PaxosConfig) -> Self {
+        Self::around(
+            Paxos::joining(contacts, me, Self::alpha(config)),
+            S::default(),
+        )
+    }
+
+    /// The α of every replicated state machine: the leader's window, so a leader that
+    /// applied up to `next - 1` knows the configuration of every instance it may propose in.
+    fn alpha(config: PaxosConfig) -> PaxosConfig {
+        PaxosConfig {
+            alpha: Some(LEADER_WINDOW as u64),
+            ..config
+        }
+    }
+
+    fn around(paxos: Paxos<EntryOf<S>>, machine: S) -> Self {
         Rsm {
-            paxos: Paxos::new(peers.clone(), me, config),
-            peers,
-            me,
+            paxos,
             machine,
             next: 0,
             snapshot_next: 0,
@@ -294,6 +337,7 @@ impl<S: StateMachine> Rsm<S> {
             last_snapshot_bytes: 0,
             snapshot_begun: None,
             last_snapshot: None,
+            change: None,
             broken: false,
         }
     }
@@ -341,12 +385,146 @@ impl<S: StateMachine> Rsm<S> {
             .start(&mut io::<S>(ctx), instance, Entry::Internal(op));
     }
 
+    /// This replica's role in the configuration of its next instance.
+    pub fn role(&self) -> Role {
+        Role::of(self.paxos.id(), self.paxos.schedule().entries())
+    }
+
+    /// Proposes a membership change to `config`, whose epoch must be the newest one's plus
+    /// one; `reply_to` (an operator) hears the outcome ([`RsmMsg::Reconfigured`]) once it is
+    /// decided. A follower that knows a live leader forwards the change to it, as it does
+    /// client requests (a classic proposal would mostly lose its instance to the leader's
+    /// pipeline), and settles it by what its log says. Refused at once if it cannot apply:
+    /// a change of this replica's is already on its way, or the newest change is not in
+    /// effect yet, or `config` is malformed.
+    pub fn reconfigure(
+        &mut self,
+        ctx: &mut dyn Context<MsgOf<S>>,
+        config: Config,
+        reply_to: Option<NodeId>,
+    ) -> Result<(), ConfigError> {
+        let refusal = self.reconfigure_refusal(&config);
+        if let Err(why) = refusal {
+            if let Some(to) = reply_to {
+                ctx.send(
+                    to,
+                    RsmMsg::Reconfigured {
+                        result: Err(why.clone()),
+                    },
+                );
+            }
+            return Err(why);
+        }
+        let now = ctx.now();
+        let instance = match self.live_leader(now).filter(|&l| l != ctx.id()) {
+            Some(leader) => {
+                ctx.send(
+                    leader,
+                    RsmMsg::Reconfigure {
+                        config: config.clone(),
+                    },
+                );
+                None
+            }
+            None => {
+                let instance = self.free_instance();
+                self.in_flight.insert(instance);
+                self.paxos.start(
+                    &mut io::<S>(ctx),
+                    instance,
+                    Entry::Reconfigure(config.clone()),
+                );
+                Some(instance)
+            }
+        };
+        tracing::info!(node = %ctx.id(), ?instance, ?config, "proposing a membership change");
+        self.change = Some(Change {
+            config,
+            instance,
+            asked_at: now,
+            reply_to,
+        });
+        Ok(())
+    }
+
+    /// Why [`reconfigure`](Self::reconfigure) would be refused now, as far as this replica can
+    /// tell (the log decides in the end).
+    fn reconfigure_refusal(&self, config: &Config) -> Result<(), ConfigError> {
+        config.validate()?;
+        let Some((from, latest)) = self.paxos.schedule().latest() else {
+            return Err(ConfigError::Unknown);
+        };
+        if self.change.is_some() || from > self.next {
+            return Err(ConfigError::ChangeInProgress {
+                latest: latest.epoch,
+                from,
+            });
+        }
+        if config.epoch != latest.epoch + 1 {
+            return Err(ConfigError::StaleEpoch {
+                latest: latest.epoch,
+                proposed: config.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Settles the membership change this replica proposed once the log decided a change
+    /// of its epoch: the operator hears whether it was this one. A change whose instance
+    /// went to another entry, or whose forward to the leader was not decided within
+    /// [`FORWARD_RETRY`], is proposed again.
+    fn settle_change(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        let Some(change) = &self.change else {
+            return;
+        };
+        let latest = self
+            .paxos
+            .schedule()
+            .latest()
+            .map(|(from, c)| (from, c.clone()));
+        let decided = latest
+            .as_ref()
+            .is_some_and(|(_, c)| c.epoch >= change.config.epoch);
+        let lost = match change.instance {
+            Some(instance) => instance < self.next,
+            None => ctx.now() >= change.asked_at + FORWARD_RETRY,
+        };
+        if !decided && !lost {
+            return;
+        }
+        let Some(change) = self.change.take() else {
+            return;
+        };
+        if !decided {
+            let _ = self.reconfigure(ctx, change.config, change.reply_to);
+            return;
+        }
+        let result = match latest {
+            Some((from, config)) if config == change.config => Ok(from),
+            Some((_, config)) => Err(ConfigError::StaleEpoch {
+                latest: config.epoch,
+                proposed: change.config.epoch,
+            }),
+            None => Err(ConfigError::Unknown),
+        };
+        tracing::info!(node = %ctx.id(), ?result, "membership change settled");
+        if let Some(to) = change.reply_to {
+            ctx.send(to, RsmMsg::Reconfigured { result });
+        }
+    }
+
     /// What this replica knows about itself.
     pub fn status(&self, id: NodeId) -> StatusReport {
+        let configs = self.paxos.schedule().entries().to_vec();
+        let peers = configs
+            .first()
+            .map_or_else(Vec::new, |(_, c)| c.voters.clone());
         StatusReport {
             id,
-            index: self.me,
-            peers: self.peers.clone(),
+            index: peers.iter().position(|&p| p == id).unwrap_or(peers.len()),
+            peers,
+            role: Role::of(self.paxos.id(), &configs),
+            configs,
             membership: self.paxos.membership(),
             leader: self.paxos.leading(),
             max: self.paxos.max(),
@@ -389,6 +567,14 @@ impl<S: StateMachine> Rsm<S> {
         let recovered = ctx.storage().recover()?;
         let (paxos, next, machine) = match recovered.snapshot {
             Some(bytes) => {
+                let format = bytes.get(..4);
+                if format != Some(&SNAPSHOT_FORMAT[..]) {
+                    return Err(PaxosError::Decode(format!(
+                        "the stored snapshot is not of format {SNAPSHOT_FORMAT:?} (found {format:?}): \
+                         written by a synod from before membership changes (protocol 8 or \
+                         older), whose snapshots this one cannot read"
+                    )));
+                }
                 let d: Durable<PaxosState<EntryOf<S>>, S> =
                     postcard::from_bytes(&bytes).map_err(|e| PaxosError::Decode(e.to_string()))?;
                 self.last_snapshot_bytes = bytes.len();
@@ -417,6 +603,9 @@ impl<S: StateMachine> Rsm<S> {
         seq: u64,
         op: Commands<S::Command>,
     ) {
+        if matches!(self.role(), Role::Removed | Role::Joining) {
+            return ignore(ctx.id(), Ignored::NotServing, from, "Request");
+        }
         if let Some(table) = self.machine.sessions(op.first()) {
             if let Some(reply) = table.replied(client, seq) {
                 let reply = reply.clone();
@@ -471,6 +660,13 @@ impl<S: StateMachine> Rsm<S> {
         let (client, seq, op) = match entry {
             Entry::Noop => return,
             Entry::Internal(op) => return self.machine.apply_internal(at, &op),
+            Entry::Reconfigure(config) => {
+                // Refused alike by every replica: the refusal depends only on the log.
+                if let Err(why) = self.paxos.reconfigure(at, config) {
+                    tracing::info!(at, "membership change refused: {why}");
+                }
+                return;
+            }
             Entry::Batch(entries) => {
                 for entry in entries {
                     self.apply(at, entry, settled);
@@ -512,7 +708,10 @@ impl<S: StateMachine> Rsm<S> {
     /// applied, and (re)proposes the rest. Called after every input.
     fn settle(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
         let mut settled = Vec::new();
-        while let Fate::Decided(entry) = self.paxos.status(self.next) {
+        // A joining replica applies nothing before it has the group's state: the entries
+        // would land on an empty state, under configurations it does not know.
+        let known = !self.paxos.schedule().is_empty();
+        while let (true, Fate::Decided(entry)) = (known, self.paxos.status(self.next)) {
             let entry = entry.clone();
             let at = self.next;
             self.next += 1;
@@ -544,6 +743,7 @@ impl<S: StateMachine> Rsm<S> {
             !table.seen(client, w.seq)
         });
         self.in_flight = self.in_flight.split_off(&next);
+        self.settle_change(ctx);
         self.answer_reads(ctx);
         self.propose_waiting(ctx);
         self.compact(ctx);
@@ -565,11 +765,19 @@ impl<S: StateMachine> Rsm<S> {
             );
         }
         // The window: client batches stay within it; internal commands may add to it.
+        let own = self.internal.len() + usize::from(self.change.is_some());
         assert!(
-            self.in_flight.len() <= LEADER_WINDOW + self.internal.len(),
-            "{} instances in flight, window {LEADER_WINDOW} + {} internal",
+            self.in_flight.len() <= LEADER_WINDOW + own,
+            "{} instances in flight, window {LEADER_WINDOW} + {own} internal or changes",
             self.in_flight.len(),
-            self.internal.len()
+        );
+        // One change at a time: the newest configuration's epoch is one more than the one
+        // before it, and at most one change is decided and not yet in effect.
+        let configs = self.paxos.schedule().entries();
+        assert!(configs.windows(2).all(|w| w[1].1.epoch == w[0].1.epoch + 1));
+        assert!(
+            configs.len() <= 2 || configs[configs.len() - 2].0 <= self.next,
+            "two changes pending at once: {configs:?}"
         );
         debug_assert!(self.in_flight.iter().all(|&i| i >= self.next));
         debug_assert!(self.internal.iter().all(|&(_, i)| i >= self.next));
@@ -664,6 +872,11 @@ impl<S: StateMachine> Rsm<S> {
             }
             return;
         }
+        // Only voters propose client commands: a learner forwards them to the leader, and
+        // keeps them waiting while it knows none.
+        if self.role() != Role::Voter && self.role() != Role::Leaving {
+            return;
+        }
         let window = if self.paxos.leading() {
             LEADER_WINDOW
         } else {
@@ -704,6 +917,27 @@ impl<S: StateMachine> Rsm<S> {
                 _ => Entry::Batch(entries),
             };
             self.paxos.start(&mut io::<S>(ctx), instance, entry);
+        }
+        if self.paxos.leading() {
+            self.fill_to_change(ctx, window);
+        }
+    }
+
+    /// A decided membership change takes effect only once the log reaches the instance it
+    /// governs from: without client traffic it would wait forever (and with it every later
+    /// change), so the leader fills the instances up to there with no-ops.
+    fn fill_to_change(&mut self, ctx: &mut dyn Context<MsgOf<S>>, window: usize) {
+        let Some((from, _)) = self.paxos.schedule().latest() else {
+            return;
+        };
+        while self.in_flight.len() < window {
+            let next_free = self.paxos.max().map_or(0, |m| m + 1);
+            if self.next_propose.max(self.next).max(next_free) >= from {
+                break;
+            }
+            let instance = self.free_instance();
+            self.in_flight.insert(instance);
+            self.paxos.start(&mut io::<S>(ctx), instance, Entry::Noop);
         }
     }
 
@@ -760,7 +994,9 @@ impl<S: StateMachine> Rsm<S> {
         } else if !forgotten && self.receiving.is_none() {
             self.behind_since = None;
         }
-        if forgotten || self.receiving.is_some() {
+        // A joining replica has no state to follow the log from: it needs a peer's.
+        let joining = self.paxos.schedule().is_empty();
+        if forgotten || joining || self.receiving.is_some() {
             self.ask_snapshot(ctx, None);
         }
         match self.paxos.status(self.next) {
@@ -784,7 +1020,8 @@ impl<S: StateMachine> Rsm<S> {
                     self.paxos.catch_up(&mut io::<S>(ctx), self.next);
                 }
                 self.warn_if_voteless(ctx, waited);
-                if known && now >= self.stuck_since.1 + HOLE_PATIENCE {
+                let voter = matches!(self.role(), Role::Voter | Role::Leaving);
+                if voter && known && now >= self.stuck_since.1 + HOLE_PATIENCE {
                     // Learns what was decided there, or fills the hole; a no-op if this
                     // replica already proposes in it.
                     self.paxos.start(&mut io::<S>(ctx), self.next, Entry::Noop);
@@ -817,7 +1054,12 @@ impl<S: StateMachine> Rsm<S> {
 
     fn random_peer(&self, ctx: &mut dyn Context<MsgOf<S>>) -> NodeId {
         let me = ctx.id();
-        let others: Vec<NodeId> = self.peers.iter().copied().filter(|&p| p != me).collect();
+        let others: Vec<NodeId> = self
+            .paxos
+            .members()
+            .into_iter()
+            .filter(|&p| p != me)
+            .collect();
         if others.is_empty() {
             return me;
         }
@@ -876,7 +1118,9 @@ impl<S: StateMachine> Rsm<S> {
     ) {
         let now = ctx.now();
         if self.serving.as_ref().is_none_or(|s| s.id.next <= next) {
-            match postcard::to_allocvec(&self.machine) {
+            // The configurations travel with the state: the receiver needs them to act in
+            // the instances from `self.next` on.
+            match postcard::to_allocvec(&(self.paxos.schedule(), &self.machine)) {
                 Ok(bytes) => self.serving = Some(Serving::new(self.next, bytes, now)),
                 Err(e) => return tracing::error!(node = %ctx.id(), "cannot encode state: {e}"),
             }
@@ -924,7 +1168,7 @@ impl<S: StateMachine> Rsm<S> {
     }
 
     fn install(&mut self, ctx: &mut dyn Context<MsgOf<S>>, from: NodeId, next: u64, bytes: &[u8]) {
-        let Ok(mut machine) = postcard::from_bytes::<S>(bytes) else {
+        let Ok((schedule, mut machine)) = postcard::from_bytes::<(Schedule, S)>(bytes) else {
             let reason =
                 format!("the snapshot from {from} does not decode as this service's state");
             tracing::warn!(node = %ctx.id(), "{reason}; asking again");
@@ -943,6 +1187,7 @@ impl<S: StateMachine> Rsm<S> {
         self.behind_since = None;
         self.install_failure = None;
         self.snapshot_asked = None;
+        self.paxos.install_schedule(schedule);
         self.paxos.done(next - 1);
         self.write_snapshot(ctx);
     }
@@ -1009,6 +1254,7 @@ impl<S: StateMachine> Rsm<S> {
     /// clone of the state machine, as of every instance below `next`.
     fn durable(&mut self) -> Durable<PaxosState<EntryOf<S>>, S> {
         Durable {
+            format: SNAPSHOT_FORMAT,
             paxos: self.paxos.checkpoint(),
             next: self.next,
             machine: self.machine.clone(),
@@ -1062,7 +1308,7 @@ impl<S: StateMachine> Node for Rsm<S> {
         if self.broken {
             return ignore(ctx.id(), Ignored::Broken, from, "message");
         }
-        let from_peer = self.peers.contains(&from);
+        let from_peer = self.paxos.is_member(from);
         match msg {
             RsmMsg::Paxos(m) => self.paxos.handle(&mut io::<S>(ctx), from, m),
             RsmMsg::Request { client, seq, op } => {
@@ -1089,7 +1335,16 @@ impl<S: StateMachine> Node for Rsm<S> {
             RsmMsg::SnapshotRequest { .. } | RsmMsg::SnapshotChunk { .. } => {
                 ignore(ctx.id(), Ignored::NotAPeer, from, "snapshot")
             }
-            RsmMsg::Reply { .. } | RsmMsg::StatusQuery | RsmMsg::Status(_) => {
+            RsmMsg::Reconfigure { config } => {
+                // Refused at once or answered when decided: `reconfigure` replies either way.
+                // A peer forwarding its operator's change settles it from its own log.
+                let reply_to = (!from_peer).then_some(from);
+                let _ = self.reconfigure(ctx, config, reply_to);
+            }
+            RsmMsg::Reply { .. }
+            | RsmMsg::Reconfigured { .. }
+            | RsmMsg::StatusQuery
+            | RsmMsg::Status(_) => {
                 ignore(ctx.id(), Ignored::NotForReplicas, from, "client message")
             }
         }

@@ -3,15 +3,21 @@
 
 use serde::{Deserialize, Serialize};
 use synod_node::NodeId;
-use synod_paxos::Membership;
+use synod_paxos::{Config, Membership};
 
 /// One replica's view of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StatusReport {
-    /// This replica's id and its index in `peers`.
+    /// This replica's id and its index in `peers` (`peers.len()` when it is no voter).
     pub id: NodeId,
     pub index: usize,
+    /// The voters of the configuration of its next instance (empty while it knows none).
     pub peers: Vec<NodeId>,
+    /// Its role in the group's configuration.
+    pub role: Role,
+    /// The configurations from its next instance on, each with the instance it governs
+    /// from: the first is in effect, any later one is decided and not yet in effect.
+    pub configs: Vec<(u64, Config)>,
     /// Whether it votes (or is rejoining after losing its disk).
     pub membership: Membership,
     /// Whether it is the stable leader (a majority promised its ballot for every instance).
@@ -33,6 +39,47 @@ pub struct StatusReport {
     pub catch_up: Option<CatchUp>,
     /// Its own background snapshots: one being written, and the last one written.
     pub snapshots: SnapshotStatus,
+}
+
+/// A replica's place in its group's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// A voter now and in the newest configuration.
+    Voter,
+    /// A voter now, but not in the newest configuration: its removal is decided and takes
+    /// effect at a later instance.
+    Leaving,
+    /// Receives decisions and catches up, votes nowhere (yet).
+    Learner,
+    /// In no configuration from its next instance on: it stopped voting and serving.
+    Removed,
+    /// New to the group and still without its state (and so its configuration).
+    Joining,
+}
+
+impl Role {
+    /// The role of `me` given the configurations from its next instance on.
+    pub fn of(me: NodeId, configs: &[(u64, Config)]) -> Role {
+        let (Some((_, now)), Some((_, newest))) = (configs.first(), configs.last()) else {
+            return Role::Joining;
+        };
+        match (now.is_voter(me), newest.is_voter(me)) {
+            (true, true) => Role::Voter,
+            (true, false) => Role::Leaving,
+            (false, _) if configs.iter().any(|(_, c)| c.is_member(me)) => Role::Learner,
+            (false, _) => Role::Removed,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Voter => "voter",
+            Role::Leaving => "leaving",
+            Role::Learner => "learner",
+            Role::Removed => "removed",
+            Role::Joining => "joining",
+        }
+    }
 }
 
 /// A replica's own snapshots (those it writes to compact its log, not those it receives).
@@ -71,6 +118,8 @@ pub enum CatchUp {
 /// Just the status messages. Every replicated service's message enum starts with these two
 /// variants, in this order, so a status client can speak to all of them with this type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// One message per status query, moved once: boxing the report would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StatusMsg {
     Query,
     Report(StatusReport),

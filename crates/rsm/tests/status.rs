@@ -152,6 +152,11 @@ fn status_messages_encode_alike_for_every_service() {
         id: NodeId(1),
         index: 1,
         peers: SERVERS.to_vec(),
+        role: synod_rsm::Role::Leaving,
+        configs: vec![
+            (0, synod_paxos::Config::initial(SERVERS.to_vec())),
+            (12, synod_paxos::Config::initial(SERVERS[..2].to_vec())),
+        ],
         membership: synod_paxos::Membership::Voting { horizon: None },
         leader: true,
         max: Some(9),

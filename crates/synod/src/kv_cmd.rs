@@ -15,6 +15,7 @@ use synod_node::NodeId;
 
 use crate::credential_args::CredentialArgs;
 use crate::limit_args::LimitArgs;
+use crate::member_cmd::{self, MemberCommand};
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_front::Front;
 use crate::resp_security_args::RespSecurityArgs;
@@ -60,6 +61,10 @@ pub enum KvCommand {
         key: String,
         value: String,
     },
+    /// The group's membership: list it, or remove a replica (docs/paxos.md, "Membership
+    /// changes").
+    #[command(subcommand)]
+    Member(MemberCommand),
 }
 
 #[derive(Args)]
@@ -112,6 +117,7 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 )
                 .await
             }
+            KvCommand::Member(member) => member_cmd::run(member).await,
         }
     })
 }

@@ -12,6 +12,7 @@ mod explore_cmd;
 mod identity;
 mod kv_cmd;
 mod limit_args;
+mod member_cmd;
 mod mr_cmd;
 mod observe;
 mod pb_cmd;

@@ -17,21 +17,28 @@ use crate::tls_args::ClientTlsArgs;
 pub struct StatusArgs {
     /// The replicas' addresses, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
-    servers: Vec<String>,
+    pub(crate) servers: Vec<String>,
     /// How long to wait for each replica, in seconds.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
     #[command(flatten)]
-    tls: ClientTlsArgs,
+    pub(crate) tls: ClientTlsArgs,
     #[command(flatten)]
-    credentials: CredentialArgs,
+    pub(crate) credentials: CredentialArgs,
+}
+
+impl StatusArgs {
+    /// `--timeout`, checked.
+    pub(crate) fn limit(&self) -> anyhow::Result<Duration> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            bail!("--timeout must be a positive number of seconds");
+        }
+        Ok(Duration::from_secs_f64(self.timeout))
+    }
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!("--timeout must be a positive number of seconds");
-    }
-    let limit = Duration::from_secs_f64(args.timeout);
+    let limit = args.limit()?;
     args.tls.install()?;
     let credentials = args.credentials.credentials()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -48,6 +55,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if reports.is_empty() {
         bail!("no replica answered");
     }
+    println!("{}", membership(&reports));
     // Every replica reports its group's size; the lists are the same by construction.
     let group_size = reports[0].peers.len();
     if let Some(shortage) = voter_shortage(&reports, group_size) {
@@ -87,6 +95,56 @@ pub(crate) async fn ask(
         StatusMsg::Report(report) => Ok(report),
         StatusMsg::Query => bail!("answered with a query"),
     }
+}
+
+/// One `membership:` line per group among the answering replicas (`synod status` may be
+/// given several groups' replicas, shardkv's say), each as the group's most advanced
+/// answering replica knows it: the configuration in effect, and a decided change not yet in
+/// effect. Replicas whose configurations share a member are of one group.
+pub(crate) fn membership(reports: &[StatusReport]) -> String {
+    let mut newest_first: Vec<&StatusReport> =
+        reports.iter().filter(|r| !r.configs.is_empty()).collect();
+    newest_first
+        .sort_by_key(|r| std::cmp::Reverse((r.configs.last().map(|(_, c)| c.epoch), r.applied)));
+    let mut seen: Vec<synod_node::NodeId> = Vec::new();
+    let mut lines = Vec::new();
+    for r in newest_first {
+        let members: Vec<synod_node::NodeId> =
+            r.configs.iter().flat_map(|(_, c)| c.members()).collect();
+        if members.iter().any(|m| seen.contains(m)) {
+            continue;
+        }
+        seen.extend(members);
+        lines.push(describe_configs(&r.configs));
+    }
+    if lines.is_empty() {
+        return "membership: unknown (no answering replica has its group's state yet)".to_owned();
+    }
+    lines.join("\n")
+}
+
+fn describe_configs(configs: &[(u64, synod_paxos::Config)]) -> String {
+    let names = |ids: &[synod_node::NodeId]| {
+        let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        format!("[{}]", names.join(","))
+    };
+    let parts: Vec<String> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, (from, c))| {
+            let when = match i {
+                0 => "in effect".to_owned(),
+                _ => format!("decided, in effect from instance {from}"),
+            };
+            format!(
+                "epoch {} ({when}) voters {} learners {}",
+                c.epoch,
+                names(&c.voters),
+                names(&c.learners)
+            )
+        })
+        .collect();
+    format!("membership: {}", parts.join("; "))
 }
 
 /// What a replica that is behind is doing about it, for people.
@@ -139,10 +197,11 @@ fn describe(r: &StatusReport) -> String {
         )
     });
     format!(
-        "id={} replica={}/{} {role} max={} applied={} min={} durable_bytes={} state_bytes={}{writing}{last}",
+        "id={} replica={}/{} {role} member={} max={} applied={} min={} durable_bytes={} state_bytes={}{writing}{last}",
         r.id,
         r.index,
         r.peers.len(),
+        r.role.name(),
         opt(r.max),
         opt(r.applied),
         r.min,

@@ -135,7 +135,10 @@ fn a_replica_that_lost_its_disk_catches_up_from_a_big_state() {
         let status = support::run(&["status", "--servers", &peers]);
         let text = stdout(&status);
         saw_snapshot |= text.contains("catching up: snapshot");
-        let applied: Vec<Option<u64>> = text.lines().map(applied).collect();
+        let applied: Vec<Option<u64>> = support::replica_lines(&text)
+            .into_iter()
+            .map(applied)
+            .collect();
         let level = applied.len() == 3
             && applied[0].is_some()
             && applied.iter().all(|a| *a == applied[0])

@@ -86,7 +86,10 @@ fn a_replica_that_lost_its_disk_starts_only_when_told_and_then_rejoins() {
     loop {
         let status = support::run(&["status", "--servers", &peers]);
         let text = support::stdout(&status);
-        let applied: Vec<Option<u64>> = text.lines().map(applied).collect();
+        let applied: Vec<Option<u64>> = support::replica_lines(&text)
+            .into_iter()
+            .map(applied)
+            .collect();
         let level =
             applied.len() == 3 && applied[0].is_some() && applied.iter().all(|a| *a == applied[0]);
         let logs = again.logs();

@@ -238,8 +238,15 @@ fn shards_move_and_replicas_restart_under_a_redis_protocol_load() {
     let status = run(&["status", "--servers", &everyone]);
     assert!(status.status.success(), "{}", stderr(&status));
     let text = stdout(&status);
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = support::replica_lines(&text);
     assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("membership:"))
+            .count(),
+        3,
+        "one membership line per group: {text}"
+    );
     for (n, line) in lines.iter().enumerate() {
         let id = match n {
             0..3 => n as u64,

@@ -46,7 +46,10 @@ fn status_reports_every_replica_and_says_which_are_unreachable() {
             stderr(&status)
         );
         let text = stdout(&status);
-        let applied: Vec<Option<u64>> = text.lines().map(applied).collect();
+        let applied: Vec<Option<u64>> = support::replica_lines(&text)
+            .into_iter()
+            .map(applied)
+            .collect();
         let level =
             applied.len() == 3 && applied[0].is_some() && applied.iter().all(|a| *a == applied[0]);
         if level || Instant::now() > deadline {
@@ -55,9 +58,18 @@ fn status_reports_every_replica_and_says_which_are_unreachable() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "one line per replica: {text}");
-    for (i, line) in lines.iter().enumerate() {
+    assert_eq!(
+        lines.len(),
+        4,
+        "one line per replica, then the membership: {text}"
+    );
+    assert_eq!(
+        lines[3],
+        "membership: epoch 0 (in effect) voters [n0,n1,n2] learners []"
+    );
+    for (i, line) in lines[..3].iter().enumerate() {
         assert!(line.contains(&format!("replica={i}/3 voting")), "{line}");
+        assert!(line.contains("member=voter"), "{line}");
         assert!(
             applied(line).is_some(),
             "every replica learns of the put and applies it: {line}"

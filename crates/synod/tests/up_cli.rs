@@ -202,7 +202,10 @@ fn status_lines(dir: &std::path::Path, replicas: &[Replica]) -> Vec<String> {
         path(&dir.join("tls/resp-password")),
     ]);
     assert!(out.status.success(), "status failed: {}", stderr(&out));
-    support::stdout(&out).lines().map(str::to_owned).collect()
+    support::replica_lines(&support::stdout(&out))
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]

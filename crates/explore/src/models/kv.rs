@@ -3,6 +3,11 @@
 //! operations against the leader or a follower, retrying once through another replica when
 //! they like, under drops, crashes, lost disks and timers.
 //!
+//! [`KvModel::membership_bound`] adds an operator who asks replica 0, at any point of the
+//! run, to remove replica 2 (`RsmMsg::Reconfigure`), proposed and decided in any
+//! interleaving with the clients' operations and the replicas' messages. Its taking effect
+//! (α = 8 instances later, after the leader's no-ops) lies beyond the bound CI covers.
+//!
 //! Invariants, after every step:
 //! - **one value per log instance**, over every decision any replica ever held;
 //! - **applied logs are prefixes of one another**: two replicas that applied the same number
@@ -17,6 +22,7 @@ use std::time::Duration;
 use synod_check::kv::KvInput;
 use synod_kvpaxos::{KvMsg, KvOp, KvReplica, KvReply, Op};
 use synod_node::NodeId;
+use synod_paxos::Config;
 use synod_rsm::RsmMsg;
 
 use crate::model::Model;
@@ -29,13 +35,36 @@ use crate::world::{Actor, Budget, Envelope, Life, World};
 pub struct KvModel {
     pub workload: Workload,
     pub budget: Budget,
+    /// A membership change an operator asks replica 0 for, at a moment of the search's
+    /// choosing.
+    pub change: Option<Config>,
 }
 
 const REPLICAS: usize = 3;
 
+/// Who asks for the membership change: a client id no workload client has.
+const OPERATOR: NodeId = NodeId(NodeId::FIRST_CLIENT + 1000);
+
 impl KvModel {
     /// The depth to which CI explores [`Self::ci_bound`] completely.
     pub const CI_DEPTH: usize = 11;
+
+    /// The depth to which CI explores [`Self::membership_bound`] completely.
+    pub const MEMBERSHIP_CI_DEPTH: usize = 9;
+
+    /// One membership change among a write and a read: replica 2 is removed (voters 0 and
+    /// 1) while one client writes through the leader and the other reads through it.
+    pub fn membership_bound() -> Self {
+        KvModel {
+            workload: Workload::a_write_and_a_read(vec![0]),
+            budget: Budget::default(),
+            change: Some(Config {
+                epoch: 1,
+                voters: vec![NodeId(0), NodeId(1)],
+                learners: Vec::new(),
+            }),
+        }
+    }
 
     /// The safety issue's bound: 2 clients with 2 operations each on one key (a write, then
     /// a read through the read barrier), to the leader or a follower, with retries, a drop,
@@ -50,6 +79,7 @@ impl KvModel {
                 wipes: 0,
                 timers: 2,
             },
+            change: None,
         }
     }
 
@@ -60,6 +90,7 @@ impl KvModel {
         KvModel {
             workload: Workload::a_write_and_a_read(vec![0, 1]),
             budget: Budget::default(),
+            change: None,
         }
     }
 }
@@ -86,6 +117,8 @@ pub struct KvGhost {
     decided: BTreeMap<u64, Op>,
     /// Per number of applied instances, a fingerprint of the state they produced.
     states: BTreeMap<u64, u64>,
+    /// Whether the operator asked for the membership change yet.
+    change_asked: bool,
 }
 
 impl Model for KvModel {
@@ -93,7 +126,10 @@ impl Model for KvModel {
     type Ghost = KvGhost;
 
     fn name(&self) -> String {
-        format!("kv (3 replicas, {:?}, {:?})", self.workload, self.budget)
+        format!(
+            "kv (3 replicas, {:?}, {:?}, change {:?})",
+            self.workload, self.budget, self.change
+        )
     }
 
     fn nodes(&self) -> Vec<NodeId> {
@@ -133,15 +169,27 @@ impl Model for KvModel {
     }
 
     fn inputs(&self) -> usize {
-        self.workload.inputs()
+        self.workload.inputs() + usize::from(self.change.is_some())
     }
 
     fn input_enabled(&self, world: &World<KvMsg, KvGhost>, input: usize) -> bool {
+        if input == self.workload.inputs() {
+            return !world.ghost.change_asked;
+        }
         self.workload
             .enabled(&world.ghost.history, self.workload.decode(input))
     }
 
     fn input(&self, world: &mut World<KvMsg, KvGhost>, input: usize) {
+        if let Some(config) = self
+            .change
+            .clone()
+            .filter(|_| input == self.workload.inputs())
+        {
+            world.ghost.change_asked = true;
+            world.inject(OPERATOR, NodeId(0), RsmMsg::Reconfigure { config });
+            return;
+        }
         let send = self.workload.decode(input);
         let op = kv_op(self.workload.sent(&mut world.ghost.history, send));
         let request = RsmMsg::Request {
@@ -154,7 +202,12 @@ impl Model for KvModel {
     }
 
     fn describe_input(&self, input: usize) -> String {
-        self.workload.describe(input)
+        match &self.change {
+            Some(config) if input == self.workload.inputs() => {
+                format!("operator asks n0 for {config:?}")
+            }
+            _ => self.workload.describe(input),
+        }
     }
 
     fn before_timer(&self, world: &mut World<KvMsg, KvGhost>, slot: usize) {
@@ -208,8 +261,10 @@ impl KvModel {
                 .status(NodeId(slot as u64))
                 .applied
                 .map_or(0, |a| a + 1);
+            // The configurations are replicated state too.
             let mut h = DefaultHasher::new();
             replica.kv().hash(&mut h);
+            replica.paxos().schedule().latest().hash(&mut h);
             let state = h.finish();
             match ghost.states.get(&applied) {
                 Some(&first) if first != state => {

@@ -55,6 +55,19 @@ impl Cluster {
         n: usize,
         configure: impl Fn(KvReplica) -> KvReplica + Clone + 'static,
     ) -> Self {
+        Self::growing(seed, n, 0, configure)
+    }
+
+    /// `n` replicas of a group, and `joiners` more (`n..n + joiners`) started as new
+    /// replicas joining it (`KvReplica::joining`), which serve once a membership change
+    /// adds them. The agreement invariant covers all of them.
+    pub fn growing(
+        seed: u64,
+        n: usize,
+        joiners: usize,
+        configure: impl Fn(KvReplica) -> KvReplica + Clone + 'static,
+    ) -> Self {
+        eprintln!("seed {seed}");
         let mut sim = Sim::new(seed);
         let history = History::new(sim.clock());
         let peers: Vec<NodeId> = (0..n).map(server).collect();
@@ -71,12 +84,24 @@ impl Cluster {
                 configure(KvReplica::new(peers.clone(), i, config))
             });
         }
-        synod_testkit::add_agreement_invariant(&mut sim, peers, |sim, id| {
+        for i in n..n + joiners {
+            let contacts = peers.clone();
+            let configure = configure.clone();
+            sim.add_node(server(i), move || {
+                configure(KvReplica::joining(
+                    contacts.clone(),
+                    server(i),
+                    PaxosConfig::default(),
+                ))
+            });
+        }
+        let everyone = (0..n + joiners).map(server).collect();
+        synod_testkit::add_agreement_invariant(&mut sim, everyone, |sim, id| {
             sim.node::<KvReplica>(id).map(KvReplica::paxos)
         });
         Cluster {
             sim,
-            n,
+            n: n + joiners,
             history,
             clients: 0,
         }

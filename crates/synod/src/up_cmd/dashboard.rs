@@ -370,6 +370,8 @@ mod tests {
             id: synod_node::NodeId(index),
             index: index as usize,
             peers: (0..2).map(synod_node::NodeId).collect(),
+            role: synod_rsm::Role::Voter,
+            configs: Vec::new(),
             membership: synod_paxos::Membership::Voting { horizon: None },
             leader,
             max: Some(applied),

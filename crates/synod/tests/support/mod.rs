@@ -312,6 +312,14 @@ pub fn start_kv_replica_with(
     Server::start(&args, &format!("kv replica {id} listening on "))
 }
 
+/// The replicas' lines of `synod status` output, without the `membership:` lines that end it.
+pub fn replica_lines(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|line| !line.starts_with("membership:"))
+        .collect()
+}
+
 /// The `applied=N` figure of a `synod status` line (the first, given several).
 pub fn applied(status: &str) -> Option<u64> {
     status
