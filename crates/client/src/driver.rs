@@ -346,8 +346,8 @@ mod tests {
 
     use synod_kvpaxos::{KvClerk, KvMsg, KvOp, KvReply};
     use synod_net::{run_node, NodeConfig};
+    use synod_node::clerk::STEP;
     use synod_node::{Context, Node, NodeId};
-    use synod_rsm::clerk::STEP;
     use synod_rsm::RsmMsg;
     use tokio::net::TcpListener;
 

@@ -9,6 +9,7 @@
 //!   byte count kept as it changes) and [`Keyspace::apply`], which performs a command and
 //!   returns its [`Reply`]. Applying is a pure function of the store and the command: every
 //!   replica that applies the same commands holds the same store and gives the same replies.
+//! - [`KvOp`]: what a client sends any of the services: a course operation or a command.
 //! - [`glob`]: Redis's glob patterns, for `SCAN MATCH` and `KEYS`.
 //!
 //! Keys never expire: a command with an expiry option, and the expiry commands, are refused
@@ -19,10 +20,12 @@ pub mod bytes;
 mod command;
 pub mod glob;
 mod number;
+mod op;
 mod reply;
 mod store;
 
 pub use command::{Command, Condition, Increment, Parsed, Refusal};
 pub use number::integer;
+pub use op::KvOp;
 pub use reply::Reply;
 pub use store::Keyspace;

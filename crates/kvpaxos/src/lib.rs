@@ -29,34 +29,11 @@ pub use synod_rsm::TICK;
 
 use serde::{Deserialize, Serialize};
 use synod_auth::Denied;
-use synod_keyspace::{Command, Reply};
-use synod_node::limits::{self, Limits, TooLarge};
-use synod_rsm::clerk::{step_for, ClerkOp, RsmClerk};
+pub use synod_keyspace::KvOp;
+use synod_keyspace::Reply;
+use synod_node::limits::TooLarge;
+use synod_rsm::clerk::RsmClerk;
 use synod_rsm::{Entry, RsmMsg};
-
-/// A client's request. The variants' order is part of the log's and snapshots' encoding:
-/// new ones go last.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum KvOp {
-    Get {
-        #[serde(with = "synod_keyspace::bytes")]
-        key: Vec<u8>,
-    },
-    Put {
-        #[serde(with = "synod_keyspace::bytes")]
-        key: Vec<u8>,
-        #[serde(with = "synod_keyspace::bytes")]
-        value: Vec<u8>,
-    },
-    Append {
-        #[serde(with = "synod_keyspace::bytes")]
-        key: Vec<u8>,
-        #[serde(with = "synod_keyspace::bytes")]
-        value: Vec<u8>,
-    },
-    /// A Redis command (a transaction included), answered [`KvReply::Redis`].
-    Redis(Command),
-}
 
 /// The answer to a [`KvOp`]. The variants' order is part of the snapshots' encoding (the
 /// session table keeps replies): new ones go last.
@@ -92,81 +69,6 @@ pub enum KvReply {
     Denied(Denied),
 }
 
-impl KvOp {
-    /// Bytes a write may add to the store (a Put's or Append's key and value); 0 for a read.
-    pub fn added_bytes(&self) -> u64 {
-        match self {
-            KvOp::Get { .. } => 0,
-            KvOp::Put { key, value } | KvOp::Append { key, value } => {
-                (key.len() + value.len()) as u64
-            }
-            KvOp::Redis(command) => command.added_bytes(),
-        }
-    }
-
-    /// Refuses an operation whose key or value is above `limits` (a Get's key is checked
-    /// too: it travels and is logged like any other).
-    pub fn check_size(&self, limits: &Limits) -> Result<(), TooLarge> {
-        match self {
-            KvOp::Get { key } => limits.check(key.len(), 0),
-            KvOp::Put { key, value } | KvOp::Append { key, value } => {
-                limits.check(key.len(), value.len())
-            }
-            KvOp::Redis(command) => command.check_size(limits),
-        }
-    }
-    /// Refuses a batch (the operations of one `Batch` request) that holds an operation
-    /// above `limits`, or whose keys and values together are above [`limits::BATCH_BYTES`]:
-    /// a batch is one log entry, and a big value travels alone.
-    pub fn check_batch(ops: &[KvOp], limits: &Limits) -> Result<(), TooLarge> {
-        let mut bytes = 0;
-        for op in ops {
-            op.check_size(limits)?;
-            bytes += op.payload_bytes();
-        }
-        if ops.len() > 1 && bytes > limits::BATCH_BYTES {
-            return Err(TooLarge::Command {
-                size: bytes as u64,
-                limit: limits::BATCH_BYTES as u64,
-            });
-        }
-        Ok(())
-    }
-
-    /// The keys the operation reads or writes.
-    pub fn keys(&self) -> Vec<&[u8]> {
-        match self {
-            KvOp::Get { key } | KvOp::Put { key, .. } | KvOp::Append { key, .. } => vec![key],
-            KvOp::Redis(command) => command.keys(),
-        }
-    }
-
-    /// Whether the operation may change the store.
-    pub fn writes(&self) -> bool {
-        match self {
-            KvOp::Get { .. } => false,
-            KvOp::Put { .. } | KvOp::Append { .. } => true,
-            KvOp::Redis(command) => command.writes(),
-        }
-    }
-
-    /// Bytes of key and value the operation carries.
-    pub fn payload_bytes(&self) -> usize {
-        match self {
-            KvOp::Get { key } => key.len(),
-            KvOp::Put { key, value } | KvOp::Append { key, value } => key.len() + value.len(),
-            KvOp::Redis(command) => command.payload_bytes(),
-        }
-    }
-}
-
-impl ClerkOp for KvOp {
-    /// Grows with the key and value: see [`step_for`].
-    fn hedge_step(&self) -> std::time::Duration {
-        step_for(self.payload_bytes())
-    }
-}
-
 /// A client session of a Paxos KV cluster: the replicated state machine's clerk.
 pub type KvClerk = RsmClerk<KvOp, (), KvReply>;
 
@@ -175,21 +77,3 @@ pub type Op = Entry<KvOp, ()>;
 
 /// Every message of a kvpaxos cluster (see [`RsmMsg`]).
 pub type KvMsg = RsmMsg<KvOp, (), KvReply>;
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn the_hedge_step_grows_with_the_value() {
-        let get = KvOp::Get { key: "k".into() };
-        assert!(get.hedge_step() < synod_rsm::clerk::STEP + Duration::from_millis(1));
-        let big = KvOp::Put {
-            key: Vec::new(),
-            value: vec![b'x'; 8 << 20],
-        };
-        assert_eq!(big.hedge_step(), Duration::from_millis(2300));
-    }
-}

@@ -69,3 +69,40 @@ pub trait Clerk {
     /// Whether an operation is in progress.
     fn busy(&self) -> bool;
 }
+
+/// How long a request waits on the servers tried so far before it also goes to the next:
+/// longer than a healthy cluster takes to answer (milliseconds), shorter than a leader's
+/// failover, so a request held by a follower during one also reaches the other servers.
+pub const STEP: Duration = Duration::from_millis(300);
+
+/// The slowest replication rate a healthy cluster is expected to sustain for one request, in
+/// bytes per second: a debug build on a loaded machine moves an 8 MiB value through Paxos at
+/// roughly 10 MiB/s, a release build at hundreds.
+const SLOWEST_BYTES_PER_SEC: f64 = (4 << 20) as f64;
+
+/// The hedge step for a request carrying `bytes` of payload: [`STEP`] plus 250 ms per MiB
+/// (2.3 s for an 8 MiB value). A fixed step is wrong for big requests: a write is answered
+/// only once a majority has it durable, and an 8 MiB value takes longer than a small
+/// command's step to get there, so the client would send the whole value to every server in
+/// turn, adding to the load that made it slow.
+pub fn step_for(bytes: usize) -> Duration {
+    STEP + Duration::from_secs_f64(bytes as f64 / SLOWEST_BYTES_PER_SEC)
+}
+
+/// A client operation, as far as a clerk that hedges its requests cares.
+pub trait ClerkOp: Clone {
+    /// How long a request carrying this operation waits on the servers tried so far before
+    /// it also goes to the next ([`step_for`] its size, usually).
+    fn hedge_step(&self) -> Duration;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_grows_with_the_size() {
+        assert!(step_for(1) < STEP + Duration::from_millis(1));
+        assert_eq!(step_for(8 << 20), Duration::from_millis(2300));
+    }
+}

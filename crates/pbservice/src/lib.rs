@@ -31,57 +31,16 @@ pub use synod_viewservice::{View, ViewMsg, ViewReply};
 
 use serde::{Deserialize, Serialize};
 pub use synod_keyspace::{Command, Reply};
-use synod_node::limits::{Limits, TooLarge};
+use synod_node::limits::TooLarge;
 use thiserror::Error;
 
 /// Every message of a primary/backup cluster: the view service's and the KV service's.
 pub type Msg = synod_viewservice::Msg<PbMsg>;
 
-/// A key/value operation. Its answer is a [`Reply`]: a Get's value as a bulk string (empty
-/// for a missing key, as in the course), OK for a Put, an Append's new length.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Op {
-    Get {
-        #[serde(with = "synod_keyspace::bytes")]
-        key: Vec<u8>,
-    },
-    Put {
-        #[serde(with = "synod_keyspace::bytes")]
-        key: Vec<u8>,
-        #[serde(with = "synod_keyspace::bytes")]
-        value: Vec<u8>,
-    },
-    Append {
-        #[serde(with = "synod_keyspace::bytes")]
-        key: Vec<u8>,
-        #[serde(with = "synod_keyspace::bytes")]
-        value: Vec<u8>,
-    },
-    /// A Redis command (a transaction included), applied as one operation.
-    Redis(Command),
-}
-
-impl Op {
-    /// Whether the operation only reads (then it is never filtered as a retry).
-    pub fn is_read(&self) -> bool {
-        match self {
-            Op::Get { .. } => true,
-            Op::Put { .. } | Op::Append { .. } => false,
-            Op::Redis(command) => !command.writes(),
-        }
-    }
-
-    /// Refuses a key or value above `limits` (a Get's key too: it travels like any other).
-    pub fn check_size(&self, limits: &Limits) -> Result<(), TooLarge> {
-        match self {
-            Op::Get { key } => limits.check(key.len(), 0),
-            Op::Put { key, value } | Op::Append { key, value } => {
-                limits.check(key.len(), value.len())
-            }
-            Op::Redis(command) => command.check_size(limits),
-        }
-    }
-}
+/// A key/value operation ([`synod_keyspace::KvOp`], which every KV service takes). Its
+/// answer is a [`Reply`]: a Get's value as a bulk string (empty for a missing key, as in the
+/// course), OK for a Put, an Append's new length.
+pub use synod_keyspace::KvOp as Op;
 
 /// A client's request. `seq` numbers the client's operations from 1, one at a time; it makes
 /// Puts and Appends at-most-once and matches replies to requests.

@@ -27,7 +27,7 @@ impl Store {
     /// If `request` is a write applied already, what its client is told again: the first
     /// reply to that request (or OK to an older one, which no client waits for).
     pub fn duplicate(&self, request: &Request) -> Option<Reply> {
-        if request.op.is_read() {
+        if !request.op.writes() {
             return None;
         }
         let (seq, reply) = self.last_write.get(&request.client)?;

@@ -5,8 +5,8 @@
 //!
 //! An operation runs under a *session* (client id, sequence number) and goes to one replica
 //! after another with the same number, *hedged*: the request goes to the first server of an
-//! order; if no answer came within a step ([`STEP`] for a small request, longer for a big one,
-//! [`hedge_step`]), it also goes to the next one, while the earlier tries keep waiting. The
+//! order; if no answer came within a step ([`STEP`](synod_node::clerk::STEP) for a small request,
+//! longer for a big one, [`ClerkOp::hedge_step`]), it also goes to the next one, while the earlier tries keep waiting. The
 //! first answer wins. A server the driver reports unreachable gives way to the next server at
 //! once, and is tried again at the next step. Once every server was tried, each step sends the
 //! request again to the next server in turn, because a simulated network (unlike a TCP
@@ -23,37 +23,11 @@
 
 use std::time::Duration;
 
-use synod_node::clerk::{Clerk, ClerkOutput};
+use synod_node::clerk::{Clerk, ClerkOp, ClerkOutput, STEP};
 use synod_node::TimerToken;
 use tracing::trace;
 
 use crate::RsmMsg;
-
-/// How long a request waits on the servers tried so far before it also goes to the next:
-/// longer than a healthy cluster takes to answer (milliseconds), shorter than a leader's
-/// failover, so a request held by a follower during one also reaches the other servers.
-pub const STEP: Duration = Duration::from_millis(300);
-
-/// The slowest replication rate a healthy cluster is expected to sustain for one request, in
-/// bytes per second: a debug build on a loaded machine moves an 8 MiB value through Paxos at
-/// roughly 10 MiB/s, a release build at hundreds.
-const SLOWEST_BYTES_PER_SEC: f64 = (4 << 20) as f64;
-
-/// The hedge step for a request carrying `bytes` of payload: [`STEP`] plus 250 ms per MiB
-/// (2.3 s for an 8 MiB value). A fixed step is wrong for big requests: a write is answered
-/// only once a majority has it durable, and an 8 MiB value takes longer than a small
-/// command's step to get there, so the client would send the whole value to every server in
-/// turn, adding to the load that made it slow.
-pub fn step_for(bytes: usize) -> Duration {
-    STEP + Duration::from_secs_f64(bytes as f64 / SLOWEST_BYTES_PER_SEC)
-}
-
-/// A client operation of a replicated state machine, as far as the clerk cares.
-pub trait ClerkOp: Clone {
-    /// How long a request carrying this operation waits on the servers tried so far before
-    /// it also goes to the next ([`step_for`] its size, usually).
-    fn hedge_step(&self) -> Duration;
-}
 
 /// What an [`RsmClerk`] asks of its driver. Servers are indices into the driver's list.
 pub type RsmOutput<C, I, R> = ClerkOutput<usize, RsmMsg<C, I, R>, R>;
@@ -283,6 +257,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use synod_node::clerk::step_for;
+
     use super::*;
 
     /// A request `0` bytes long, answered with a string.
@@ -326,12 +302,6 @@ mod tests {
 
     fn get() -> Op {
         Op(1)
-    }
-
-    #[test]
-    fn the_step_grows_with_the_size() {
-        assert!(step_for(1) < STEP + Duration::from_millis(1));
-        assert_eq!(step_for(8 << 20), Duration::from_millis(2300));
     }
 
     #[test]

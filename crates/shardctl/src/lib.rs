@@ -24,9 +24,10 @@ pub use state::CtlState;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synod_node::clerk::ClerkOp;
 use synod_node::NodeId;
 use synod_paxos::PaxosConfig;
-use synod_rsm::clerk::{ClerkOp, RsmClerk};
+use synod_rsm::clerk::RsmClerk;
 use synod_rsm::{Rsm, RsmMsg};
 
 /// The default number of shards of a cluster (the course's `NShards`).
@@ -90,7 +91,7 @@ pub type CtlMsg = RsmMsg<CtlOp, (), CtlReply>;
 /// Controller requests are small: the plain hedge step.
 impl ClerkOp for CtlOp {
     fn hedge_step(&self) -> std::time::Duration {
-        synod_rsm::clerk::STEP
+        synod_node::clerk::STEP
     }
 }
 

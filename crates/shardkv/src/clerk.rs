@@ -26,9 +26,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use synod_kvpaxos::KvOp;
+use synod_node::clerk::step_for;
 use synod_node::clerk::{Clerk, ClerkOutput};
 use synod_node::TimerToken;
-use synod_rsm::clerk::step_for;
 use synod_rsm::{Commands, RsmMsg};
 use synod_shardctl::{Config, CtlClerk, CtlOp, CtlReply, Gid};
 use tracing::trace;
