@@ -6,7 +6,7 @@
 //! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q metrics 127.0.0.1:M pid N`), then `ready`
 //! once a real write and read through a Redis-protocol port worked, then a `redis-cli` hint,
 //! then (when secured) `tls: --tls-ca PATH --password-file PATH`, the flags of native clients
-//! (`synod kv`, `synod status`), then the dashboard's URL (see
+//! (`synod kv`, `synod status`, `synod shardkv`, `synod shardctl`), then the dashboard's URL (see
 //! [`dashboard`]).
 //!
 //! Security is on unless `--insecure`: the replicas' peer links use mutual TLS with
