@@ -53,8 +53,9 @@ pub enum Need<'a> {
     Read(Vec<&'a [u8]>),
     /// To write these keys (and read them).
     Write(Vec<&'a [u8]>),
-    /// To change the cluster itself (its membership): a user who may read and write every
-    /// key (`~*`), as only Redis's `+@all` users may run its administrative commands.
+    /// To change the cluster itself (its membership, or a sharded cluster's assignment of
+    /// shards to groups): a user who may read and write every key (`~*`), as only Redis's
+    /// `+@all` users may run its administrative commands.
     Administer,
     /// To be a member of the cluster: a message only replicas send one another.
     Member,
@@ -85,7 +86,7 @@ impl Display for Activity {
         f.write_str(match self {
             Activity::Read => "read",
             Activity::Write => "write",
-            Activity::Administer => "change the cluster's membership",
+            Activity::Administer => "change the cluster's configuration",
         })
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use synod_keyspace::{Command, Reply};
 use synod_kvpaxos::KvOp;
-use synod_net::{Client, NetError};
+use synod_net::{Client, Credentials, NetError};
 use synod_node::clerk::Clerk;
 use synod_resp::{Backend, BackendError};
 use synod_shardctl::{Config, CtlClerk, CtlMsg, CtlOp, CtlReply, Gid};
@@ -77,6 +77,15 @@ impl CtlClient {
         self
     }
 
+    /// Presents `credentials` to the controllers (which refuse a client without valid ones
+    /// when they have users: [`ClientError::Refused`]); a change of the configuration then
+    /// needs a user allowed everything ([`CtlReply::Denied`] otherwise). Presented over TLS
+    /// only, as [`crate::KvClient::with_credentials`] explains.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.dialer.0.authenticate(credentials);
+        self
+    }
+
     /// Configuration `num`, or the latest if `num` is negative or too large.
     pub async fn query(&mut self, num: i64) -> Result<Config, ClientError> {
         match self.call(CtlOp::Query { num }).await? {
@@ -85,7 +94,8 @@ impl CtlClient {
         }
     }
 
-    /// Runs one controller operation; [`CtlReply::Invalid`] says it was refused.
+    /// Runs one controller operation; [`CtlReply::Invalid`] says it was refused, and
+    /// [`CtlReply::Denied`] that its user may not make it.
     pub async fn call(&mut self, op: CtlOp) -> Result<CtlReply, ClientError> {
         self.call_until(op, Instant::now() + self.timeout).await
     }
@@ -100,14 +110,20 @@ impl CtlClient {
                 self.session.clerk = Self::new_clerk(self.dialer.0.addrs().len());
                 Err(ClientError::SessionExpired)
             }
+            Ok(reply @ CtlReply::Denied(_)) => {
+                // Refused before the log: the controllers never saw the number, and the next
+                // one of a client they do not know would look evicted.
+                self.session.clerk = Self::new_clerk(self.dialer.0.addrs().len());
+                Ok(reply)
+            }
             Ok(reply) => Ok(reply),
-            Err(_) => {
+            Err(stopped) => {
                 // The request may or may not have been applied: its number cannot be reused
                 // for another request, nor skipped (an unknown client past number 1 looks
                 // evicted).
                 self.session.clerk = Self::new_clerk(self.dialer.0.addrs().len());
                 self.session.disconnect();
-                Err(ClientError::Timeout(self.timeout))
+                Err(stopped.error(|_| ClientError::Timeout(self.timeout)))
             }
         }
     }
@@ -250,6 +266,15 @@ impl ShardKvClient {
         self
     }
 
+    /// Presents `credentials` to the controllers and the groups' servers (which refuse a
+    /// client without valid ones when they have users: [`ClientError::Refused`]); the user's
+    /// permissions then bound what it may do ([`ClientError::Denied`]). Presented over TLS
+    /// only, as [`crate::KvClient::with_credentials`] explains.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.dialer.0.authenticate(credentials);
+        self
+    }
+
     /// The configuration the client last learned (number 0 before it asked).
     pub fn config(&self) -> Config {
         Config::clone(&self.shared_config())
@@ -379,22 +404,23 @@ impl ShardKvClient {
         });
         session.clerk.learn(&self.shared_config());
         session.clerk.prefer(self.preferred);
-        // The sharded KV's servers have no users, so no credentials are refused.
-        let answer = session.run(start, &self.dialer, deadline).await.ok();
+        let answer = session.run(start, &self.dialer, deadline).await;
         self.learn(session.clerk.config());
         match answer {
-            Some(ShardReply::SessionExpired) => Err(ClientError::SessionExpired),
+            Ok(ShardReply::SessionExpired) => Err(ClientError::SessionExpired),
             // The session is dropped with it: a refusal at the edge is not recorded in the
             // shard's session table, which must see a session's first command.
-            Some(ShardReply::TooLarge { refused, .. }) => Err(refused.into()),
-            Some(reply @ ShardReply::WrongGroup { .. }) => {
+            Ok(ShardReply::TooLarge { refused, .. }) => Err(refused.into()),
+            // Dropped too: a refusal names no shard (`ShardReply::Denied`).
+            Ok(ShardReply::Denied(denied)) => Err(ClientError::Denied(denied)),
+            Ok(reply @ ShardReply::WrongGroup { .. }) => {
                 Err(ClientError::Unexpected(format!("{reply:?}")))
             }
-            Some(reply) => {
+            Ok(reply) => {
                 self.idle.put(session);
                 Ok(reply)
             }
-            None => Err(ClientError::Timeout(self.timeout)),
+            Err(stopped) => Err(stopped.error(|_| ClientError::Timeout(self.timeout))),
         }
     }
 

@@ -1,9 +1,9 @@
 //! What a client's message to a KV replica needs of its user's permissions, and the reply to
 //! one refused: the screening a replica whose clients authenticate applies
-//! (`synod_net::ClientGuard`) before a request reaches the log.
+//! (`synod_net::ClientGuard`) before a request reaches the log. [`needs`] holds for any
+//! replicated state machine of [`KvOp`]s, so the sharded KV's groups screen with it too.
 
 use synod_auth::{Denied, Need};
-use synod_paxos::ConfigError;
 use synod_rsm::RsmMsg;
 
 use crate::{KvMsg, KvOp, KvReply};
@@ -11,7 +11,7 @@ use crate::{KvMsg, KvOp, KvReply};
 /// What `msg`, from a client, needs: a request needs to read or write its keys, a status
 /// query nothing, a membership change a user allowed everything, and the replicas' own
 /// messages (Paxos, snapshots, the answer to a membership change) a member.
-pub fn needs(msg: &KvMsg) -> Need<'_> {
+pub fn needs<I, R>(msg: &RsmMsg<KvOp, I, R>) -> Need<'_> {
     match msg {
         RsmMsg::StatusQuery => Need::Nothing,
         RsmMsg::Request { op, .. } => ops_need(std::slice::from_ref(op)),
@@ -38,22 +38,15 @@ fn ops_need(ops: &[KvOp]) -> Need<'_> {
 
 /// The reply to a request refused for `denied`; `None` for a message nobody waits on.
 pub fn refusal(msg: &KvMsg, denied: Denied) -> Option<KvMsg> {
-    match msg {
-        RsmMsg::Request { seq, .. } | RsmMsg::Batch { seq, .. } => Some(RsmMsg::Reply {
-            seq: *seq,
-            reply: KvReply::Denied(denied),
-        }),
-        RsmMsg::Reconfigure { .. } => Some(RsmMsg::Reconfigured {
-            result: Err(ConfigError::Refused(denied.to_string())),
-        }),
-        _ => None,
-    }
+    let why = denied.to_string();
+    msg.refused(KvReply::Denied(denied), why)
 }
 
 #[cfg(test)]
 mod tests {
     use synod_auth::Permissions;
     use synod_keyspace::Command;
+    use synod_paxos::ConfigError;
 
     use super::*;
 
@@ -91,7 +84,7 @@ mod tests {
             needs(&batch),
             Need::Write(vec![b"r".as_slice(), b"w".as_slice()])
         );
-        assert_eq!(needs(&RsmMsg::StatusQuery), Need::Nothing);
+        assert_eq!(needs::<(), KvReply>(&RsmMsg::StatusQuery), Need::Nothing);
         let forged: KvMsg = RsmMsg::SnapshotRequest {
             next: 1,
             resume: None,
@@ -136,7 +129,7 @@ mod tests {
             refusal(&change, denied),
             Some(RsmMsg::Reconfigured {
                 result: Err(ConfigError::Refused(
-                    "user app may not change the cluster's membership".into()
+                    "user app may not change the cluster's configuration".into()
                 ))
             })
         );

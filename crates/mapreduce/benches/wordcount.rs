@@ -174,6 +174,7 @@ fn mapreduce(
             CoordinatorConfig::default(),
             command,
             tx,
+            None,
         ))
         .unwrap();
     let elapsed = t.elapsed();

@@ -89,6 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     CoordinatorConfig::default(),
                     command,
                     tx,
+                    None,
                 ))?;
             }
             println!("bigram counts written to {}", args[1]);

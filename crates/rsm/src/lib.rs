@@ -249,6 +249,24 @@ pub enum RsmMsg<C, I, R> {
     },
 }
 
+impl<C, I, R> RsmMsg<C, I, R> {
+    /// The answer to this message, from a client, when a server refuses it before it reaches
+    /// the replica (a request its user may not make, say): `reply`, under the request's
+    /// sequence number, to a request or a batch; a refusal saying `why` to a membership
+    /// change; `None` to a message nobody waits on.
+    pub fn refused(&self, reply: R, why: String) -> Option<Self> {
+        match self {
+            RsmMsg::Request { seq, .. } | RsmMsg::Batch { seq, .. } => {
+                Some(RsmMsg::Reply { seq: *seq, reply })
+            }
+            RsmMsg::Reconfigure { .. } => Some(RsmMsg::Reconfigured {
+                result: Err(ConfigError::Refused(why)),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The message type of a state machine's cluster.
 pub type MsgOf<S> =
     RsmMsg<<S as StateMachine>::Command, <S as StateMachine>::Internal, <S as StateMachine>::Reply>;

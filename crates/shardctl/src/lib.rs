@@ -16,6 +16,7 @@
 //! because the state machine is deterministic (ordered maps, ties broken by gid).
 
 mod balance;
+pub mod guard;
 mod state;
 
 pub use balance::rebalance;
@@ -24,6 +25,7 @@ pub use state::CtlState;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synod_auth::Denied;
 use synod_node::clerk::ClerkOp;
 use synod_node::NodeId;
 use synod_paxos::PaxosConfig;
@@ -83,6 +85,9 @@ pub enum CtlReply {
     Invalid(String),
     /// The client's session was evicted; nothing was applied.
     SessionExpired,
+    /// The client's user may not make this request (a change needs a user allowed
+    /// everything; see [`guard`]); nothing was applied.
+    Denied(Denied),
 }
 
 /// Every message of a controller cluster.

@@ -17,6 +17,9 @@
 //!   holds across moves), to the new owner, which installs it through its log
 //!   ([`GroupOp::Install`]) and acknowledges; only then does the old owner delete its copy
 //!   ([`GroupOp::Delete`]). Shards that do not move keep serving throughout.
+//! - On a server whose clients authenticate, [`guard`] says what each client message needs
+//!   of its user: a request its keys, a change of the controller's configuration a user
+//!   allowed everything, the groups' own messages a member of the cluster.
 //! - Clients may send several commands as one request ([`batchable`] ones: one shard's, or
 //!   reads only), and a follower sent a client's write names its leader
 //!   ([`ShardMsg::Leader`]) so the client's next writes go there.
@@ -24,6 +27,7 @@
 //! See `docs/shardkv.md` for the protocol and its limits.
 
 pub mod clerk;
+pub mod guard;
 mod numbering;
 mod server;
 mod state;
@@ -104,6 +108,11 @@ pub enum ShardReply {
         shard: usize,
         reply: synod_keyspace::Reply,
     },
+    /// The client's user may not make this request ([`guard`]); nothing was applied. Sent
+    /// by the server the client reached, which does not know the shard count: it names no
+    /// shard, and the client drops its session with it (a later refusal could otherwise
+    /// answer another shard's request of the same number).
+    Denied(synod_auth::Denied),
 }
 
 /// Whether the group servers take `ops` as one batch request: every command on one shard

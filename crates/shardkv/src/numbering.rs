@@ -38,7 +38,8 @@ impl Numbering {
 }
 
 impl ShardReply {
-    /// The shard the reply is about (`None` for an expired session, which names none; a
+    /// The shard the reply is about (`None` for an expired session or a refusal, which name
+    /// none; a
     /// batch's is its first command's, the shard that numbers the batch). With the sequence
     /// number it tells the reply to the request a clerk waits for from a late reply to an
     /// earlier request on another shard.
@@ -50,7 +51,7 @@ impl ShardReply {
             | ShardReply::TooLarge { shard, .. }
             | ShardReply::Redis { shard, .. } => Some(*shard),
             ShardReply::Batch(replies) => replies.first().and_then(ShardReply::shard),
-            ShardReply::SessionExpired => None,
+            ShardReply::SessionExpired | ShardReply::Denied(_) => None,
         }
     }
 }

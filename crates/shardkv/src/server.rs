@@ -274,7 +274,9 @@ impl Node for GroupServer {
                         self.ctl_client = ctx.rng().next_u64() >> 1;
                         self.ctl_seq = 0;
                     }
-                    CtlReply::Invalid(_) => {}
+                    // Nothing to do: a group reaches the controllers as a member, which no
+                    // controller refuses.
+                    CtlReply::Invalid(_) | CtlReply::Denied(_) => {}
                 }
             }
             ShardMsg::Push {

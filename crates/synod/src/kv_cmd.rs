@@ -9,7 +9,6 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use synod_client::KvClient;
 use synod_kvpaxos::{KvOp, KvReplica, KvReply};
-use synod_net::ClientGuard;
 use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use synod_node::NodeId;
 
@@ -18,7 +17,7 @@ use crate::limit_args::LimitArgs;
 use crate::member_cmd::{self, MemberCommand};
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_front::Front;
-use crate::resp_security_args::RespSecurityArgs;
+use crate::resp_security_args::{native_guard, RespSecurityArgs};
 use crate::tls_args::ClientTlsArgs;
 
 #[derive(Subcommand)]
@@ -131,18 +130,12 @@ async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let security = resp_security.security(&args.start.tls, &args.start.cluster_token)?;
     // The users guard the native port too, sharing the RESP port's bound on failures.
-    let guard = security.access.clone().map(|access| ClientGuard {
-        access,
-        needs: synod_kvpaxos::guard::needs,
-        refusal: synod_kvpaxos::guard::refusal,
-    });
-    if guard.is_some() && args.start.tls.tls_cert.is_none() {
-        bail!(
-            "--requirepass-file and --acl-file guard the native port too, which takes \
-             --tls-cert, --tls-key and --tls-ca: replicas (their RESP fronts) reach one \
-             another as members by their certificates, and passwords must not cross plain TCP"
-        );
-    }
+    let guard = native_guard(
+        security.access.clone(),
+        &args.start.tls,
+        synod_kvpaxos::guard::needs,
+        synod_kvpaxos::guard::refusal,
+    )?;
     let (id, peers) = (args.id, &args.peers);
     let limits = limit_args.limits()?;
     let resp_limits = limit_args.resp()?;

@@ -6,7 +6,9 @@
 //! then every connection is TLS (which authenticates every frame) and a process without a
 //! certificate from that CA is refused, and logged. Without them, anyone who reaches the
 //! coordinator's port can take part, which a coordinator says on stderr when it starts. A
-//! whole job on this machine (`synod mr run`) runs its workers on loopback, unsecured.
+//! whole job on this machine (`synod mr run`) runs its workers on loopback, which every
+//! local user can reach: so it makes a CA for the run and gives the coordinator and its
+//! workers a certificate from it (unless `--insecure`), and admits no other process.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -19,10 +21,12 @@ use synod_mapreduce::coordinator::{CoordinatorConfig, Status};
 use synod_mapreduce::service::{self, worker::WorkerOptions};
 use synod_mapreduce::worker::WorkerConfig;
 use synod_mapreduce::{plan, run_sequential, AppSpec, JobConfig, Registry};
+use synod_net::tls::{PeerTls, TlsFiles};
+use synod_node::NodeId;
 use tokio::sync::watch;
 
 use crate::identity::DEFAULT_CLUSTER_TOKEN;
-use crate::tls_args::ServerTlsArgs;
+use crate::tls_args::{self, ServerTlsArgs};
 
 #[derive(clap::Subcommand)]
 pub enum MrCommand {
@@ -75,6 +79,11 @@ pub struct RunArgs {
     /// Serve a status page at this address.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Let the coordinator and its workers talk plain TCP, admitting any process that
+    /// reaches the coordinator's loopback port, instead of TLS with certificates from a CA
+    /// made for the run.
+    #[arg(long, conflicts_with = "sequential")]
+    insecure: bool,
 }
 
 #[derive(clap::Args)]
@@ -241,6 +250,20 @@ fn run_job(rt: &tokio::runtime::Runtime, a: RunArgs) -> anyhow::Result<ExitCode>
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let exe =
         std::env::current_exe().context("cannot find the synod executable to start workers")?;
+    // Every local user can reach the loopback ports: unless --insecure, the coordinator and
+    // the workers prove themselves with a certificate from a CA made for this run, kept in
+    // a private temporary directory (mode 0700, keys 0600) removed when the job ends.
+    let pki = match a.insecure {
+        true => None,
+        false => Some(run_pki()?),
+    };
+    let (tls, worker_flags) = match &pki {
+        Some((_, files)) => (
+            Some(PeerTls::load(files, DEFAULT_CLUSTER_TOKEN).context("loading the run's TLS")?),
+            tls_args::server_flags(files)?,
+        ),
+        None => (None, Vec::new()),
+    };
     let command = Box::new(move |coordinator: &str, work: &Path| {
         let mut c = tokio::process::Command::new(&exe);
         c.args([
@@ -252,7 +275,8 @@ fn run_job(rt: &tokio::runtime::Runtime, a: RunArgs) -> anyhow::Result<ExitCode>
             "127.0.0.1:0",
             "--work-dir",
         ])
-        .arg(work);
+        .arg(work)
+        .args(&worker_flags);
         if std::env::var_os("RUST_LOG").is_none() {
             c.env("RUST_LOG", "warn");
         }
@@ -268,11 +292,26 @@ fn run_job(rt: &tokio::runtime::Runtime, a: RunArgs) -> anyhow::Result<ExitCode>
         CoordinatorConfig::default(),
         command,
         tx,
+        tls,
     ));
     let _ = rt.block_on(progress);
+    drop(pki);
     let status = result?;
     summary(&status, &output);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A CA made for one `synod mr run`, and one certificate from it (naming 127.0.0.1) that the
+/// coordinator and every worker present, in a private temporary directory: holding it is
+/// what makes a process one of the job's.
+fn run_pki() -> anyhow::Result<(tempfile::TempDir, TlsFiles)> {
+    let dir = tempfile::Builder::new()
+        .prefix("synod-mr-tls-")
+        .tempdir()
+        .context("cannot create a directory for the job's certificates")?;
+    let hosts = ["127.0.0.1".to_string()];
+    let files = tls_args::issue_member(dir.path(), DEFAULT_CLUSTER_TOKEN, NodeId(0), &hosts)?;
+    Ok((dir, files))
 }
 
 fn coordinate(rt: &tokio::runtime::Runtime, a: CoordinatorArgs) -> anyhow::Result<ExitCode> {

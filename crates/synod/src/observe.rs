@@ -158,7 +158,11 @@ pub async fn watch_shards(controllers: Vec<SocketAddr>) {
     };
     let mut client = client.with_timeout(SHARDS_EVERY * 2);
     let mut before: Option<Config> = None;
-    let mut interval = tokio::time::interval(SHARDS_EVERY);
+    // The first query waits a period too: the watcher starts before its replica installs
+    // the TLS of the process's clients, and a query sent before that would come plain and
+    // be refused (and logged) by a secured controller.
+    let first = tokio::time::Instant::now() + SHARDS_EVERY;
+    let mut interval = tokio::time::interval_at(first, SHARDS_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;

@@ -1,6 +1,11 @@
 //! `synod shardctl`: the shard controller — replicas, and the operator's commands (join,
 //! leave, move, query) that print the resulting configuration as JSON.
 //!
+//! A controller with users (`--requirepass-file`, `--acl-file`) admits native clients as
+//! those users (`--user`, `--password-file`) or as members of the cluster (its groups'
+//! servers and fronts, by their certificates); a user may query, and only a user allowed
+//! everything may join, leave or move (`synod_shardctl::guard`).
+//!
 //! Node ids over TCP: controller replica `i` (its index in `--peers`) is `NodeId(i)`, below
 //! 256; replica `i` of group `gid` is `gid << 8 | i` (see `synod_shardkv::server_id`), so the
 //! two never collide as long as gids are at least 1, which the controller enforces.
@@ -16,8 +21,10 @@ use synod_node::NodeId;
 use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
 use synod_shardkv::controller_node;
 
+use crate::credential_args::CredentialArgs;
 use crate::observe;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
+use crate::resp_security_args::{native_guard, UserArgs};
 use crate::tls_args::ClientTlsArgs;
 
 /// At most this many controllers or replicas per group: an index must fit the 8 low bits
@@ -33,6 +40,8 @@ pub enum ShardctlCommand {
         /// Number of shards; fixed for the cluster's life, the same on every server.
         #[arg(long, default_value_t = DEFAULT_SHARDS)]
         shards: usize,
+        #[command(flatten)]
+        users: UserArgs,
     },
     /// Add group GID with the given servers (the same list, in the same order, as their
     /// --peers) and rebalance.
@@ -80,6 +89,8 @@ pub struct CtlArgs {
     timeout: f64,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 impl CtlArgs {
@@ -103,7 +114,11 @@ pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cmd {
-            ShardctlCommand::Serve { replica, shards } => serve(replica, shards).await,
+            ShardctlCommand::Serve {
+                replica,
+                shards,
+                users,
+            } => serve(replica, shards, users).await,
             ShardctlCommand::Join { ctl, gid, servers } => {
                 request(ctl, CtlOp::Join { gid, servers }).await
             }
@@ -116,11 +131,17 @@ pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn serve(args: ReplicaArgs, shards: usize) -> anyhow::Result<ExitCode> {
+async fn serve(args: ReplicaArgs, shards: usize, users: UserArgs) -> anyhow::Result<ExitCode> {
     let id = args.id;
     if shards == 0 {
         bail!("--shards must be at least 1");
     }
+    let guard = native_guard(
+        users.access()?,
+        &args.start.tls,
+        synod_shardkv::guard::needs,
+        synod_shardkv::guard::refusal,
+    )?;
     let ids = controller_ids(args.peers.len())?;
     let name = format!("shardctl replica {id}");
     let replica = Replica::numbered(name, &args, DEFAULT_MAX_FRAME);
@@ -130,7 +151,7 @@ async fn serve(args: ReplicaArgs, shards: usize) -> anyhow::Result<ExitCode> {
         .metrics
         .addr
         .map(|_| tokio::spawn(observe::watch_shards(args.peers.clone())));
-    let served = serve_replica(replica, node, || async { Ok(None) }, None).await;
+    let served = serve_replica(replica, node, || async { Ok(None) }, guard).await;
     if let Some(shards) = shards {
         shards.abort();
     }
@@ -141,9 +162,13 @@ async fn request(args: CtlArgs, op: CtlOp) -> anyhow::Result<ExitCode> {
     args.tls.install()?;
     let timeout = args.timeout()?;
     let mut client = CtlClient::connect(args.ctl)?.with_timeout(timeout);
+    if let Some(credentials) = args.credentials.credentials()? {
+        client = client.with_credentials(credentials);
+    }
     match client.call(op).await? {
         CtlReply::Config(config) => println!("{}", serde_json::to_string(&config)?),
         CtlReply::Invalid(why) => bail!("refused: {why}"),
+        CtlReply::Denied(denied) => bail!("refused: {denied}; the operation was not applied"),
         CtlReply::SessionExpired => bail!("session expired; the operation was not applied"),
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,10 @@
 //! Redis-protocol front that routes every key to its owning group), and a command-line
 //! client. Both sides find the groups through the shard controller (`--ctl`); the client is
 //! `synod_client::shardkv::ShardKvClient`. Node ids are explained in `shardctl_cmd`.
+//!
+//! A replica with users (`--requirepass-file`, `--acl-file`) holds them to their
+//! permissions on its RESP port and on its native port alike; the client authenticates with
+//! `--user` and `--password-file` (`synod_shardkv::guard`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +23,7 @@ use crate::limit_args::LimitArgs;
 use crate::observe::MetricsArgs;
 use crate::replica_start::{self, serve_replica, StartArgs};
 use crate::resp_front::Front;
-use crate::resp_security_args::RespSecurityArgs;
+use crate::resp_security_args::{native_guard, RespSecurityArgs};
 use crate::shardctl_cmd::{controller_ids, CtlArgs, MAX_REPLICAS};
 
 /// Group ids must keep `gid << 8 | i` below the client id range.
@@ -168,6 +172,13 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     let security = r
         .resp_security
         .security(&r.start.tls, &r.start.cluster_token)?;
+    // The users guard the native port too, sharing the RESP port's bound on failures.
+    let guard = native_guard(
+        security.access.clone(),
+        &r.start.tls,
+        synod_shardkv::guard::needs,
+        synod_shardkv::guard::refusal,
+    )?;
     let me = server_id(r.gid, r.id);
     // Its own group and the controllers; other groups' servers are learned from
     // configurations while running (the core calls `add_peer`).
@@ -211,13 +222,16 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         });
         Ok(Some(front.await?))
     };
-    serve_replica(replica, node, front, None).await
+    serve_replica(replica, node, front, guard).await
 }
 
 async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {
     args.tls.install()?;
     let timeout = args.timeout()?;
-    let client = ShardKvClient::connect(args.ctl)?.with_timeout(timeout);
+    let mut client = ShardKvClient::connect(args.ctl)?.with_timeout(timeout);
+    if let Some(credentials) = args.credentials.credentials()? {
+        client = client.with_credentials(credentials);
+    }
     match client.call(op).await? {
         ShardReply::Value { value, .. } => crate::kv_cmd::print_value(&value)?,
         ShardReply::Written { len, .. } => println!("{len}"),

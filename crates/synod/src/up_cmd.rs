@@ -6,14 +6,15 @@
 //! (`replica 0: peer 127.0.0.1:P resp 127.0.0.1:Q metrics 127.0.0.1:M pid N`), then `ready`
 //! once a real write and read through a Redis-protocol port worked, then a `redis-cli` hint,
 //! then (when secured) `tls: --tls-ca PATH --password-file PATH`, the flags of native clients
-//! (`synod kv`, `synod status`), then the dashboard's URL (see
+//! (`synod kv`, `synod status`, `synod shardkv`, `synod shardctl`), then the dashboard's URL (see
 //! [`dashboard`]).
 //!
 //! Security is on unless `--insecure`: the replicas' peer links use mutual TLS with
 //! certificates `up` issues once into `DIR/tls` (see [`layout::Plan::secure`]), so only
-//! members of the cluster can take part in its Paxos, and native clients must connect with
-//! TLS, trusting `DIR/tls/ca.pem`, and authenticate with the password in
-//! `DIR/tls/resp-password`, as the RESP fronts require `AUTH` with it; the fronts speak TLS (and plain RESP, on loopback). The primary/backup
+//! members of the cluster can take part in its Paxos, and native clients (of the KV
+//! replicas, of a sharded cluster's controllers and groups) must connect with TLS, trusting
+//! `DIR/tls/ca.pem`, and authenticate with the password in `DIR/tls/resp-password`, as the
+//! RESP fronts require `AUTH` with it; the fronts speak TLS (and plain RESP, on loopback). The primary/backup
 //! layout (`--pb`) is not secured. A child that is restarted gets its line printed again
 //! with its new pid.
 //!
@@ -39,7 +40,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use synod_net::shutdown_signal;
+use synod_net::{shutdown_signal, Credentials};
 use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -161,7 +162,7 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let board = Dashboard::new(layout.name(), &plan, &status_ports);
     let _dashboard = AbortOnDrop(vec![
         tokio::spawn(board.clone().serve(dashboard_port)),
-        tokio::spawn(board.clone().poll(plan.sharded.clone())),
+        tokio::spawn(board.clone().poll(plan.sharded.clone(), plan.credentials())),
     ]);
     let exe: Arc<std::path::Path> = std::env::current_exe()
         .context("finding the synod executable")?
@@ -323,22 +324,33 @@ async fn start(
 /// then waits until a write and a read went through its RESP fronts.
 pub(crate) async fn set_up_and_probe(plan: &Plan, deadline: Instant) -> anyhow::Result<()> {
     if let Some(sharded) = &plan.sharded {
-        join_groups(sharded, deadline).await?;
+        join_groups(sharded, plan.credentials(), deadline).await?;
     }
     probe::write_and_read(&plan.resp_addrs(), plan.resp_password.as_deref(), deadline).await
 }
 
-/// Joins every group of a sharded cluster to its controllers. A rerun joins them again,
-/// which the controller treats as a no-op, so this is safe every time `up` starts.
-async fn join_groups(sharded: &ShardedSetup, deadline: Instant) -> anyhow::Result<()> {
+/// Joins every group of a sharded cluster to its controllers, as the user of `credentials`
+/// (a secured cluster's). A rerun joins them again, which the controller treats as a no-op,
+/// so this is safe every time `up` starts.
+async fn join_groups(
+    sharded: &ShardedSetup,
+    credentials: Option<Credentials>,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     let mut ctl =
         CtlClient::connect(sharded.controllers.iter().map(ToString::to_string))?.with_timeout(left);
+    if let Some(credentials) = credentials {
+        ctl = ctl.with_credentials(credentials);
+    }
     for (gid, servers) in &sharded.groups {
         let servers = servers.iter().map(ToString::to_string).collect();
         match ctl.call(CtlOp::Join { gid: *gid, servers }).await {
             Ok(CtlReply::Invalid(why)) => {
                 bail!("the controllers refused to join group {gid}: {why}")
+            }
+            Ok(CtlReply::Denied(denied)) => {
+                bail!("the controllers refused to join group {gid}: {denied}")
             }
             Ok(_) => {}
             Err(e) => return Err(e).with_context(|| format!("joining group {gid}")),

@@ -1,7 +1,8 @@
 //! A MapReduce coordinator and its workers with certificates from one CA (`synod certs`):
 //! a worker with another CA's certificate and a plain worker are refused, and the refusals
 //! logged; workers with the CA's certificates finish the job, fetching each other's map
-//! output over TLS; and no private key appears in any log of the run.
+//! output over TLS; and no private key appears in any log of the run. A whole job on this
+//! machine (`synod mr run`) admits its own workers only, by a CA it makes for the run.
 
 mod support;
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{key_lines, path, run, stderr, synod, Server};
+use support::{key_lines, path, run, signal_pid, stderr, synod, Server};
 
 /// Issues member `id`'s certificate (naming 127.0.0.1) from the CA in `dir` (created if
 /// missing), and returns its `--tls-*` flags.
@@ -153,4 +154,105 @@ fn only_workers_with_a_certificate_from_the_jobs_ca_take_part() {
             "a private key appears in the logs"
         );
     }
+}
+
+/// The child processes of process `pid` (from every thread's list: any may have spawned).
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .map(|p| p.parse().expect("a pid"))
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_local_run_admits_only_its_own_workers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("input.txt");
+    let text: String = (0..20_000)
+        .map(|i| format!("w{} common\n", i % 97))
+        .collect();
+    std::fs::write(&input, text).expect("input");
+    let output = dir.path().join("out");
+    let mut cmd = synod();
+    cmd.args([
+        "mr",
+        "run",
+        "--workers",
+        "1",
+        "--app",
+        "wc",
+        "--reduces",
+        "2",
+    ])
+    .args([
+        "--http",
+        "127.0.0.1:0",
+        "--output",
+        path(&output),
+        path(&input),
+    ])
+    .env("RUST_LOG", "warn");
+    let mut job = Server::start_command(cmd, "status page: ", Duration::from_secs(20));
+    // Its only worker is stopped as soon as it exists, so the job waits while outsiders
+    // try to take part.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let own = loop {
+        if let Some(&pid) = children(job.child.id()).first() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "mr run started no worker");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    signal_pid(own, "STOP");
+    let cmdline = std::fs::read(format!("/proc/{own}/cmdline")).expect("worker cmdline");
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let flag = |name: &str| {
+        let at = args.iter().position(|a| a == name);
+        at.and_then(|i| args.get(i + 1)).cloned()
+    };
+    let coordinator = flag("--coordinator").expect("the worker's --coordinator");
+    let cert = flag("--tls-cert").expect("the worker has a certificate");
+    // A plain worker is refused (it keeps trying until it is stopped), and so is one with a
+    // certificate from another CA.
+    let plain = Proc(
+        worker(&coordinator, &[])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("plain worker"),
+    );
+    wait_for_log(&job, "refused a plain connection from a client");
+    drop(plain);
+    let other = member_flags(&dir.path().join("other-ca"), 1);
+    let intruder = worker(&coordinator, &other)
+        .output()
+        .expect("running the intruder");
+    assert!(
+        stderr(&intruder).contains("refused this worker"),
+        "{}",
+        stderr(&intruder)
+    );
+    wait_for_log(&job, "TLS handshake failed");
+    signal_pid(own, "CONT");
+    assert_eq!(
+        job.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        job.logs()
+    );
+    let counted = std::fs::read_to_string(output.join("part-00000")).unwrap_or_default()
+        + &std::fs::read_to_string(output.join("part-00001")).unwrap_or_default();
+    assert!(counted.contains("common\t20000"), "{counted}");
+    assert!(
+        !Path::new(&cert).exists(),
+        "the run's certificates are removed when it ends"
+    );
 }

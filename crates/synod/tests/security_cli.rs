@@ -16,7 +16,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{free_ports, key_lines, kv_replica_args, path, run, stderr, stdout, Server};
+use support::{
+    assert_no_secret, free_ports, key_lines, kv_replica_args, path, run, stderr, stdout, Server,
+};
 
 /// Debian's Python, which has redis-py (`python3-redis`).
 const PYTHON: &str = "/usr/bin/python3";
@@ -65,15 +67,6 @@ fn first_resp_port(up: &Server) -> String {
     let resp = line.split_whitespace().skip_while(|w| *w != "resp").nth(1);
     let resp = resp.unwrap_or_else(|| panic!("no resp address in {line:?}"));
     resp.rsplit(':').next().unwrap().to_owned()
-}
-
-fn assert_no_secret(secrets: &[String], text: &str, what: &str) {
-    for secret in secrets {
-        assert!(
-            !text.contains(secret.as_str()),
-            "a secret appears in {what}"
-        );
-    }
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::resp::{concurrent_incrs, Reply, Resp};
-use support::{alive, applied, load, path, run, signal_pid, stderr, Server};
+use support::{
+    alive, applied, assert_no_secret, key_lines, load, path, run, signal_pid, stderr, Server,
+};
 
 /// A replica as `up` announced it: `replica I: peer ADDR resp ADDR metrics ADDR pid N`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,8 +68,9 @@ fn password(dir: &std::path::Path) -> String {
     text.trim_end().to_owned()
 }
 
-/// Stops `up` with SIGTERM and checks it exits 0 and leaves none of `pids` running.
-fn stop(mut up: Server, pids: &[u32]) {
+/// Stops `up` with SIGTERM, checks it exits 0 and leaves none of `pids` running, and returns
+/// the logs of the whole run.
+fn stop(mut up: Server, pids: &[u32]) -> String {
     up.signal("TERM");
     assert_eq!(
         up.wait_exit(Duration::from_secs(15)),
@@ -78,6 +81,7 @@ fn stop(mut up: Server, pids: &[u32]) {
     for &pid in pids {
         assert!(!alive(pid), "child {pid} still running after up exited");
     }
+    up.logs()
 }
 
 /// Retries GET through `port` until a value comes back, and says how long that took.
@@ -535,9 +539,44 @@ fn up_sharded_joins_both_groups_and_any_front_serves_any_key() {
         let answers = concurrent_incrs(&fronts, Some(&pw), 12, 10, counter);
         assert_eq!(answers, (1..=120).collect::<Vec<i64>>(), "{counter}");
     }
+    // The native ports are guarded too: `synod shardkv` needs the cluster's password, and
+    // `synod shardctl` changes need requirepass's user, which `up` joined the groups as.
+    let controllers: Vec<&str> = lines[..3]
+        .iter()
+        .map(|l| l.split_whitespace().nth(3).expect("a controller's address"))
+        .collect();
+    let ctl = controllers.join(",");
+    let tls = dir.path().join("tls");
+    let native = |args: &[&str], password: bool| {
+        let mut cmd = support::synod();
+        cmd.args(args)
+            .args(["--ctl", &ctl, "--timeout", "10"])
+            .args(["--tls-ca", path(&tls.join("ca.pem"))]);
+        if password {
+            cmd.args(["--password-file", path(&tls.join("resp-password"))]);
+        }
+        cmd.output().expect("running synod")
+    };
+    let anonymous = native(&["shardkv", "get", "key3"], false);
+    assert!(
+        stderr(&anonymous).contains("authentication required"),
+        "{}",
+        stderr(&anonymous)
+    );
+    let read = native(&["shardkv", "get", "key3"], true);
+    assert_eq!(support::stdout(&read), "value3", "{}", stderr(&read));
+    let query = native(&["shardctl", "query"], true);
+    assert!(
+        support::stdout(&query).starts_with("{\"num\":2,"),
+        "both groups joined: {}",
+        support::stdout(&query)
+    );
     let pids: Vec<u32> = lines
         .iter()
         .map(|l| l.rsplit(' ').next().unwrap().parse().expect("pid"))
         .collect();
-    stop(cluster, &pids);
+    let logs = stop(cluster, &pids);
+    let mut secrets = key_lines(&tls);
+    secrets.push(pw);
+    assert_no_secret(&secrets, &logs, "the logs of up and its servers");
 }

@@ -1,9 +1,13 @@
 //! A whole job on this machine: the coordinator in this process and worker processes it
 //! starts, all talking TCP over the loopback interface exactly as they would across machines.
+//! Any local user can reach a loopback port, so a caller that can give its workers
+//! certificates (`synod mr run` does, from a CA made for the run) passes the coordinator's
+//! TLS too: then only its own workers are admitted.
 
 use std::path::Path;
 use std::time::Duration;
 
+use synod_net::tls::PeerTls;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -16,13 +20,16 @@ use crate::job::JobPlan;
 /// applications uses itself.
 pub type WorkerCommand = Box<dyn Fn(&str, &Path) -> Command + Send>;
 
-/// Runs `plan` with `workers` worker processes, publishing status on `status`.
+/// Runs `plan` with `workers` worker processes, publishing status on `status`. With `tls`,
+/// the coordinator admits only workers with a certificate from its CA (the worker command
+/// gives them theirs), over TLS.
 pub async fn run(
     plan: JobPlan,
     workers: usize,
     cfg: CoordinatorConfig,
     worker_command: WorkerCommand,
     status: watch::Sender<Option<Status>>,
+    tls: Option<PeerTls>,
 ) -> Result<Status> {
     if workers == 0 {
         return Err(MrError::InvalidJob(
@@ -54,7 +61,7 @@ pub async fn run(
             }
         }
     }
-    let job = super::coordinator::serve(plan, listener.into(), cfg, status, None);
+    let job = super::coordinator::serve(plan, listener.into(), cfg, status, tls);
     tokio::pin!(job);
     let all_exited = async {
         let mut last = None;

@@ -382,6 +382,7 @@ impl Clerk {
             ShardReply::WrongGroup { .. } => unreachable!("the clerk retries these"),
             ShardReply::Batch(_) => panic!("a batch inside a batch"),
             ShardReply::Redis { .. } => panic!("the simulated clients send no Redis command"),
+            ShardReply::Denied(denied) => panic!("the simulated servers have no users: {denied}"),
         }
     }
 

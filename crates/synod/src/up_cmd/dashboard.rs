@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use synod_client::shardkv::CtlClient;
 use synod_metrics::http::{self, Response};
+use synod_net::Credentials;
 use synod_rsm::StatusReport;
 use synod_shardctl::{CtlOp, CtlReply};
 use tokio::net::TcpListener;
@@ -189,12 +190,15 @@ impl Dashboard {
         .await;
     }
 
-    /// Refreshes the view every [`POLL_EVERY`] until dropped.
-    pub async fn poll(self, sharded: Option<ShardedSetup>) {
+    /// Refreshes the view every [`POLL_EVERY`] until dropped. A sharded cluster's controllers are asked as the user of `credentials`, if given.
+    pub async fn poll(self, sharded: Option<ShardedSetup>, credentials: Option<Credentials>) {
         let mut ctl = sharded.as_ref().and_then(|s| {
-            CtlClient::connect(s.controllers.iter().map(ToString::to_string))
-                .ok()
-                .map(|c| c.with_timeout(POLL_EVERY * 2))
+            let ctl = CtlClient::connect(s.controllers.iter().map(ToString::to_string)).ok()?;
+            let ctl = ctl.with_timeout(POLL_EVERY * 2);
+            Some(match credentials {
+                Some(credentials) => ctl.with_credentials(credentials),
+                None => ctl,
+            })
         });
         let mut interval = tokio::time::interval(POLL_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use synod_net::Credentials;
 use synod_node::NodeId;
 use synod_shardkv::server_id;
 use synod_storage::FileStorage;
@@ -96,9 +97,11 @@ impl Plan {
     /// Secures the cluster: issues (once, kept in `dir/tls`) the cluster CA and a
     /// certificate for every member, and gives each member its files (mutual TLS between
     /// members, TLS for native clients). A member's certificate also names the loopback
-    /// address, which is where clients reach it. Its RESP front requires `AUTH` with a
-    /// password generated once (`dir/tls/resp-password`), and speaks TLS as well as plain
-    /// RESP (the port is on loopback).
+    /// address, which is where clients reach it. Every member requires clients to
+    /// authenticate with a password generated once (`dir/tls/resp-password`): on its native
+    /// port (clients other than members, which present their certificates) and on its RESP
+    /// front, if it has one, which speaks TLS as well as plain RESP (the port is on
+    /// loopback).
     /// `None` for a plan with no member to secure (`--pb`).
     pub fn secure(&mut self, dir: &Path) -> anyhow::Result<Option<Secured>> {
         if self.children.iter().all(|c| c.member.is_none()) {
@@ -115,14 +118,14 @@ impl Plan {
         let password_file = tls_dir.join(RESP_PASSWORD);
         let password = tls_args::ensure_password(&password_file)?;
         let password_arg = path_arg(&password_file)?;
-        for child in &mut self.children {
-            if child.member.is_some() && child.resp.is_some() {
-                child.args.extend(strings(&[
-                    "--requirepass-file",
-                    &password_arg,
-                    "--resp-tls",
-                    "--resp-plain-too",
-                ]));
+        for child in self.children.iter_mut().filter(|c| c.member.is_some()) {
+            child
+                .args
+                .extend(strings(&["--requirepass-file", &password_arg]));
+            if child.resp.is_some() {
+                child
+                    .args
+                    .extend(strings(&["--resp-tls", "--resp-plain-too"]));
             }
         }
         self.resp_password = Some(password);
@@ -130,6 +133,13 @@ impl Plan {
             ca: tls_dir.join(tls_args::CA_CERT),
             resp_password: password_file,
         }))
+    }
+
+    /// What `up`'s own native clients (joining a sharded cluster's groups, polling its
+    /// controllers for the dashboard) present to a secured cluster: requirepass's user.
+    pub fn credentials(&self) -> Option<Credentials> {
+        let password = self.resp_password.as_deref()?;
+        Some(Credentials::new("default", password))
     }
 
     /// Every RESP address, for the readiness probe and the `redis-cli` hint.

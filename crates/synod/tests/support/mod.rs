@@ -357,3 +357,13 @@ pub fn key_lines(tls: &Path) -> Vec<String> {
     assert!(lines.len() >= 2, "no keys found in {}", tls.display());
     lines
 }
+
+/// Fails if any of `secrets` appears in `text` (`what` says where), without printing it.
+pub fn assert_no_secret(secrets: &[String], text: &str, what: &str) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret appears in {what}"
+        );
+    }
+}
