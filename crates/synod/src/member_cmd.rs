@@ -188,7 +188,7 @@ impl<'a> Group<'a> {
         for addr in self.servers {
             match status_cmd::ask(addr, self.limit, self.credentials.as_ref()).await {
                 Ok(report) => answering.push((addr.clone(), report)),
-                Err(why) => tracing::info!(%addr, "no status: {why:#}"),
+                Err(why) => tracing::debug!(%addr, "no status: {why:#}"),
             }
         }
         answering
