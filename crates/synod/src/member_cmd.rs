@@ -236,8 +236,22 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Adds `id`, listening on `addr`, as a learner.
+    /// Adds `id`, listening on `addr`, as a learner. Refused before any change when the
+    /// replica at `addr` answers as another replica.
     async fn add_learner(&self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
+        let there = addr.to_string();
+        let answer = status_cmd::ask(&there, self.limit, self.credentials.as_ref()).await;
+        if let Ok(report) = answer {
+            if report.id != id {
+                bail!(
+                    "{addr} is replica {}, not {id}: start the new replica with --id {} \
+                     --join {addr}, or name it {}",
+                    report.id,
+                    id.0,
+                    report.id
+                );
+            }
+        }
         let decided = self
             .change(|newest| {
                 if newest.is_voter(id) {

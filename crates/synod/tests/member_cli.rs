@@ -290,8 +290,9 @@ fn replacing_a_replica_whose_directory_was_deleted_under_load() {
     drop(replacement);
 }
 
-/// How the refusals of a directory that joined read: restarted without `--join`, it names
-/// both sides; restarted with its flags, it serves again as the voter it became.
+/// `member add` refuses an address that answers as another replica; a directory that joined,
+/// restarted without `--join`, is refused naming both sides; restarted with its flags, it
+/// serves again as the voter it became.
 #[test]
 fn a_joined_replica_restarts_with_its_flags_and_refuses_others() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -303,6 +304,14 @@ fn a_joined_replica_restarts_with_its_flags_and_refuses_others() {
         .collect();
     let addr = format!("127.0.0.1:{}", ports[3]);
     let joined = start_joining(3, &peers, ports[3], dir.path(), fronts[3]);
+    // The address must be the replica named: nothing changes otherwise.
+    let wrong = run(&["kv", "member", "add", "--servers", &peers, "n5", &addr]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        stderr(&wrong).contains(&format!("{addr} is replica n3, not n5")),
+        "{}",
+        stderr(&wrong)
+    );
     member(&peers, &["add", "n3", &addr]);
     joined.kill9();
 
