@@ -58,6 +58,7 @@ fn change(c: &mut Cluster, voters: &[usize], learners: &[usize]) -> Config {
             epoch: newest.epoch + 1,
             voters: ids(voters),
             learners: ids(learners),
+            addrs: Default::default(),
         };
         let via = (0..c.n).find(|&i| up(c, i).is_some_and(|r| r.role() == Role::Voter));
         if let Some(via) = via {
@@ -237,6 +238,7 @@ fn one_change_at_a_time() {
             epoch,
             voters: ids(&[0, 1, 2]),
             learners: ids(&[learner]),
+            addrs: Default::default(),
         };
         let (first, second) = (add(3), add(4));
         let r0 = c.sim.call(server(0), |r: &mut KvReplica, ctx| {
@@ -260,6 +262,7 @@ fn one_change_at_a_time() {
             epoch: epoch + 1,
             voters: ids(&[0, 1, 2]),
             learners: ids(&[3, 4]),
+            addrs: Default::default(),
         };
         let refused = c.sim.call(server(via), |r: &mut KvReplica, ctx| {
             r.reconfigure(ctx, third.clone())
@@ -295,6 +298,7 @@ fn leader_crash_during_a_change() {
             epoch: latest(&c).epoch + 1,
             voters: ids(&[0, 1, 2]),
             learners: ids(&[3]),
+            addrs: Default::default(),
         };
         c.sim
             .call(server(leader), |r: &mut KvReplica, ctx| {

@@ -72,10 +72,11 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// (`synod_paxos::Schedule`), the log has `Entry::Reconfigure`, a replicated state machine
 /// takes `RsmMsg::Reconfigure` and answers `RsmMsg::Reconfigured`, a snapshot sent to a peer
 /// carries the configurations with the state, and a status report names the replica's role
-/// and configurations. Stored snapshots of earlier versions do not decode and are refused at start
-/// (the replica says it cannot decode its state); its logs alone still read. (Before 10
-/// shipped:) a sharded KV reply can be `ShardReply::Denied` and a shard controller's
-/// `CtlReply::Denied` (a request its user may not make), both new last variants.
+/// and configurations. A configuration (`synod_paxos::Config`) carries the addresses of the
+/// members that joined through a change (`addrs`). Stored snapshots of earlier versions do
+/// not decode and are refused at start (the replica says it cannot decode its state); its
+/// logs alone still read. A sharded KV reply can be `ShardReply::Denied` and a shard
+/// controller's `CtlReply::Denied` (a request its user may not make), both new last variants.
 pub const PROTOCOL_VERSION: u16 = 10;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;

@@ -9,7 +9,7 @@
 //! votes) only once it has: *know before acting*. `docs/paxos.md`, "Membership changes",
 //! has the safety argument.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use synod_node::NodeId;
@@ -22,6 +22,12 @@ pub struct Config {
     pub epoch: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// The network addresses of members that joined through a change (`host:port`), so
+    /// that every replica's driver can reach them (`Context::add_peer`) once it applies the
+    /// change, and a replica restarted or installing a snapshot knows them too. The
+    /// group's first members are reached at the addresses each replica was started with
+    /// and need no entry. Only members may have one.
+    pub addrs: BTreeMap<NodeId, String>,
 }
 
 /// Why a configuration change was not applied.
@@ -37,6 +43,8 @@ pub enum ConfigError {
     StaleEpoch { latest: u64, proposed: u64 },
     #[error("the change to epoch {latest} is not in effect yet (from instance {from}); one change at a time")]
     ChangeInProgress { latest: u64, from: u64 },
+    #[error("{0} has an address but is no member")]
+    AddressOfStranger(NodeId),
     #[error("this replica does not know the group's configuration yet")]
     Unknown,
     #[error("this group's membership is fixed")]
@@ -54,6 +62,7 @@ impl Config {
             epoch: 0,
             voters,
             learners: Vec::new(),
+            addrs: BTreeMap::new(),
         }
     }
 
@@ -79,14 +88,18 @@ impl Config {
         self.voters.iter().filter(|v| answered.contains(v)).count() >= self.majority()
     }
 
-    /// Checks the shape of a configuration: some voters, nobody twice.
+    /// Checks the shape of a configuration: some voters, nobody twice, addresses for
+    /// members only.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.voters.is_empty() {
             return Err(ConfigError::NoVoters);
         }
         let mut seen = BTreeSet::new();
-        match self.members().find(|&m| !seen.insert(m)) {
-            Some(twice) => Err(ConfigError::Duplicate(twice)),
+        if let Some(twice) = self.members().find(|&m| !seen.insert(m)) {
+            return Err(ConfigError::Duplicate(twice));
+        }
+        match self.addrs.keys().find(|id| !seen.contains(id)) {
+            Some(&stranger) => Err(ConfigError::AddressOfStranger(stranger)),
             None => Ok(()),
         }
     }
@@ -190,6 +203,7 @@ mod tests {
             epoch,
             voters: ids(voters),
             learners: ids(learners),
+            addrs: BTreeMap::new(),
         }
     }
 
@@ -233,6 +247,12 @@ mod tests {
         assert_eq!(
             s.add(0, 8, config(1, &[0, 1], &[1])),
             Err(ConfigError::Duplicate(NodeId(1)))
+        );
+        let mut stranger = config(1, &[0], &[]);
+        stranger.addrs.insert(NodeId(5), "127.0.0.1:7005".into());
+        assert_eq!(
+            s.add(0, 8, stranger),
+            Err(ConfigError::AddressOfStranger(NodeId(5)))
         );
         assert_eq!(
             Schedule::default().add(0, 8, config(1, &[0], &[])),

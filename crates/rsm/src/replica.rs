@@ -236,6 +236,9 @@ pub struct Rsm<S: StateMachine> {
     /// The membership change this replica proposed and has not seen decided: the
     /// configuration, its instance, and the operator waiting for the outcome.
     change: Option<Change>,
+    /// The newest epoch whose members' addresses were handed to the driver
+    /// ([`Config::addrs`], `Context::add_peer`).
+    announced: Option<u64>,
     broken: bool,
 }
 
@@ -338,6 +341,7 @@ impl<S: StateMachine> Rsm<S> {
             snapshot_begun: None,
             last_snapshot: None,
             change: None,
+            announced: None,
             broken: false,
         }
     }
@@ -743,11 +747,32 @@ impl<S: StateMachine> Rsm<S> {
             !table.seen(client, w.seq)
         });
         self.in_flight = self.in_flight.split_off(&next);
+        self.announce_addresses(ctx);
         self.settle_change(ctx);
         self.answer_reads(ctx);
         self.propose_waiting(ctx);
         self.compact(ctx);
         self.check_invariants();
+    }
+
+    /// Tells the driver the address of every member that joined through a change, once per
+    /// newest epoch: after a change is applied here, a snapshot installed, or a restart.
+    fn announce_addresses(&mut self, ctx: &mut dyn Context<MsgOf<S>>) {
+        let Some((_, latest)) = self.paxos.schedule().latest() else {
+            return;
+        };
+        if self.announced == Some(latest.epoch) {
+            return;
+        }
+        self.announced = Some(latest.epoch);
+        for (_, config) in self.paxos.schedule().entries() {
+            for (&id, addr) in &config.addrs {
+                if id != ctx.id() {
+                    tracing::info!(node = %ctx.id(), peer = %id, addr, "a member's address");
+                    ctx.add_peer(id, addr);
+                }
+            }
+        }
     }
 
     /// What holds after every input, checked where a bug would first show.

@@ -8,6 +8,11 @@
 //! default "synod"), like etcd's `--initial-cluster-token`: two clusters formed one after
 //! the other on the same addresses differ by their token. The peer list itself is kept in
 //! its order too, because a replica's index in it is its node id.
+//!
+//! A replica that joined a running cluster (`kv serve --join ADDR`) has an id beyond the
+//! peer list; its identity records the peer list the cluster was formed with (so the same
+//! cluster id) and the address it joined at, which it keeps for life: the group's
+//! configuration tells the other replicas that address (docs/running.md, "Membership").
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -34,6 +39,9 @@ pub struct Identity {
     pub replica: usize,
     /// Every replica's address, in the order of `--peers`.
     pub peers: Vec<SocketAddr>,
+    /// For a replica that joined the running cluster, the address it joined at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<SocketAddr>,
 }
 
 /// A start whose flags disagree with the directory's identity, or flags no identity can have.
@@ -69,6 +77,31 @@ pub enum IdentityError {
         recorded: usize,
         given: usize,
     },
+    #[error(
+        "data directory {dir} belongs to replica {replica}, {recorded}, but it is now started \
+         {given}: a replica keeps how it entered the cluster, and the address it joined at, \
+         for life ({IDENTITY_FILE})"
+    )]
+    OtherJoin {
+        dir: PathBuf,
+        replica: usize,
+        recorded: JoinedAt,
+        given: JoinedAt,
+    },
+}
+
+/// How a replica entered its cluster, for error messages: formed with it (`--bootstrap`)
+/// or joined later (`--join ADDR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedAt(pub Option<SocketAddr>);
+
+impl fmt::Display for JoinedAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "with --join {addr}"),
+            None => f.write_str("without --join (one of --peers)"),
+        }
+    }
 }
 
 /// A peer list as `--peers` spells it, for error messages.
@@ -107,7 +140,16 @@ impl Identity {
             cluster: format!("{:016x}", fnv1a(text.as_bytes())),
             replica,
             peers: peers.to_vec(),
+            joined: None,
         })
+    }
+
+    /// The same replica, joining the running cluster at `addr` (`kv serve --join`).
+    pub fn joined_at(self, addr: SocketAddr) -> Self {
+        Identity {
+            joined: Some(addr),
+            ..self
+        }
     }
 
     /// Refuses to run the directory `dir`, which records `self`, as `given`. The peer list
@@ -133,6 +175,14 @@ impl Identity {
                 dir,
                 recorded: self.replica,
                 given: given.replica,
+            });
+        }
+        if self.joined != given.joined {
+            return Err(IdentityError::OtherJoin {
+                dir,
+                replica: self.replica,
+                recorded: JoinedAt(self.joined),
+                given: JoinedAt(given.joined),
             });
         }
         Ok(())
@@ -202,6 +252,22 @@ mod tests {
         assert!(matches!(
             recorded.check(dir, &token),
             Err(IdentityError::OtherCluster { .. })
+        ));
+        let joined = Identity::new(3, &addrs(&[1, 2, 3]), "synod")
+            .unwrap()
+            .joined_at(addrs(&[4])[0]);
+        assert_eq!(joined.check(dir, &joined.clone()), Ok(()));
+        let elsewhere = joined.clone().joined_at(addrs(&[5])[0]);
+        assert_eq!(
+            joined.check(dir, &elsewhere).unwrap_err().to_string(),
+            "data directory /data/r0 belongs to replica 3, with --join 127.0.0.1:4, but it is \
+             now started with --join 127.0.0.1:5: a replica keeps how it entered the cluster, \
+             and the address it joined at, for life (identity.json)"
+        );
+        let formed = Identity::new(3, &addrs(&[1, 2, 3]), "synod").unwrap();
+        assert!(matches!(
+            joined.check(dir, &formed),
+            Err(IdentityError::OtherJoin { .. })
         ));
         let index = Identity::new(2, &addrs(&[1, 2, 3]), "synod").unwrap();
         assert_eq!(

@@ -26,6 +26,12 @@ pub enum KvCommand {
     Serve {
         #[command(flatten)]
         replica: Box<ReplicaArgs>,
+        /// Join the running cluster whose replicas were started with --peers (and
+        /// --cluster-token) as a new replica listening on ADDR, under --id, a new id beyond
+        /// --peers: it waits, voting nowhere, until `synod kv member add` makes it a learner,
+        /// then fetches the state. Restart it with the same flags.
+        #[arg(long, value_name = "ADDR", conflicts_with_all = ["bootstrap", "rejoin"])]
+        join: Option<SocketAddr>,
         /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address.
         #[arg(long, env = "SYNOD_RESP")]
         resp: Option<SocketAddr>,
@@ -90,11 +96,12 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
         match cmd {
             KvCommand::Serve {
                 replica,
+                join,
                 resp,
                 limits,
                 resp_security,
                 max_memory,
-            } => serve(*replica, resp, limits, *resp_security, max_memory).await,
+            } => serve(*replica, join, resp, limits, *resp_security, max_memory).await,
             KvCommand::Get { target, key } => request(target, KvOp::Get { key: key.into() }).await,
             KvCommand::Put { target, key, value } => {
                 request(
@@ -123,6 +130,7 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     args: ReplicaArgs,
+    join: Option<SocketAddr>,
     resp: Option<SocketAddr>,
     limit_args: LimitArgs,
     resp_security: RespSecurityArgs,
@@ -141,22 +149,37 @@ async fn serve(
     let resp_limits = limit_args.resp()?;
     let ids: Vec<NodeId> = (0..peers.len() as u64).map(NodeId).collect();
     let name = format!("kv replica {id}");
-    let replica = Replica::numbered(name, &args, limits.max_frame());
+    let mut replica = Replica::numbered(name, &args, limits.max_frame());
+    replica.join = join;
+    if let Some(addr) = join {
+        replica.links.insert(NodeId(id as u64), addr);
+    }
+    // A joining replica (and one that joined, restarted) knows the group's configuration
+    // only from the state it fetches or stored: it contacts the replicas of --peers.
     let node = |paxos| {
-        Ok(KvReplica::new(ids.clone(), id, paxos)
-            .with_limits(limits)
-            .with_max_memory(max_memory))
+        let replica = match join {
+            None => KvReplica::new(ids.clone(), id, paxos),
+            Some(_) => KvReplica::joining(ids.clone(), NodeId(id as u64), paxos),
+        };
+        Ok(replica.with_limits(limits).with_max_memory(max_memory))
     };
     // The front's client tries this replica first (in-process), then the others over TCP
     // when this one cannot answer (it is in a minority, say).
+    let (servers, preferred) = match join {
+        None => (peers.clone(), id),
+        Some(addr) => (
+            std::iter::once(addr).chain(peers.iter().copied()).collect(),
+            0,
+        ),
+    };
     let front = || async {
         let Some(addr) = resp else {
             return Ok(None);
         };
         let front = Front::bind_secured(addr, resp_limits, security, || {
-            Ok(KvClient::connect(peers.iter().map(ToString::to_string))?
+            Ok(KvClient::connect(servers.iter().map(ToString::to_string))?
                 .with_limits(limits)
-                .prefer(id))
+                .prefer(preferred))
         });
         Ok(Some(front.await?))
     };

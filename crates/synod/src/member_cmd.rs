@@ -1,7 +1,9 @@
 //! `synod kv member`: the Paxos KV's membership, listed from the replicas' status reports
 //! and changed through the log (`RsmMsg::Reconfigure`; docs/paxos.md, "Membership
-//! changes").
+//! changes"): add a replica started with `kv serve --join` (a learner, then a voter once it
+//! caught up), promote a learner, remove a replica, replace one by a new one.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use synod_kvpaxos::KvMsg;
 use synod_net::{Client, Credentials};
 use synod_node::NodeId;
 use synod_paxos::{Config, ConfigError};
-use synod_rsm::{RsmMsg, StatusReport};
+use synod_rsm::{Role, RsmMsg, StatusReport};
 
 use crate::status_cmd::{self, StatusArgs};
 
@@ -23,6 +25,24 @@ pub enum MemberCommand {
         #[command(flatten)]
         target: StatusArgs,
     },
+    /// Add replica ID, started with `kv serve --id ID --join ADDR`, as a learner; wait until
+    /// it has caught up with the group, then promote it to voter. Each step waits up to
+    /// --timeout (at least 10 s).
+    Add {
+        #[command(flatten)]
+        target: StatusArgs,
+        /// Stop once it is a learner (promote it later with `member promote`).
+        #[arg(long)]
+        learner: bool,
+        id: String,
+        addr: SocketAddr,
+    },
+    /// Make learner ID a voter.
+    Promote {
+        #[command(flatten)]
+        target: StatusArgs,
+        id: String,
+    },
     /// Remove replica ID (`n2` or `2`) from the group, through the log; waits until the change
     /// is decided. It stops voting once the change is in effect.
     Remove {
@@ -30,21 +50,98 @@ pub enum MemberCommand {
         target: StatusArgs,
         id: String,
     },
+    /// Replace replica OLD (dead, or whose disk was lost) by NEW, started with `kv serve --id
+    /// NEW --join ADDR`: add NEW as a learner, wait until it caught up, then one change makes
+    /// it a voter in OLD's place.
+    Replace {
+        #[command(flatten)]
+        target: StatusArgs,
+        old: String,
+        new: String,
+        addr: SocketAddr,
+    },
 }
 
 pub async fn run(cmd: MemberCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         MemberCommand::List { target } => {
-            let reports = reports(&target).await?;
+            let group = Group::new(&target)?;
+            let answering = group.answering().await;
+            if answering.is_empty() {
+                bail!("no replica answered");
+            }
+            let reports: Vec<StatusReport> = answering.iter().map(|(_, r)| r.clone()).collect();
             println!("{}", status_cmd::membership(&reports));
-            for (addr, r) in target.servers.iter().zip(&reports) {
-                println!("{addr} id={} {}", r.id, r.role.name());
+            for addr in &target.servers {
+                match answering.iter().find(|(a, _)| a == addr) {
+                    Some((_, r)) => println!("{addr} id={} {}", r.id, r.role.name()),
+                    None => println!("{addr} unreachable"),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
-        MemberCommand::Remove { target, id } => {
+        MemberCommand::Add {
+            target,
+            learner,
+            id,
+            addr,
+        } => {
+            let group = Group::new(&target)?;
             let id = parse_id(&id)?;
-            remove(&target, id).await
+            group.add_learner(id, addr).await?;
+            if !learner {
+                group.caught_up(id, addr).await?;
+                group.promote(id, None).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MemberCommand::Promote { target, id } => {
+            let group = Group::new(&target)?;
+            group.promote(parse_id(&id)?, None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemberCommand::Remove { target, id } => {
+            let group = Group::new(&target)?;
+            let id = parse_id(&id)?;
+            let decided = group
+                .change(|newest| {
+                    Ok(newest.is_member(id).then(|| Config {
+                        epoch: newest.epoch + 1,
+                        voters: without(&newest.voters, id),
+                        learners: without(&newest.learners, id),
+                        addrs: newest
+                            .addrs
+                            .iter()
+                            .filter(|(&m, _)| m != id)
+                            .map(|(&m, a)| (m, a.clone()))
+                            .collect(),
+                    }))
+                })
+                .await?;
+            match decided {
+                Some((config, from)) => println!(
+                    "removed {id}: epoch {} decided, in effect from instance {from}",
+                    config.epoch
+                ),
+                None => println!("{id} is not a member"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MemberCommand::Replace {
+            target,
+            old,
+            new,
+            addr,
+        } => {
+            let group = Group::new(&target)?;
+            let (old, new) = (parse_id(&old)?, parse_id(&new)?);
+            if old == new {
+                bail!("a replacement takes a new id: {new} is the replica it replaces");
+            }
+            group.add_learner(new, addr).await?;
+            group.caught_up(new, addr).await?;
+            group.promote(new, Some(old)).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -58,78 +155,216 @@ fn parse_id(text: &str) -> anyhow::Result<NodeId> {
     }
 }
 
-/// Every listed replica's report, in order; fails unless all of them answer, so that the
-/// list lines up with `--servers`.
-async fn reports(target: &StatusArgs) -> anyhow::Result<Vec<StatusReport>> {
-    let limit = target.limit()?;
-    target.tls.install()?;
-    let credentials = target.credentials.credentials()?;
-    let mut reports = Vec::new();
-    for addr in &target.servers {
-        let report = status_cmd::ask(addr, limit, credentials.as_ref())
-            .await
-            .with_context(|| format!("asking {addr} for its status"))?;
-        reports.push(report);
-    }
-    Ok(reports)
+fn without(ids: &[NodeId], id: NodeId) -> Vec<NodeId> {
+    ids.iter().copied().filter(|&m| m != id).collect()
 }
 
-/// Proposes the newest configuration without `id` through an answering voter, again while
-/// a change is in progress, until it is decided or the time is up.
-async fn remove(target: &StatusArgs, id: NodeId) -> anyhow::Result<ExitCode> {
-    let limit = target.limit()?;
-    target.tls.install()?;
-    let credentials = target.credentials.credentials()?;
-    let deadline = Instant::now() + limit.max(Duration::from_secs(10));
-    loop {
+/// The replicas an operator named, and how to ask them.
+struct Group<'a> {
+    servers: &'a [String],
+    limit: Duration,
+    credentials: Option<Credentials>,
+}
+
+impl<'a> Group<'a> {
+    fn new(target: &'a StatusArgs) -> anyhow::Result<Self> {
+        let limit = target.limit()?;
+        target.tls.install()?;
+        Ok(Group {
+            servers: &target.servers,
+            limit,
+            credentials: target.credentials.credentials()?,
+        })
+    }
+
+    /// How long each step may take.
+    fn patience(&self) -> Duration {
+        self.limit.max(Duration::from_secs(10))
+    }
+
+    /// The reports of the listed replicas that answer, with their addresses.
+    async fn answering(&self) -> Vec<(String, StatusReport)> {
         let mut answering = Vec::new();
-        for addr in &target.servers {
-            if let Ok(report) = status_cmd::ask(addr, limit, credentials.as_ref()).await {
-                answering.push((addr, report));
+        for addr in self.servers {
+            match status_cmd::ask(addr, self.limit, self.credentials.as_ref()).await {
+                Ok(report) => answering.push((addr.clone(), report)),
+                Err(why) => tracing::debug!(%addr, "no status: {why:#}"),
             }
         }
-        let Some((_, newest)) = answering
-            .iter()
-            .filter_map(|(_, r)| r.configs.last().map(|(_, c)| c))
-            .map(|c| (c.epoch, c))
-            .max_by_key(|(epoch, _)| *epoch)
-        else {
-            bail!("no replica answered with the group's configuration");
-        };
-        if !newest.is_member(id) {
-            println!("{id} is not a member (epoch {})", newest.epoch);
-            return Ok(ExitCode::SUCCESS);
-        }
-        let config = Config {
-            epoch: newest.epoch + 1,
-            voters: newest.voters.iter().copied().filter(|&v| v != id).collect(),
-            learners: newest
-                .learners
+        answering
+    }
+
+    /// Has the group decide the configuration `next` makes of the newest one, proposed
+    /// through an answering voter (a follower forwards it to the leader), again while a
+    /// change is in progress, until it is decided or the time is up. `next` answers `None`
+    /// when there is nothing to change, and an error when the change makes no sense.
+    async fn change(
+        &self,
+        next: impl Fn(&Config) -> anyhow::Result<Option<Config>>,
+    ) -> anyhow::Result<Option<(Config, u64)>> {
+        let deadline = Instant::now() + self.patience();
+        loop {
+            let answering = self.answering().await;
+            let Some(newest) = answering
                 .iter()
-                .copied()
-                .filter(|&l| l != id)
-                .collect(),
-        };
-        let via = answering
-            .iter()
-            .filter(|(_, r)| r.role == synod_rsm::Role::Voter)
-            .map(|(addr, _)| *addr);
-        for addr in via {
-            match propose(addr, &config, limit, credentials.as_ref()).await {
-                Ok(from) => {
-                    println!(
-                        "removed {id}: epoch {} decided, in effect from instance {from}",
-                        config.epoch
-                    );
-                    return Ok(ExitCode::SUCCESS);
+                .filter_map(|(_, r)| r.configs.last().map(|(_, c)| c))
+                .max_by_key(|c| c.epoch)
+            else {
+                bail!("no listed replica answered with the group's configuration");
+            };
+            let Some(config) = next(newest)? else {
+                return Ok(None);
+            };
+            let via = answering
+                .iter()
+                .filter(|(_, r)| r.role == Role::Voter)
+                .map(|(addr, _)| addr);
+            for addr in via {
+                match propose(addr, &config, self.limit, self.credentials.as_ref()).await {
+                    Ok(from) => return Ok(Some((config, from))),
+                    // Refused is final: the user may not change the membership.
+                    Err(why) if matches!(why.downcast_ref(), Some(ConfigError::Refused(_))) => {
+                        return Err(why)
+                    }
+                    Err(why) => tracing::info!(%addr, "change not taken: {why:#}"),
                 }
-                Err(why) => tracing::info!(%addr, "change not taken: {why:#}"),
+            }
+            if Instant::now() > deadline {
+                bail!("the change was not decided in time (is a majority of the voters up?)");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Adds `id`, listening on `addr`, as a learner. Refused before any change when the
+    /// replica at `addr` answers as another replica.
+    async fn add_learner(&self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
+        let there = addr.to_string();
+        let answer = status_cmd::ask(&there, self.limit, self.credentials.as_ref()).await;
+        if let Ok(report) = answer {
+            if report.id != id {
+                bail!(
+                    "{addr} is replica {}, not {id}: start the new replica with --id {} \
+                     --join {addr}, or name it {}",
+                    report.id,
+                    id.0,
+                    report.id
+                );
             }
         }
-        if Instant::now() > deadline {
-            bail!("the change was not decided in time (is a majority of the voters up?)");
+        let decided = self
+            .change(|newest| {
+                if newest.is_voter(id) {
+                    bail!("{id} is already a voter (epoch {})", newest.epoch);
+                }
+                if newest.learners.contains(&id) {
+                    return Ok(None);
+                }
+                let mut config = newest.clone();
+                config.epoch += 1;
+                config.learners.push(id);
+                config.addrs.insert(id, addr.to_string());
+                Ok(Some(config))
+            })
+            .await?;
+        match decided {
+            Some((config, from)) => println!(
+                "added {id} at {addr} as a learner: epoch {} decided, in effect from instance \
+                 {from}",
+                config.epoch
+            ),
+            None => println!("{id} is already a learner"),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+
+    /// Waits until learner `id`, at `addr`, has the group's state and has applied as far
+    /// as the most advanced listed replica had when the wait began.
+    async fn caught_up(&self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
+        let began = Instant::now();
+        let target = self
+            .answering()
+            .await
+            .iter()
+            .filter_map(|(_, r)| r.applied)
+            .max()
+            .unwrap_or(0);
+        let deadline = began + self.patience();
+        let addr = addr.to_string();
+        loop {
+            let report = status_cmd::ask(&addr, self.limit, self.credentials.as_ref()).await;
+            match &report {
+                Ok(r) if r.id != id => {
+                    bail!("{addr} is replica {}, not {id}", r.id)
+                }
+                Ok(r)
+                    if r.role == Role::Learner
+                        && r.catch_up.is_none()
+                        && r.applied.is_some_and(|a| a >= target) =>
+                {
+                    println!(
+                        "{id} caught up in {:.2} s (applied {} of at least {target})",
+                        began.elapsed().as_secs_f64(),
+                        r.applied.unwrap_or(0)
+                    );
+                    return Ok(());
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                let now = match report {
+                    Ok(r) => format!("{} applied={:?}", r.role.name(), r.applied),
+                    Err(why) => format!("unreachable: {why:#}"),
+                };
+                bail!(
+                    "{id} at {addr} did not catch up in time (it is {now}; the group had \
+                     applied {target}); it stays a learner"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes learner `id` a voter, in `replacing`'s place if given (one change).
+    async fn promote(&self, id: NodeId, replacing: Option<NodeId>) -> anyhow::Result<()> {
+        let decided = self
+            .change(|newest| {
+                if newest.is_voter(id) && replacing.is_none_or(|old| !newest.is_member(old)) {
+                    return Ok(None);
+                }
+                if !newest.learners.contains(&id) {
+                    bail!(
+                        "{id} is no learner of epoch {} (add it first: member add --learner)",
+                        newest.epoch
+                    );
+                }
+                let mut config = newest.clone();
+                config.epoch += 1;
+                config.learners.retain(|&l| l != id);
+                if let Some(old) = replacing {
+                    if !newest.is_member(old) {
+                        bail!("{old} is not a member of epoch {}", newest.epoch);
+                    }
+                    config.voters.retain(|&v| v != old);
+                    config.learners.retain(|&l| l != old);
+                    config.addrs.remove(&old);
+                }
+                config.voters.push(id);
+                Ok(Some(config))
+            })
+            .await?;
+        match (decided, replacing) {
+            (Some((config, from)), None) => println!(
+                "promoted {id} to voter: epoch {} decided, in effect from instance {from}",
+                config.epoch
+            ),
+            (Some((config, from)), Some(old)) => println!(
+                "replaced {old} by {id}: epoch {} decided, in effect from instance {from}",
+                config.epoch
+            ),
+            (None, _) => println!("{id} is already a voter"),
+        }
+        Ok(())
     }
 }
 
@@ -141,7 +376,9 @@ async fn propose(
     limit: Duration,
     credentials: Option<&Credentials>,
 ) -> anyhow::Result<u64> {
-    let mut client: Client<KvMsg> = Client::connect_as(addr, limit, credentials).await?;
+    let mut client: Client<KvMsg> = Client::connect_as(addr, limit, credentials)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
     let ask = RsmMsg::Reconfigure {
         config: config.clone(),
     };

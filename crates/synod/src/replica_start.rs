@@ -9,6 +9,10 @@
 //! infers its history from its peers: a peer that already has a log may just have started
 //! first, and a replica of a new cluster that took that for a lost disk would wedge it.
 //!
+//! A third way in is `--join ADDR` (`kv serve` only): a new replica of a running cluster,
+//! under an id of its own beyond `--peers`, that starts as nothing but a learner in waiting
+//! and votes only once the group made it a voter (docs/paxos.md, "Membership changes").
+//!
 //! Every start also checks the directory's identity (see [`crate::identity`]).
 //!
 //! [`serve_replica`] is the one way the three replicated servers run: lock the directory,
@@ -65,6 +69,9 @@ pub struct Replica<'a> {
     pub data: &'a Path,
     pub index: usize,
     pub peers: &'a [SocketAddr],
+    /// For a replica joining the running cluster of `peers` (`--join`): the address it
+    /// listens on; its `index` is then beyond `peers`.
+    pub join: Option<SocketAddr>,
     pub start: &'a StartArgs,
     /// Its node id, and the node ids and addresses of the servers it talks to.
     pub me: NodeId,
@@ -84,6 +91,7 @@ impl<'a> Replica<'a> {
             data: &args.data,
             index: args.id,
             peers: &args.peers,
+            join: None,
             start: &args.start,
             me: NodeId(args.id as u64),
             links: ids.zip(args.peers.iter().copied()).collect(),
@@ -114,20 +122,37 @@ where
         data,
         index,
         peers,
+        join,
         start,
         me,
         links,
         max_frame,
         metrics,
     } = replica;
-    let Some(&listen) = peers.get(index) else {
-        bail!(
-            "--id {index} is not an index into --peers ({} addresses)",
+    let listen = match (join, peers.get(index)) {
+        (None, Some(&listen)) => listen,
+        (None, None) => {
+            // A directory that joined, started without its --join: say so, naming both.
+            let given = Identity::new(index, peers, &start.cluster_token)?;
+            if let Some(recorded) = identity::read(data)?.filter(|r| r.joined.is_some()) {
+                recorded.check(data, &given)?;
+            }
+            bail!(
+                "--id {index} is not an index into --peers ({} addresses); a replica new to a \
+                 running cluster starts with --join ADDR",
+                peers.len()
+            )
+        }
+        (Some(_), Some(_)) => bail!(
+            "--id {index} is replica {index} of --peers: a joining replica takes a new id, \
+             {} or more, never a former replica's (a replica that lost its disk returns under \
+             a new id)",
             peers.len()
-        );
+        ),
+        (Some(listen), None) => listen,
     };
     let _lock = data_dir::lock(data)?;
-    let paxos = prepare(data, index, peers, start)?;
+    let paxos = prepare(data, index, peers, join, start)?;
     let storage = FileStorage::open(data)
         .with_context(|| format!("opening replica state in {}", data.display()))?;
     let node = node(paxos)?;
@@ -184,17 +209,22 @@ pub struct StartArgs {
     pub tls: ServerTlsArgs,
 }
 
-/// Prepares the locked data directory `data` of replica `index` of `peers` to start, and
-/// returns the Paxos configuration to start it with. Refuses an empty directory without
-/// `--bootstrap` or `--rejoin`, and a directory whose identity disagrees with the flags;
-/// records the identity of a directory that has none.
+/// Prepares the locked data directory `data` of replica `index` of `peers` (or joining
+/// their cluster at `join`) to start, and returns the Paxos configuration to start it with.
+/// Refuses an empty directory without `--bootstrap`, `--rejoin` or `--join`, and a
+/// directory whose identity disagrees with the flags; records the identity of a directory
+/// that has none.
 pub fn prepare(
     data: &Path,
     index: usize,
     peers: &[SocketAddr],
+    join: Option<SocketAddr>,
     args: &StartArgs,
 ) -> anyhow::Result<PaxosConfig> {
-    let given = Identity::new(index, peers, &args.cluster_token)?;
+    let mut given = Identity::new(index, peers, &args.cluster_token)?;
+    if let Some(addr) = join {
+        given = given.joined_at(addr);
+    }
     let recorded = identity::read(data)?;
     if let Some(recorded) = &recorded {
         recorded.check(data, &given)?;
@@ -202,7 +232,7 @@ pub fn prepare(
     // Damaged state counts as state: opening the storage refuses it with the reason.
     let holds_state = FileStorage::holds_state(data).unwrap_or(true);
     let rejoin = if holds_state {
-        if args.bootstrap || args.rejoin {
+        if (args.bootstrap || args.rejoin) && join.is_none() {
             let flag = if args.bootstrap {
                 "--bootstrap"
             } else {
@@ -213,6 +243,10 @@ pub fn prepare(
                 "the data directory holds state, so this is a restart: {flag} is ignored"
             );
         }
+        false
+    } else if join.is_some() {
+        // A new id: it has made no promise anywhere, and votes only once a change names it.
+        tracing::info!(data = %data.display(), "joining the running cluster as a new replica");
         false
     } else if args.bootstrap {
         tracing::info!(data = %data.display(), "bootstrapping a new replica");
@@ -264,7 +298,7 @@ mod tests {
     #[test]
     fn an_empty_directory_needs_a_declaration() {
         let dir = tempfile::tempdir().unwrap();
-        let err = prepare(dir.path(), 0, &peers(), &args(false, false)).unwrap_err();
+        let err = prepare(dir.path(), 0, &peers(), None, &args(false, false)).unwrap_err();
         assert!(err.to_string().ends_with(
             "holds no state: start it with --bootstrap if this replica is new and the cluster \
              is being formed, or with --rejoin if it lost its disk (docs/running.md, \
@@ -276,16 +310,33 @@ mod tests {
             "nothing recorded"
         );
 
-        let new = prepare(dir.path(), 0, &peers(), &args(true, false)).unwrap();
+        let new = prepare(dir.path(), 0, &peers(), None, &args(true, false)).unwrap();
         assert!(!new.rejoin);
         let recorded = Identity::new(0, &peers(), DEFAULT_CLUSTER_TOKEN).unwrap();
         assert_eq!(identity::read(dir.path()).unwrap(), Some(recorded));
 
         let lost = tempfile::tempdir().unwrap();
         assert!(
-            prepare(lost.path(), 1, &peers(), &args(false, true))
+            prepare(lost.path(), 1, &peers(), None, &args(false, true))
                 .unwrap()
                 .rejoin
+        );
+    }
+
+    #[test]
+    fn a_joining_replica_records_where_it_joined_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = SocketAddr::from(([127, 0, 0, 1], 9));
+        let joined = prepare(dir.path(), 3, &peers(), Some(at), &args(false, false)).unwrap();
+        assert!(!joined.rejoin, "a new id has no promises to relearn");
+        let recorded = identity::read(dir.path()).unwrap().unwrap();
+        assert_eq!(recorded.joined, Some(at));
+        assert_eq!(recorded.peers, peers(), "the cluster's id and peer list");
+        let err = prepare(dir.path(), 3, &peers(), None, &args(false, false)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("with --join 127.0.0.1:9, but it is now started without --join"),
+            "{err}"
         );
     }
 
@@ -297,7 +348,7 @@ mod tests {
         storage.persist_before_send().unwrap();
         drop(storage);
         for (bootstrap, rejoin) in [(false, false), (true, false), (false, true)] {
-            let config = prepare(dir.path(), 2, &peers(), &args(bootstrap, rejoin)).unwrap();
+            let config = prepare(dir.path(), 2, &peers(), None, &args(bootstrap, rejoin)).unwrap();
             assert!(!config.rejoin, "a restart never rejoins");
         }
     }

@@ -195,6 +195,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         data: &data,
         index: r.id,
         peers: &r.peers,
+        join: None,
         start: &r.start,
         me,
         links,

@@ -136,12 +136,18 @@ fn describe_configs(configs: &[(u64, synod_paxos::Config)]) -> String {
                 0 => "in effect".to_owned(),
                 _ => format!("decided, in effect from instance {from}"),
             };
-            format!(
+            let mut text = format!(
                 "epoch {} ({when}) voters {} learners {}",
                 c.epoch,
                 names(&c.voters),
                 names(&c.learners)
-            )
+            );
+            if !c.addrs.is_empty() {
+                let addrs: Vec<String> =
+                    c.addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
+                text.push_str(&format!(" joined at [{}]", addrs.join(",")));
+            }
+            text
         })
         .collect();
     format!("membership: {}", parts.join("; "))

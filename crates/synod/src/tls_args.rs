@@ -102,7 +102,8 @@ pub enum CertsCommand {
     Member {
         #[arg(long)]
         dir: PathBuf,
-        /// The member's node id: its index in --peers for kv and shardctl replicas.
+        /// The member's node id: its index in --peers for kv and shardctl replicas, or the
+        /// new id of a kv replica that joins a running cluster (`kv serve --join`).
         #[arg(long)]
         id: u64,
         /// The cluster's --cluster-token.

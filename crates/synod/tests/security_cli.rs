@@ -178,7 +178,7 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
     assert!(issued.status.success(), "{}", stderr(&issued));
     let acl = dir.path().join("users.acl");
     std::fs::write(&acl, ACL).expect("acl file");
-    let ports = free_ports(2);
+    let ports = free_ports(3);
     let peers = format!("127.0.0.1:{}", ports[0]);
     let mut args = kv_replica_args(0, &peers, dir.path(), ports[1], Some("--bootstrap"));
     let tls_path = |name: &str| path(&tls.join(name)).to_owned();
@@ -306,6 +306,62 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
         "{}",
         stdout(&status)
     );
+
+    // A membership change needs a user allowed everything: a new replica, with a member
+    // certificate of its own id, is added by the default user and refused to the reader.
+    let issued = run(&[
+        "certs",
+        "member",
+        "--dir",
+        path(&tls),
+        "--id",
+        "1",
+        "--host",
+        "127.0.0.1",
+    ]);
+    assert!(issued.status.success(), "{}", stderr(&issued));
+    let joined_at = format!("127.0.0.1:{}", ports[2]);
+    let data = dir.path().join("r1");
+    let joining = Server::start_logged(
+        &[
+            "kv",
+            "serve",
+            "--id",
+            "1",
+            "--peers",
+            &peers,
+            "--join",
+            &joined_at,
+            "--data",
+            path(&data),
+            "--acl-file",
+            path(&acl),
+            "--tls-cert",
+            &tls_path("member-1.pem"),
+            "--tls-key",
+            &tls_path("member-1.key"),
+            "--tls-ca",
+            &tls_path("ca.pem"),
+        ],
+        "kv replica 1 listening on",
+        Duration::from_secs(20),
+    );
+    let refused = native(
+        Some(("reader", &reader)),
+        &[],
+        &["member", "add", "n1", &joined_at],
+    );
+    assert!(
+        refused.contains("refused: user reader may not change the cluster's membership"),
+        "{refused}"
+    );
+    let added = native(
+        Some(("default", &root)),
+        &[],
+        &["member", "add", "n1", &joined_at],
+    );
+    assert!(added.contains("promoted n1 to voter"), "{added}");
+    drop(joining);
 
     replica.signal("TERM");
     assert_eq!(replica.wait_exit(Duration::from_secs(15)), Some(0));

@@ -62,6 +62,7 @@ impl KvModel {
                 epoch: 1,
                 voters: vec![NodeId(0), NodeId(1)],
                 learners: Vec::new(),
+                addrs: Default::default(),
             }),
         }
     }

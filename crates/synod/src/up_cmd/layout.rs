@@ -392,8 +392,9 @@ fn started_at_this_size(dir: &Path, replicas: usize) -> anyhow::Result<bool> {
                     "{} belongs to a cluster of {size} replicas, and --replicas is {replicas}: \
                      starting {replicas} on its data would form another cluster and could lose \
                      acknowledged writes. Run `synod up --dir {} --replicas {size}`; a running \
-                     cluster changes its size only through a membership change, which synod \
-                     does not offer yet",
+                     cluster changes its size only through membership changes (`synod kv \
+                     member`, docs/running.md, \"Membership\"), which `synod up` does not \
+                     make yet",
                     path.join(identity::IDENTITY_FILE).display(),
                     dir.display(),
                 );

@@ -162,3 +162,18 @@ pub fn assert_linearizable(history: &[Operation<KvInput, String>], min_acknowled
         history.len()
     );
 }
+
+/// The longest time within `from..to` (nanoseconds since the load's start) without an
+/// acknowledged operation: the unavailability a fault or a change caused.
+pub fn longest_gap(history: &[Operation<KvInput, String>], from: u64, to: u64) -> Duration {
+    let mut ends: Vec<u64> = history
+        .iter()
+        .filter_map(|op| op.ret)
+        .filter(|&ret| (from..to).contains(&ret))
+        .collect();
+    ends.push(from);
+    ends.push(to);
+    ends.sort_unstable();
+    let gap = ends.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    Duration::from_nanos(gap)
+}
