@@ -691,6 +691,46 @@ mod tests {
     }
 
     #[test]
+    fn a_member_record_restarts_the_cluster_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = Layout::Kv { replicas: 3 }.plan(dir.path()).unwrap();
+        assert_eq!(kv_founded_size(dir.path()).unwrap(), None);
+        let mut record = KvMembers::formed(&plan);
+        assert_eq!(record.next_id, 3);
+        // Replica 1 was replaced by replica 3, which joined.
+        record.members.remove(1);
+        record.members.push(KvMember {
+            id: 3,
+            peer: 40001,
+            resp: 40002,
+            joined: true,
+        });
+        record.next_id = 4;
+        record.write(dir.path()).unwrap();
+        assert_eq!(kv_founded_size(dir.path()).unwrap(), Some(3));
+
+        let peers = plan.kv_peers();
+        let read = KvMembers::read(dir.path()).unwrap().unwrap();
+        assert_eq!(read, record);
+        plan.with_members(dir.path(), &read).unwrap();
+        let names: Vec<&str> = plan.children.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["replica 0", "replica 2", "replica 3"]);
+        let flag = |c: &ChildSpec, name: &str| {
+            let at = c.args.iter().position(|a| a == name)?;
+            c.args.get(at + 1).cloned()
+        };
+        for child in &plan.children {
+            assert_eq!(flag(child, "--peers"), Some(peers.clone()), "{child:?}");
+        }
+        let joined = &plan.children[2];
+        assert_eq!(flag(joined, "--join").as_deref(), Some("127.0.0.1:40001"));
+        assert_eq!(flag(joined, "--id").as_deref(), Some("3"));
+        assert_eq!(joined.member, Some(NodeId(3)));
+        assert_eq!(joined.paxos_data, Some(kv_replica_dir(dir.path(), 3)));
+        assert_eq!(flag(&plan.children[0], "--join"), None);
+    }
+
+    #[test]
     fn a_kv_cluster_whose_replicas_recorded_their_identity_keeps_its_ports() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::Kv { replicas: 3 };
