@@ -310,14 +310,53 @@ fn up_grows_and_shrinks_a_cluster_through_membership_changes() {
     read_keys(again[3].resp, &pw, 20);
     stop(cluster, &again.iter().map(|r| r.pid).collect::<Vec<_>>());
 
-    // 5 -> 3: the highest two are removed, then stopped, their directories removed.
-    let (cluster, before) = up_sized(dir.path(), &["--replicas", "3"], 5);
+    // 5 -> 4, stopped in the middle: `up` made the change that removes n4 but was stopped
+    // before it stopped n4, deleted its directory and recorded that. So the record still
+    // lists n4, with its removal pending, and its directory is there.
+    let record = std::fs::read_to_string(dir.path().join("members-kv.json")).expect("record");
+    let kept = dir.path().join("kept");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .args([dir.path().join("replica-4"), kept.clone()])
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let (cluster, before) = up_sized(dir.path(), &["--replicas", "4"], 5);
+    let members = members_line(&cluster);
+    assert!(members.starts_with("members: n0,n1,n2,n3 "), "{members}");
+    assert!(!alive(before[4].pid), "removed replica 4 still runs");
+    assert!(!dir.path().join("replica-4").exists());
+    stop(cluster, &before.iter().map(|r| r.pid).collect::<Vec<_>>());
+    std::fs::rename(&kept, dir.path().join("replica-4")).expect("restoring replica 4");
+    let mut record = record;
+    let end = record.rfind('}').expect("a JSON object");
+    record.insert_str(end, r#", "pending": {"remove": {"id": 4}}"#);
+    std::fs::write(dir.path().join("members-kv.json"), record).expect("writing the record");
+
+    // The next `up` (a plain one: the cluster keeps the size it is changing to) finishes it.
+    let (cluster, before) = up_sized(dir.path(), &[], 5);
+    for line in [
+        "finishing the change an earlier `up` began: removing replica 4",
+        "n4 is not a member",
+        "replica 4 stopped and its data directory removed",
+        "members: n0,n1,n2,n3 ",
+    ] {
+        assert!(
+            cluster.next_line(line, Duration::from_secs(60)).is_some(),
+            "no {line:?}: {}",
+            cluster.logs()
+        );
+    }
+    assert!(!dir.path().join("replica-4").exists());
+    assert_voters(dir.path(), &before[..4], "n0,n1,n2,n3");
+    stop(cluster, &before.iter().map(|r| r.pid).collect::<Vec<_>>());
+
+    // 4 -> 3: the highest is removed, then stopped, its directory deleted.
+    let (cluster, before) = up_sized(dir.path(), &["--replicas", "3"], 4);
     let members = members_line(&cluster);
     assert!(members.starts_with("members: n0,n1,n2 "), "{members}");
-    for id in [3, 4] {
-        assert!(!alive(before[id].pid), "removed replica {id} still runs");
-        assert!(!dir.path().join(format!("replica-{id}")).exists());
-    }
+    assert!(!alive(before[3].pid), "removed replica 3 still runs");
+    assert!(!dir.path().join("replica-3").exists());
     assert_voters(dir.path(), &before[..3], "n0,n1,n2");
     read_keys(before[1].resp, &pw, 20);
     stop(cluster, &before.iter().map(|r| r.pid).collect::<Vec<_>>());

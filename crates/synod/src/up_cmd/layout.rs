@@ -384,6 +384,22 @@ pub struct KvMembers {
     pub next_id: u64,
     /// The members, by id.
     pub members: Vec<KvMember>,
+    /// The change `up` was making, recorded before it is made and cleared once it is done,
+    /// so an `up` stopped in its middle has the next one finish it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// A membership change `up` has begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    /// Member `id` (recorded, started with `--join`) is to become a voter.
+    Add { id: u64 },
+    /// Member `new` (recorded in `old`'s place) is to become a voter in `old`'s place.
+    Replace { old: u64, new: u64 },
+    /// Member `id` (still recorded) is to be removed, stopped and its directory deleted.
+    Remove { id: u64 },
 }
 
 /// One member of [`KvMembers`].
@@ -427,6 +443,7 @@ impl KvMembers {
             founded: members.len(),
             next_id: members.len() as u64,
             members,
+            pending: None,
         }
     }
 

@@ -8,8 +8,10 @@
 //! so a plain `synod up` restarts the cluster as it is: the replicas it was formed with (the
 //! `--peers` of every replica, for life) that are still members, and the replicas that joined
 //! it, each restarted with its `--join`. A new replica is recorded (with its new id and
-//! ports) before it starts, so an id is never handed out twice; a removed one after its
-//! removal was decided.
+//! ports) before it starts, so an id is never handed out twice. Each change is recorded as
+//! [`Pending`] before it is made and cleared once it is done: an `up` stopped in the middle
+//! of one leaves it recorded, and the next `up` finishes it before anything else (every step
+//! is idempotent: a change already decided is not made again).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,15 +20,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use synod_net::Credentials;
 use synod_node::NodeId;
+use synod_paxos::Config;
 use synod_storage::FileStorage;
 use tokio::sync::mpsc;
 
 use super::child::Event;
 use super::dashboard::Dashboard;
-use super::layout::{self, KvMember, KvMembers, Plan};
+use super::layout::{self, ChildSpec, KvMember, KvMembers, Pending, Plan};
 use super::{finish_child, line, report, Running};
 use crate::member_cmd::Group;
+use crate::status_cmd;
 
 /// How long each replica may take to answer a status request during a change.
 const ASK_LIMIT: Duration = Duration::from_secs(2);
@@ -74,17 +79,25 @@ impl Changes {
             }
             None => KvMembers::formed(plan),
         };
+        // The replica of a pending change is new or leaving, not lost: its change is
+        // finished first (a leaving one whose directory is gone is not started at all).
+        let pending = match record.pending {
+            Some(Pending::Add { id } | Pending::Replace { new: id, .. }) => Some(id),
+            Some(Pending::Remove { id }) => {
+                plan.children
+                    .retain(|c| c.member != Some(NodeId(id)) || !is_blank(c));
+                Some(id)
+            }
+            None => None,
+        };
         let mut lost = Vec::new();
         if formed {
             let blank: Vec<u64> = plan
                 .children
                 .iter()
-                .filter(|c| {
-                    c.paxos_data
-                        .as_deref()
-                        .is_some_and(|d| !FileStorage::holds_state(d).unwrap_or(true))
-                })
+                .filter(|c| is_blank(c))
                 .filter_map(|c| c.member.map(|m| m.0))
+                .filter(|&id| Some(id) != pending)
                 .collect();
             let n = plan.children.len();
             if !blank.is_empty() && n - blank.len() > n / 2 {
@@ -107,7 +120,9 @@ impl Changes {
                 );
             }
         }
-        let target = replicas.unwrap_or(record.members.len());
+        // Without --replicas, the size the cluster has once the pending change is done.
+        let leaving = matches!(record.pending, Some(Pending::Remove { .. }));
+        let target = replicas.unwrap_or(record.members.len() - usize::from(leaving));
         Ok(Changes {
             record,
             lost,
@@ -120,58 +135,48 @@ impl Changes {
     /// or removes replicas until there are as many as wanted. `Some(exit code)` if a child
     /// died for good meanwhile (the cluster stops).
     pub async fn make(mut self, cluster: &mut Cluster<'_>) -> anyhow::Result<Option<ExitCode>> {
-        let changing = !self.lost.is_empty() || self.target != self.record.members.len();
+        let changing = self.record.pending.is_some()
+            || !self.lost.is_empty()
+            || self.target != self.record.members.len();
         let began = std::time::Instant::now();
+        match self.record.pending {
+            Some(Pending::Add { id }) => {
+                println!("finishing the change an earlier `up` began: adding replica {id}");
+                self.join(cluster, id, None).await?;
+            }
+            Some(Pending::Replace { old, new }) => {
+                println!(
+                    "finishing the change an earlier `up` began: replacing replica {old} by \
+                     replica {new}"
+                );
+                self.join(cluster, new, Some(old)).await?;
+            }
+            Some(Pending::Remove { id }) => {
+                println!("finishing the change an earlier `up` began: removing replica {id}");
+                self.leave(cluster, id).await?;
+            }
+            None => {}
+        }
         for old in std::mem::take(&mut self.lost) {
-            let (new, addr) = match self.start_new(cluster, Some(old)).await? {
-                Ok(started) => started,
+            let new = match self.start_new(cluster, Some(old)).await? {
+                Ok(new) => new,
                 Err(code) => return Ok(Some(code)),
             };
-            let servers = self.servers();
-            let group = self.group(cluster, &servers);
-            group.add_learner(NodeId(new), addr).await?;
-            group.caught_up(NodeId(new), addr).await?;
-            group.promote(NodeId(new), Some(NodeId(old))).await?;
-            // It held nothing: that is why it was replaced.
-            let old_dir = layout::kv_replica_dir(cluster.dir, old as usize);
-            if old_dir.exists() {
-                std::fs::remove_dir_all(&old_dir)
-                    .with_context(|| format!("removing {}", old_dir.display()))?;
-            }
-            println!("replica {old} (its data directory was lost) replaced by replica {new}");
+            self.join(cluster, new, Some(old)).await?;
         }
         while self.record.members.len() < self.target {
-            let (new, addr) = match self.start_new(cluster, None).await? {
-                Ok(started) => started,
+            let new = match self.start_new(cluster, None).await? {
+                Ok(new) => new,
                 Err(code) => return Ok(Some(code)),
             };
-            let servers = self.servers();
-            let group = self.group(cluster, &servers);
-            group.add_learner(NodeId(new), addr).await?;
-            group.caught_up(NodeId(new), addr).await?;
-            group.promote(NodeId(new), None).await?;
+            self.join(cluster, new, None).await?;
         }
         while self.record.members.len() > self.target {
             let Some(id) = self.record.members.iter().map(|m| m.id).max() else {
                 break;
             };
             println!("removing replica {id}");
-            let servers = self.servers();
-            self.group(cluster, &servers).remove(NodeId(id)).await?;
-            self.record.members.retain(|m| m.id != id);
-            self.record.write(cluster.dir)?;
-            let running = &mut *cluster.running;
-            if let Some(index) =
-                (running.plan.children.iter()).position(|c| c.member == Some(NodeId(id)))
-            {
-                running.stop(index).await;
-                cluster.board.died(index, "removed from the cluster".into());
-            }
-            // A removed replica never votes again, and its id is never reused.
-            let data = layout::kv_replica_dir(cluster.dir, id as usize);
-            std::fs::remove_dir_all(&data)
-                .with_context(|| format!("removing {}", data.display()))?;
-            println!("replica {id} stopped and its data directory removed");
+            self.leave(cluster, id).await?;
         }
         if changing {
             let ids: Vec<String> = self
@@ -189,6 +194,64 @@ impl Changes {
         Ok(None)
     }
 
+    /// Makes running member `id` a voter (in `replacing`'s place, if given) unless the
+    /// cluster's newest configuration already has it so; then the change is done.
+    async fn join(
+        &mut self,
+        cluster: &Cluster<'_>,
+        id: u64,
+        replacing: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let Some(member) = self.record.members.iter().find(|m| m.id == id) else {
+            bail!("replica {id} is not in {}", layout::MEMBERS_FILE);
+        };
+        let addr = loopback(member.peer);
+        let servers = self.servers();
+        let credentials = cluster.running.plan.credentials();
+        let (new, old) = (NodeId(id), replacing.map(NodeId));
+        let done = newest_config(&servers, credentials.as_ref())
+            .await
+            .is_some_and(|c| c.is_voter(new) && old.is_none_or(|old| !c.is_member(old)));
+        if !done {
+            let group = Group::of(&servers, ASK_LIMIT, credentials);
+            group.add_learner(new, addr).await?;
+            group.caught_up(new, addr).await?;
+            group.promote(new, old).await?;
+        }
+        if let Some(old) = replacing {
+            // It held nothing: that is why it was replaced.
+            remove_dir(&layout::kv_replica_dir(cluster.dir, old as usize))?;
+            println!("replica {old} (its data directory was lost) replaced by replica {id}");
+        }
+        self.record.pending = None;
+        self.record.write(cluster.dir)
+    }
+
+    /// Removes member `id` from the cluster, then stops it and deletes its directory.
+    async fn leave(&mut self, cluster: &mut Cluster<'_>, id: u64) -> anyhow::Result<()> {
+        self.record.pending = Some(Pending::Remove { id });
+        self.record.write(cluster.dir)?;
+        let servers = self.servers();
+        let credentials = cluster.running.plan.credentials();
+        Group::of(&servers, ASK_LIMIT, credentials)
+            .remove(NodeId(id))
+            .await?;
+        let running = &mut *cluster.running;
+        if let Some(index) =
+            (running.plan.children.iter()).position(|c| c.member == Some(NodeId(id)))
+        {
+            running.stop(index).await;
+            cluster.board.died(index, "removed from the cluster".into());
+        }
+        // A removed replica never votes again, and its id is never reused.
+        remove_dir(&layout::kv_replica_dir(cluster.dir, id as usize))?;
+        self.record.members.retain(|m| m.id != id);
+        self.record.pending = None;
+        self.record.write(cluster.dir)?;
+        println!("replica {id} stopped and its data directory removed");
+        Ok(())
+    }
+
     /// The members' addresses, for [`Group`].
     fn servers(&self) -> Vec<String> {
         (self.record.members.iter())
@@ -196,19 +259,14 @@ impl Changes {
             .collect()
     }
 
-    /// `synod kv member`'s steps on the members at `servers`, as the cluster's user.
-    fn group<'s>(&self, cluster: &Cluster<'_>, servers: &'s [String]) -> Group<'s> {
-        Group::of(servers, ASK_LIMIT, cluster.running.plan.credentials())
-    }
-
-    /// Records a new member (in `replacing`'s place, if given), starts it with `--join` and
-    /// waits until it listens. Its id and peer address, or the exit code if a child died for
-    /// good meanwhile.
+    /// Records a new member (in `replacing`'s place, if given) and the change to come,
+    /// starts it with `--join` and waits until it listens. Its id, or the exit code if a
+    /// child died for good meanwhile.
     async fn start_new(
         &mut self,
         cluster: &mut Cluster<'_>,
         replacing: Option<u64>,
-    ) -> anyhow::Result<Result<(u64, SocketAddr), ExitCode>> {
+    ) -> anyhow::Result<Result<u64, ExitCode>> {
         let id = self.record.next_id;
         let [peer, resp, metrics] = self.fresh_ports(cluster)?;
         let member = KvMember {
@@ -220,6 +278,10 @@ impl Changes {
         self.record.next_id += 1;
         self.record.members.retain(|m| Some(m.id) != replacing);
         self.record.members.push(member.clone());
+        self.record.pending = Some(match replacing {
+            Some(old) => Pending::Replace { old, new: id },
+            None => Pending::Add { id },
+        });
         self.record.write(cluster.dir)?;
         match replacing {
             Some(old) => println!("starting replica {id} to replace replica {old}"),
@@ -241,7 +303,6 @@ impl Changes {
         let metrics = loopback(metrics);
         finish_child(&mut spec, cluster.max_value_bytes, metrics);
         cluster.board.add(&spec, Some(metrics));
-        let addr = spec.peer;
         let index = cluster.running.spawn(spec, metrics);
         let started = tokio::time::Instant::now();
         loop {
@@ -255,7 +316,7 @@ impl Changes {
                     cluster.board.started(index, pid);
                     let spec = &running.plan.children[index];
                     println!("{}", line(spec, running.metrics[index], pid));
-                    return Ok(Ok((id, addr)));
+                    return Ok(Ok(id));
                 }
                 Ok(Some(event)) => {
                     if let Some(code) =
@@ -297,6 +358,38 @@ impl Changes {
             _ => bail!("found no 3 free ports for a new replica"),
         }
     }
+}
+
+/// Whether `child`'s data directory holds no state (damaged state is state: the replica
+/// refuses it with the reason).
+fn is_blank(child: &ChildSpec) -> bool {
+    (child.paxos_data.as_deref()).is_some_and(|d| !FileStorage::holds_state(d).unwrap_or(true))
+}
+
+/// Removes `dir` and what it holds, if it exists.
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The newest configuration the replicas at `servers` that answer know, if any answers.
+async fn newest_config(servers: &[String], credentials: Option<&Credentials>) -> Option<Config> {
+    let mut newest: Option<Config> = None;
+    for addr in servers {
+        let Ok(report) = status_cmd::ask(addr, ASK_LIMIT, credentials).await else {
+            continue;
+        };
+        if let Some((_, config)) = report.configs.last() {
+            if newest.as_ref().is_none_or(|n| config.epoch > n.epoch) {
+                newest = Some(config.clone());
+            }
+        }
+    }
+    newest
 }
 
 /// The ports of the replicas the cluster was formed with, from their `--peers`.
