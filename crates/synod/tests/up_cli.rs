@@ -421,6 +421,57 @@ fn a_replica_whose_disk_was_lost_is_replaced_under_a_new_id() {
     stop(cluster, &again.iter().map(|r| r.pid).collect::<Vec<_>>());
 }
 
+/// A replica that joined and whose directory is deleted under a running `up` is not
+/// restarted blank under its id (it would vote as if it had promised nothing, and it cannot
+/// rejoin): `up` stops, and the next `up` replaces it.
+#[test]
+fn a_joined_replica_whose_directory_vanishes_under_up_is_replaced_by_the_next_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, three) = up(dir.path());
+    let pw = password(dir.path());
+    stop(cluster, &three.iter().map(|r| r.pid).collect::<Vec<_>>());
+    let (mut cluster, mut four) = up_with(dir.path(), &["--replicas", "4"]);
+    four.push(added(&cluster, 3));
+    members_line(&cluster);
+    write_keys(four[3].resp, &pw, 20);
+
+    std::fs::remove_dir_all(dir.path().join("replica-3")).expect("removing replica 3's data");
+    signal_pid(four[3].pid, "KILL");
+    assert_eq!(
+        cluster.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.logs().contains(
+            "and its data directory is gone: a replica that joined cannot rejoin under its id"
+        ),
+        "{}",
+        cluster.logs()
+    );
+    for r in &four {
+        assert!(
+            !alive(r.pid),
+            "child {} still running after up exited",
+            r.pid
+        );
+    }
+
+    let (cluster, mut now) = up(dir.path());
+    now.push(added(&cluster, 4));
+    cluster
+        .next_line(
+            "replica 3 (its data directory was lost) replaced by replica 4",
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| panic!("no replacement: {}", cluster.logs()));
+    assert!(members_line(&cluster).starts_with("members: n0,n1,n2,n4 "));
+    assert_voters(dir.path(), &now, "n0,n1,n2,n4");
+    read_keys(now[3].resp, &pw, 20);
+    stop(cluster, &now.iter().map(|r| r.pid).collect::<Vec<_>>());
+}
+
 /// Bytes a synod client sends first (magic, this build's protocol version, "client").
 fn synod_hello() -> Vec<u8> {
     synod_net::codec::encode_hello(synod_net::Hello::Client).to_vec()

@@ -68,7 +68,16 @@ pub async fn supervise(index: usize, spec: ChildSpec, mut ctx: Context) {
             Some(death) => death,
             None => return,
         };
-        let restart = spec.restartable && ctx.cluster_up.load(Ordering::SeqCst);
+        let lost = lost_after_joining(&spec);
+        let restart = spec.restartable && ctx.cluster_up.load(Ordering::SeqCst) && !lost;
+        let why = match lost {
+            true => format!(
+                "{why}, and its data directory is gone: a replica that joined cannot rejoin \
+                 under its id, and `up` replaces replicas only when it starts (the next `synod \
+                 up` replaces it)"
+            ),
+            false => why,
+        };
         if started.elapsed() >= HEALTHY {
             backoff = BACKOFF_MIN;
         }
@@ -88,6 +97,21 @@ pub async fn supervise(index: usize, spec: ChildSpec, mut ctx: Context) {
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Whether `spec` is a replica that joined the running cluster (`--join`) and whose data
+/// directory vanished: not even its identity is left, which a joining replica records when
+/// it first starts (a directory with its identity and no state is one not added yet, which
+/// restarts as it started). Restarted with `--join` on the blank directory, it would take
+/// part under its id as if it had never promised anything, and `--rejoin` is only for the
+/// replicas the cluster was formed with.
+fn lost_after_joining(spec: &ChildSpec) -> bool {
+    let Some(dir) = spec.paxos_data.as_deref() else {
+        return false;
+    };
+    spec.args.iter().any(|a| a == "--join")
+        && !FileStorage::holds_state(dir).unwrap_or(true)
+        && matches!(crate::identity::read(dir), Ok(None))
 }
 
 /// Starts the child once and waits for it to die (`Some((pid, why))`) or for the stop

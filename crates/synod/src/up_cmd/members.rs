@@ -112,6 +112,21 @@ impl Changes {
                 }
                 lost = blank;
             } else if !blank.is_empty() {
+                let joined = (plan.children.iter()).find(|c| {
+                    c.member.is_some_and(|m| blank.contains(&m.0))
+                        && c.args.iter().any(|a| a == "--join")
+                });
+                if let Some(joined) = joined {
+                    bail!(
+                        "{} joined the cluster and its data directory holds nothing, and the \
+                         {} replicas that hold data are no majority of the {n} to replace it \
+                         through a membership change; a replica that joined cannot rejoin \
+                         under its id (--rejoin is for the replicas the cluster was formed \
+                         with)",
+                        joined.name,
+                        n - blank.len()
+                    );
+                }
                 eprintln!(
                     "synod up: {} of the {n} replicas have no data in their directories: the \
                      others are no majority, which a membership change needs, so they rejoin \
