@@ -102,29 +102,7 @@ pub async fn run(cmd: MemberCommand) -> anyhow::Result<ExitCode> {
         }
         MemberCommand::Remove { target, id } => {
             let group = Group::new(&target)?;
-            let id = parse_id(&id)?;
-            let decided = group
-                .change(|newest| {
-                    Ok(newest.is_member(id).then(|| Config {
-                        epoch: newest.epoch + 1,
-                        voters: without(&newest.voters, id),
-                        learners: without(&newest.learners, id),
-                        addrs: newest
-                            .addrs
-                            .iter()
-                            .filter(|(&m, _)| m != id)
-                            .map(|(&m, a)| (m, a.clone()))
-                            .collect(),
-                    }))
-                })
-                .await?;
-            match decided {
-                Some((config, from)) => println!(
-                    "removed {id}: epoch {} decided, in effect from instance {from}",
-                    config.epoch
-                ),
-                None => println!("{id} is not a member"),
-            }
+            group.remove(parse_id(&id)?).await?;
             Ok(ExitCode::SUCCESS)
         }
         MemberCommand::Replace {
@@ -160,7 +138,7 @@ fn without(ids: &[NodeId], id: NodeId) -> Vec<NodeId> {
 }
 
 /// The replicas an operator named, and how to ask them.
-struct Group<'a> {
+pub(crate) struct Group<'a> {
     servers: &'a [String],
     limit: Duration,
     credentials: Option<Credentials>,
@@ -175,6 +153,20 @@ impl<'a> Group<'a> {
             limit,
             credentials: target.credentials.credentials()?,
         })
+    }
+
+    /// The replicas at `servers`, each asked within `limit`, presenting `credentials`: how
+    /// `synod up` makes its own changes (it has installed the cluster's client TLS).
+    pub(crate) fn of(
+        servers: &'a [String],
+        limit: Duration,
+        credentials: Option<Credentials>,
+    ) -> Self {
+        Group {
+            servers,
+            limit,
+            credentials,
+        }
     }
 
     /// How long each step may take.
@@ -238,7 +230,7 @@ impl<'a> Group<'a> {
 
     /// Adds `id`, listening on `addr`, as a learner. Refused before any change when the
     /// replica at `addr` answers as another replica.
-    async fn add_learner(&self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
+    pub(crate) async fn add_learner(&self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
         let there = addr.to_string();
         let answer = status_cmd::ask(&there, self.limit, self.credentials.as_ref()).await;
         if let Ok(report) = answer {
@@ -280,7 +272,7 @@ impl<'a> Group<'a> {
 
     /// Waits until learner `id`, at `addr`, has the group's state and has applied as far
     /// as the most advanced listed replica had when the wait began.
-    async fn caught_up(&self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
+    pub(crate) async fn caught_up(&self, id: NodeId, addr: SocketAddr) -> anyhow::Result<()> {
         let began = Instant::now();
         let target = self
             .answering()
@@ -326,7 +318,11 @@ impl<'a> Group<'a> {
     }
 
     /// Makes learner `id` a voter, in `replacing`'s place if given (one change).
-    async fn promote(&self, id: NodeId, replacing: Option<NodeId>) -> anyhow::Result<()> {
+    pub(crate) async fn promote(
+        &self,
+        id: NodeId,
+        replacing: Option<NodeId>,
+    ) -> anyhow::Result<()> {
         let decided = self
             .change(|newest| {
                 if newest.is_voter(id) && replacing.is_none_or(|old| !newest.is_member(old)) {
@@ -363,6 +359,35 @@ impl<'a> Group<'a> {
                 config.epoch
             ),
             (None, _) => println!("{id} is already a voter"),
+        }
+        Ok(())
+    }
+}
+
+impl Group<'_> {
+    /// Removes replica `id` from the group, through the log (one change).
+    pub(crate) async fn remove(&self, id: NodeId) -> anyhow::Result<()> {
+        let decided = self
+            .change(|newest| {
+                Ok(newest.is_member(id).then(|| Config {
+                    epoch: newest.epoch + 1,
+                    voters: without(&newest.voters, id),
+                    learners: without(&newest.learners, id),
+                    addrs: newest
+                        .addrs
+                        .iter()
+                        .filter(|(&m, _)| m != id)
+                        .map(|(&m, a)| (m, a.clone()))
+                        .collect(),
+                }))
+            })
+            .await?;
+        match decided {
+            Some((config, from)) => println!(
+                "removed {id}: epoch {} decided, in effect from instance {from}",
+                config.epoch
+            ),
+            None => println!("{id} is not a member"),
         }
         Ok(())
     }

@@ -29,6 +29,7 @@
 pub(crate) mod child;
 pub(crate) mod dashboard;
 pub(crate) mod layout;
+pub(crate) mod members;
 pub(crate) mod probe;
 
 use std::net::SocketAddr;
@@ -43,7 +44,6 @@ use clap::Args;
 use synod_net::{shutdown_signal, Credentials};
 use synod_node::limits::{Limits, DEFAULT_MAX_VALUE_BYTES};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::data_dir;
@@ -68,9 +68,11 @@ pub struct UpArgs {
     /// Paxos KV.
     #[arg(long, conflicts_with = "pb")]
     sharded: bool,
-    /// Number of Paxos KV replicas.
-    #[arg(long, default_value_t = 3, conflicts_with_all = ["pb", "sharded"])]
-    replicas: usize,
+    /// Number of Paxos KV replicas: a new cluster's size [default: 3]. On a cluster that
+    /// already ran, the size to change it to through membership changes, one replica at a
+    /// time (docs/running.md, "One command: `synod up`"); without it, it keeps its size.
+    #[arg(long, conflicts_with_all = ["pb", "sharded"])]
+    replicas: Option<usize>,
     /// Seconds to wait for the cluster to accept a write before giving up, on top of the
     /// time the replicas may need to load the data already in DIR (one second per
     /// 20 MB held). The wait is reported every 10 seconds.
@@ -92,7 +94,7 @@ pub struct UpArgs {
 
 /// Runs `up`; `log_format` is passed on to every child.
 pub fn run(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> {
-    if !(1..=9).contains(&args.replicas) {
+    if args.replicas.is_some_and(|n| !(1..=9).contains(&n)) {
         bail!("--replicas must be between 1 and 9");
     }
     if !(args.ready_timeout.is_finite() && args.ready_timeout > 0.0) {
@@ -108,18 +110,31 @@ pub fn run(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> {
 }
 
 async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> {
+    let _lock = data_dir::lock(&args.dir)?;
     let layout = if args.pb {
         Layout::Pb
     } else if args.sharded {
         Layout::Sharded
     } else {
+        // A cluster that ran keeps the --peers it was formed with; --replicas changes its
+        // members (see `members`).
+        let founded = layout::kv_founded_size(&args.dir)?;
         Layout::Kv {
-            replicas: args.replicas,
+            replicas: founded.or(args.replicas).unwrap_or(3),
         }
     };
-    let _lock = data_dir::lock(&args.dir)?;
     Limits::new(args.max_value_bytes).context("--max-value-bytes")?;
     let mut plan = layout.plan(&args.dir)?;
+    let formed = plan.formed();
+    let changes = match layout {
+        Layout::Kv { .. } => Some(members::Changes::plan(
+            &mut plan,
+            &args.dir,
+            args.replicas,
+            formed,
+        )?),
+        _ => None,
+    };
     let secured = if args.insecure {
         None
     } else {
@@ -130,11 +145,6 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
         let tls = ClientTls::trusting(&secured.ca).context("loading the cluster CA")?;
         synod_net::tls::use_for_clients(tls);
     }
-    // Every server that stores values gets the same limit: a cluster must agree on it.
-    for child in plan.children.iter_mut().filter(|c| c.resp.is_some()) {
-        let limit = args.max_value_bytes.to_string();
-        child.args.extend(["--max-value-bytes".to_string(), limit]);
-    }
     // Every child serves its metrics on a port of its own (a Paxos replica also its status,
     // which the dashboard polls); the last recorded port is the dashboard's.
     let observed = plan.children.len();
@@ -143,9 +153,7 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let mut metrics = Vec::with_capacity(observed);
     for (child, &port) in plan.children.iter_mut().zip(&ports) {
         let addr = loopback(port);
-        child
-            .args
-            .extend(["--metrics".to_string(), addr.to_string()]);
+        finish_child(child, args.max_value_bytes, addr);
         metrics.push(addr);
     }
     let dashboard_addr = args.dashboard.unwrap_or(loopback(ports[observed]));
@@ -171,22 +179,28 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
-    let (stop, stop_rx) = watch::channel(false);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let cluster_up = Arc::new(AtomicBool::new(false));
-    let ctx = child::Context {
-        exe,
-        log_format,
-        events: events_tx,
-        stop: stop_rx,
-        cluster_up: cluster_up.clone(),
-        formed: plan.formed(),
+    let (_, no_stop) = watch::channel(false);
+    let mut running = Running {
+        plan: Plan {
+            children: Vec::new(),
+            ..plan.clone()
+        },
+        metrics: Vec::new(),
+        supervisors: Vec::new(),
+        ctx: child::Context {
+            exe,
+            log_format,
+            events: events_tx,
+            stop: no_stop,
+            cluster_up: cluster_up.clone(),
+            formed,
+        },
     };
-    let mut supervisors = JoinSet::new();
-    for (index, spec) in plan.children.iter().enumerate() {
-        supervisors.spawn(child::supervise(index, spec.clone(), ctx.clone()));
+    for (spec, metrics) in plan.children.iter().zip(&metrics) {
+        running.spawn(spec.clone(), *metrics);
     }
-    drop(ctx);
     let loading = loading_allowance(&args.dir);
     if !loading.is_zero() {
         eprintln!(
@@ -202,13 +216,89 @@ async fn up(args: UpArgs, log_format: &'static str) -> anyhow::Result<ExitCode> 
             start(&plan, &metrics, &board, secured.as_ref(), &mut events, deadline).await?;
             println!("dashboard: http://{dashboard_addr}/");
             cluster_up.store(true, Ordering::SeqCst);
-            Ok(watch_children(&plan, &metrics, &board, &mut events).await)
+            if let Some(changes) = changes {
+                let dir = args.dir.as_path();
+                let mut cluster = members::Cluster {
+                    running: &mut running,
+                    board: &board,
+                    events: &mut events,
+                    dir,
+                    insecure: args.insecure,
+                    max_value_bytes: args.max_value_bytes,
+                };
+                if let Some(code) = changes.make(&mut cluster).await? {
+                    return Ok(code);
+                }
+            }
+            Ok(watch_children(&running.plan, &running.metrics, &board, &mut events).await)
         } => outcome,
     };
-    let _ = stop.send(true);
-    while supervisors.join_next().await.is_some() {}
+    running.stop_all().await;
     tracing::info!("every child stopped");
     outcome
+}
+
+/// What every child that stores values or serves metrics is given: the same limit on
+/// values (a cluster must agree on it) and its own metrics address.
+fn finish_child(child: &mut ChildSpec, max_value_bytes: usize, metrics: SocketAddr) {
+    if child.resp.is_some() {
+        let limit = max_value_bytes.to_string();
+        child.args.extend(["--max-value-bytes".to_string(), limit]);
+    }
+    child
+        .args
+        .extend(["--metrics".to_string(), metrics.to_string()]);
+}
+
+/// The children `up` runs, by index (in start order), each with its own stop switch and
+/// supervisor, so one can be stopped alone (a replica removed from the cluster).
+pub(crate) struct Running {
+    /// Every child started so far, by index; one that was stopped keeps its place.
+    pub plan: Plan,
+    pub metrics: Vec<SocketAddr>,
+    supervisors: Vec<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    /// What each new supervisor gets (with a stop switch of its own).
+    ctx: child::Context,
+}
+
+impl Running {
+    /// Starts supervising `spec`, whose metrics address is `metrics`; returns its index.
+    pub fn spawn(&mut self, spec: ChildSpec, metrics: SocketAddr) -> usize {
+        let index = self.plan.children.len();
+        let (stop, stop_rx) = watch::channel(false);
+        let ctx = child::Context {
+            stop: stop_rx,
+            ..self.ctx.clone()
+        };
+        let supervisor = tokio::spawn(child::supervise(index, spec.clone(), ctx));
+        self.plan.children.push(spec);
+        self.metrics.push(metrics);
+        self.supervisors.push(Some((stop, supervisor)));
+        index
+    }
+
+    /// Stops child `index` (SIGTERM, then SIGKILL) and waits until it has.
+    pub async fn stop(&mut self, index: usize) {
+        if let Some((stop, supervisor)) = self.supervisors.get_mut(index).and_then(Option::take) {
+            let _ = stop.send(true);
+            let _ = supervisor.await;
+        }
+    }
+
+    /// Stops every child: all are asked at once, then waited for.
+    async fn stop_all(&mut self) {
+        let supervisors: Vec<_> = self
+            .supervisors
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for (stop, _) in &supervisors {
+            let _ = stop.send(true);
+        }
+        for (_, supervisor) in supervisors {
+            let _ = supervisor.await;
+        }
+    }
 }
 
 /// Free ports for every child's metrics and the dashboard (last), recorded in `record`:
@@ -367,40 +457,54 @@ async fn watch_children(
     events: &mut mpsc::UnboundedReceiver<Event>,
 ) -> ExitCode {
     while let Some(event) = events.recv().await {
-        match event {
-            Event::Ready { index, pid } => {
-                board.started(index, pid);
-                board.fault(format!("{} back (pid {pid})", plan.children[index].name));
-                println!("{}", line(&plan.children[index], metrics[index], pid));
-            }
-            Event::Died {
-                index,
-                pid,
-                why,
-                restart_in: Some(delay),
-            } => {
-                board.died(index, format!("pid {pid} {why}"));
-                eprintln!(
-                    "synod up: {} (pid {pid}) {why}; restarting it in {delay:?}",
-                    plan.children[index].name
-                )
-            }
-            Event::Died {
-                index, pid, why, ..
-            } => {
-                eprintln!(
-                    "synod up: {} (pid {pid}) {why}; it cannot be restarted, stopping the cluster",
-                    plan.children[index].name
-                );
-                return ExitCode::FAILURE;
-            }
+        if let Some(code) = report(plan, metrics, board, event) {
+            return code;
         }
     }
     ExitCode::FAILURE
 }
 
+/// Reports a child's (re)start or death once the cluster is up; `Some(exit code)` when the
+/// death stops the cluster.
+pub(crate) fn report(
+    plan: &Plan,
+    metrics: &[SocketAddr],
+    board: &Dashboard,
+    event: Event,
+) -> Option<ExitCode> {
+    match event {
+        Event::Ready { index, pid } => {
+            board.started(index, pid);
+            board.fault(format!("{} back (pid {pid})", plan.children[index].name));
+            println!("{}", line(&plan.children[index], metrics[index], pid));
+        }
+        Event::Died {
+            index,
+            pid,
+            why,
+            restart_in: Some(delay),
+        } => {
+            board.died(index, format!("pid {pid} {why}"));
+            eprintln!(
+                "synod up: {} (pid {pid}) {why}; restarting it in {delay:?}",
+                plan.children[index].name
+            )
+        }
+        Event::Died {
+            index, pid, why, ..
+        } => {
+            eprintln!(
+                "synod up: {} (pid {pid}) {why}; it cannot be restarted, stopping the cluster",
+                plan.children[index].name
+            );
+            return Some(ExitCode::FAILURE);
+        }
+    }
+    None
+}
+
 /// `replica 0: peer 127.0.0.1:7000 resp 127.0.0.1:7003 metrics 127.0.0.1:7006 pid 1234`.
-fn line(spec: &ChildSpec, metrics: SocketAddr, pid: u32) -> String {
+pub(crate) fn line(spec: &ChildSpec, metrics: SocketAddr, pid: u32) -> String {
     let mut line = format!("{}: peer {}", spec.name, spec.peer);
     if let Some(resp) = spec.resp {
         line += &format!(" resp {resp}");

@@ -11,9 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::resp::{concurrent_incrs, Reply, Resp};
-use support::{
-    alive, applied, assert_no_secret, key_lines, load, path, run, signal_pid, stderr, Server,
-};
+use support::{alive, assert_no_secret, key_lines, load, path, run, signal_pid, stderr, Server};
 
 /// A replica as `up` announced it: `replica I: peer ADDR resp ADDR metrics ADDR pid N`.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +44,11 @@ fn up(dir: &std::path::Path) -> (Server, Vec<Replica>) {
 
 /// [`up`] with more flags.
 fn up_with(dir: &std::path::Path, flags: &[&str]) -> (Server, Vec<Replica>) {
+    up_sized(dir, flags, 3)
+}
+
+/// [`up_with`], where `started` replicas start before `ready`.
+fn up_sized(dir: &std::path::Path, flags: &[&str], started: usize) -> (Server, Vec<Replica>) {
     let args: Vec<&str> = ["up", "--dir", path(dir)]
         .iter()
         .chain(flags)
@@ -55,7 +58,7 @@ fn up_with(dir: &std::path::Path, flags: &[&str]) -> (Server, Vec<Replica>) {
     let replicas: Vec<Replica> = server.earlier.iter().map(|l| parse_replica(l)).collect();
     assert_eq!(
         replicas.len(),
-        3,
+        started,
         "lines before ready: {:?}",
         server.earlier
     );
@@ -192,8 +195,8 @@ fn up_heals_kills_and_pauses_and_keeps_its_data_across_reruns() {
     stop(cluster, &pids);
 }
 
-/// `synod status` lines of the cluster, one per replica.
-fn status_lines(dir: &std::path::Path, replicas: &[Replica]) -> Vec<String> {
+/// What `synod status` prints about the cluster.
+fn status(dir: &std::path::Path, replicas: &[Replica]) -> String {
     let peers: Vec<&str> = replicas.iter().map(|r| r.peer.as_str()).collect();
     let ca = dir.join("tls/ca.pem");
     let out = run(&[
@@ -206,34 +209,176 @@ fn status_lines(dir: &std::path::Path, replicas: &[Replica]) -> Vec<String> {
         path(&dir.join("tls/resp-password")),
     ]);
     assert!(out.status.success(), "status failed: {}", stderr(&out));
-    support::replica_lines(&support::stdout(&out))
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+    support::stdout(&out)
 }
 
-#[test]
-fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (cluster, replicas) = up(dir.path());
-    let pw = password(dir.path());
-    let mut conn =
-        Resp::connect_as(&format!("127.0.0.1:{}", replicas[0].resp), Some(&pw)).expect("connect");
-    for i in 0..20 {
+/// Waits (up to 10 s) until `synod status` on `replicas` says each is a voter and the
+/// membership in effect has `voters`, with no change pending.
+fn assert_voters(dir: &std::path::Path, replicas: &[Replica], voters: &str) {
+    let want = format!("(in effect) voters [{voters}] learners []");
+    let start = Instant::now();
+    loop {
+        let text = status(dir, replicas);
+        let lines = support::replica_lines(&text);
+        let all_vote =
+            lines.len() == replicas.len() && lines.iter().all(|l| l.contains("member=voter"));
+        if all_vote && text.contains(&want) && !text.contains("decided, in effect from") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "status does not show voters [{voters}]: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sets `n` keys `k0`.. to `v0`.. through `port`.
+fn write_keys(port: u16, pw: &str, n: usize) {
+    let mut conn = Resp::connect_as(&format!("127.0.0.1:{port}"), Some(pw)).expect("connect");
+    for i in 0..n {
         let (key, value) = (format!("k{i}"), format!("v{i}"));
         assert_eq!(
             conn.call(&["SET", &key, &value]).expect("set"),
             Reply::Simple("OK".into())
         );
     }
-    drop(conn);
-    let pids: Vec<u32> = replicas.iter().map(|r| r.pid).collect();
+}
+
+/// Checks the `n` keys of [`write_keys`] through `port`.
+fn read_keys(port: u16, pw: &str, n: usize) {
+    let mut conn = Resp::connect_as(&format!("127.0.0.1:{port}"), Some(pw)).expect("connect");
+    for i in 0..n {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        assert_eq!(
+            conn.call(&["GET", &key]).expect("get"),
+            Reply::Bulk(Some(value)),
+            "{key} through port {port}"
+        );
+    }
+}
+
+/// The replica `up` announced with `replica ID:` after `ready` (a replica it added).
+fn added(cluster: &Server, id: usize) -> Replica {
+    let line = cluster
+        .next_line(&format!("replica {id}:"), Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("up did not start replica {id}: {}", cluster.logs()));
+    parse_replica(&line)
+}
+
+/// The `members:` line `up` prints once it changed the membership.
+fn members_line(cluster: &Server) -> String {
+    cluster
+        .next_line("members:", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("up did not finish its changes: {}", cluster.logs()))
+}
+
+#[test]
+fn up_grows_and_shrinks_a_cluster_through_membership_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, three) = up(dir.path());
+    let pw = password(dir.path());
+    write_keys(three[0].resp, &pw, 20);
+    stop(cluster, &three.iter().map(|r| r.pid).collect::<Vec<_>>());
+
+    // 3 -> 5: the three restart as they were, then two new replicas join, one at a time.
+    let began = Instant::now();
+    let (cluster, mut five) = up_with(dir.path(), &["--replicas", "5"]);
+    let addrs = |rs: &[Replica]| {
+        rs.iter()
+            .map(|r| (r.index, r.peer.clone(), r.resp))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(addrs(&five), addrs(&three));
+    five.push(added(&cluster, 3));
+    five.push(added(&cluster, 4));
+    let members = members_line(&cluster);
+    eprintln!(
+        "{members}; {:?} from `synod up --replicas 5` to it",
+        began.elapsed()
+    );
+    assert!(members.starts_with("members: n0,n1,n2,n3,n4 "), "{members}");
+    assert_voters(dir.path(), &five, "n0,n1,n2,n3,n4");
+    read_keys(five[4].resp, &pw, 20);
+    let pids: Vec<u32> = five.iter().map(|r| r.pid).collect();
     stop(cluster, &pids);
 
-    // Replica 1's disk is gone. Started blank, it would vote as if it had never promised
-    // anything; `up` must notice and make it rejoin.
+    // A plain rerun restarts the five as they are (the joined ones with --join).
+    let (cluster, again) = up_sized(dir.path(), &[], 5);
+    assert_eq!(addrs(&again), addrs(&five));
+    assert_voters(dir.path(), &again, "n0,n1,n2,n3,n4");
+    read_keys(again[3].resp, &pw, 20);
+    stop(cluster, &again.iter().map(|r| r.pid).collect::<Vec<_>>());
+
+    // 5 -> 4, stopped in the middle: `up` made the change that removes n4 but was stopped
+    // before it stopped n4, deleted its directory and recorded that. So the record still
+    // lists n4, with its removal pending, and its directory is there.
+    let record = std::fs::read_to_string(dir.path().join("members-kv.json")).expect("record");
+    let kept = dir.path().join("kept");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .args([dir.path().join("replica-4"), kept.clone()])
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let (cluster, before) = up_sized(dir.path(), &["--replicas", "4"], 5);
+    let members = members_line(&cluster);
+    assert!(members.starts_with("members: n0,n1,n2,n3 "), "{members}");
+    assert!(!alive(before[4].pid), "removed replica 4 still runs");
+    assert!(!dir.path().join("replica-4").exists());
+    stop(cluster, &before.iter().map(|r| r.pid).collect::<Vec<_>>());
+    std::fs::rename(&kept, dir.path().join("replica-4")).expect("restoring replica 4");
+    let mut record = record;
+    let end = record.rfind('}').expect("a JSON object");
+    record.insert_str(end, r#", "pending": {"remove": {"id": 4}}"#);
+    std::fs::write(dir.path().join("members-kv.json"), record).expect("writing the record");
+
+    // The next `up` (a plain one: the cluster keeps the size it is changing to) finishes it.
+    let (cluster, before) = up_sized(dir.path(), &[], 5);
+    for line in [
+        "finishing the change an earlier `up` began: removing replica 4",
+        "n4 is not a member",
+        "replica 4 stopped and its data directory removed",
+        "members: n0,n1,n2,n3 ",
+    ] {
+        assert!(
+            cluster.next_line(line, Duration::from_secs(60)).is_some(),
+            "no {line:?}: {}",
+            cluster.logs()
+        );
+    }
+    assert!(!dir.path().join("replica-4").exists());
+    assert_voters(dir.path(), &before[..4], "n0,n1,n2,n3");
+    stop(cluster, &before.iter().map(|r| r.pid).collect::<Vec<_>>());
+
+    // 4 -> 3: the highest is removed, then stopped, its directory deleted.
+    let (cluster, before) = up_sized(dir.path(), &["--replicas", "3"], 4);
+    let members = members_line(&cluster);
+    assert!(members.starts_with("members: n0,n1,n2 "), "{members}");
+    assert!(!alive(before[3].pid), "removed replica 3 still runs");
+    assert!(!dir.path().join("replica-3").exists());
+    assert_voters(dir.path(), &before[..3], "n0,n1,n2");
+    read_keys(before[1].resp, &pw, 20);
+    stop(cluster, &before.iter().map(|r| r.pid).collect::<Vec<_>>());
+
+    let (cluster, last) = up(dir.path());
+    assert_eq!(addrs(&last), addrs(&three));
+    read_keys(last[2].resp, &pw, 20);
+    stop(cluster, &last.iter().map(|r| r.pid).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_replica_whose_disk_was_lost_is_replaced_under_a_new_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, replicas) = up(dir.path());
+    let pw = password(dir.path());
+    write_keys(replicas[0].resp, &pw, 20);
+    stop(cluster, &replicas.iter().map(|r| r.pid).collect::<Vec<_>>());
+
+    // Replica 1's disk is gone. Started blank under its old id, it would vote as if it had
+    // never promised anything; `up` starts the two others and replaces it by replica 3.
     std::fs::remove_dir_all(dir.path().join("replica-1")).expect("removing replica 1's data");
-    let (cluster, again) = up(dir.path());
+    let (cluster, mut now) = up_sized(dir.path(), &[], 2);
     assert!(
         cluster
             .logs()
@@ -241,36 +386,90 @@ fn a_replica_whose_disk_was_lost_rejoins_instead_of_voting_blank() {
         "{}",
         cluster.logs()
     );
-    // After its quiet period it asks the others how far the log got, votes again only
-    // above that, and catches up.
-    let start = Instant::now();
-    let caught_up = loop {
-        let lines = status_lines(dir.path(), &again);
-        let others = applied(&lines[0]).max(applied(&lines[2]));
-        let rejoined = cluster.logs().contains("rejoined after disk loss");
-        let level = others.is_some() && applied(&lines[1]) >= others;
-        if rejoined && lines[1].contains("voting") && level {
-            break start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "replica 1 did not rejoin and catch up: {lines:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    eprintln!("replica 1 voting and caught up {caught_up:?} after the cluster was ready");
+    now.push(added(&cluster, 3));
+    cluster
+        .next_line(
+            "replica 1 (its data directory was lost) replaced by replica 3",
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| panic!("no replacement: {}", cluster.logs()));
+    assert!(members_line(&cluster).starts_with("members: n0,n2,n3 "));
+    assert!(!cluster.logs().contains("--rejoin"), "{}", cluster.logs());
+    assert_voters(dir.path(), &now, "n0,n2,n3");
+    read_keys(now[2].resp, &pw, 20);
+    let mut conn =
+        Resp::connect_as(&format!("127.0.0.1:{}", now[2].resp), Some(&pw)).expect("connect");
+    assert_eq!(
+        conn.call(&["SET", "after", "replaced"]).expect("set"),
+        Reply::Simple("OK".into())
+    );
+    drop(conn);
+    stop(cluster, &now.iter().map(|r| r.pid).collect::<Vec<_>>());
+
+    // A plain rerun restarts replicas 0, 2 and 3, with everything written.
+    let (cluster, again) = up(dir.path());
+    let ids: Vec<usize> = again.iter().map(|r| r.index).collect();
+    assert_eq!(ids, [0, 2, 3]);
+    read_keys(again[0].resp, &pw, 20);
     let mut conn =
         Resp::connect_as(&format!("127.0.0.1:{}", again[1].resp), Some(&pw)).expect("connect");
-    for i in 0..20 {
-        let (key, value) = (format!("k{i}"), format!("v{i}"));
-        assert_eq!(
-            conn.call(&["GET", &key]).expect("get"),
-            Reply::Bulk(Some(value))
+    assert_eq!(
+        conn.call(&["GET", "after"]).expect("get"),
+        Reply::Bulk(Some("replaced".into()))
+    );
+    drop(conn);
+    stop(cluster, &again.iter().map(|r| r.pid).collect::<Vec<_>>());
+}
+
+/// A replica that joined and whose directory is deleted under a running `up` is not
+/// restarted blank under its id (it would vote as if it had promised nothing, and it cannot
+/// rejoin): `up` stops, and the next `up` replaces it.
+#[test]
+fn a_joined_replica_whose_directory_vanishes_under_up_is_replaced_by_the_next_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, three) = up(dir.path());
+    let pw = password(dir.path());
+    stop(cluster, &three.iter().map(|r| r.pid).collect::<Vec<_>>());
+    let (mut cluster, mut four) = up_with(dir.path(), &["--replicas", "4"]);
+    four.push(added(&cluster, 3));
+    members_line(&cluster);
+    write_keys(four[3].resp, &pw, 20);
+
+    std::fs::remove_dir_all(dir.path().join("replica-3")).expect("removing replica 3's data");
+    signal_pid(four[3].pid, "KILL");
+    assert_eq!(
+        cluster.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.logs().contains(
+            "and its data directory is gone: a replica that joined cannot rejoin under its id"
+        ),
+        "{}",
+        cluster.logs()
+    );
+    for r in &four {
+        assert!(
+            !alive(r.pid),
+            "child {} still running after up exited",
+            r.pid
         );
     }
-    drop(conn);
-    let pids: Vec<u32> = again.iter().map(|r| r.pid).collect();
-    stop(cluster, &pids);
+
+    let (cluster, mut now) = up(dir.path());
+    now.push(added(&cluster, 4));
+    cluster
+        .next_line(
+            "replica 3 (its data directory was lost) replaced by replica 4",
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| panic!("no replacement: {}", cluster.logs()));
+    assert!(members_line(&cluster).starts_with("members: n0,n1,n2,n4 "));
+    assert_voters(dir.path(), &now, "n0,n1,n2,n4");
+    read_keys(now[3].resp, &pw, 20);
+    stop(cluster, &now.iter().map(|r| r.pid).collect::<Vec<_>>());
 }
 
 /// Bytes a synod client sends first (magic, this build's protocol version, "client").

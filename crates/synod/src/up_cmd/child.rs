@@ -68,7 +68,16 @@ pub async fn supervise(index: usize, spec: ChildSpec, mut ctx: Context) {
             Some(death) => death,
             None => return,
         };
-        let restart = spec.restartable && ctx.cluster_up.load(Ordering::SeqCst);
+        let lost = lost_after_joining(&spec);
+        let restart = spec.restartable && ctx.cluster_up.load(Ordering::SeqCst) && !lost;
+        let why = match lost {
+            true => format!(
+                "{why}, and its data directory is gone: a replica that joined cannot rejoin \
+                 under its id, and `up` replaces replicas only when it starts (the next `synod \
+                 up` replaces it)"
+            ),
+            false => why,
+        };
         if started.elapsed() >= HEALTHY {
             backoff = BACKOFF_MIN;
         }
@@ -88,6 +97,21 @@ pub async fn supervise(index: usize, spec: ChildSpec, mut ctx: Context) {
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Whether `spec` is a replica that joined the running cluster (`--join`) and whose data
+/// directory vanished: not even its identity is left, which a joining replica records when
+/// it first starts (a directory with its identity and no state is one not added yet, which
+/// restarts as it started). Restarted with `--join` on the blank directory, it would take
+/// part under its id as if it had never promised anything, and `--rejoin` is only for the
+/// replicas the cluster was formed with.
+fn lost_after_joining(spec: &ChildSpec) -> bool {
+    let Some(dir) = spec.paxos_data.as_deref() else {
+        return false;
+    };
+    spec.args.iter().any(|a| a == "--join")
+        && !FileStorage::holds_state(dir).unwrap_or(true)
+        && matches!(crate::identity::read(dir), Ok(None))
 }
 
 /// Starts the child once and waits for it to die (`Some((pid, why))`) or for the stop
@@ -135,14 +159,25 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// The flag that tells a Paxos replica how to start on its directory, if it needs one
-/// (see `crate::replica_start`). A directory with state is a restart and needs none. A blank
+/// (see `crate::replica_start`). A directory with state is a restart and needs none, and so
+/// does a replica that joined the running cluster (its `--join` says how it starts). A blank
 /// one belongs to a new replica while the cluster has not formed (`--bootstrap`); once it has
 /// (see [`Context::formed`]), it can only be a lost disk (`--rejoin`): started blank, it
 /// could vote against promises of its earlier life, so it first learns from the others how
 /// far the log got (docs/paxos.md, "Rejoining after a lost disk"). This is `up`'s own
 /// knowledge of its cluster, not a guess from what the peers say.
+///
+/// `up` replaces a replica whose disk it finds lost when it starts under a new id instead
+/// (see `super::members`); `--rejoin` remains for the two cases a membership change cannot
+/// serve: a directory lost under a running `up`, whose supervisor restarts the same child
+/// with the same id (a replacement would be a new child and a change made while `up` runs),
+/// and more lost directories than the cluster tolerates, where the others are no majority to
+/// decide a change.
 fn start_flag(spec: &ChildSpec, ctx: &Context) -> Option<&'static str> {
     let dir = spec.paxos_data.as_ref()?;
+    if spec.args.iter().any(|a| a == "--join") {
+        return None;
+    }
     // Damaged or foreign state is not a blank directory: the replica refuses it with the
     // reason.
     if FileStorage::holds_state(dir).unwrap_or(true) {

@@ -21,7 +21,7 @@ use synod_shardctl::{CtlOp, CtlReply};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use super::layout::{Plan, ShardedSetup};
+use super::layout::{ChildSpec, Plan, ShardedSetup};
 
 /// How often the view is refreshed.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -107,20 +107,7 @@ impl Dashboard {
             .children
             .iter()
             .zip(metrics)
-            .map(|(spec, &metrics)| ReplicaView {
-                name: spec.name.clone(),
-                group: group_of(&spec.name),
-                peer: spec.peer,
-                resp: spec.resp,
-                metrics,
-                pid: None,
-                running: false,
-                reachable: false,
-                report: None,
-                requests: 0,
-                request_errors: 0,
-                request_micros: 0,
-            })
+            .map(|(spec, &metrics)| view_of(spec, metrics))
             .collect();
         Dashboard {
             view: Arc::new(Mutex::new(ClusterView {
@@ -150,6 +137,12 @@ impl Dashboard {
             }
             view.faults.push_back(Fault { at_ms, text });
         });
+    }
+
+    /// A child started after the others (a replica `up` adds to the cluster), as the next
+    /// index.
+    pub fn add(&self, spec: &ChildSpec, metrics: Option<SocketAddr>) {
+        self.with_view(|view| view.replicas.push(view_of(spec, metrics)));
     }
 
     /// Child `index` runs as `pid`.
@@ -256,6 +249,24 @@ impl Dashboard {
         for fault in faults {
             self.fault(fault);
         }
+    }
+}
+
+/// How the dashboard first shows `spec`, whose metrics port is `metrics`: not running yet.
+fn view_of(spec: &ChildSpec, metrics: Option<SocketAddr>) -> ReplicaView {
+    ReplicaView {
+        name: spec.name.clone(),
+        group: group_of(&spec.name),
+        peer: spec.peer,
+        resp: spec.resp,
+        metrics,
+        pid: None,
+        running: false,
+        reachable: false,
+        report: None,
+        requests: 0,
+        request_errors: 0,
+        request_micros: 0,
     }
 }
 

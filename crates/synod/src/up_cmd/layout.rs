@@ -211,34 +211,9 @@ impl Layout {
             Layout::Kv { replicas } => {
                 let addrs: Vec<SocketAddr> = (0..replicas).map(addr).collect();
                 let peers = join_addrs(&addrs);
-                let mut children = Vec::with_capacity(replicas);
-                for i in 0..replicas {
-                    let data_dir = kv_replica_dir(dir, i);
-                    let data = path_arg(&data_dir)?;
-                    let resp = addr(replicas + i);
-                    children.push(ChildSpec {
-                        name: format!("replica {i}"),
-                        args: strings(&[
-                            "kv",
-                            "serve",
-                            "--id",
-                            &i.to_string(),
-                            "--peers",
-                            &peers,
-                            "--data",
-                            &data,
-                            "--resp",
-                            &resp.to_string(),
-                        ]),
-                        ready: format!("kv replica {i} listening on"),
-                        peer: addr(i),
-                        resp: Some(resp),
-                        restartable: true,
-                        paxos_data: Some(data_dir),
-                        member: Some(NodeId(i as u64)),
-                    });
-                }
-                children
+                (0..replicas)
+                    .map(|i| kv_child(dir, &peers, i as u64, addr(i), addr(replicas + i), false))
+                    .collect::<anyhow::Result<Vec<_>>>()?
             }
             Layout::Pb => {
                 let view = addr(0);
@@ -359,8 +334,189 @@ impl Layout {
 }
 
 /// The data directory of Paxos KV replica `i` in the cluster directory `dir`.
-fn kv_replica_dir(dir: &Path, i: usize) -> PathBuf {
+pub(crate) fn kv_replica_dir(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("replica-{i}"))
+}
+
+/// Paxos KV replica `id` of the cluster formed with `peers` (its `--peers`), listening on
+/// `peer`, with its RESP port `resp`: one of the replicas it was formed with, or one that
+/// joined it later (`kv serve --join`), which restarts with the same `--join` for life.
+pub(crate) fn kv_child(
+    dir: &Path,
+    peers: &str,
+    id: u64,
+    peer: SocketAddr,
+    resp: SocketAddr,
+    joined: bool,
+) -> anyhow::Result<ChildSpec> {
+    let data_dir = kv_replica_dir(dir, id as usize);
+    let data = path_arg(&data_dir)?;
+    let (id_arg, peer_arg, resp_arg) = (id.to_string(), peer.to_string(), resp.to_string());
+    let mut args = strings(&["kv", "serve", "--id", &id_arg, "--peers", peers]);
+    if joined {
+        args.extend(strings(&["--join", &peer_arg]));
+    }
+    args.extend(strings(&["--data", &data, "--resp", &resp_arg]));
+    Ok(ChildSpec {
+        name: format!("replica {id}"),
+        args,
+        ready: format!("kv replica {id} listening on"),
+        peer,
+        resp: Some(resp),
+        restartable: true,
+        paxos_data: Some(data_dir),
+        member: Some(NodeId(id)),
+    })
+}
+
+/// The file in the cluster directory that records a Paxos KV cluster's members once `up`
+/// changed them (`ports-kv.json` keeps the ports of the replicas it was formed with).
+pub const MEMBERS_FILE: &str = "members-kv.json";
+
+/// The members of a Paxos KV cluster whose membership `up` changed: who `up` starts, on
+/// which ports, and how. Written before each change is made (a new member is recorded
+/// before it starts), so a new id is never handed out twice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KvMembers {
+    /// How many replicas the cluster was formed with: the size of every replica's `--peers`.
+    pub founded: usize,
+    /// The id the next new replica takes; ids are never reused.
+    pub next_id: u64,
+    /// The members, by id.
+    pub members: Vec<KvMember>,
+    /// The change `up` was making, recorded before it is made and cleared once it is done,
+    /// so an `up` stopped in its middle has the next one finish it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// A membership change `up` has begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    /// Member `id` (recorded, started with `--join`) is to become a voter.
+    Add { id: u64 },
+    /// Member `new` (recorded in `old`'s place) is to become a voter in `old`'s place.
+    Replace { old: u64, new: u64 },
+    /// Member `id` (still recorded) is to be removed, stopped and its directory deleted.
+    Remove { id: u64 },
+}
+
+/// One member of [`KvMembers`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KvMember {
+    pub id: u64,
+    /// Its peer port on loopback (also the address a joined replica joined at).
+    pub peer: u16,
+    pub resp: u16,
+    /// Whether it joined the running cluster (`kv serve --join`) rather than formed it.
+    pub joined: bool,
+}
+
+impl KvMembers {
+    /// The record in `dir`, if `up` changed the membership of the cluster there.
+    pub fn read(dir: &Path) -> anyhow::Result<Option<KvMembers>> {
+        let path = dir.join(MEMBERS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a member record", path.display()))
+                .map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// The members of `plan`, a cluster of replicas `0..n` as it was formed.
+    pub fn formed(plan: &Plan) -> KvMembers {
+        let members: Vec<KvMember> = plan
+            .children
+            .iter()
+            .zip(0..)
+            .map(|(c, id)| KvMember {
+                id,
+                peer: c.peer.port(),
+                resp: c.resp.map_or(0, |r| r.port()),
+                joined: false,
+            })
+            .collect();
+        KvMembers {
+            founded: members.len(),
+            next_id: members.len() as u64,
+            members,
+            pending: None,
+        }
+    }
+
+    /// Records `self` in `dir`, atomically.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        data_dir::write_atomically(&dir.join(MEMBERS_FILE), text.as_bytes())
+    }
+
+    /// The child that runs `member` of the cluster formed as `plan` (its first replicas'
+    /// `--peers`).
+    pub fn child(
+        &self,
+        dir: &Path,
+        plan_peers: &str,
+        member: &KvMember,
+    ) -> anyhow::Result<ChildSpec> {
+        let loopback = |port| SocketAddr::from((HOST, port));
+        kv_child(
+            dir,
+            plan_peers,
+            member.id,
+            loopback(member.peer),
+            loopback(member.resp),
+            member.joined,
+        )
+    }
+}
+
+/// The size a Paxos KV cluster in `dir` was formed with, if it was: from its member record,
+/// or else from the identity a replica recorded when it first started.
+pub fn kv_founded_size(dir: &Path) -> anyhow::Result<Option<usize>> {
+    if let Some(record) = KvMembers::read(dir)? {
+        return Ok(Some(record.founded));
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let is_replica = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("replica-"));
+        if is_replica {
+            if let Some(recorded) = identity::read(&path)? {
+                return Ok(Some(recorded.peers.len()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+impl Plan {
+    /// The `--peers` of the replicas the cluster was formed with (every Paxos KV replica's).
+    pub fn kv_peers(&self) -> String {
+        let peers: Vec<SocketAddr> = self.children.iter().map(|c| c.peer).collect();
+        join_addrs(&peers)
+    }
+
+    /// Makes the children of this plan, a Paxos KV cluster as it was formed, those of
+    /// `record`: its members now.
+    pub fn with_members(&mut self, dir: &Path, record: &KvMembers) -> anyhow::Result<()> {
+        let peers = self.kv_peers();
+        self.children = record
+            .members
+            .iter()
+            .map(|m| record.child(dir, &peers, m))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(())
+    }
 }
 
 /// Whether a replica of the Paxos KV cluster in `dir` has started (recorded its identity),
@@ -391,10 +547,9 @@ fn started_at_this_size(dir: &Path, replicas: usize) -> anyhow::Result<bool> {
                 bail!(
                     "{} belongs to a cluster of {size} replicas, and --replicas is {replicas}: \
                      starting {replicas} on its data would form another cluster and could lose \
-                     acknowledged writes. Run `synod up --dir {} --replicas {size}`; a running \
-                     cluster changes its size only through membership changes (`synod kv \
-                     member`, docs/running.md, \"Membership\"), which `synod up` does not \
-                     make yet",
+                     acknowledged writes. Start it at its size (--replicas {size}); a cluster changes \
+                     its size only through membership changes (`synod up --dir {} \
+                     --replicas N` makes them)",
                     path.join(identity::IDENTITY_FILE).display(),
                     dir.display(),
                 );
@@ -478,7 +633,7 @@ const LOWEST_FRESH_PORT: u16 = 10_000;
 /// taken by some process's connection before the child that is to listen on it binds it, as
 /// a port the kernel hands out for `bind(0)` can be (a busy machine, say a test suite, opens
 /// connections all the time).
-fn free_listeners(n: usize) -> std::io::Result<Vec<TcpListener>> {
+pub(crate) fn free_listeners(n: usize) -> std::io::Result<Vec<TcpListener>> {
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok());
@@ -550,6 +705,46 @@ mod tests {
             assert!(err.contains("--replicas 3"), "{err}");
         }
         assert!(three.plan(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_member_record_restarts_the_cluster_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = Layout::Kv { replicas: 3 }.plan(dir.path()).unwrap();
+        assert_eq!(kv_founded_size(dir.path()).unwrap(), None);
+        let mut record = KvMembers::formed(&plan);
+        assert_eq!(record.next_id, 3);
+        // Replica 1 was replaced by replica 3, which joined.
+        record.members.remove(1);
+        record.members.push(KvMember {
+            id: 3,
+            peer: 40001,
+            resp: 40002,
+            joined: true,
+        });
+        record.next_id = 4;
+        record.write(dir.path()).unwrap();
+        assert_eq!(kv_founded_size(dir.path()).unwrap(), Some(3));
+
+        let peers = plan.kv_peers();
+        let read = KvMembers::read(dir.path()).unwrap().unwrap();
+        assert_eq!(read, record);
+        plan.with_members(dir.path(), &read).unwrap();
+        let names: Vec<&str> = plan.children.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["replica 0", "replica 2", "replica 3"]);
+        let flag = |c: &ChildSpec, name: &str| {
+            let at = c.args.iter().position(|a| a == name)?;
+            c.args.get(at + 1).cloned()
+        };
+        for child in &plan.children {
+            assert_eq!(flag(child, "--peers"), Some(peers.clone()), "{child:?}");
+        }
+        let joined = &plan.children[2];
+        assert_eq!(flag(joined, "--join").as_deref(), Some("127.0.0.1:40001"));
+        assert_eq!(flag(joined, "--id").as_deref(), Some("3"));
+        assert_eq!(joined.member, Some(NodeId(3)));
+        assert_eq!(joined.paxos_data, Some(kv_replica_dir(dir.path(), 3)));
+        assert_eq!(flag(&plan.children[0], "--join"), None);
     }
 
     #[test]
