@@ -586,6 +586,9 @@ pub(crate) fn ports(record: &Path, n: usize, fixed: bool) -> anyhow::Result<Vec<
     let recorded: Option<Vec<u16>> = match std::fs::read_to_string(record) {
         Ok(text) => match serde_json::from_str::<Vec<u16>>(&text) {
             Ok(ports) if ports.len() == n => Some(ports),
+            // Ports that may move (the metrics') recorded for another number of processes:
+            // the cluster's size changed (`up --replicas N`), which is no reason to warn.
+            Ok(_) if !fixed => None,
             _ => {
                 eprintln!(
                     "synod up: ignoring {}: not a list of {n} ports",
