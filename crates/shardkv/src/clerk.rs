@@ -225,7 +225,9 @@ impl ShardKvClerk {
         } else {
             preferred.into_iter().chain(last).collect()
         };
-        for addr in first.into_iter().chain(servers) {
+        // Positions of replicas that left the group are empty (`Config::servers_of`).
+        let listed = servers.iter().filter(|a| !a.is_empty());
+        for addr in first.into_iter().chain(listed) {
             if !order.contains(addr) {
                 order.push(addr.clone());
             }

@@ -123,7 +123,7 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 )
                 .await
             }
-            KvCommand::Member(member) => member_cmd::run(member).await,
+            KvCommand::Member(member) => member_cmd::run(member, &member_cmd::KV).await,
         }
     })
 }
