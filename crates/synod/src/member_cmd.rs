@@ -312,6 +312,15 @@ where
             else {
                 bail!("no listed replica answered with the group's configuration");
             };
+            if let Some(gid) = self.service.gid {
+                let members = newest.voters.iter().chain(&newest.learners);
+                if let Some(other) = members.clone().find(|m| m.0 >> 8 != gid) {
+                    bail!(
+                        "{other} is no replica of group {gid} (replica i of group G is node \
+                         G << 8 | i): are --servers and --gid the same group's?"
+                    );
+                }
+            }
             let Some(config) = next(newest)? else {
                 return Ok(None);
             };

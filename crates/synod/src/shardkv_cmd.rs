@@ -306,10 +306,6 @@ async fn member(
 /// as the group's Join listed it, a joined one's as the configuration carries it, and an
 /// empty position for each replica no longer a voter.
 async fn record_servers(gid: Gid, newest: &Config, client: &mut CtlClient) -> anyhow::Result<()> {
-    let members = newest.voters.iter().chain(&newest.learners);
-    if let Some(stranger) = members.clone().find(|m| m.0 >> 8 != gid) {
-        bail!("{stranger} is no replica of group {gid}: are --servers and --gid the same group's?");
-    }
     let latest = match client.call(CtlOp::Query { num: -1 }).await? {
         CtlReply::Config(config) => config,
         other => bail!("the controller answered {other:?}"),
@@ -347,7 +343,7 @@ async fn record_servers(gid: Gid, newest: &Config, client: &mut CtlClient) -> an
         CtlReply::Config(config) => println!(
             "recorded group {gid}'s servers at the controller: configuration {} lists {}",
             config.num,
-            servers.join(",")
+            serde_json::to_string(&servers)?
         ),
         CtlReply::Invalid(why) => bail!("the controller refused the group's servers: {why}"),
         CtlReply::Denied(denied) => bail!("refused: {denied}; the servers were not recorded"),

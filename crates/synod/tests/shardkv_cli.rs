@@ -3,7 +3,11 @@
 //! while shards move (`shardctl move`, a leave and a re-join) and one replica of each group
 //! is killed with SIGKILL and restarted from its data directory. The recorded history, with
 //! final reads through every front, must be linearizable, and writes acknowledged to the
-//! command-line client while a replica was down must survive.
+//! command-line client while a replica was down must survive. Under the same load, a group
+//! grows by a replica (`shardkv serve --join`, `shardkv member add`), replaces one whose
+//! directory was deleted and loses its first replicas, and a controller that lost its
+//! directory is replaced (`shardctl member replace`); a client started afterwards, and
+//! shard moves into and out of the group, reach its new replicas through the controller.
 
 mod support;
 
@@ -474,7 +478,7 @@ fn group_and_controller_members_change_under_a_redis_protocol_load() {
         took.push(("member add 3", began.elapsed()));
         let n3 = server_id(GIDS[0], 3);
         assert!(text.contains(&format!("promoted {n3} to voter")), "{text}");
-        let listed = format!("{},{},{},{grown}", g100[0], g100[1], g100[2]);
+        let listed = serde_json::to_string(&[&g100[0], &g100[1], &g100[2], &grown]).unwrap();
         assert!(
             text.contains(&format!("configuration 3 lists {listed}")),
             "{text}"
@@ -488,8 +492,27 @@ fn group_and_controller_members_change_under_a_redis_protocol_load() {
         joined.push(cluster.start_joining(0, 4, &g100[1], &front));
         let began = Instant::now();
         let text = member(&["replace", "1", "4", &g100[1]], &group);
+        // Another group's replicas are refused before anything changes.
+        let other = [
+            "member",
+            "add",
+            "--gid",
+            "101",
+            "--ctl",
+            &ctl,
+            "--servers",
+            &group,
+        ];
+        let out = run(&[&["shardkv"], &other[..], &["5", "127.0.0.1:1"]].concat());
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("is no replica of group 101"),
+            "{}",
+            stderr(&out)
+        );
         took.push(("member replace 1 4", began.elapsed()));
-        let listed = format!("{},,{},{grown},{}", g100[0], g100[2], g100[1]);
+        let listed = [&g100[0], "", &g100[2], &grown, &g100[1]];
+        let listed = serde_json::to_string(&listed).unwrap();
         assert!(text.contains(&format!("lists {listed}")), "{text}");
 
         // The first replicas leave: only the new ones serve group 100.
@@ -530,10 +553,15 @@ fn group_and_controller_members_change_under_a_redis_protocol_load() {
         took.push(("move into 100", move_shard_of(&cluster, &key)));
         assert_eq!(cluster.shardkv("get", &[&key]), "moved in");
     });
+    let end = start.elapsed().as_nanos() as u64;
     load::final_reads(&mut history, &fronts, None, 4, start);
     for (what, took) in &took {
         eprintln!("{what} took {took:?}");
     }
+    eprintln!(
+        "longest time without an acknowledged operation during the changes: {:?}",
+        load::longest_gap(&history, 0, end)
+    );
     load::assert_linearizable(&history, 50);
 
     let servers = format!("{grown},{}", g100[1]);
