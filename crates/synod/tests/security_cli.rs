@@ -352,7 +352,7 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
         &["member", "add", "n1", &joined_at],
     );
     assert!(
-        refused.contains("refused: user reader may not change the cluster's membership"),
+        refused.contains("refused: user reader may not change the cluster's configuration"),
         "{refused}"
     );
     let added = native(
