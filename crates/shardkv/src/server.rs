@@ -221,13 +221,10 @@ impl GroupServer {
         // (`CtlOp::Servers`): the servers named in leader hints and pushes.
         let gid = self.rsm.machine().gid;
         if config.groups.contains_key(&gid) {
-            let group: Vec<(NodeId, String)> = config
+            self.group = config
                 .servers_of(gid)
                 .map(|(i, a)| (server_id(gid, i), a.clone()))
                 .collect();
-            if group != self.group {
-                self.group = group;
-            }
         }
         let state = self.rsm.machine();
         if config.num == state.config.num + 1 && state.awaited.is_empty() {
