@@ -76,7 +76,9 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// members that joined through a change (`addrs`). Stored snapshots of earlier versions do
 /// not decode and are refused at start (the replica says it cannot decode its state); its
 /// logs alone still read. A sharded KV reply can be `ShardReply::Denied` and a shard
-/// controller's `CtlReply::Denied` (a request its user may not make), both new last variants.
+/// controller's `CtlReply::Denied` (a request its user may not make), both new last variants;
+/// a shard controller takes `CtlOp::Servers` (a group's servers after its membership
+/// changed), a new last variant.
 pub const PROTOCOL_VERSION: u16 = 10;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;

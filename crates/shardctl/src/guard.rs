@@ -5,7 +5,7 @@
 //!
 //! A query reads the configuration, which holds no keys or values: any authenticated user
 //! may ask (the sharded KV's clients must, to find a key's group). A change (Join, Leave,
-//! Move) decides which servers hold the cluster's data, so it needs a user allowed
+//! Move, Servers) decides which servers hold the cluster's data, so it needs a user allowed
 //! everything ([`Need::Administer`]), as a membership change of the Paxos KV does.
 
 use synod_auth::{Denied, Need};
@@ -37,7 +37,9 @@ pub fn needs(msg: &CtlMsg) -> Need<'static> {
 fn op_needs(op: &CtlOp) -> Need<'static> {
     match op {
         CtlOp::Query { .. } => Need::Nothing,
-        CtlOp::Join { .. } | CtlOp::Leave { .. } | CtlOp::Move { .. } => Need::Administer,
+        CtlOp::Join { .. } | CtlOp::Leave { .. } | CtlOp::Move { .. } | CtlOp::Servers { .. } => {
+            Need::Administer
+        }
     }
 }
 
@@ -72,6 +74,10 @@ mod tests {
             },
             CtlOp::Leave { gid: 1 },
             CtlOp::Move { shard: 0, gid: 1 },
+            CtlOp::Servers {
+                gid: 1,
+                servers: vec!["127.0.0.1:2".into()],
+            },
         ];
         for op in changes.clone() {
             assert_eq!(needs(&request(op)), Need::Administer);

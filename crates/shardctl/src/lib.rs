@@ -3,7 +3,8 @@
 //!
 //! Operations ([`CtlOp`]): `Join(gid, servers)` adds a group, `Leave(gid)` removes one,
 //! `Move(shard, gid)` assigns one shard, `Query(num)` returns configuration `num` (the latest
-//! if `num` is negative or too large). Every change creates a new configuration; configuration
+//! if `num` is negative or too large), `Servers(gid, servers)` records a joined group's
+//! servers after its membership changed (docs/shardkv.md, "Group membership"). Every change creates a new configuration; configuration
 //! 0 has no groups and every shard assigned to gid 0 (nobody). Join and Leave rebalance so
 //! that shard counts differ by at most one between groups while moving as few shards as
 //! possible ([`rebalance`]). Repeating a Join or a Leave changes nothing.
@@ -44,7 +45,10 @@ pub struct Config {
     pub num: u64,
     /// Shard → the group serving it (0: none).
     pub shards: Vec<Gid>,
-    /// Group → its servers' addresses, in the order they were given at Join.
+    /// Group → its servers' addresses: replica `i`'s at position `i`, as given at Join, and
+    /// as a membership change of the group left them ([`CtlOp::Servers`]): a replica that
+    /// joined later at its index, an empty string for one that left. Read them with
+    /// [`Config::servers_of`].
     pub groups: BTreeMap<Gid, Vec<String>>,
 }
 
@@ -58,6 +62,17 @@ impl Config {
         }
     }
 
+    /// Group `gid`'s servers: each replica's index in the group and its address, skipping
+    /// the positions of replicas that left (empty strings).
+    pub fn servers_of(&self, gid: Gid) -> impl Iterator<Item = (usize, &String)> {
+        self.groups
+            .get(&gid)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, addr)| !addr.is_empty())
+    }
+
     /// Shards served by `gid`, in order.
     pub fn shards_of(&self, gid: Gid) -> Vec<usize> {
         (0..self.shards.len())
@@ -69,10 +84,28 @@ impl Config {
 /// A request to the controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CtlOp {
-    Join { gid: Gid, servers: Vec<String> },
-    Leave { gid: Gid },
-    Move { shard: usize, gid: Gid },
-    Query { num: i64 },
+    Join {
+        gid: Gid,
+        servers: Vec<String>,
+    },
+    Leave {
+        gid: Gid,
+    },
+    Move {
+        shard: usize,
+        gid: Gid,
+    },
+    Query {
+        num: i64,
+    },
+    /// Replaces joined group `gid`'s server list after its membership changed: position
+    /// `i` is replica `i`'s address, and an empty string a position whose replica left the
+    /// group ([`Config::servers_of`]). No shard moves; a new configuration if the list
+    /// differs. (Variants are encoded by position: new ones go last.)
+    Servers {
+        gid: Gid,
+        servers: Vec<String>,
+    },
 }
 
 /// The controller's answer.

@@ -83,6 +83,15 @@ impl CtlState {
                 }
                 next.shards[*shard] = *gid;
             }
+            CtlOp::Servers { gid, servers } => {
+                let Some(listed) = next.groups.get_mut(gid) else {
+                    return Err(format!("group {gid} has not joined"));
+                };
+                if servers.iter().all(String::is_empty) {
+                    return Err(format!("group {gid} would have no servers"));
+                }
+                *listed = servers.clone();
+            }
         }
         Ok(self.push(next))
     }
@@ -120,7 +129,72 @@ impl StateMachine for CtlState {
     fn read(&self, op: &CtlOp) -> Option<CtlReply> {
         match op {
             CtlOp::Query { num } => Some(CtlReply::Config(self.query(*num).clone())),
-            CtlOp::Join { .. } | CtlOp::Leave { .. } | CtlOp::Move { .. } => None,
+            CtlOp::Join { .. }
+            | CtlOp::Leave { .. }
+            | CtlOp::Move { .. }
+            | CtlOp::Servers { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(reply: CtlReply) -> Config {
+        match reply {
+            CtlReply::Config(config) => config,
+            other => panic!("expected a configuration, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn servers_replaces_a_groups_list_without_moving_shards() {
+        let mut state = CtlState::new(4);
+        let join = |gid, servers: &[&str]| CtlOp::Join {
+            gid,
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+        };
+        state.apply(1, &join(100, &["a0", "a1", "a2"]));
+        let before = config(state.apply(2, &join(101, &["b0"])));
+        assert_eq!(before.num, 2);
+        // Replica 1 left, replica 3 joined.
+        let servers: Vec<String> = ["a0", "", "a2", "a3"].map(String::from).into();
+        let op = CtlOp::Servers {
+            gid: 100,
+            servers: servers.clone(),
+        };
+        let after = config(state.apply(3, &op));
+        assert_eq!(after.num, 3, "a new configuration");
+        assert_eq!(after.shards, before.shards, "no shard moves");
+        assert_eq!(after.groups[&100], servers);
+        assert_eq!(after.groups[&101], before.groups[&101]);
+        let listed: Vec<(usize, &str)> = after
+            .servers_of(100)
+            .map(|(i, a)| (i, a.as_str()))
+            .collect();
+        assert_eq!(listed, [(0, "a0"), (2, "a2"), (3, "a3")]);
+        assert_eq!(state.query(2), &before, "history unchanged");
+        // The same list again changes nothing.
+        assert_eq!(config(state.apply(4, &op)).num, 3);
+        assert_eq!(state.read(&op), None, "a change goes through the log");
+
+        let unknown = CtlOp::Servers {
+            gid: 7,
+            servers: vec!["x".into()],
+        };
+        assert_eq!(
+            state.apply(5, &unknown),
+            CtlReply::Invalid("group 7 has not joined".into())
+        );
+        let empty = CtlOp::Servers {
+            gid: 100,
+            servers: vec![String::new(), String::new()],
+        };
+        assert_eq!(
+            state.apply(6, &empty),
+            CtlReply::Invalid("group 100 would have no servers".into())
+        );
+        assert_eq!(state.latest().num, 3, "refusals change nothing");
     }
 }

@@ -225,7 +225,9 @@ impl ShardKvClerk {
         } else {
             preferred.into_iter().chain(last).collect()
         };
-        for addr in first.into_iter().chain(servers) {
+        // Positions of replicas that left the group are empty (`Config::servers_of`).
+        let listed = servers.iter().filter(|a| !a.is_empty());
+        for addr in first.into_iter().chain(listed) {
             if !order.contains(addr) {
                 order.push(addr.clone());
             }
@@ -697,6 +699,25 @@ mod tests {
                 ShardServer::Controller(0)
             ],
             "after the silence, the group again and the controller"
+        );
+    }
+
+    #[test]
+    fn a_position_whose_replica_left_the_group_is_never_tried() {
+        // Replica 0 left group 100 (`CtlOp::Servers` left its position empty).
+        let mut left = config(1, 100);
+        left.groups.insert(100, vec![String::new(), "g100b".into()]);
+        let mut clerk = ShardKvClerk::new(10, 1, left);
+        let out = clerk.start(get());
+        assert_eq!(sends(&out), [ShardServer::Group("g100b".into())]);
+        let out = clerk.on_timeout(timers(&out)[0]);
+        assert_eq!(
+            sends(&out),
+            [
+                ShardServer::Group("g100b".into()),
+                ShardServer::Controller(0)
+            ],
+            "the one listed server again, and the controller"
         );
     }
 }

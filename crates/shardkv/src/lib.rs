@@ -34,7 +34,7 @@ mod state;
 
 pub use clerk::{Preference, ShardKvClerk, ShardServer};
 pub use numbering::{key_of, Numbering};
-pub use server::{controller_node, server_id, CtlNode, GroupServer, POLL};
+pub use server::{controller_node, joining_controller, server_id, CtlNode, GroupServer, POLL};
 pub use state::{GroupOp, GroupState, Shard};
 
 use serde::{Deserialize, Serialize};

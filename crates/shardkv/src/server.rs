@@ -11,7 +11,7 @@ use std::time::Duration;
 use synod_node::limits::Limits;
 use synod_node::{Context, Node, NodeId, TimerToken};
 use synod_paxos::PaxosConfig;
-use synod_rsm::{Rsm, RsmMsg, Wrap};
+use synod_rsm::{Role, Rsm, RsmMsg, Wrap};
 use synod_shardctl::{controller, Config, Controller, CtlMsg, CtlOp, CtlReply, Gid};
 
 use synod_kvpaxos::KvOp;
@@ -47,8 +47,8 @@ fn from_ctl(m: CtlMsg) -> ShardMsg {
 
 /// Teaches the driver every group server address in `config`.
 fn learn(ctx: &mut dyn Context<ShardMsg>, config: &Config) {
-    for (&gid, servers) in &config.groups {
-        for (i, addr) in servers.iter().enumerate() {
+    for &gid in config.groups.keys() {
+        for (i, addr) in config.servers_of(gid) {
             ctx.add_peer(server_id(gid, i), addr);
         }
     }
@@ -98,6 +98,37 @@ impl GroupServer {
         }
     }
 
+    /// Replica `me` of group `gid`, new to the running group whose first servers have the
+    /// addresses `addrs`, listening at `own`: it has no state and votes nowhere until a
+    /// membership change of the group names it, then fetches the group's state from them
+    /// (`synod_rsm::Rsm::joining`). It polls the controller only once it has that state.
+    pub fn joining(
+        gid: Gid,
+        me: usize,
+        addrs: Vec<String>,
+        own: String,
+        controllers: Vec<NodeId>,
+        config: PaxosConfig,
+    ) -> Self {
+        let mut group: Vec<(NodeId, String)> = addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| (server_id(gid, i), a))
+            .collect();
+        let contacts = group.iter().map(|(id, _)| *id).collect();
+        group.push((server_id(gid, me), own));
+        GroupServer {
+            group,
+            controllers,
+            rsm: Rsm::joining(contacts, server_id(gid, me), config),
+            ctl_client: 0,
+            ctl_seq: 0,
+            ctl_answered: true,
+            polls: 0,
+            limits: Limits::default(),
+        }
+    }
+
     /// The same server, refusing keys and values above `limits`.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -120,6 +151,9 @@ impl GroupServer {
     /// pushes every shard we owe to a server of its new owner (rotating too).
     fn poll(&mut self, ctx: &mut dyn Context<ShardMsg>) {
         self.polls += 1;
+        if self.rsm.role() == Role::Joining {
+            return; // No state yet, so no configuration to ask after and nothing owed.
+        }
         let state = self.rsm.machine();
         if state.awaited.is_empty() && !self.controllers.is_empty() {
             if self.ctl_answered {
@@ -138,12 +172,19 @@ impl GroupServer {
             ctx.send(to, ShardMsg::Ctl(request));
         }
         for (&(num, shard), out) in &state.outgoing {
-            if out.servers.is_empty() {
+            // Positions of replicas that left the group are empty.
+            let servers: Vec<(usize, &String)> = out
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| !a.is_empty())
+                .collect();
+            if servers.is_empty() {
                 continue; // Every group left: nobody to hand it to (see docs/shardkv.md).
             }
-            let i = self.polls % out.servers.len();
+            let (i, addr) = servers[self.polls % servers.len()];
             let to = server_id(out.to, i);
-            ctx.add_peer(to, &out.servers[i]);
+            ctx.add_peer(to, addr);
             let push = ShardMsg::Push {
                 num,
                 shard,
@@ -176,6 +217,15 @@ impl GroupServer {
 
     fn on_config(&mut self, ctx: &mut dyn Context<ShardMsg>, config: Config) {
         learn(ctx, &config);
+        // The controller's record of this group follows its membership changes
+        // (`CtlOp::Servers`): the servers named in leader hints and pushes.
+        let gid = self.rsm.machine().gid;
+        if config.groups.contains_key(&gid) {
+            self.group = config
+                .servers_of(gid)
+                .map(|(i, a)| (server_id(gid, i), a.clone()))
+                .collect();
+        }
         let state = self.rsm.machine();
         if config.num == state.config.num + 1 && state.awaited.is_empty() {
             self.propose(ctx, GroupOp::Reconfigure(config));
@@ -325,6 +375,16 @@ pub fn controller_node(
 ) -> CtlNode {
     CtlNode {
         inner: controller(peers, me, config, shards),
+        taught: BTreeMap::new(),
+    }
+}
+
+/// Controller replica `me`, new to the running controller group whose first replicas are
+/// `contacts` (`synod_rsm::Rsm::joining`): it fetches the state once a change names it.
+/// Its number of shards comes with that state.
+pub fn joining_controller(contacts: Vec<NodeId>, me: NodeId, config: PaxosConfig) -> CtlNode {
+    CtlNode {
+        inner: Controller::joining(contacts, me, config),
         taught: BTreeMap::new(),
     }
 }

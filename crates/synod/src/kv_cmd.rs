@@ -66,8 +66,8 @@ pub enum KvCommand {
         key: String,
         value: String,
     },
-    /// The group's membership: list it, or remove a replica (docs/paxos.md, "Membership
-    /// changes").
+    /// The group's membership: list it, add, promote, replace or remove a replica
+    /// (docs/running.md, "Membership").
     #[command(subcommand)]
     Member(MemberCommand),
 }
@@ -123,7 +123,7 @@ pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
                 )
                 .await
             }
-            KvCommand::Member(member) => member_cmd::run(member).await,
+            KvCommand::Member(member) => member_cmd::run(member, &member_cmd::KV).await,
         }
     })
 }

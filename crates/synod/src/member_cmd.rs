@@ -1,7 +1,11 @@
-//! `synod kv member`: the Paxos KV's membership, listed from the replicas' status reports
-//! and changed through the log (`RsmMsg::Reconfigure`; docs/paxos.md, "Membership
-//! changes"): add a replica started with `kv serve --join` (a learner, then a voter once it
-//! caught up), promote a learner, remove a replica, replace one by a new one.
+//! `synod kv member`, `synod shardctl member` and `synod shardkv member`: a replicated
+//! service's membership, listed from the replicas' status reports and changed through the
+//! log (`RsmMsg::Reconfigure`; docs/paxos.md, "Membership changes"): add a replica started
+//! with `serve --join` (a learner, then a voter once it caught up), promote a learner,
+//! remove a replica, replace one by a new one. The commands are the same for every
+//! service; a [`Service`] says how its messages carry a change and how its replicas are
+//! numbered, and a sharded group's command then records the group's new servers at the
+//! controller (`shardkv_cmd`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use synod_kvpaxos::KvMsg;
 use synod_net::{Client, Credentials};
 use synod_node::NodeId;
@@ -16,6 +22,39 @@ use synod_paxos::{Config, ConfigError};
 use synod_rsm::{Role, RsmMsg, StatusReport};
 
 use crate::status_cmd::{self, StatusArgs};
+
+/// How one replicated service's messages carry a membership change, and how its replicas
+/// are named: what the member commands need to know of it.
+pub struct Service<M> {
+    /// The change, as a message to a replica of the service.
+    pub ask: fn(Config) -> M,
+    /// The answer to it: the instance the change governs from, or why not; `None` for any
+    /// other message.
+    pub answer: fn(M) -> Option<Result<u64, ConfigError>>,
+    /// For a sharded KV group, its id: replica `--id I` is then node `gid << 8 | I`
+    /// (`synod_shardkv::server_id`); else replica `--id I` is node `I`.
+    pub gid: Option<u64>,
+}
+
+/// The Paxos KV: its messages are the replicated state machine's.
+pub const KV: Service<KvMsg> = Service {
+    ask: rsm_ask,
+    answer: rsm_answer,
+    gid: None,
+};
+
+/// A change, as a replicated state machine's message.
+pub fn rsm_ask<C, I, R>(config: Config) -> RsmMsg<C, I, R> {
+    RsmMsg::Reconfigure { config }
+}
+
+/// A replicated state machine's answer to a change.
+pub fn rsm_answer<C, I, R>(msg: RsmMsg<C, I, R>) -> Option<Result<u64, ConfigError>> {
+    match msg {
+        RsmMsg::Reconfigured { result } => Some(result),
+        _ => None,
+    }
+}
 
 #[derive(Subcommand)]
 pub enum MemberCommand {
@@ -25,9 +64,10 @@ pub enum MemberCommand {
         #[command(flatten)]
         target: StatusArgs,
     },
-    /// Add replica ID, started with `kv serve --id ID --join ADDR`, as a learner; wait until
-    /// it has caught up with the group, then promote it to voter. Each step waits up to
-    /// --timeout (at least 10 s).
+    /// Add replica ID (its --id, or its node id as `synod status` prints it, like n3),
+    /// started with `serve --id ID --join ADDR`, as a learner; wait until it has caught up
+    /// with the group, then promote it to voter. Each step waits up to --timeout (at least
+    /// 10 s).
     Add {
         #[command(flatten)]
         target: StatusArgs,
@@ -43,14 +83,14 @@ pub enum MemberCommand {
         target: StatusArgs,
         id: String,
     },
-    /// Remove replica ID (`n2` or `2`) from the group, through the log; waits until the change
-    /// is decided. It stops voting once the change is in effect.
+    /// Remove replica ID from the group, through the log; waits until the change is
+    /// decided. It stops voting once the change is in effect.
     Remove {
         #[command(flatten)]
         target: StatusArgs,
         id: String,
     },
-    /// Replace replica OLD (dead, or whose disk was lost) by NEW, started with `kv serve --id
+    /// Replace replica OLD (dead, or whose disk was lost) by NEW, started with `serve --id
     /// NEW --join ADDR`: add NEW as a learner, wait until it caught up, then one change makes
     /// it a voter in OLD's place.
     Replace {
@@ -62,10 +102,33 @@ pub enum MemberCommand {
     },
 }
 
-pub async fn run(cmd: MemberCommand) -> anyhow::Result<ExitCode> {
+impl MemberCommand {
+    /// The replicas named, and how to reach them.
+    pub fn target(&self) -> &StatusArgs {
+        match self {
+            MemberCommand::List { target }
+            | MemberCommand::Add { target, .. }
+            | MemberCommand::Promote { target, .. }
+            | MemberCommand::Remove { target, .. }
+            | MemberCommand::Replace { target, .. } => target,
+        }
+    }
+
+    /// Whether the command changes the membership (rather than list it).
+    pub fn changes(&self) -> bool {
+        !matches!(self, MemberCommand::List { .. })
+    }
+}
+
+/// Runs `cmd` against a group of `service`.
+pub async fn run<M>(cmd: MemberCommand, service: &Service<M>) -> anyhow::Result<ExitCode>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    let parse_id = |text: &str| parse_id(text, service);
     match cmd {
         MemberCommand::List { target } => {
-            let group = Group::new(&target)?;
+            let group = Group::new(&target, service)?;
             let answering = group.answering().await;
             if answering.is_empty() {
                 bail!("no replica answered");
@@ -86,7 +149,7 @@ pub async fn run(cmd: MemberCommand) -> anyhow::Result<ExitCode> {
             id,
             addr,
         } => {
-            let group = Group::new(&target)?;
+            let group = Group::new(&target, service)?;
             let id = parse_id(&id)?;
             group.add_learner(id, addr).await?;
             if !learner {
@@ -96,12 +159,12 @@ pub async fn run(cmd: MemberCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MemberCommand::Promote { target, id } => {
-            let group = Group::new(&target)?;
+            let group = Group::new(&target, service)?;
             group.promote(parse_id(&id)?, None).await?;
             Ok(ExitCode::SUCCESS)
         }
         MemberCommand::Remove { target, id } => {
-            let group = Group::new(&target)?;
+            let group = Group::new(&target, service)?;
             group.remove(parse_id(&id)?).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -111,7 +174,7 @@ pub async fn run(cmd: MemberCommand) -> anyhow::Result<ExitCode> {
             new,
             addr,
         } => {
-            let group = Group::new(&target)?;
+            let group = Group::new(&target, service)?;
             let (old, new) = (parse_id(&old)?, parse_id(&new)?);
             if old == new {
                 bail!("a replacement takes a new id: {new} is the replica it replaces");
@@ -124,12 +187,44 @@ pub async fn run(cmd: MemberCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `n2` or `2`: a replica's node id as `synod status` prints it, or its number.
-fn parse_id(text: &str) -> anyhow::Result<NodeId> {
-    let digits = text.strip_prefix('n').unwrap_or(text);
-    match digits.parse() {
-        Ok(n) if n < NodeId::FIRST_CLIENT => Ok(NodeId(n)),
-        _ => bail!("{text:?} is not a replica id (like n2)"),
+/// The newest configuration (decided, maybe not yet in effect) that the replicas at
+/// `servers` report.
+pub async fn newest_config(
+    servers: &[String],
+    limit: Duration,
+    credentials: Option<&Credentials>,
+) -> anyhow::Result<Config> {
+    let mut newest: Option<Config> = None;
+    for addr in servers {
+        match status_cmd::ask(addr, limit, credentials).await {
+            Ok(report) => {
+                if let Some((_, config)) = report.configs.last() {
+                    if newest.as_ref().is_none_or(|n| n.epoch < config.epoch) {
+                        newest = Some(config.clone());
+                    }
+                }
+            }
+            Err(why) => tracing::debug!(%addr, "no status: {why:#}"),
+        }
+    }
+    newest.context("no listed replica answered with the group's configuration")
+}
+
+/// `n2` (a node id as `synod status` prints it) or `2` (the replica's `--id`).
+fn parse_id<M>(text: &str, service: &Service<M>) -> anyhow::Result<NodeId> {
+    let id = match text.strip_prefix('n') {
+        Some(digits) => digits.parse().ok().map(NodeId),
+        None => text.parse().ok().and_then(|i: u64| match service.gid {
+            None => Some(NodeId(i)),
+            Some(gid) => usize::try_from(i)
+                .ok()
+                .filter(|&i| i < crate::shardctl_cmd::MAX_REPLICAS)
+                .map(|i| synod_shardkv::server_id(gid, i)),
+        }),
+    };
+    match id {
+        Some(id) if !id.is_client() => Ok(id),
+        _ => bail!("{text:?} is not a replica id (like n2, or the replica's --id)"),
     }
 }
 
@@ -137,35 +232,43 @@ fn without(ids: &[NodeId], id: NodeId) -> Vec<NodeId> {
     ids.iter().copied().filter(|&m| m != id).collect()
 }
 
-/// The replicas an operator named, and how to ask them.
-pub(crate) struct Group<'a> {
+/// The replicas an operator named, of `service`, and how to ask them.
+pub(crate) struct Group<'a, M> {
     servers: &'a [String],
     limit: Duration,
     credentials: Option<Credentials>,
+    service: &'a Service<M>,
 }
 
-impl<'a> Group<'a> {
-    fn new(target: &'a StatusArgs) -> anyhow::Result<Self> {
+impl<'a, M> Group<'a, M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn new(target: &'a StatusArgs, service: &'a Service<M>) -> anyhow::Result<Self> {
         let limit = target.limit()?;
         target.tls.install()?;
         Ok(Group {
             servers: &target.servers,
             limit,
             credentials: target.credentials.credentials()?,
+            service,
         })
     }
 
-    /// The replicas at `servers`, each asked within `limit`, presenting `credentials`: how
-    /// `synod up` makes its own changes (it has installed the cluster's client TLS).
+    /// The replicas at `servers` of `service`, each asked within `limit`, presenting
+    /// `credentials`: how `synod up` makes its own changes (it has installed the cluster's
+    /// client TLS).
     pub(crate) fn of(
         servers: &'a [String],
         limit: Duration,
         credentials: Option<Credentials>,
+        service: &'a Service<M>,
     ) -> Self {
         Group {
             servers,
             limit,
             credentials,
+            service,
         }
     }
 
@@ -204,6 +307,15 @@ impl<'a> Group<'a> {
             else {
                 bail!("no listed replica answered with the group's configuration");
             };
+            if let Some(gid) = self.service.gid {
+                let members = newest.voters.iter().chain(&newest.learners);
+                if let Some(other) = members.clone().find(|m| m.0 >> 8 != gid) {
+                    bail!(
+                        "{other} is no replica of group {gid} (replica i of group G is node \
+                         G << 8 | i): are --servers and --gid the same group's?"
+                    );
+                }
+            }
             let Some(config) = next(newest)? else {
                 return Ok(None);
             };
@@ -212,7 +324,7 @@ impl<'a> Group<'a> {
                 .filter(|(_, r)| r.role == Role::Voter)
                 .map(|(addr, _)| addr);
             for addr in via {
-                match propose(addr, &config, self.limit, self.credentials.as_ref()).await {
+                match self.propose(addr, &config).await {
                     Ok(from) => return Ok(Some((config, from))),
                     // Refused is final: the user may not change the membership.
                     Err(why) if matches!(why.downcast_ref(), Some(ConfigError::Refused(_))) => {
@@ -362,9 +474,22 @@ impl<'a> Group<'a> {
         }
         Ok(())
     }
-}
 
-impl Group<'_> {
+    /// Asks the replica at `addr` to propose `config`; the instance it governs from, once
+    /// decided, or why not.
+    async fn propose(&self, addr: &str, config: &Config) -> anyhow::Result<u64> {
+        let mut client: Client<M> = Client::connect_as(addr, self.limit, self.credentials.as_ref())
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let answer = client
+            .call(&(self.service.ask)(config.clone()), self.limit)
+            .await?;
+        match (self.service.answer)(answer) {
+            Some(result) => result.map_err(|e: ConfigError| e.into()),
+            None => bail!("{addr} answered something else"),
+        }
+    }
+
     /// Removes replica `id` from the group, through the log (one change).
     pub(crate) async fn remove(&self, id: NodeId) -> anyhow::Result<()> {
         let decided = self
@@ -390,25 +515,5 @@ impl Group<'_> {
             None => println!("{id} is not a member"),
         }
         Ok(())
-    }
-}
-
-/// Asks the replica at `addr` to propose `config`, presenting `credentials`; the instance
-/// it governs from, once decided, or why not.
-async fn propose(
-    addr: &str,
-    config: &Config,
-    limit: Duration,
-    credentials: Option<&Credentials>,
-) -> anyhow::Result<u64> {
-    let mut client: Client<KvMsg> = Client::connect_as(addr, limit, credentials)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let ask = RsmMsg::Reconfigure {
-        config: config.clone(),
-    };
-    match client.call(&ask, limit).await? {
-        RsmMsg::Reconfigured { result } => result.map_err(|e: ConfigError| e.into()),
-        _ => bail!("{addr} answered something else"),
     }
 }

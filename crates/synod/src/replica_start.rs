@@ -9,9 +9,10 @@
 //! infers its history from its peers: a peer that already has a log may just have started
 //! first, and a replica of a new cluster that took that for a lost disk would wedge it.
 //!
-//! A third way in is `--join ADDR` (`kv serve` only): a new replica of a running cluster,
-//! under an id of its own beyond `--peers`, that starts as nothing but a learner in waiting
-//! and votes only once the group made it a voter (docs/paxos.md, "Membership changes").
+//! A third way in is `--join ADDR` (`kv`, `shardctl` and `shardkv serve`): a new replica of
+//! a running cluster, under an id of its own beyond `--peers`, that starts as nothing but a
+//! learner in waiting and votes only once the group made it a voter (docs/paxos.md,
+//! "Membership changes").
 //!
 //! Every start also checks the directory's identity (see [`crate::identity`]).
 //!

@@ -1,5 +1,6 @@
-//! `synod shardctl`: the shard controller — replicas, and the operator's commands (join,
-//! leave, move, query) that print the resulting configuration as JSON.
+//! `synod shardctl`: the shard controller — replicas, the operator's commands (join, leave,
+//! move, query) that print the resulting configuration as JSON, and the controller group's
+//! membership (`member`, as `synod kv member`; a new replica starts with `serve --join`).
 //!
 //! A controller with users (`--requirepass-file`, `--acl-file`) admits native clients as
 //! those users (`--user`, `--password-file`) or as members of the cluster (its groups'
@@ -10,6 +11,7 @@
 //! 256; replica `i` of group `gid` is `gid << 8 | i` (see `synod_shardkv::server_id`), so the
 //! two never collide as long as gids are at least 1, which the controller enforces.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,9 +21,10 @@ use synod_client::shardkv::CtlClient;
 use synod_net::DEFAULT_MAX_FRAME;
 use synod_node::NodeId;
 use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
-use synod_shardkv::controller_node;
+use synod_shardkv::{controller_node, joining_controller, ShardMsg};
 
 use crate::credential_args::CredentialArgs;
+use crate::member_cmd::{self, MemberCommand, Service};
 use crate::observe;
 use crate::replica_start::{serve_replica, Replica, ReplicaArgs};
 use crate::resp_security_args::{native_guard, UserArgs};
@@ -37,6 +40,12 @@ pub enum ShardctlCommand {
     Serve {
         #[command(flatten)]
         replica: ReplicaArgs,
+        /// Join the running controller group whose replicas were started with --peers (and
+        /// --cluster-token) as a new replica listening on ADDR, under --id, a new id beyond
+        /// --peers (below 256): it waits, voting nowhere, until `synod shardctl member add`
+        /// makes it a learner, then fetches the state. Restart it with the same flags.
+        #[arg(long, value_name = "ADDR", conflicts_with_all = ["bootstrap", "rejoin"])]
+        join: Option<SocketAddr>,
         /// Number of shards; fixed for the cluster's life, the same on every server.
         #[arg(long, default_value_t = DEFAULT_SHARDS)]
         shards: usize,
@@ -76,7 +85,21 @@ pub enum ShardctlCommand {
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         num: i64,
     },
+    /// The controller group's membership: list it, add, promote, replace or remove a
+    /// replica (docs/running.md, "Membership").
+    #[command(subcommand)]
+    Member(MemberCommand),
 }
+
+/// The shard controller: its messages are the controller's, within the cluster's.
+pub const SERVICE: Service<ShardMsg> = Service {
+    ask: |config| ShardMsg::Ctl(member_cmd::rsm_ask(config)),
+    answer: |msg| match msg {
+        ShardMsg::Ctl(msg) => member_cmd::rsm_answer(msg),
+        _ => None,
+    },
+    gid: None,
+};
 
 /// Where the controllers are, and how long to wait for them.
 #[derive(Args)]
@@ -116,9 +139,10 @@ pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
         match cmd {
             ShardctlCommand::Serve {
                 replica,
+                join,
                 shards,
                 users,
-            } => serve(replica, shards, users).await,
+            } => serve(replica, join, shards, users).await,
             ShardctlCommand::Join { ctl, gid, servers } => {
                 request(ctl, CtlOp::Join { gid, servers }).await
             }
@@ -127,14 +151,23 @@ pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
                 request(ctl, CtlOp::Move { shard, gid }).await
             }
             ShardctlCommand::Query { ctl, num } => request(ctl, CtlOp::Query { num }).await,
+            ShardctlCommand::Member(member) => member_cmd::run(member, &SERVICE).await,
         }
     })
 }
 
-async fn serve(args: ReplicaArgs, shards: usize, users: UserArgs) -> anyhow::Result<ExitCode> {
+async fn serve(
+    args: ReplicaArgs,
+    join: Option<SocketAddr>,
+    shards: usize,
+    users: UserArgs,
+) -> anyhow::Result<ExitCode> {
     let id = args.id;
     if shards == 0 {
         bail!("--shards must be at least 1");
+    }
+    if id >= MAX_REPLICAS {
+        bail!("--id must be below {MAX_REPLICAS}: a controller's node id is its --id");
     }
     let guard = native_guard(
         users.access()?,
@@ -144,8 +177,19 @@ async fn serve(args: ReplicaArgs, shards: usize, users: UserArgs) -> anyhow::Res
     )?;
     let ids = controller_ids(args.peers.len())?;
     let name = format!("shardctl replica {id}");
-    let replica = Replica::numbered(name, &args, DEFAULT_MAX_FRAME);
-    let node = |paxos| Ok(controller_node(ids.clone(), id, paxos, shards));
+    let mut replica = Replica::numbered(name, &args, DEFAULT_MAX_FRAME);
+    replica.join = join;
+    if let Some(addr) = join {
+        replica.links.insert(NodeId(id as u64), addr);
+    }
+    // A joining replica (and one that joined, restarted) takes the configurations, and the
+    // number of shards, from the state it fetches or stored.
+    let node = |paxos| {
+        Ok(match join {
+            None => controller_node(ids.clone(), id, paxos, shards),
+            Some(_) => joining_controller(ids.clone(), NodeId(id as u64), paxos),
+        })
+    };
     // With a metrics port, a controller also exports the shard map.
     let shards = args
         .metrics

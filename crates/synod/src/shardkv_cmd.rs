@@ -1,7 +1,9 @@
 //! `synod shardkv`: the sharded key/value store — group replicas (with an optional
 //! Redis-protocol front that routes every key to its owning group), and a command-line
 //! client. Both sides find the groups through the shard controller (`--ctl`); the client is
-//! `synod_client::shardkv::ShardKvClient`. Node ids are explained in `shardctl_cmd`.
+//! `synod_client::shardkv::ShardKvClient`. Node ids are explained in `shardctl_cmd`. A
+//! group's membership changes with `member` (as `synod kv member`, then recorded at the
+//! controller: `CtlOp::Servers`); a new replica starts with `serve --join`.
 //!
 //! A replica with users (`--requirepass-file`, `--acl-file`) holds them to their
 //! permissions on its RESP port and on its native port alike; the client authenticates with
@@ -10,16 +12,19 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
-use synod_client::shardkv::ShardKvClient;
+use synod_client::shardkv::{CtlClient, ShardKvClient};
 use synod_kvpaxos::KvOp;
 use synod_node::NodeId;
-use synod_shardctl::{Gid, DEFAULT_SHARDS};
-use synod_shardkv::{server_id, GroupServer, ShardReply};
+use synod_paxos::Config;
+use synod_shardctl::{CtlOp, CtlReply, Gid, DEFAULT_SHARDS};
+use synod_shardkv::{server_id, GroupServer, ShardMsg, ShardReply};
 
 use crate::limit_args::LimitArgs;
+use crate::member_cmd::{self, MemberCommand, Service};
 use crate::observe::MetricsArgs;
 use crate::replica_start::{self, serve_replica, StartArgs};
 use crate::resp_front::Front;
@@ -50,6 +55,13 @@ pub enum ShardkvCommand {
         /// running); a replica restarted on it recovers from it.
         #[arg(long, env = "SYNOD_DATA")]
         data: PathBuf,
+        /// Join the running group whose replicas were started with --peers (and
+        /// --cluster-token) as a new replica listening on ADDR, under --id, a new index
+        /// beyond --peers (below 256): it waits, voting nowhere, until `synod shardkv member
+        /// add` makes it a learner, then fetches the group's state. Restart it with the same
+        /// flags.
+        #[arg(long, value_name = "ADDR", conflicts_with_all = ["bootstrap", "rejoin"])]
+        join: Option<SocketAddr>,
         /// Also accept the Redis protocol (GET, SET, APPEND, PING, ECHO) on this address,
         /// for every key of the cluster.
         #[arg(long, env = "SYNOD_RESP")]
@@ -65,6 +77,20 @@ pub enum ShardkvCommand {
         metrics: MetricsArgs,
         #[command(flatten)]
         resp_security: Box<RespSecurityArgs>,
+    },
+    /// Group GID's membership: list it, add, promote, replace or remove a replica
+    /// (docs/running.md, "Membership"). A change ends by recording the group's voters at
+    /// the controller (--ctl), so clients and other groups reach them.
+    #[command(subcommand_required = true)]
+    Member {
+        /// The group's id.
+        #[arg(long, env = "SYNOD_GID", global = true)]
+        gid: Option<Gid>,
+        /// The controllers' addresses, comma-separated (needed by the changes).
+        #[arg(long, env = "SYNOD_CTL", value_delimiter = ',', global = true)]
+        ctl: Vec<String>,
+        #[command(subcommand)]
+        cmd: MemberCommand,
     },
     /// Print KEY's value ("" if it has none).
     Get {
@@ -92,6 +118,7 @@ pub enum ShardkvCommand {
 struct Replica {
     gid: Gid,
     id: usize,
+    join: Option<SocketAddr>,
     peers: Vec<SocketAddr>,
     ctl: Vec<SocketAddr>,
     shards: usize,
@@ -111,6 +138,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 peers,
                 ctl,
                 data,
+                join,
                 resp,
                 shards,
                 start,
@@ -121,6 +149,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 let replica = Replica {
                     gid,
                     id,
+                    join,
                     peers,
                     ctl,
                     shards,
@@ -131,6 +160,7 @@ pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
                 };
                 serve(replica, data, resp).await
             }
+            ShardkvCommand::Member { gid, ctl, cmd } => member(gid, ctl, cmd).await,
             ShardkvCommand::Get { ctl, key } => request(ctl, KvOp::Get { key: key.into() }).await,
             ShardkvCommand::Put { ctl, key, value } => {
                 request(
@@ -160,8 +190,8 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
     if !(1..=MAX_GID).contains(&r.gid) {
         bail!("--gid must be between 1 and {MAX_GID}");
     }
-    if r.peers.len() > MAX_REPLICAS {
-        bail!("at most {MAX_REPLICAS} replicas per group");
+    if r.peers.len() > MAX_REPLICAS || r.id >= MAX_REPLICAS {
+        bail!("at most {MAX_REPLICAS} replicas per group: --id must be below {MAX_REPLICAS}");
     }
     if r.shards == 0 {
         bail!("--shards must be at least 1");
@@ -188,6 +218,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         .enumerate()
         .map(|(i, &a)| (server_id(r.gid, i), a));
     let links = group
+        .chain(r.join.map(|addr| (me, addr)))
         .chain(controllers.iter().copied().zip(r.ctl.iter().copied()))
         .collect();
     let replica = replica_start::Replica {
@@ -195,16 +226,22 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         data: &data,
         index: r.id,
         peers: &r.peers,
-        join: None,
+        join: r.join,
         start: &r.start,
         me,
         links,
         max_frame: limits.max_frame(),
         metrics: &r.metrics,
     };
+    // A joining replica (and one that joined, restarted) takes the group's configurations
+    // from the state it fetches or stored: it contacts the replicas of --peers.
     let node = |paxos| {
         let addrs = r.peers.iter().map(ToString::to_string).collect();
-        let node = GroupServer::new(r.gid, r.id, addrs, controllers.clone(), r.shards, paxos);
+        let (gid, id, ctls) = (r.gid, r.id, controllers.clone());
+        let node = match r.join {
+            None => GroupServer::new(gid, id, addrs, ctls, r.shards, paxos),
+            Some(own) => GroupServer::joining(gid, id, addrs, own.to_string(), ctls, paxos),
+        };
         Ok(node.with_limits(limits))
     };
     // The front's client asks the controllers where a key's group is, and prefers this
@@ -213,7 +250,7 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         let Some(addr) = resp else {
             return Ok(None);
         };
-        let own = r.peers.get(r.id).copied();
+        let own = r.peers.get(r.id).copied().or(r.join);
         let front = Front::bind_secured(addr, resp_limits, security, || {
             let client = ShardKvClient::connect(r.ctl.iter().map(ToString::to_string))?;
             Ok(match own {
@@ -224,6 +261,95 @@ async fn serve(r: Replica, data: PathBuf, resp: Option<SocketAddr>) -> anyhow::R
         Ok(Some(front.await?))
     };
     serve_replica(replica, node, front, guard).await
+}
+
+/// Runs a member command on group `gid`'s replicas; a change then records the group's
+/// voters, as the newest configuration has them, at the controllers `ctl`.
+async fn member(
+    gid: Option<Gid>,
+    ctl: Vec<String>,
+    cmd: MemberCommand,
+) -> anyhow::Result<ExitCode> {
+    let Some(gid) = gid.filter(|g| (1..=MAX_GID).contains(g)) else {
+        bail!("--gid (between 1 and {MAX_GID}) names the group whose membership this is");
+    };
+    if cmd.changes() && ctl.is_empty() {
+        bail!("--ctl is needed to change a group's membership: the controller records its servers");
+    }
+    let target = cmd.target();
+    let servers = target.servers.clone();
+    let limit = target.limit()?;
+    let credentials = target.credentials.credentials()?;
+    let changes = cmd.changes();
+    let service = Service {
+        ask: |config| ShardMsg::Group(member_cmd::rsm_ask(config)),
+        answer: |msg| match msg {
+            ShardMsg::Group(msg) => member_cmd::rsm_answer(msg),
+            _ => None,
+        },
+        gid: Some(gid),
+    };
+    let code = member_cmd::run(cmd, &service).await?;
+    if changes {
+        let newest = member_cmd::newest_config(&servers, limit, credentials.as_ref()).await?;
+        let mut client = CtlClient::connect(ctl)?.with_timeout(limit.max(Duration::from_secs(10)));
+        if let Some(credentials) = credentials {
+            client = client.with_credentials(credentials);
+        }
+        record_servers(gid, &newest, &mut client).await?;
+    }
+    Ok(code)
+}
+
+/// Records at the controller group `gid`'s servers as `newest` configuration of the group
+/// has its voters (`CtlOp::Servers`): replica `i` at position `i`, a first replica's address
+/// as the group's Join listed it, a joined one's as the configuration carries it, and an
+/// empty position for each replica no longer a voter.
+async fn record_servers(gid: Gid, newest: &Config, client: &mut CtlClient) -> anyhow::Result<()> {
+    let latest = match client.call(CtlOp::Query { num: -1 }).await? {
+        CtlReply::Config(config) => config,
+        other => bail!("the controller answered {other:?}"),
+    };
+    let Some(listed) = latest.groups.get(&gid) else {
+        println!("group {gid} has not joined: the controller records its servers when it does");
+        return Ok(());
+    };
+    let mut servers: Vec<String> = Vec::new();
+    for &voter in &newest.voters {
+        let index = (voter.0 & 0xff) as usize;
+        let known = newest.addrs.get(&voter).or_else(|| listed.get(index));
+        let Some(addr) = known.filter(|a| !a.is_empty()) else {
+            bail!("no address known for {voter}: it neither joined through a change nor was listed at the group's Join");
+        };
+        if servers.len() <= index {
+            servers.resize(index + 1, String::new());
+        }
+        servers[index] = addr.clone();
+    }
+    if &servers == listed {
+        println!(
+            "the controller lists group {gid}'s servers already: {}",
+            servers.join(",")
+        );
+        return Ok(());
+    }
+    match client
+        .call(CtlOp::Servers {
+            gid,
+            servers: servers.clone(),
+        })
+        .await?
+    {
+        CtlReply::Config(config) => println!(
+            "recorded group {gid}'s servers at the controller: configuration {} lists {}",
+            config.num,
+            serde_json::to_string(&servers)?
+        ),
+        CtlReply::Invalid(why) => bail!("the controller refused the group's servers: {why}"),
+        CtlReply::Denied(denied) => bail!("refused: {denied}; the servers were not recorded"),
+        CtlReply::SessionExpired => bail!("session expired; the servers were not recorded"),
+    }
+    Ok(())
 }
 
 async fn request(args: CtlArgs, op: KvOp) -> anyhow::Result<ExitCode> {

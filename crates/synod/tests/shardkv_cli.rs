@@ -3,7 +3,11 @@
 //! while shards move (`shardctl move`, a leave and a re-join) and one replica of each group
 //! is killed with SIGKILL and restarted from its data directory. The recorded history, with
 //! final reads through every front, must be linearizable, and writes acknowledged to the
-//! command-line client while a replica was down must survive.
+//! command-line client while a replica was down must survive. Under the same load, a group
+//! grows by a replica (`shardkv serve --join`, `shardkv member add`), replaces one whose
+//! directory was deleted and loses its first replicas, and a controller that lost its
+//! directory is replaced (`shardctl member replace`); a client started afterwards, and
+//! shard moves into and out of the group, reach its new replicas through the controller.
 
 mod support;
 
@@ -25,7 +29,7 @@ struct Cluster {
     /// RESP front ports, group by group.
     fronts: Vec<u16>,
     servers: Vec<Option<Server>>,
-    _controllers: Vec<Server>,
+    controllers: Vec<Option<Server>>,
 }
 
 impl Cluster {
@@ -52,7 +56,10 @@ impl Cluster {
                     path(&data),
                     "--bootstrap",
                 ];
-                Server::start(&args, &format!("shardctl replica {i} listening on "))
+                Some(Server::start(
+                    &args,
+                    &format!("shardctl replica {i} listening on "),
+                ))
             })
             .collect();
         let mut cluster = Cluster {
@@ -61,7 +68,7 @@ impl Cluster {
             groups,
             fronts: ports[9..].to_vec(),
             servers: Vec::new(),
-            _controllers: controllers,
+            controllers,
         };
         cluster.servers = (0..6)
             .map(|n| Some(cluster.start_server(n, Some("--bootstrap"))))
@@ -72,9 +79,29 @@ impl Cluster {
     /// Starts server `n`: replica `n % 3` of group `GIDS[n / 3]`, with `flag` if given
     /// (`--bootstrap` the first time).
     fn start_server(&self, n: usize, flag: Option<&str>) -> Server {
-        let (gid, i) = (GIDS[n / 3], n % 3);
-        let data = self.dir.path().join(format!("g{gid}-{i}"));
         let resp = format!("127.0.0.1:{}", self.fronts[n]);
+        self.start_replica(GIDS[n / 3], n % 3, &resp, &[], flag)
+    }
+
+    /// Starts replica `i` of group `GIDS[g]`, new to the running group, listening on `addr`
+    /// with its RESP front on `resp` (`shardkv serve --join`).
+    fn start_joining(&self, g: usize, i: usize, addr: &str, resp: &str) -> Server {
+        self.start_replica(GIDS[g], i, resp, &["--join", addr], None)
+    }
+
+    fn start_replica(
+        &self,
+        gid: Gid,
+        i: usize,
+        resp: &str,
+        more: &[&str],
+        flag: Option<&str>,
+    ) -> Server {
+        let data = self.dir.path().join(format!("g{gid}-{i}"));
+        let g = GIDS
+            .iter()
+            .position(|&g| g == gid)
+            .expect("a group of the test");
         let (gid_text, id) = (gid.to_string(), i.to_string());
         let mut args = vec![
             "shardkv",
@@ -84,15 +111,16 @@ impl Cluster {
             "--id",
             &id,
             "--peers",
-            &self.groups[n / 3],
+            &self.groups[g],
             "--ctl",
             &self.ctl,
             "--data",
             path(&data),
             "--resp",
-            &resp,
+            resp,
         ];
         args.extend(flag);
+        args.extend_from_slice(more);
         Server::start(&args, &format!("shardkv {gid} replica {i} listening on "))
     }
 
@@ -407,4 +435,150 @@ fn a_value_over_the_limit_is_refused_at_both_edges_and_nothing_is_applied() {
         front.call(&["GET", "k"]).unwrap(),
         Reply::Bulk(Some(at_limit))
     );
+}
+
+/// `synod ARGS...`, which must succeed; what it prints.
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn group_and_controller_members_change_under_a_redis_protocol_load() {
+    let mut cluster = Cluster::start();
+    cluster.join(0);
+    cluster.join(1);
+    let extra = free_ports(2);
+    let g100: Vec<String> = cluster.groups[0].split(',').map(String::from).collect();
+    let ctls: Vec<String> = cluster.ctl.split(',').map(String::from).collect();
+    let grown = format!("127.0.0.1:{}", extra[0]);
+    let grown_front = format!("127.0.0.1:{}", extra[1]);
+    let gid = GIDS[0].to_string();
+    let ctl = cluster.ctl.clone();
+    let member = |args: &[&str], servers: &str| {
+        let mut all = vec!["shardkv", "member", args[0], "--gid", &gid, "--ctl"];
+        all.extend_from_slice(&[&ctl, "--servers", servers]);
+        all.extend_from_slice(&args[1..]);
+        ok(&all)
+    };
+    let mut joined = Vec::new();
+    let mut took = Vec::new();
+    // The load goes through group 101's fronts, whose clients were started before any
+    // change, and through the front of the replica that grows group 100.
+    let mut fronts = cluster.fronts[3..].to_vec();
+    fronts.push(extra[1]);
+    let start = Instant::now();
+    let mut history = load::run_while(4, &fronts, None, start, || {
+        // Grow group 100 by replica 3, at a new address.
+        joined.push(cluster.start_joining(0, 3, &grown, &grown_front));
+        let began = Instant::now();
+        let group = cluster.groups[0].clone();
+        let text = member(&["add", "3", &grown], &group);
+        took.push(("member add 3", began.elapsed()));
+        let n3 = server_id(GIDS[0], 3);
+        assert!(text.contains(&format!("promoted {n3} to voter")), "{text}");
+        let listed = serde_json::to_string(&[&g100[0], &g100[1], &g100[2], &grown]).unwrap();
+        assert!(
+            text.contains(&format!("configuration 3 lists {listed}")),
+            "{text}"
+        );
+
+        // Replica 1's machine dies with its disk; a new replica 4 takes its address.
+        cluster.kill(1);
+        let lost = cluster.dir.path().join(format!("g{}-1", GIDS[0]));
+        std::fs::remove_dir_all(lost).expect("deleting replica 1's directory");
+        let front = format!("127.0.0.1:{}", cluster.fronts[1]);
+        joined.push(cluster.start_joining(0, 4, &g100[1], &front));
+        let began = Instant::now();
+        let text = member(&["replace", "1", "4", &g100[1]], &group);
+        // Another group's replicas are refused before anything changes.
+        let other = [
+            "member",
+            "add",
+            "--gid",
+            "101",
+            "--ctl",
+            &ctl,
+            "--servers",
+            &group,
+        ];
+        let out = run(&[&["shardkv"], &other[..], &["5", "127.0.0.1:1"]].concat());
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("is no replica of group 101"),
+            "{}",
+            stderr(&out)
+        );
+        took.push(("member replace 1 4", began.elapsed()));
+        let listed = [&g100[0], "", &g100[2], &grown, &g100[1]];
+        let listed = serde_json::to_string(&listed).unwrap();
+        assert!(text.contains(&format!("lists {listed}")), "{text}");
+
+        // The first replicas leave: only the new ones serve group 100.
+        for i in [0, 2] {
+            member(&["remove", &i.to_string()], &group);
+            cluster.kill(i);
+        }
+        let latest = cluster.shardctl("query", &[]);
+        let only_new = ["", "", "", grown.as_str(), g100[1].as_str()];
+        assert_eq!(latest.groups[&GIDS[0]], only_new, "{latest:?}");
+
+        // Controller 1 loses its disk; a new controller 3 takes its address.
+        cluster.controllers[1].take().expect("running").kill9();
+        let lost = cluster.dir.path().join("ctl1");
+        std::fs::remove_dir_all(lost).expect("deleting controller 1's directory");
+        let data = cluster.dir.path().join("ctl3");
+        let args = ["shardctl", "serve", "--id", "3", "--peers", &cluster.ctl];
+        let more = ["--join", &ctls[1], "--data", path(&data)];
+        let ready = "shardctl replica 3 listening on ";
+        joined.push(Server::start(&[&args[..], &more].concat(), ready));
+        let began = Instant::now();
+        let replace = ["shardctl", "member", "replace", "--servers", &cluster.ctl];
+        let text = ok(&[&replace[..], &["1", "3", &ctls[1]]].concat());
+        took.push(("shardctl member replace 1 3", began.elapsed()));
+        assert!(text.contains("replaced n1 by n3"), "{text}");
+
+        // A client started now finds group 100's new replicas through the controllers,
+        // and shards move in and out of the group.
+        let latest = cluster.shardctl("query", &[]);
+        let key = key_served_by(&latest, GIDS[0], "after");
+        cluster.shardkv("put", &[&key, "new replicas"]);
+        assert_eq!(cluster.shardkv("get", &[&key]), "new replicas");
+        took.push(("move out of 100", move_shard_of(&cluster, &key)));
+        assert_eq!(cluster.shardkv("get", &[&key]), "new replicas");
+        let latest = cluster.shardctl("query", &[]);
+        let key = key_served_by(&latest, GIDS[1], "into");
+        cluster.shardkv("put", &[&key, "moved in"]);
+        took.push(("move into 100", move_shard_of(&cluster, &key)));
+        assert_eq!(cluster.shardkv("get", &[&key]), "moved in");
+    });
+    let end = start.elapsed().as_nanos() as u64;
+    load::final_reads(&mut history, &fronts, None, 4, start);
+    for (what, took) in &took {
+        eprintln!("{what} took {took:?}");
+    }
+    eprintln!(
+        "longest time without an acknowledged operation during the changes: {:?}",
+        load::longest_gap(&history, 0, end)
+    );
+    load::assert_linearizable(&history, 50);
+
+    let servers = format!("{grown},{}", g100[1]);
+    let text = ok(&[
+        "shardkv",
+        "member",
+        "list",
+        "--gid",
+        &gid,
+        "--servers",
+        &servers,
+    ]);
+    let (n3, n4) = (server_id(GIDS[0], 3), server_id(GIDS[0], 4));
+    assert!(
+        text.contains(&format!("voters [{n3},{n4}] learners []")),
+        "{text}"
+    );
+    let text = ok(&["shardctl", "member", "list", "--servers", &cluster.ctl]);
+    assert!(text.contains("voters [n0,n2,n3] learners []"), "{text}");
 }

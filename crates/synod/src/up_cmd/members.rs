@@ -30,7 +30,7 @@ use super::child::Event;
 use super::dashboard::Dashboard;
 use super::layout::{self, ChildSpec, KvMember, KvMembers, Pending, Plan};
 use super::{finish_child, line, report, Running};
-use crate::member_cmd::Group;
+use crate::member_cmd::{self, Group};
 use crate::status_cmd;
 
 /// How long each replica may take to answer a status request during a change.
@@ -228,7 +228,7 @@ impl Changes {
             .await
             .is_some_and(|c| c.is_voter(new) && old.is_none_or(|old| !c.is_member(old)));
         if !done {
-            let group = Group::of(&servers, ASK_LIMIT, credentials);
+            let group = Group::of(&servers, ASK_LIMIT, credentials, &member_cmd::KV);
             group.add_learner(new, addr).await?;
             group.caught_up(new, addr).await?;
             group.promote(new, old).await?;
@@ -248,7 +248,7 @@ impl Changes {
         self.record.write(cluster.dir)?;
         let servers = self.servers();
         let credentials = cluster.running.plan.credentials();
-        Group::of(&servers, ASK_LIMIT, credentials)
+        Group::of(&servers, ASK_LIMIT, credentials, &member_cmd::KV)
             .remove(NodeId(id))
             .await?;
         let running = &mut *cluster.running;
