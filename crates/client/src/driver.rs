@@ -12,10 +12,12 @@
 //! one message, which it hands back with the connection; the driver feeds the message to the
 //! clerk and, if the operation goes on, lets the connection wait for the next one. A live
 //! connection does not lose what it carries, so a send to a server whose try is still
-//! waiting *with the same message* is not repeated: the request is already there (a TCP
-//! connection breaks rather than drops, and a break is reported). A different message to
-//! that server (a new controller query, say) cannot wait for the try to return, which may
-//! be never: that try is aborted and the message goes on a new connection.
+//! waiting *with the same message, unanswered* is not repeated: the request is already there
+//! (a TCP connection breaks rather than drops, and a break is reported). A message the server
+//! already answered is sent again when the clerk asks (a view service asked again whether
+//! there is a primary yet must be asked, not skipped). A different message to that server (a
+//! new controller query, say) cannot wait for the try to return, which may be never: that
+//! try is aborted and the message goes on a new connection.
 //!
 //! Authentication is part of connection setup: a [`TcpDialer`] presents the client's
 //! credentials on every connection it opens, and a server that refuses them ends the
@@ -215,8 +217,9 @@ where
     D: Dialer<K::Server, Msg = K::Msg>,
 {
     let mut tries: JoinSet<TryResult<K::Server, D::Conn, K::Msg>> = JoinSet::new();
-    // Per server with a try in flight: that try, and the last message sent on it.
-    let mut waiting: HashMap<K::Server, (AbortHandle, K::Msg)> = HashMap::new();
+    // Per server with a try in flight: that try, and the last message sent on it while the
+    // server has not answered it yet (`None` once it has: the try only listens).
+    let mut waiting: HashMap<K::Server, (AbortHandle, Option<K::Msg>)> = HashMap::new();
     let mut timers: Vec<(Instant, TimerToken)> = Vec::new();
     let mut outputs: VecDeque<_> = start(clerk).into();
     let mut problem = None;
@@ -224,8 +227,8 @@ where
         while let Some(output) = outputs.pop_front() {
             match output {
                 ClerkOutput::Send { to, msg } => {
-                    if let Some((try_there, last)) = waiting.get(&to) {
-                        if *last == msg {
+                    if let Some((try_there, unanswered)) = waiting.get(&to) {
+                        if unanswered.as_ref() == Some(&msg) {
                             trace!(server = ?to, "not sent again: a try there still waits");
                             continue;
                         }
@@ -241,7 +244,7 @@ where
                         Some(msg.clone()),
                         deadline,
                     ));
-                    waiting.insert(to, (try_there, msg));
+                    waiting.insert(to, (try_there, Some(msg)));
                 }
                 ClerkOutput::Timer { after, token } => timers.push((Instant::now() + after, token)),
                 ClerkOutput::Done(reply) => return Ok(reply),
@@ -272,8 +275,9 @@ where
                             let never = std::future::pending();
                             let again =
                                 tries.spawn(one_try(server.clone(), Some(conn), never, None, deadline));
-                            if let Some((try_there, _)) = waiting.get_mut(&server) {
-                                *try_there = again;
+                            // What was sent there is answered: asked again, it goes again.
+                            if let Some(entry) = waiting.get_mut(&server) {
+                                *entry = (again, None);
                             }
                         } else {
                             waiting.remove(&server);
@@ -561,6 +565,86 @@ mod tests {
         .await
         .ok();
         assert_eq!(got, value("second"));
+        assert!(start.elapsed() < STEP * 3, "{:?}", start.elapsed());
+    }
+
+    /// A clerk that asks server 0 the same question until the second answer, again each
+    /// `ASK_AGAIN` (as a pb clerk asks the view service until it names a primary).
+    struct UntilSecondAnswer {
+        answers: usize,
+    }
+
+    const ASK_AGAIN: Duration = Duration::from_millis(50);
+
+    impl UntilSecondAnswer {
+        fn ask(&self) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            vec![
+                ClerkOutput::Send {
+                    to: 0,
+                    msg: request(1),
+                },
+                ClerkOutput::Timer {
+                    after: ASK_AGAIN,
+                    token: 1,
+                },
+            ]
+        }
+    }
+
+    impl Clerk for UntilSecondAnswer {
+        type Server = usize;
+        type Msg = KvMsg;
+        type Op = ();
+        type Reply = KvReply;
+
+        fn start(&mut self, (): ()) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            self.ask()
+        }
+
+        fn on_message(&mut self, _: &usize, msg: KvMsg) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            let RsmMsg::Reply { reply, .. } = msg else {
+                return Vec::new();
+            };
+            self.answers += 1;
+            match self.answers {
+                2 => vec![ClerkOutput::Done(reply)],
+                _ => Vec::new(),
+            }
+        }
+
+        fn on_timeout(&mut self, _: TimerToken) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            self.ask()
+        }
+
+        fn on_unreachable(&mut self, _: &usize) -> Vec<ClerkOutput<usize, KvMsg, KvReply>> {
+            Vec::new()
+        }
+
+        fn busy(&self) -> bool {
+            self.answers < 2
+        }
+    }
+
+    #[tokio::test]
+    async fn a_question_answered_already_is_sent_again_when_asked_again() {
+        // The regression: the driver took the answered question for one still waiting and
+        // never sent it again, so a pb client that asked the view service before the
+        // primary's first ping waited out its whole timeout (pb_cli, under load).
+        let prompt = server("prompt", Some(Duration::ZERO)).await;
+        let start = Instant::now();
+        let mut kept = Kept::new();
+        let dialer = TcpDialer::new(vec![prompt]);
+        let mut clerk = UntilSecondAnswer { answers: 0 };
+        let got = run(
+            &mut clerk,
+            |c| c.start(()),
+            &mut kept,
+            &dialer,
+            start + STEP * 10,
+        )
+        .await
+        .ok();
+        assert_eq!(got, value("prompt"));
         assert!(start.elapsed() < STEP * 3, "{:?}", start.elapsed());
     }
 
