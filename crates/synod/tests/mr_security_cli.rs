@@ -199,22 +199,26 @@ fn a_local_run_admits_only_its_own_workers() {
     ])
     .env("RUST_LOG", "warn");
     let mut job = Server::start_command(cmd, "status page: ", Duration::from_secs(20));
-    // Its only worker is stopped as soon as it exists, so the job waits while outsiders
-    // try to take part.
+    // Its only worker is stopped as soon as it runs as a worker, so the job waits while
+    // outsiders try to take part. A child caught between fork and exec still shows the
+    // parent's command line: it is let go on to its exec and caught again.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let own = loop {
-        if let Some(&pid) = children(job.child.id()).first() {
-            break pid;
-        }
+    let (own, args) = loop {
         assert!(Instant::now() < deadline, "mr run started no worker");
+        if let Some(&pid) = children(job.child.id()).first() {
+            signal_pid(pid, "STOP");
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.iter().any(|a| a == "--coordinator") {
+                break (pid, args);
+            }
+            signal_pid(pid, "CONT");
+        }
         std::thread::sleep(Duration::from_millis(1));
     };
-    signal_pid(own, "STOP");
-    let cmdline = std::fs::read(format!("/proc/{own}/cmdline")).expect("worker cmdline");
-    let args: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
     let flag = |name: &str| {
         let at = args.iter().position(|a| a == name);
         at.and_then(|i| args.get(i + 1)).cloned()
