@@ -479,11 +479,20 @@ pub fn kv_founded_size(dir: &Path) -> anyhow::Result<Option<usize>> {
     if let Some(record) = KvMembers::read(dir)? {
         return Ok(Some(record.founded));
     }
+    Ok(recorded_replicas(dir)?
+        .first()
+        .map(|(_, recorded)| recorded.peers.len()))
+}
+
+/// The identities the `replica-*` directories of `dir` recorded, with each directory (none
+/// when `dir` does not exist).
+fn recorded_replicas(dir: &Path) -> anyhow::Result<Vec<(PathBuf, identity::Identity)>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
+    let mut recorded = Vec::new();
     for entry in entries {
         let path = entry?.path();
         let is_replica = path
@@ -491,12 +500,12 @@ pub fn kv_founded_size(dir: &Path) -> anyhow::Result<Option<usize>> {
             .and_then(|name| name.to_str())
             .is_some_and(|name| name.starts_with("replica-"));
         if is_replica {
-            if let Some(recorded) = identity::read(&path)? {
-                return Ok(Some(recorded.peers.len()));
+            if let Some(identity) = identity::read(&path)? {
+                recorded.push((path, identity));
             }
         }
     }
-    Ok(None)
+    Ok(recorded)
 }
 
 impl Plan {
@@ -525,38 +534,22 @@ impl Plan {
 /// replica that holds an acknowledged write. Every `replica-*` directory is read, not only
 /// the first `replicas`, so a shrink is caught even when the directories it keeps are blank.
 fn started_at_this_size(dir: &Path, replicas: usize) -> anyhow::Result<bool> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    let mut started = false;
-    for entry in entries {
-        let path = entry?.path();
-        let is_replica = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.starts_with("replica-"));
-        if !is_replica {
-            continue;
-        }
-        if let Some(recorded) = identity::read(&path)? {
-            started = true;
-            let size = recorded.peers.len();
-            if size != replicas {
-                bail!(
-                    "{} belongs to a cluster of {size} replicas, and --replicas is {replicas}: \
-                     starting {replicas} on its data would form another cluster and could lose \
-                     acknowledged writes. Start it at its size (--replicas {size}); a cluster changes \
-                     its size only through membership changes (`synod up --dir {} \
-                     --replicas N` makes them)",
-                    path.join(identity::IDENTITY_FILE).display(),
-                    dir.display(),
-                );
-            }
+    let recorded = recorded_replicas(dir)?;
+    for (path, identity) in &recorded {
+        let size = identity.peers.len();
+        if size != replicas {
+            bail!(
+                "{} belongs to a cluster of {size} replicas, and --replicas is {replicas}: \
+                 starting {replicas} on its data would form another cluster and could lose \
+                 acknowledged writes. Start it at its size (--replicas {size}); a cluster changes \
+                 its size only through membership changes (`synod up --dir {} \
+                 --replicas N` makes them)",
+                path.join(identity::IDENTITY_FILE).display(),
+                dir.display(),
+            );
         }
     }
-    Ok(started)
+    Ok(!recorded.is_empty())
 }
 
 /// `HOST:PORT,HOST:PORT,...`, the form every `--peers` and `--ctl` flag takes.
