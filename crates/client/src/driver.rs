@@ -537,6 +537,20 @@ mod tests {
         }
     }
 
+    /// Runs `clerk`'s one operation against the server at `addr` (its server 0), with ten
+    /// steps to finish.
+    async fn run_alone<K>(mut clerk: K, addr: String) -> Option<KvReply>
+    where
+        K: Clerk<Server = usize, Msg = KvMsg, Op = (), Reply = KvReply>,
+    {
+        let mut kept = Kept::new();
+        let dialer = TcpDialer::new(vec![addr]);
+        let deadline = Instant::now() + STEP * 10;
+        run(&mut clerk, |c| c.start(()), &mut kept, &dialer, deadline)
+            .await
+            .ok()
+    }
+
     #[tokio::test]
     async fn a_new_message_to_a_server_whose_try_waits_goes_out_at_once() {
         // Answers request 2 only: request 1 leaves its try waiting for good.
@@ -552,18 +566,7 @@ mod tests {
         let storage = Box::new(synod_storage::MemStorage::new());
         tokio::spawn(run_node(node, config, storage, std::future::pending()));
         let start = Instant::now();
-        let mut kept = Kept::new();
-        let dialer = TcpDialer::new(vec![addr]);
-        let mut clerk = Twice { done: false };
-        let got = run(
-            &mut clerk,
-            |c| c.start(()),
-            &mut kept,
-            &dialer,
-            start + STEP * 10,
-        )
-        .await
-        .ok();
+        let got = run_alone(Twice { done: false }, addr).await;
         assert_eq!(got, value("second"));
         assert!(start.elapsed() < STEP * 3, "{:?}", start.elapsed());
     }
@@ -632,18 +635,7 @@ mod tests {
         // primary's first ping waited out its whole timeout (pb_cli, under load).
         let prompt = server("prompt", Some(Duration::ZERO)).await;
         let start = Instant::now();
-        let mut kept = Kept::new();
-        let dialer = TcpDialer::new(vec![prompt]);
-        let mut clerk = UntilSecondAnswer { answers: 0 };
-        let got = run(
-            &mut clerk,
-            |c| c.start(()),
-            &mut kept,
-            &dialer,
-            start + STEP * 10,
-        )
-        .await
-        .ok();
+        let got = run_alone(UntilSecondAnswer { answers: 0 }, prompt).await;
         assert_eq!(got, value("prompt"));
         assert!(start.elapsed() < STEP * 3, "{:?}", start.elapsed());
     }
