@@ -10,6 +10,12 @@
 //! the held messages go. Nothing leaves the node before the records it depends on are
 //! durable, which is the contract cores rely on; a crash before the commit loses the
 //! records and the unsent answers together, as if the inputs had never arrived.
+//!
+//! The sync itself runs on tokio's blocking pool, not on the driver's thread: a server runs
+//! on one thread (a current-thread runtime, `serve --threads`), and while the disk syncs,
+//! that thread keeps reading the next requests off the sockets and writing out the answers
+//! of the previous burst. The driver awaits the sync before it handles anything else, so
+//! nothing the core does overlaps it.
 
 use std::path::PathBuf;
 
@@ -17,7 +23,9 @@ use synod_node::{Recovered, SnapshotJob, SnapshotProgress, Storage, StorageError
 
 /// A [`Storage`] whose persist barriers are deferred to [`commit`](GroupCommit::commit).
 pub(crate) struct GroupCommit {
-    inner: Box<dyn Storage + Send>,
+    /// Always present, except while [`commit`](GroupCommit::commit) has it on the blocking
+    /// pool (and the driver awaits it, so no core can reach the storage then).
+    inner: Option<Box<dyn Storage + Send>>,
     /// A sync was asked for since the last commit.
     owed: bool,
     /// A real sync failed: nothing written since can be made durable, so every later call
@@ -35,7 +43,7 @@ fn failed_before() -> StorageError {
 impl GroupCommit {
     pub(crate) fn new(inner: Box<dyn Storage + Send>) -> Self {
         GroupCommit {
-            inner,
+            inner: Some(inner),
             owed: false,
             failed: false,
         }
@@ -43,7 +51,7 @@ impl GroupCommit {
 
     /// Makes every record appended so far durable, if a sync was asked for. On error the
     /// caller must drop the messages it held back.
-    pub(crate) fn commit(&mut self) -> Result<(), StorageError> {
+    pub(crate) async fn commit(&mut self) -> Result<(), StorageError> {
         if self.failed {
             return Err(failed_before());
         }
@@ -52,14 +60,30 @@ impl GroupCommit {
         }
         self.owed = false;
         let started = std::time::Instant::now();
-        let synced = self
+        let mut inner = self
             .inner
-            .persist_before_send()
-            .inspect_err(|_| self.failed = true);
+            .take()
+            .expect("storage is back after every commit");
+        let (inner, synced) = tokio::task::spawn_blocking(move || {
+            let synced = inner.persist_before_send();
+            (inner, synced)
+        })
+        .await
+        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+        self.inner = Some(inner);
+        let synced = synced.inspect_err(|_| self.failed = true);
         synod_metrics::global()
             .fsync_duration
             .observe(started.elapsed().as_secs_f64());
         synced
+    }
+}
+
+impl GroupCommit {
+    fn inner(&mut self) -> &mut (dyn Storage + Send) {
+        self.inner
+            .as_deref_mut()
+            .expect("storage is back after every commit")
     }
 }
 
@@ -68,7 +92,7 @@ impl Storage for GroupCommit {
         if self.failed {
             return Err(failed_before());
         }
-        self.inner.append(record)
+        self.inner().append(record)
     }
 
     fn persist_before_send(&mut self) -> Result<(), StorageError> {
@@ -83,18 +107,18 @@ impl Storage for GroupCommit {
         if self.failed {
             return Err(failed_before());
         }
-        self.inner.install_snapshot(snapshot)
+        self.inner().install_snapshot(snapshot)
     }
 
     fn recover(&mut self) -> Result<Recovered, StorageError> {
-        self.inner.recover()
+        self.inner().recover()
     }
 
     fn begin_snapshot(&mut self, encode: SnapshotJob) -> Result<SnapshotProgress, StorageError> {
         if self.failed {
             return Err(failed_before());
         }
-        self.inner.begin_snapshot(encode)
+        self.inner().begin_snapshot(encode)
     }
 
     /// Installing makes the records after the snapshot's mark durable early, which only
@@ -103,7 +127,7 @@ impl Storage for GroupCommit {
         if self.failed {
             return Err(failed_before());
         }
-        self.inner.poll_snapshot()
+        self.inner().poll_snapshot()
     }
 }
 
@@ -148,17 +172,17 @@ mod tests {
         (GroupCommit::new(Box::new(inner)), syncs)
     }
 
-    #[test]
-    fn many_syncs_in_a_burst_cost_one() {
+    #[tokio::test]
+    async fn many_syncs_in_a_burst_cost_one() {
         let (mut g, syncs) = wrapped(false);
         for _ in 0..10 {
             g.append(b"r").unwrap();
             g.persist_before_send().unwrap();
         }
         assert_eq!(syncs.load(Ordering::SeqCst), 0, "no sync before the commit");
-        g.commit().unwrap();
+        g.commit().await.unwrap();
         assert_eq!(syncs.load(Ordering::SeqCst), 1);
-        g.commit().unwrap();
+        g.commit().await.unwrap();
         assert_eq!(
             syncs.load(Ordering::SeqCst),
             1,
@@ -166,14 +190,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failed_commit_fails_everything_after_it() {
+    #[tokio::test]
+    async fn a_failed_commit_fails_everything_after_it() {
         let (mut g, _) = wrapped(true);
         g.append(b"r").unwrap();
         g.persist_before_send().unwrap();
-        assert!(g.commit().is_err());
+        assert!(g.commit().await.is_err());
         assert!(g.append(b"r").is_err());
         assert!(g.persist_before_send().is_err());
-        assert!(g.commit().is_err());
+        assert!(g.commit().await.is_err());
     }
 }

@@ -127,7 +127,7 @@ impl<M: Serialize> Driver<M> {
     ) {
         tokio::pin!(shutdown);
         node.on_start(self);
-        self.release();
+        self.release().await;
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             tokio::select! {
@@ -148,7 +148,7 @@ impl<M: Serialize> Driver<M> {
                 event = inbox.recv() => {
                     // Every sender is gone: only possible once the server is shutting down.
                     let Some(event) = event else {
-                        self.release();
+                        self.release().await;
                         return;
                     };
                     self.handle(node, event);
@@ -163,7 +163,7 @@ impl<M: Serialize> Driver<M> {
                     synod_metrics::global().driver_burst.observe(handled as f64);
                 }
             }
-            self.release();
+            self.release().await;
         }
     }
 
@@ -182,9 +182,9 @@ impl<M: Serialize> Driver<M> {
     /// End of a burst: one sync for everything the node asked to make durable, then the
     /// frames it sent meanwhile. If the sync fails they are dropped: they may promise what
     /// the disk does not hold (and the node's next storage call fails, so it stops).
-    fn release(&mut self) {
+    async fn release(&mut self) {
         let held = std::mem::take(&mut self.held);
-        match self.storage.commit() {
+        match self.storage.commit().await {
             Ok(()) => {
                 for (to, frame) in held {
                     self.route(to, frame);
@@ -209,7 +209,7 @@ impl<M: Serialize> Driver<M> {
         }
         self.link_tasks.shutdown().await;
         self.storage.persist_before_send()?;
-        self.storage.commit()
+        self.storage.commit().await
     }
 
     /// The queue to peer `to`, starting its link on first use.

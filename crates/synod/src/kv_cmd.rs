@@ -91,7 +91,10 @@ pub struct Target {
 }
 
 pub fn run(cmd: KvCommand) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = match &cmd {
+        KvCommand::Serve { replica, .. } => replica.start.runtime()?,
+        _ => tokio::runtime::Runtime::new().context("starting the async runtime")?,
+    };
     runtime.block_on(async move {
         match cmd {
             KvCommand::Serve {

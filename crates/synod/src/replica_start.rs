@@ -208,6 +208,31 @@ pub struct StartArgs {
     pub cluster_token: String,
     #[command(flatten)]
     pub tls: ServerTlsArgs,
+    /// Threads that run this server: its sockets, TLS, RESP front and protocol core. 1, the
+    /// default, runs them all on one thread, the fastest choice when several servers share
+    /// the machine's cores (as `synod up` starts them: docs/bench.md, "One thread per
+    /// server"); more spreads the connections' work over that many threads. The protocol
+    /// core is one task either way, and disk syncs run beside it, not on it.
+    #[arg(long, env = "SYNOD_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+}
+
+impl StartArgs {
+    /// The async runtime this server runs on (see [`threads`](Self::threads)).
+    pub fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
+        let mut builder = if self.threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(self.threads));
+            builder
+        };
+        builder
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+    }
 }
 
 /// Prepares the locked data directory `data` of replica `index` of `peers` (or joining
@@ -287,6 +312,7 @@ mod tests {
             rejoin,
             cluster_token: DEFAULT_CLUSTER_TOKEN.into(),
             tls: ServerTlsArgs::default(),
+            threads: 1,
         }
     }
 

@@ -134,7 +134,10 @@ pub fn controller_ids(n: usize) -> anyhow::Result<Vec<NodeId>> {
 }
 
 pub fn run(cmd: ShardctlCommand) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = match &cmd {
+        ShardctlCommand::Serve { replica, .. } => replica.start.runtime()?,
+        _ => tokio::runtime::Runtime::new().context("starting the async runtime")?,
+    };
     runtime.block_on(async move {
         match cmd {
             ShardctlCommand::Serve {

@@ -129,7 +129,10 @@ struct Replica {
 }
 
 pub fn run(cmd: ShardkvCommand) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = match &cmd {
+        ShardkvCommand::Serve { start, .. } => start.runtime()?,
+        _ => tokio::runtime::Runtime::new().context("starting the async runtime")?,
+    };
     runtime.block_on(async move {
         match cmd {
             ShardkvCommand::Serve {

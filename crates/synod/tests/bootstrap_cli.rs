@@ -64,6 +64,9 @@ fn an_empty_data_directory_starts_only_when_declared_new_or_lost() {
         let both = [command, &["--bootstrap", "--rejoin"]].concat();
         let conflict = "error: the argument '--bootstrap' cannot be used with '--rejoin'";
         refused(&both, 2, &[conflict]);
+        let no_threads = [command, &["--bootstrap", "--threads", "0"]].concat();
+        let range = "error: invalid value '0' for '--threads <THREADS>': 0 is not in 1..=256";
+        refused(&no_threads, 2, &[range]);
     }
 }
 

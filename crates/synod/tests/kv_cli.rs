@@ -2,7 +2,8 @@
 //! killed with SIGKILL and restarted from its data directory and another is paused with
 //! SIGSTOP: no acknowledged write may be lost, and the whole history (with final reads) must
 //! be linearizable. And a replica whose disk was lost starts only once that is declared
-//! (`--rejoin`), then rejoins and catches up.
+//! (`--rejoin`), then rejoins and catches up. The killed cluster's replicas run on runtimes
+//! of 1, 2 and 4 threads (`--threads`), so every runtime a server may run on meets the faults.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     applied, free_ports, kv_replica_args, load, loopback_list, start_kv_replica as start_replica,
-    Server,
+    start_kv_replica_with, Server,
 };
 
 /// How every replica of a new cluster starts.
@@ -22,8 +23,13 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
     let ports = free_ports(6);
     let peers = loopback_list(&ports[..3]);
     let fronts = ports[3..].to_vec();
+    let threads = |i: usize| ["--threads", ["1", "2", "4"][i]];
     let mut replicas: Vec<Option<Server>> = (0..3)
-        .map(|i| Some(start_replica(i, &peers, dir.path(), fronts[i], BOOTSTRAP)))
+        .map(|i| {
+            let replica =
+                start_kv_replica_with(i, &peers, dir.path(), fronts[i], BOOTSTRAP, &threads(i));
+            Some(replica)
+        })
         .collect();
 
     let start = Instant::now();
@@ -32,7 +38,14 @@ fn kill_restart_and_pause_lose_no_acknowledged_write() {
         replicas[1].take().expect("running").kill9();
         std::thread::sleep(Duration::from_secs(1));
         // A restart on its own directory: no flag needed.
-        replicas[1] = Some(start_replica(1, &peers, dir.path(), fronts[1], None));
+        replicas[1] = Some(start_kv_replica_with(
+            1,
+            &peers,
+            dir.path(),
+            fronts[1],
+            None,
+            &threads(1),
+        ));
         std::thread::sleep(Duration::from_secs(1));
         let paused = replicas[2].as_ref().expect("running");
         paused.signal("STOP");
