@@ -85,6 +85,11 @@ pub struct BenchArgs {
     /// Use a running sharded cluster for synod-shardkv-resp: its servers' RESP addresses.
     #[arg(long, value_delimiter = ',')]
     shardkv_resp: Vec<String>,
+    /// For the synod RESP targets on a cluster started here: spread the clients'
+    /// connections over the first N servers' RESP fronts only (1: every connection on the
+    /// front `synod up` prints, the one a user points redis-cli at). Default: every front.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    resp_fronts: Option<u16>,
     /// Use a running Redis (HOST:PORT) instead of starting one.
     #[arg(long)]
     redis: Option<String>,
@@ -122,6 +127,14 @@ enum Service {
 }
 
 impl TargetArg {
+    /// Whether the target's clients are RESP connections to synod's fronts.
+    fn speaks_resp_to_synod(self) -> bool {
+        matches!(
+            self,
+            TargetArg::SynodKvResp | TargetArg::SynodKvRespTls | TargetArg::SynodShardkvResp
+        )
+    }
+
     fn name(self) -> &'static str {
         match self {
             TargetArg::SynodKv => "synod-kv",
@@ -368,13 +381,10 @@ async fn measure(
                 .flat_map(|s| &s.controllers)
                 .map(|a| a.to_string())
                 .collect(),
-            TargetArg::SynodKvResp | TargetArg::SynodKvRespTls | TargetArg::SynodShardkvResp => {
-                local
-                    .plan
-                    .resp_addrs()
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect()
+            _ if target.speaks_resp_to_synod() => {
+                let fronts = local.plan.resp_addrs();
+                let used = args.resp_fronts.map_or(fronts.len(), usize::from);
+                fronts.iter().take(used).map(|a| a.to_string()).collect()
             }
             _ => children.iter().map(|c| c.peer.to_string()).collect(),
         };
@@ -391,7 +401,12 @@ async fn measure(
             Service::Etcd => "3 members, fsync on, gRPC",
             Service::Redis => "1 server, appendfsync always",
         };
-        (addrs, setup.to_string())
+        let setup = match args.resp_fronts.filter(|_| target.speaks_resp_to_synod()) {
+            None => setup.to_string(),
+            Some(1) => format!("{setup}, 1 front"),
+            Some(n) => format!("{setup}, {n} fronts"),
+        };
+        (addrs, setup)
     } else {
         let setup = format!("running at {}", external.join(","));
         (external, setup)

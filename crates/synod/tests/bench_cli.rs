@@ -88,6 +88,8 @@ fn the_sharded_targets_at_two_read_ratios_print_a_row_each() {
         "0,1",
         "--targets",
         "synod-shardkv,synod-shardkv-resp",
+        "--resp-fronts",
+        "1",
     ];
     let out = tiny_bench(&args, &[]);
     let line = |prefix: &str| line(&out, prefix);
@@ -107,9 +109,9 @@ fn the_sharded_targets_at_two_read_ratios_print_a_row_each() {
     assert_eq!(rows.len(), 4, "{out}");
     let expected = [
         ("synod-shardkv ", " 0% ", "native client"),
-        ("synod-shardkv-resp ", " 0% ", "Redis protocol"),
+        ("synod-shardkv-resp ", " 0% ", "Redis protocol, 1 front"),
         ("synod-shardkv ", " 100% ", "native client"),
-        ("synod-shardkv-resp ", " 100% ", "Redis protocol"),
+        ("synod-shardkv-resp ", " 100% ", "Redis protocol, 1 front"),
     ];
     for (row, (target, gets, client)) in rows.iter().zip(expected) {
         assert!(row.starts_with(target) && row.contains(gets), "{row}");
@@ -123,8 +125,12 @@ fn the_sharded_targets_at_two_read_ratios_print_a_row_each() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_clear_error() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--duration", "5x"], "invalid duration \"5x\""),
+        (
+            &["--resp-fronts", "0"],
+            "invalid value '0' for '--resp-fronts",
+        ),
         (&["--targets", "synod-kv,mongo"], "invalid value 'mongo'"),
         (
             &["--read-ratio", "2"],
