@@ -165,6 +165,11 @@ pub async fn serve_resp_secured<B: Backend>(
                     warn!(%peer, max = limits.max_clients, "RESP connection refused: max number of clients reached");
                 }
                 Ok((stream, peer)) => {
+                    // As Redis does: a reply leaves at once, never held back by Nagle's
+                    // algorithm until the client acknowledges the previous one.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!(%peer, reason = %e, "cannot disable Nagle's algorithm");
+                    }
                     let backend = backend.clone();
                     let budget = Buffered { semaphore: budget.clone(), held: 0 };
                     let security = security.clone();
