@@ -77,9 +77,7 @@ impl GroupCommit {
             .observe(started.elapsed().as_secs_f64());
         synced
     }
-}
 
-impl GroupCommit {
     fn inner(&mut self) -> &mut (dyn Storage + Send) {
         self.inner
             .as_deref_mut()

@@ -85,8 +85,8 @@ pub struct BenchArgs {
     /// Use a running sharded cluster for synod-shardkv-resp: its servers' RESP addresses.
     #[arg(long, value_delimiter = ',')]
     shardkv_resp: Vec<String>,
-    /// For the synod RESP targets on a cluster started here: spread the clients'
-    /// connections over the first N servers' RESP fronts only (1: every connection on the
+    /// For the synod RESP targets: spread the clients' connections over the first N RESP
+    /// fronts only, of a cluster started here or of those given (1: every connection on the
     /// front `synod up` prints, the one a user points redis-cli at). Default: every front.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     resp_fronts: Option<u16>,
@@ -339,6 +339,15 @@ impl From<anyhow::Error> for Skip {
     }
 }
 
+/// The first `--resp-fronts` of `addrs` for a target whose clients are RESP connections to
+/// synod's fronts; `addrs` otherwise.
+fn first_fronts(args: &BenchArgs, target: TargetArg, addrs: Vec<String>) -> Vec<String> {
+    match args.resp_fronts.filter(|_| target.speaks_resp_to_synod()) {
+        Some(n) => addrs.into_iter().take(n.into()).collect(),
+        None => addrs,
+    }
+}
+
 /// Starts (or finds) the target's servers and runs the workload on them `--runs` times;
 /// returns the medians and how the target was set up.
 async fn measure(
@@ -381,11 +390,12 @@ async fn measure(
                 .flat_map(|s| &s.controllers)
                 .map(|a| a.to_string())
                 .collect(),
-            _ if target.speaks_resp_to_synod() => {
-                let fronts = local.plan.resp_addrs();
-                let used = args.resp_fronts.map_or(fronts.len(), usize::from);
-                fronts.iter().take(used).map(|a| a.to_string()).collect()
-            }
+            _ if target.speaks_resp_to_synod() => local
+                .plan
+                .resp_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
             _ => children.iter().map(|c| c.peer.to_string()).collect(),
         };
         let setup = match service {
@@ -401,13 +411,15 @@ async fn measure(
             Service::Etcd => "3 members, fsync on, gRPC",
             Service::Redis => "1 server, appendfsync always",
         };
+        let addrs = first_fronts(args, target, addrs);
         let setup = match args.resp_fronts.filter(|_| target.speaks_resp_to_synod()) {
             None => setup.to_string(),
-            Some(1) => format!("{setup}, 1 front"),
-            Some(n) => format!("{setup}, {n} fronts"),
+            Some(_) if addrs.len() == 1 => format!("{setup}, 1 front"),
+            Some(_) => format!("{setup}, {} fronts", addrs.len()),
         };
         (addrs, setup)
     } else {
+        let external = first_fronts(args, target, external);
         let setup = format!("running at {}", external.join(","));
         (external, setup)
     };
