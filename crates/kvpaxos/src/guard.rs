@@ -4,7 +4,7 @@
 //! replicated state machine of [`KvOp`]s, so the sharded KV's groups screen with it too.
 
 use synod_auth::{Denied, Need};
-use synod_rsm::RsmMsg;
+use synod_rsm::{RsmMsg, Sender};
 
 use crate::{KvMsg, KvOp, KvReply};
 
@@ -12,17 +12,11 @@ use crate::{KvMsg, KvOp, KvReply};
 /// query nothing, a membership change a user allowed everything, and the replicas' own
 /// messages (Paxos, snapshots, the answer to a membership change) a member.
 pub fn needs<I, R>(msg: &RsmMsg<KvOp, I, R>) -> Need<'_> {
-    match msg {
-        RsmMsg::StatusQuery => Need::Nothing,
-        RsmMsg::Request { op, .. } => ops_need(std::slice::from_ref(op)),
-        RsmMsg::Batch { ops, .. } => ops_need(ops),
-        RsmMsg::Reconfigure { .. } => Need::Administer,
-        RsmMsg::Status(_)
-        | RsmMsg::Reconfigured { .. }
-        | RsmMsg::Paxos(_)
-        | RsmMsg::Reply { .. }
-        | RsmMsg::SnapshotRequest { .. }
-        | RsmMsg::SnapshotChunk { .. } => Need::Member,
+    match msg.sender() {
+        Sender::Anyone => Need::Nothing,
+        Sender::Commands(ops) => ops_need(ops),
+        Sender::Administrator => Need::Administer,
+        Sender::Member => Need::Member,
     }
 }
 

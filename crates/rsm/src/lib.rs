@@ -249,7 +249,37 @@ pub enum RsmMsg<C, I, R> {
     },
 }
 
+/// Whom a message may come from, for a server that screens its clients
+/// (`synod_net::ClientGuard`); what each kind needs of a user is the service's to say.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sender<'a, C> {
+    /// Any client that authenticated: a status query.
+    Anyone,
+    /// A user allowed these commands: a request's one, or a batch's.
+    Commands(&'a [C]),
+    /// A user allowed everything: a membership change.
+    Administrator,
+    /// Only a replica of the cluster: Paxos, snapshots, and what servers send clients.
+    Member,
+}
+
 impl<C, I, R> RsmMsg<C, I, R> {
+    /// Whom this message may come from (see [`Sender`]).
+    pub fn sender(&self) -> Sender<'_, C> {
+        match self {
+            RsmMsg::StatusQuery => Sender::Anyone,
+            RsmMsg::Request { op, .. } => Sender::Commands(std::slice::from_ref(op)),
+            RsmMsg::Batch { ops, .. } => Sender::Commands(ops),
+            RsmMsg::Reconfigure { .. } => Sender::Administrator,
+            RsmMsg::Status(_)
+            | RsmMsg::Reconfigured { .. }
+            | RsmMsg::Paxos(_)
+            | RsmMsg::Reply { .. }
+            | RsmMsg::SnapshotRequest { .. }
+            | RsmMsg::SnapshotChunk { .. } => Sender::Member,
+        }
+    }
+
     /// The answer to this message, from a client, when a server refuses it before it reaches
     /// the replica (a request its user may not make, say): `reply`, under the request's
     /// sequence number, to a request or a batch; a refusal saying `why` to a membership

@@ -9,7 +9,7 @@
 //! everything ([`Need::Administer`]), as a membership change of the Paxos KV does.
 
 use synod_auth::{Denied, Need};
-use synod_rsm::RsmMsg;
+use synod_rsm::Sender;
 
 use crate::{CtlMsg, CtlOp, CtlReply};
 
@@ -17,20 +17,14 @@ use crate::{CtlMsg, CtlOp, CtlReply};
 /// a change of the configuration or of the controllers' membership a user allowed
 /// everything, and the replicas' own messages (Paxos, snapshots, replies) a member.
 pub fn needs(msg: &CtlMsg) -> Need<'static> {
-    match msg {
-        RsmMsg::StatusQuery => Need::Nothing,
-        RsmMsg::Request { op, .. } => op_needs(op),
-        RsmMsg::Batch { ops, .. } => match ops.iter().all(|op| op_needs(op) == Need::Nothing) {
+    match msg.sender() {
+        Sender::Anyone => Need::Nothing,
+        Sender::Commands(ops) => match ops.iter().all(|op| op_needs(op) == Need::Nothing) {
             true => Need::Nothing,
             false => Need::Administer,
         },
-        RsmMsg::Reconfigure { .. } => Need::Administer,
-        RsmMsg::Status(_)
-        | RsmMsg::Reconfigured { .. }
-        | RsmMsg::Paxos(_)
-        | RsmMsg::Reply { .. }
-        | RsmMsg::SnapshotRequest { .. }
-        | RsmMsg::SnapshotChunk { .. } => Need::Member,
+        Sender::Administrator => Need::Administer,
+        Sender::Member => Need::Member,
     }
 }
 
@@ -52,6 +46,7 @@ pub fn refusal(msg: &CtlMsg, denied: Denied) -> Option<CtlMsg> {
 #[cfg(test)]
 mod tests {
     use synod_auth::{Activity, Permissions};
+    use synod_rsm::RsmMsg;
 
     use super::*;
 
