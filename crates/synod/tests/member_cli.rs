@@ -37,6 +37,33 @@ fn start_joining(id: usize, peers: &str, port: u16, dir: &std::path::Path, resp:
     start_kv_replica_with(id, peers, dir, resp, None, &["--join", &addr])
 }
 
+/// A new cluster of three bootstrapped replicas in `dir`, on fresh loopback ports, with
+/// `spare` more ports for replicas that join later.
+struct Cluster {
+    /// Peer ports: the three replicas', then the spares'.
+    ports: Vec<u16>,
+    /// The three replicas' `--peers`.
+    peers: String,
+    /// A RESP port for each peer port, in the same order.
+    fronts: Vec<u16>,
+    replicas: Vec<Server>,
+}
+
+fn three_replicas(dir: &std::path::Path, spare: usize) -> Cluster {
+    let mut ports = free_ports(2 * (3 + spare));
+    let fronts = ports.split_off(3 + spare);
+    let peers = loopback_list(&ports[..3]);
+    let replicas = (0..3)
+        .map(|i| start_kv_replica(i, &peers, dir, fronts[i], Some("--bootstrap")))
+        .collect();
+    Cluster {
+        ports,
+        peers,
+        fronts,
+        replicas,
+    }
+}
+
 /// Waits until `member list` through `servers` starts with `expected` and contains each
 /// of `roles` (`id=n3 voter`); returns the listing.
 fn listed(servers: &str, expected: &str, roles: &[String]) -> String {
@@ -103,12 +130,12 @@ fn nanos(start: Instant) -> u64 {
 #[test]
 fn growing_three_to_five_under_load_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports = free_ports(10);
-    let peers = loopback_list(&ports[..3]);
-    let fronts = ports[5..].to_vec();
-    let _first: Vec<_> = (0..3)
-        .map(|i| start_kv_replica(i, &peers, dir.path(), fronts[i], Some("--bootstrap")))
-        .collect();
+    let Cluster {
+        ports,
+        peers,
+        fronts,
+        replicas: _first,
+    } = three_replicas(dir.path(), 2);
     preload(fronts[0], 1000, 100);
     let _new: Vec<_> = (3..5)
         .map(|i| start_joining(i, &peers, ports[i], dir.path(), fronts[i]))
@@ -157,12 +184,12 @@ fn growing_three_to_five_under_load_loses_nothing() {
 #[test]
 fn removing_the_leader_under_load_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports = free_ports(6);
-    let peers = loopback_list(&ports[..3]);
-    let fronts = ports[3..].to_vec();
-    let _replicas: Vec<_> = (0..3)
-        .map(|i| start_kv_replica(i, &peers, dir.path(), fronts[i], Some("--bootstrap")))
-        .collect();
+    let Cluster {
+        peers,
+        fronts,
+        replicas: _replicas,
+        ..
+    } = three_replicas(dir.path(), 0);
     listed(
         &peers,
         "membership: epoch 0 (in effect) voters [n0,n1,n2]",
@@ -215,20 +242,13 @@ fn removing_the_leader_under_load_loses_nothing() {
 #[test]
 fn replacing_a_replica_whose_directory_was_deleted_under_load() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports = free_ports(8);
-    let peers = loopback_list(&ports[..3]);
-    let fronts = ports[4..].to_vec();
-    let mut replicas: Vec<Option<Server>> = (0..3)
-        .map(|i| {
-            Some(start_kv_replica(
-                i,
-                &peers,
-                dir.path(),
-                fronts[i],
-                Some("--bootstrap"),
-            ))
-        })
-        .collect();
+    let Cluster {
+        ports,
+        peers,
+        fronts,
+        replicas,
+    } = three_replicas(dir.path(), 1);
+    let mut replicas: Vec<Option<Server>> = replicas.into_iter().map(Some).collect();
     preload(fronts[0], 1000, 100);
     let new_addr = format!("127.0.0.1:{}", ports[3]);
     let mut replacement = None;
@@ -296,12 +316,12 @@ fn replacing_a_replica_whose_directory_was_deleted_under_load() {
 #[test]
 fn a_joined_replica_restarts_with_its_flags_and_refuses_others() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports = free_ports(8);
-    let peers = loopback_list(&ports[..3]);
-    let fronts = ports[4..].to_vec();
-    let _first: Vec<_> = (0..3)
-        .map(|i| start_kv_replica(i, &peers, dir.path(), fronts[i], Some("--bootstrap")))
-        .collect();
+    let Cluster {
+        ports,
+        peers,
+        fronts,
+        replicas: _first,
+    } = three_replicas(dir.path(), 1);
     let addr = format!("127.0.0.1:{}", ports[3]);
     let joined = start_joining(3, &peers, ports[3], dir.path(), fronts[3]);
     // The address must be the replica named: nothing changes otherwise.
@@ -373,12 +393,12 @@ fn adding_a_replica_to_a_big_state() {
         .map(|v| v.parse().expect("SYNOD_MEMBER_BYTES is a number of bytes"))
         .unwrap_or(10_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports = free_ports(8);
-    let peers = loopback_list(&ports[..3]);
-    let fronts = ports[4..].to_vec();
-    let _first: Vec<_> = (0..3)
-        .map(|i| start_kv_replica(i, &peers, dir.path(), fronts[i], Some("--bootstrap")))
-        .collect();
+    let Cluster {
+        ports,
+        peers,
+        fronts,
+        replicas: _first,
+    } = three_replicas(dir.path(), 1);
     let value_bytes = 50_000;
     preload(fronts[0], bytes / value_bytes, value_bytes);
     let _new = start_joining(3, &peers, ports[3], dir.path(), fronts[3]);
