@@ -10,32 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{key_lines, path, run, signal_pid, stderr, synod, Server};
-
-/// Issues member `id`'s certificate (naming 127.0.0.1) from the CA in `dir` (created if
-/// missing), and returns its `--tls-*` flags.
-fn member_flags(dir: &Path, id: u32) -> Vec<String> {
-    let issued = run(&[
-        "certs",
-        "member",
-        "--dir",
-        path(dir),
-        "--id",
-        &id.to_string(),
-        "--host",
-        "127.0.0.1",
-    ]);
-    assert!(issued.status.success(), "{}", stderr(&issued));
-    let file = |name: String| path(&dir.join(name)).to_owned();
-    vec![
-        "--tls-cert".into(),
-        file(format!("member-{id}.pem")),
-        "--tls-key".into(),
-        file(format!("member-{id}.key")),
-        "--tls-ca".into(),
-        file("ca.pem".into()),
-    ]
-}
+use support::{key_lines, member_tls_flags, path, signal_pid, stderr, synod, Server};
 
 fn worker(coordinator: &str, tls: &[String]) -> std::process::Command {
     let mut cmd = synod();
@@ -82,7 +57,7 @@ fn only_workers_with_a_certificate_from_the_jobs_ca_take_part() {
     let text: String = (0..2000).map(|i| format!("w{} common\n", i % 97)).collect();
     std::fs::write(&input, text).expect("input");
     let output = dir.path().join("out");
-    let coordinator_tls = member_flags(&tls, 0);
+    let coordinator_tls = member_tls_flags(&tls, 0);
     let mut args: Vec<String> = [
         "mr",
         "coordinator",
@@ -103,7 +78,7 @@ fn only_workers_with_a_certificate_from_the_jobs_ca_take_part() {
     let addr = coordinator.addr.clone();
 
     // A worker with a certificate from another CA fails its TLS handshake and gives up.
-    let intruder = worker(&addr, &member_flags(&other, 1))
+    let intruder = worker(&addr, &member_tls_flags(&other, 1))
         .output()
         .expect("running the intruder");
     assert!(!intruder.status.success());
@@ -124,11 +99,11 @@ fn only_workers_with_a_certificate_from_the_jobs_ca_take_part() {
     drop(plain);
 
     // Their logs go to files, read once they exited.
-    let log_file = |id: u32| dir.path().join(format!("worker-{id}.log"));
+    let log_file = |id: u64| dir.path().join(format!("worker-{id}.log"));
     let good: Vec<Proc> = (1..=2)
         .map(|id| {
             let log = std::fs::File::create(log_file(id)).expect("log file");
-            let mut cmd = worker(&addr, &member_flags(&tls, id));
+            let mut cmd = worker(&addr, &member_tls_flags(&tls, id));
             Proc(cmd.stderr(log).spawn().expect("worker"))
         })
         .collect();
@@ -235,7 +210,7 @@ fn a_local_run_admits_only_its_own_workers() {
     );
     wait_for_log(&job, "refused a plain connection from a client");
     drop(plain);
-    let other = member_flags(&dir.path().join("other-ca"), 1);
+    let other = member_tls_flags(&dir.path().join("other-ca"), 1);
     let intruder = worker(&coordinator, &other)
         .output()
         .expect("running the intruder");

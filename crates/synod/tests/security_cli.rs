@@ -17,7 +17,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    assert_no_secret, free_ports, key_lines, kv_replica_args, path, run, stderr, stdout, Server,
+    assert_no_secret, free_ports, key_lines, kv_replica_args, member_tls_flags, path, run, stderr,
+    stdout, Server,
 };
 
 /// Debian's Python, which has redis-py (`python3-redis`).
@@ -165,17 +166,7 @@ const ACL: &str = "user default on >root-secret-1 ~* +@all\n\
 fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
     let dir = tempfile::tempdir().expect("temp dir");
     let tls = dir.path().join("tls");
-    let issued = run(&[
-        "certs",
-        "member",
-        "--dir",
-        path(&tls),
-        "--id",
-        "0",
-        "--host",
-        "127.0.0.1",
-    ]);
-    assert!(issued.status.success(), "{}", stderr(&issued));
+    let member_0 = member_tls_flags(&tls, 0);
     let acl = dir.path().join("users.acl");
     std::fs::write(&acl, ACL).expect("acl file");
     let ports = free_ports(3);
@@ -186,13 +177,8 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
         "--acl-file".into(),
         path(&acl).to_owned(),
         "--resp-tls".into(),
-        "--tls-cert".into(),
-        tls_path("member-0.pem"),
-        "--tls-key".into(),
-        tls_path("member-0.key"),
-        "--tls-ca".into(),
-        tls_path("ca.pem"),
     ]);
+    args.extend(member_0);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut replica =
         Server::start_logged(&args, "kv replica 0 listening on", Duration::from_secs(20));
@@ -309,40 +295,29 @@ fn acl_users_are_held_to_their_permissions_and_each_refusal_is_logged() {
 
     // A membership change needs a user allowed everything: a new replica, with a member
     // certificate of its own id, is added by the default user and refused to the reader.
-    let issued = run(&[
-        "certs",
-        "member",
-        "--dir",
-        path(&tls),
-        "--id",
-        "1",
-        "--host",
-        "127.0.0.1",
-    ]);
-    assert!(issued.status.success(), "{}", stderr(&issued));
+    let member_1 = member_tls_flags(&tls, 1);
     let joined_at = format!("127.0.0.1:{}", ports[2]);
     let data = dir.path().join("r1");
+    let joining_args = [
+        "kv",
+        "serve",
+        "--id",
+        "1",
+        "--peers",
+        &peers,
+        "--join",
+        &joined_at,
+        "--data",
+        path(&data),
+        "--acl-file",
+        path(&acl),
+    ];
+    let joining_args: Vec<&str> = joining_args
+        .into_iter()
+        .chain(member_1.iter().map(String::as_str))
+        .collect();
     let joining = Server::start_logged(
-        &[
-            "kv",
-            "serve",
-            "--id",
-            "1",
-            "--peers",
-            &peers,
-            "--join",
-            &joined_at,
-            "--data",
-            path(&data),
-            "--acl-file",
-            path(&acl),
-            "--tls-cert",
-            &tls_path("member-1.pem"),
-            "--tls-key",
-            &tls_path("member-1.key"),
-            "--tls-ca",
-            &tls_path("ca.pem"),
-        ],
+        &joining_args,
         "kv replica 1 listening on",
         Duration::from_secs(20),
     );

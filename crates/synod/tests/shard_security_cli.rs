@@ -12,7 +12,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{assert_no_secret, free_ports, key_lines, path, run, stderr, stdout, Server};
+use support::{
+    assert_no_secret, free_ports, key_lines, member_tls_flags, path, run, stderr, stdout, Server,
+};
 use synod_shardkv::server_id;
 
 const ACL: &str = "user default on >root-secret-1 ~* +@all\n\
@@ -75,20 +77,6 @@ struct Output {
 fn start() -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let tls = dir.path().join("tls");
-    for id in [0, server_id(GID, 0).0] {
-        let id = id.to_string();
-        let issued = run(&[
-            "certs",
-            "member",
-            "--dir",
-            path(&tls),
-            "--id",
-            &id,
-            "--host",
-            "127.0.0.1",
-        ]);
-        assert!(issued.status.success(), "{}", stderr(&issued));
-    }
     let acl = dir.path().join("users.acl");
     std::fs::write(&acl, ACL).expect("acl file");
     let ports = free_ports(2);
@@ -97,18 +85,10 @@ fn start() -> Cluster {
         format!("127.0.0.1:{}", ports[1]),
     );
     let tls_flags = |member: u64| {
-        let file = |name: String| path(&tls.join(name)).to_owned();
-        vec![
-            "--tls-cert".to_owned(),
-            file(format!("member-{member}.pem")),
-            "--tls-key".to_owned(),
-            file(format!("member-{member}.key")),
-            "--tls-ca".to_owned(),
-            file("ca.pem".to_owned()),
-            "--acl-file".to_owned(),
-            path(&acl).to_owned(),
-            "--bootstrap".to_owned(),
-        ]
+        let mut flags = member_tls_flags(&tls, member);
+        flags.extend(["--acl-file".to_owned(), path(&acl).to_owned()]);
+        flags.push("--bootstrap".to_owned());
+        flags
     };
     let ctl_data = dir.path().join("ctl");
     let mut args: Vec<String> = ["shardctl", "serve", "--id", "0", "--peers", &ctl, "--data"]

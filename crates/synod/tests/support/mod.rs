@@ -340,6 +340,31 @@ pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// Issues member `id`'s certificate (naming 127.0.0.1) from the CA in `tls` (created if
+/// missing), which must succeed, and returns its `--tls-cert/--tls-key/--tls-ca` flags.
+pub fn member_tls_flags(tls: &Path, id: u64) -> Vec<String> {
+    let issued = run(&[
+        "certs",
+        "member",
+        "--dir",
+        path(tls),
+        "--id",
+        &id.to_string(),
+        "--host",
+        "127.0.0.1",
+    ]);
+    assert!(issued.status.success(), "{}", stderr(&issued));
+    let file = |name: String| path(&tls.join(name)).to_owned();
+    vec![
+        "--tls-cert".into(),
+        file(format!("member-{id}.pem")),
+        "--tls-key".into(),
+        file(format!("member-{id}.key")),
+        "--tls-ca".into(),
+        file("ca.pem".into()),
+    ]
+}
+
 /// The private keys' secrets in the TLS directory `tls`: their base64 lines.
 pub fn key_lines(tls: &Path) -> Vec<String> {
     let lines: Vec<String> = std::fs::read_dir(tls)
