@@ -1,5 +1,5 @@
 //! Group commit across callers: concurrent single commands bound for one *group* (reads or
-//! writes of the Paxos KV, the reads of one shard group) leave as one batch: one request,
+//! writes of the Paxos KV, the reads or writes of one shard group) leave as one batch: one request,
 //! one message each way, one read barrier or one log entry, and one run of the client's
 //! retry loop. A Redis-protocol front serving many connections, each with one command in
 //! flight, so pays a round trip and the client's per-request work once per batch instead of

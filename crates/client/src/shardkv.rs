@@ -199,12 +199,12 @@ impl Dialer<ShardServer> for ShardDialer {
     }
 }
 
-/// Which single commands of a front may leave in one batch: reads owned by one group, or
-/// writes of one shard.
+/// Which single commands of a front may leave in one batch: those owned by one group, reads
+/// (answered after a read barrier, without a log entry) apart from writes (one log entry).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Together {
-    Reads(Gid),
-    Writes(usize),
+struct Together {
+    gid: Gid,
+    writes: bool,
 }
 
 /// A client of a sharded KV cluster, given the controllers' addresses.
@@ -347,12 +347,12 @@ impl ShardKvClient {
         self.run(|clerk| clerk.start(op)).await
     }
 
-    /// Runs `ops` as one request (one log entry, applied in order, at most once as a whole)
-    /// at the group owning the first one's shard, following reconfigurations. They must be
-    /// [`synod_shardkv::batchable`]: all on one shard, or all reads. Answers a prefix of them,
-    /// at least the first, in order: a group cuts a batch whose values would not fit one
-    /// reply, and a read batch is answered only up to its first read of a shard the group
-    /// no longer serves. The caller sends the rest again.
+    /// Runs `ops` as one request (one log entry unless they only read, applied in order, at
+    /// most once as a whole) at the group owning the first one's shard, following
+    /// reconfigurations. They may be of any shards ([`segment`] picks one group's). Answers
+    /// a prefix of them, at least the first, in order: a group cuts a batch whose values
+    /// would not fit one reply, and stops at its first command of a shard the group does
+    /// not serve (applying none from there on). The caller sends the rest again.
     pub async fn call_batch(&self, ops: Vec<KvOp>) -> Result<Vec<ShardReply>, ClientError> {
         let one = ops.len() == 1;
         let replies = match self.run(|clerk| clerk.start_batch(ops)).await? {
@@ -367,23 +367,21 @@ impl ShardKvClient {
     }
 
     /// A single command run in one batch with the other single commands of its kind in
-    /// flight at the same time (see the `coalesce` module): reads with the reads of the
-    /// group that owns their shard, writes with the writes of their shard (a write batch
-    /// must be of one shard). Alone while no configuration names the owners, and when it is
-    /// refused without being sent.
+    /// flight at the same time (see the `coalesce` module): reads with the reads, writes
+    /// with the writes, of the group that owns their shard. Alone while no configuration
+    /// names the owners, and when it is refused without being sent.
     async fn run_together(&self, command: Command) -> Result<Reply, BackendError> {
         let config = self.shared_config();
-        let shard = command
+        let owner = command
             .keys()
             .first()
-            .map(|key| key2shard(key, config.shards.len()));
-        let owner = shard.and_then(|shard| config.shards.get(shard).map(|&gid| (shard, gid)));
-        let (Some((shard, gid)), None, true) = (owner, refusal(&command), config.num > 0) else {
+            .and_then(|key| config.shards.get(key2shard(key, config.shards.len())));
+        let (Some(&gid), None, true) = (owner, refusal(&command), config.num > 0) else {
             return self.redis(command).await.map_err(backend_error);
         };
-        let together = match command.writes() {
-            true => Together::Writes(shard),
-            false => Together::Reads(gid),
+        let together = Together {
+            gid,
+            writes: command.writes(),
         };
         let batch = |commands| Backend::run_batch(self, commands);
         self.together.run(together, command, batch, abandoned).await
@@ -437,7 +435,7 @@ impl ShardKvClient {
 
 /// The Redis-protocol front of a shardkv server forwards through this client, so any server
 /// of the cluster answers for every key. Single commands in flight together leave in
-/// batches (reads by group, writes by shard); a pipeline is sent in order, as few requests
+/// batches (the reads of one group, the writes of one group); a pipeline is sent in order, as few requests
 /// as its commands allow ([`synod_shardkv::segment`]).
 impl Backend for ShardKvClient {
     async fn run(&self, command: Command) -> Result<Reply, BackendError> {

@@ -79,7 +79,14 @@ pub const MAGIC: [u8; 4] = *b"SYND";
 /// controller's `CtlReply::Denied` (a request its user may not make), both new last variants;
 /// a shard controller takes `CtlOp::Servers` (a group's servers after its membership
 /// changed), a new last variant.
-pub const PROTOCOL_VERSION: u16 = 10;
+/// Version 11: the sharded KV takes batches that write to several shards (of one group, as
+/// clients send them): a group applies a batch up to its first command of a shard it does
+/// not serve, where a server of version 10 ignored any batch that mixed shards and wrote.
+/// Frames are unchanged; the bump keeps a client of this version from sending such a batch
+/// to a version-10 server, which would drop it without an answer. Stored logs replay to the
+/// same state: a logged batch of version 10 was one shard's (served or not as a whole) or
+/// reads only.
+pub const PROTOCOL_VERSION: u16 = 11;
 /// Size of an encoded [`Hello`].
 pub const HELLO_LEN: usize = 15;
 /// Size of a frame's length header.

@@ -143,6 +143,16 @@ pub trait StateMachine:
         Self::expired()
     }
 
+    /// Whether a batch stops after the command answered `reply`: the commands after it are
+    /// neither applied nor answered, and the client sends them again as its next request.
+    /// Deterministic, as every replica must stop at the same command. The sharded KV stops
+    /// at a command of a shard the group does not serve, so that a batch spanning shards is
+    /// applied as a prefix, never with a hole: the client resends the rest in order, to
+    /// their owner. The default, never, suits a state machine that serves every command.
+    fn ends_batch(_reply: &Self::Reply) -> bool {
+        false
+    }
+
     /// The bytes a reply carries that grow with the state (a read's value): what bounds a
     /// batch's reply. Only the reply of a command that changes nothing may have any (a batch
     /// cut before such a command drops its reply as if it had not run). The default, 0,

@@ -253,27 +253,31 @@ struct Change {
     reply_to: Option<NodeId>,
 }
 
-/// Runs `ops` in order with `run` (apply, or read) and returns their replies, stopping before
-/// a command whose reply would take the replies' bytes ([`StateMachine::reply_bytes`]) past
+/// Runs `ops` in order with `run` (apply, or read) and returns their replies, stopping after
+/// a reply that ends the batch ([`StateMachine::ends_batch`]), and before a command whose
+/// reply would take the replies' bytes ([`StateMachine::reply_bytes`]) past
 /// [`MAX_BATCH_REPLY_BYTES`]; the first command always counts. A reply with bytes is a
 /// read's, which changed nothing, so dropping it leaves the state as if the batch had been
 /// only the commands before it. Deterministic: every replica stops at the same command.
 /// `None` if `run` gave no reply (a read path asked to run a command that is no read).
-fn within_budget<C, R>(
-    ops: &[C],
-    mut run: impl FnMut(&C) -> Option<R>,
-    bytes: impl Fn(&R) -> usize,
-) -> Option<Vec<R>> {
+fn within_budget<S: StateMachine>(
+    ops: &[S::Command],
+    mut run: impl FnMut(&S::Command) -> Option<S::Reply>,
+) -> Option<Vec<S::Reply>> {
     let mut replies = Vec::with_capacity(ops.len());
     let mut used = 0;
     for op in ops {
         let reply = run(op)?;
-        let size = bytes(&reply);
+        let size = S::reply_bytes(&reply);
         if !replies.is_empty() && size > 0 && used + size > MAX_BATCH_REPLY_BYTES {
             break;
         }
         used += size;
+        let ends = S::ends_batch(&reply);
         replies.push(reply);
+        if ends {
+            break;
+        }
     }
     Some(replies)
 }
@@ -695,7 +699,7 @@ impl<S: StateMachine> Rsm<S> {
                     Commands::Many(ops) => {
                         let machine = &mut self.machine;
                         let apply = |op: &S::Command| Some(machine.apply(at, op));
-                        let replies = within_budget(ops, apply, S::reply_bytes);
+                        let replies = within_budget::<S>(ops, apply);
                         S::batch_reply(replies.unwrap_or_default())
                     }
                 };
@@ -849,7 +853,7 @@ impl<S: StateMachine> Rsm<S> {
             let reply = match &r.op {
                 Commands::One(op) => machine.read(op),
                 Commands::Many(ops) => {
-                    within_budget(ops, |op| machine.read(op), S::reply_bytes).map(S::batch_reply)
+                    within_budget::<S>(ops, |op| machine.read(op)).map(S::batch_reply)
                 }
             };
             if let Some(reply) = reply {

@@ -13,13 +13,14 @@
 //! At most once: requests are numbered per shard with [`Numbering`], because each shard's
 //! session table moves with the shard; a request keeps its number across groups and retries.
 //!
-//! A batch ([`ShardKvClerk::start_batch`]: one request, one log entry, commands applied in
-//! order) must be [`crate::batchable`]: one shard's commands, or reads only. It is numbered,
-//! routed and deduplicated by its first command's shard; its reply is a
+//! A batch ([`ShardKvClerk::start_batch`]: one request, one log entry unless it only reads,
+//! commands applied in order) may span shards; [`crate::segment`] makes it one group's. It
+//! is numbered, routed and deduplicated by its first command's shard; its reply is a
 //! [`ShardReply::Batch`], which may answer only a prefix of its commands (never empty; the
 //! caller sends the rest again). A batch whose first command is answered `WrongGroup` is
-//! followed to the new owner like a single command; a read batch answered `WrongGroup`
-//! further on is done with the reads before that one, and its caller sends the rest again.
+//! followed to the new owner like a single command; a batch answered `WrongGroup` further
+//! on is done with the commands before that one (the group applied none from there on), and
+//! its caller sends the rest again.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -333,13 +334,9 @@ impl ShardKvClerk {
         self.ctl.servers()
     }
 
-    /// Starts several operations as one request ([`RsmMsg::Batch`]), which must be
-    /// [`crate::batchable`]; see the module's doc. An empty batch starts nothing.
+    /// Starts several operations as one request ([`RsmMsg::Batch`]); see the module's doc.
+    /// An empty batch starts nothing.
     pub fn start_batch(&mut self, ops: Vec<KvOp>) -> Vec<ShardOutput> {
-        debug_assert!(
-            crate::batchable(&ops, self.config.shards.len().max(1)) || self.config.num == 0,
-            "a batch the servers would ignore"
-        );
         match ops.len() {
             0 => Vec::new(),
             1 => self.begin(Commands::One(ops.into_iter().next().expect("one"))),
@@ -397,9 +394,9 @@ impl Clerk for ShardKvClerk {
                 match reply {
                     wrong if wrong_group(&wrong) => self.query(),
                     ShardReply::Batch(mut replies) => {
-                        // The reads from the first of a shard the group no longer serves
-                        // are not answered: the caller sends them again, and they find the
-                        // new owner then.
+                        // The commands from the first of a shard the group does not serve
+                        // were not applied: the caller sends them again, and they find
+                        // their owner then.
                         let answered = replies.iter().take_while(|r| !wrong_group(r)).count();
                         replies.truncate(answered);
                         self.pending = None;

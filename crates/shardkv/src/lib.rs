@@ -20,9 +20,10 @@
 //! - On a server whose clients authenticate, [`guard`] says what each client message needs
 //!   of its user: a request its keys, a change of the controller's configuration a user
 //!   allowed everything, the groups' own messages a member of the cluster.
-//! - Clients may send several commands as one request ([`batchable`] ones: one shard's, or
-//!   reads only), and a follower sent a client's write names its leader
-//!   ([`ShardMsg::Leader`]) so the client's next writes go there.
+//! - Clients may send several commands as one request, of any shards: the group applies
+//!   them in order up to the first of a shard it does not serve ([`segment`] cuts a
+//!   pipeline so that each request is one group's), and a follower sent a client's write
+//!   names its leader ([`ShardMsg::Leader`]) so the client's next writes go there.
 //!
 //! See `docs/shardkv.md` for the protocol and its limits.
 
@@ -115,21 +116,9 @@ pub enum ShardReply {
     Denied(synod_auth::Denied),
 }
 
-/// Whether the group servers take `ops` as one batch request: every command on one shard
-/// (the batch is then guarded, at most once as a whole, by that shard's session table, and
-/// moves with it), or every command a read (a read batch changes nothing, and is answered
-/// from one state of the group after one read barrier, each read checked against its own
-/// shard). A batch mixing shards *and* writing could be applied partly, under a session
-/// table that does not move with all of its data, so servers ignore it.
-pub fn batchable(ops: &[KvOp], shards: usize) -> bool {
-    let one_shard = ops
-        .windows(2)
-        .all(|w| key2shard(key_of(&w[0]), shards) == key2shard(key_of(&w[1]), shards));
-    one_shard || ops.iter().all(reads_only)
-}
-
 /// Whether `op` only reads: a Get, or a Redis command that writes nothing. A batch of
-/// reads may span shards (see [`batchable`]), and reads go to any server of the group.
+/// reads only is answered after a read barrier, without a log entry, and reads go to any
+/// server of the group.
 pub fn reads_only(op: &KvOp) -> bool {
     match op {
         KvOp::Get { .. } => true,
@@ -172,26 +161,27 @@ pub enum ShardMsg {
 }
 
 /// How many of `ops` (at least one, if there are any) the next batch request carries when
-/// they must take effect in order, as a pipeline's commands: the commands up to the first on
-/// another shard, or, if that takes more, the reads up to the first command that is not a
-/// read of the same group (a read batch is answered from one state of the group). Both are
-/// [`batchable`]. Before the client knows a configuration it cannot tell shards apart: one
-/// command.
+/// they must take effect in order, as a pipeline's commands: the commands up to the first of
+/// a shard another group owns in `config`. A group applies a batch as a prefix: it stops at
+/// its first command of a shard it does not serve ([`StateMachine::ends_batch`]), and the
+/// client sends the rest again (docs/shardkv.md, "Batches"). Before the client knows a
+/// configuration it cannot tell groups apart: one command.
+///
+/// [`StateMachine::ends_batch`]: synod_rsm::StateMachine::ends_batch
 pub fn segment(ops: &[KvOp], config: &synod_shardctl::Config) -> usize {
     let Some(first) = ops.first().filter(|_| config.num > 0) else {
         return ops.len().min(1);
     };
-    let shard = |op: &KvOp| key2shard(key_of(op), config.shards.len());
-    let on_shard = ops
+    let owner = |op: &KvOp| {
+        config
+            .shards
+            .get(key2shard(key_of(op), config.shards.len()))
+    };
+    let of_group = ops
         .iter()
-        .take_while(|op| shard(op) == shard(first))
+        .take_while(|op| owner(op) == owner(first))
         .count();
-    let gid = config.shards.get(shard(first));
-    let reads = ops
-        .iter()
-        .take_while(|op| reads_only(op) && config.shards.get(shard(op)) == gid)
-        .count();
-    on_shard.max(reads).min(synod_rsm::MAX_BATCH_COMMANDS)
+    of_group.min(synod_rsm::MAX_BATCH_COMMANDS)
 }
 
 #[cfg(test)]
@@ -212,7 +202,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_one_shard_or_reads_only_and_a_pipeline_is_cut_there() {
+    fn a_pipeline_is_cut_at_its_first_command_of_another_group() {
         let keys = keys_of_shards(4);
         let get = |i: usize| KvOp::Get {
             key: keys[i].clone().into_bytes(),
@@ -221,24 +211,20 @@ mod tests {
             key: keys[i].clone().into_bytes(),
             value: b"v".to_vec(),
         };
-        assert!(batchable(&[put(0), get(0), put(0)], 4));
-        assert!(batchable(&[get(0), get(1), get(3)], 4));
-        assert!(!batchable(&[get(0), put(1)], 4), "writes across shards");
         let config = synod_shardctl::Config {
             num: 1,
             shards: vec![100, 100, 101, 100],
             groups: BTreeMap::new(),
         };
-        // Reads of group 100's shards 0, 1 and 3, up to the read of group 101's shard 2.
-        assert_eq!(segment(&[get(0), get(1), get(3), get(2)], &config), 3);
-        // One shard's commands, up to another shard's.
-        assert_eq!(segment(&[put(0), get(0), get(1)], &config), 2);
-        assert_eq!(segment(&[get(0), put(1)], &config), 1);
+        // Reads and writes of group 100's shards 0, 1 and 3, up to group 101's shard 2.
+        assert_eq!(segment(&[get(0), put(1), get(3), put(2)], &config), 3);
+        assert_eq!(segment(&[put(0), put(3), get(1), put(0)], &config), 4);
+        assert_eq!(segment(&[put(2), put(0)], &config), 1);
         let unknown = synod_shardctl::Config::initial(4);
         assert_eq!(
             segment(&[get(0), get(1)], &unknown),
             1,
-            "shards not known yet"
+            "groups not known yet"
         );
         assert_eq!(segment(&[], &config), 0);
     }

@@ -15,10 +15,9 @@ use synod_rsm::{Role, Rsm, RsmMsg, Wrap};
 use synod_shardctl::{controller, Config, Controller, CtlMsg, CtlOp, CtlReply, Gid};
 
 use synod_kvpaxos::KvOp;
-use tracing::trace;
 
 use crate::state::{GroupOp, GroupState};
-use crate::{batchable, GroupMsg, ShardMsg, ShardReply};
+use crate::{GroupMsg, ShardMsg, ShardReply};
 
 /// How often a group polls the controller and pushes the shards it owes.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -291,11 +290,6 @@ impl Node for GroupServer {
                 let shard = self.rsm.machine().shard_of(&op);
                 let reply = ShardReply::TooLarge { shard, refused };
                 ctx.send(from, ShardMsg::Group(RsmMsg::Reply { seq, reply }));
-            }
-            ShardMsg::Group(RsmMsg::Batch { ops, .. })
-                if !batchable(&ops, self.rsm.machine().config.shards.len()) =>
-            {
-                trace!(%from, "ignoring a batch that mixes shards and writes");
             }
             ShardMsg::Group(RsmMsg::Batch { seq, ops, .. })
                 if KvOp::check_batch(&ops, &self.limits).is_err() =>

@@ -200,6 +200,13 @@ impl StateMachine for GroupState {
         ShardReply::Batch(replies)
     }
 
+    /// A batch stops at its first command of a shard this group does not serve: the commands
+    /// before it took effect, the rest did not, and the client sends them again, in order, to
+    /// their owners (docs/shardkv.md, "Batches").
+    fn ends_batch(reply: &ShardReply) -> bool {
+        matches!(reply, ShardReply::WrongGroup { .. })
+    }
+
     fn reply_bytes(reply: &ShardReply) -> usize {
         match reply {
             ShardReply::Value { value, .. } => value.len(),
