@@ -4,51 +4,13 @@
 //! instance's own state only, took the same round, so the peer could send two values under
 //! one ballot in one instance (Paxos's safety rests on one value per ballot).
 
-use std::time::Duration;
+mod lone;
 
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
-use synod_node::{NodeId, Storage};
-use synod_paxos::{Ballot, Paxos, PaxosConfig, PaxosIo, PaxosMsg};
-use synod_storage::MemStorage;
-
-/// A peer's world that records what it sends and never delivers anything.
-struct Recorder {
-    sent: Vec<(NodeId, PaxosMsg<u64>)>,
-    rng: StdRng,
-    storage: MemStorage,
-}
-
-impl PaxosIo<u64> for Recorder {
-    fn now(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn send(&mut self, to: NodeId, msg: PaxosMsg<u64>) {
-        self.sent.push((to, msg));
-    }
-    fn rng(&mut self) -> &mut dyn RngCore {
-        &mut self.rng
-    }
-    fn storage(&mut self) -> &mut dyn Storage {
-        &mut self.storage
-    }
-}
-
-fn peer() -> (Paxos<u64>, Recorder) {
-    let peers = vec![NodeId(0), NodeId(1), NodeId(2)];
-    let io = Recorder {
-        sent: Vec::new(),
-        rng: StdRng::seed_from_u64(7),
-        storage: MemStorage::new(),
-    };
-    let mut paxos = Paxos::new(peers, 0, PaxosConfig::default());
-    let mut io = io;
-    paxos.recover(&mut io, None, &[]).unwrap();
-    (paxos, io)
-}
+use lone::{peer, World};
+use synod_paxos::{Ballot, PaxosMsg};
 
 /// Every ballot in the messages sent since `from` that asks for promises.
-fn prepared(io: &Recorder, from: usize) -> Vec<Ballot> {
+fn prepared(io: &World, from: usize) -> Vec<Ballot> {
     let mut ballots: Vec<Ballot> = io.sent[from..]
         .iter()
         .filter_map(|(_, msg)| match msg {
@@ -62,7 +24,7 @@ fn prepared(io: &Recorder, from: usize) -> Vec<Ballot> {
 
 #[test]
 fn a_classic_round_during_a_campaign_takes_a_higher_ballot() {
-    let (mut paxos, mut io) = peer();
+    let (mut paxos, mut io) = peer(3);
     paxos.campaign(&mut io, 0);
     let campaign = prepared(&io, 0);
     assert_eq!(campaign.len(), 1, "one campaign ballot: {campaign:?}");
@@ -81,7 +43,7 @@ fn a_classic_round_during_a_campaign_takes_a_higher_ballot() {
 
 #[test]
 fn a_campaign_after_a_classic_round_takes_a_higher_ballot() {
-    let (mut paxos, mut io) = peer();
+    let (mut paxos, mut io) = peer(3);
     paxos.start(&mut io, 5, 42);
     let classic = prepared(&io, 0);
     assert_eq!(classic.len(), 1, "one classic ballot: {classic:?}");

@@ -2,50 +2,13 @@
 //! every peer that has not answered once the hedge passes without a majority; it completes
 //! only on a majority's answers, whoever was asked.
 
+mod lone;
+
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
-use synod_node::{NodeId, Storage};
-use synod_paxos::{Paxos, PaxosConfig, PaxosIo, PaxosMsg};
-use synod_storage::MemStorage;
-
-/// A peer's world on a clock the test moves, recording what the peer sends.
-struct World {
-    now: Duration,
-    sent: Vec<(NodeId, PaxosMsg<u64>)>,
-    rng: StdRng,
-    storage: MemStorage,
-}
-
-impl PaxosIo<u64> for World {
-    fn now(&self) -> Duration {
-        self.now
-    }
-    fn send(&mut self, to: NodeId, msg: PaxosMsg<u64>) {
-        self.sent.push((to, msg));
-    }
-    fn rng(&mut self) -> &mut dyn RngCore {
-        &mut self.rng
-    }
-    fn storage(&mut self) -> &mut dyn Storage {
-        &mut self.storage
-    }
-}
-
-/// Peer 0 of a group of `size`.
-fn peer(size: u64) -> (Paxos<u64>, World) {
-    let peers = (0..size).map(NodeId).collect();
-    let mut world = World {
-        now: Duration::from_secs(1),
-        sent: Vec::new(),
-        rng: StdRng::seed_from_u64(3),
-        storage: MemStorage::new(),
-    };
-    let mut paxos = Paxos::new(peers, 0, PaxosConfig::default());
-    paxos.recover(&mut world, None, &[]).unwrap();
-    (paxos, world)
-}
+use lone::{peer, World};
+use synod_node::NodeId;
+use synod_paxos::{Paxos, PaxosMsg};
 
 /// Who was asked barrier `id` since the message at `from`, in order.
 fn asked(world: &World, from: usize, id: u64) -> Vec<NodeId> {
