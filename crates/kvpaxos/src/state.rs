@@ -98,6 +98,10 @@ impl StateMachine for KvState {
         }
     }
 
+    fn reads_only(op: &KvOp) -> bool {
+        !op.writes()
+    }
+
     fn read(&self, op: &KvOp) -> Option<KvReply> {
         match op {
             KvOp::Get { key } => Some(self.value(key)),

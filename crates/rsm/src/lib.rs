@@ -137,8 +137,8 @@ pub trait StateMachine:
     /// [`BATCHES`](Self::BATCHES) is true; the session table remembers it like any reply, so
     /// a retried batch gets every command's answer again. There may be fewer replies than
     /// commands: a batch stops before a read whose reply would take the batch's replies past
-    /// [`MAX_BATCH_REPLY_BYTES`], and the commands from there on are not applied (the client
-    /// sends them again, as its next request).
+    /// [`MAX_BATCH_REPLY_BYTES`] (or just after a write that does), and the commands from
+    /// there on are not applied (the client sends them again, as its next request).
     fn batch_reply(_replies: Vec<Self::Reply>) -> Self::Reply {
         Self::expired()
     }
@@ -153,18 +153,26 @@ pub trait StateMachine:
         false
     }
 
-    /// The bytes a reply carries that grow with the state (a read's value): what bounds a
-    /// batch's reply. Only the reply of a command that changes nothing may have any (a batch
-    /// cut before such a command drops its reply as if it had not run). The default, 0,
-    /// suits replies of a bounded size.
+    /// The bytes a reply carries that grow with the state (a value read, or taken by a
+    /// write such as Redis's GETDEL): what bounds a batch's reply. The default, 0, suits
+    /// replies of a bounded size.
     fn reply_bytes(_reply: &Self::Reply) -> usize {
         0
+    }
+
+    /// Whether `cmd` changes nothing, so that a batch over its reply budget may stop
+    /// *before* it, dropping its reply as if it had not run. A batch stops *after* any other
+    /// command that takes it over the budget, keeping the reply: the command was applied,
+    /// and a client that never saw its reply would send it again. The default, no, is
+    /// always safe.
+    fn reads_only(_cmd: &Self::Command) -> bool {
+        false
     }
 }
 
 /// Bytes of replies ([`StateMachine::reply_bytes`]) past which a batch stops before its next
-/// read, so that a batch's reply, which the session table keeps, stays within about one
-/// log entry's size (or one value, if its first read alone is larger).
+/// read (or after its next write), so that a batch's reply, which the session table keeps,
+/// stays within about one log entry's size plus one value.
 pub const MAX_BATCH_REPLY_BYTES: usize = synod_node::limits::BATCH_BYTES;
 
 /// Most commands one [`RsmMsg::Batch`] may carry; a replica ignores a longer one. Its bytes

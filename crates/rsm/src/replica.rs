@@ -254,12 +254,13 @@ struct Change {
 }
 
 /// Runs `ops` in order with `run` (apply, or read) and returns their replies, stopping after
-/// a reply that ends the batch ([`StateMachine::ends_batch`]), and before a command whose
-/// reply would take the replies' bytes ([`StateMachine::reply_bytes`]) past
-/// [`MAX_BATCH_REPLY_BYTES`]; the first command always counts. A reply with bytes is a
-/// read's, which changed nothing, so dropping it leaves the state as if the batch had been
-/// only the commands before it. Deterministic: every replica stops at the same command.
-/// `None` if `run` gave no reply (a read path asked to run a command that is no read).
+/// a reply that ends the batch ([`StateMachine::ends_batch`]), and at a command whose reply
+/// takes the replies' bytes ([`StateMachine::reply_bytes`]) past [`MAX_BATCH_REPLY_BYTES`]:
+/// before it if it only reads ([`StateMachine::reads_only`]: dropping its reply leaves the
+/// state as if the batch had been only the commands before it), after it otherwise (it was
+/// applied, so its reply must reach the client). The first command always counts.
+/// Deterministic: every replica stops at the same command. `None` if `run` gave no reply (a
+/// read path asked to run a command that is no read).
 fn within_budget<S: StateMachine>(
     ops: &[S::Command],
     mut run: impl FnMut(&S::Command) -> Option<S::Reply>,
@@ -269,11 +270,12 @@ fn within_budget<S: StateMachine>(
     for op in ops {
         let reply = run(op)?;
         let size = S::reply_bytes(&reply);
-        if !replies.is_empty() && size > 0 && used + size > MAX_BATCH_REPLY_BYTES {
+        let over = !replies.is_empty() && size > 0 && used + size > MAX_BATCH_REPLY_BYTES;
+        if over && S::reads_only(op) {
             break;
         }
         used += size;
-        let ends = S::ends_batch(&reply);
+        let ends = over || S::ends_batch(&reply);
         replies.push(reply);
         if ends {
             break;

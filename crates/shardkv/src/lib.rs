@@ -120,11 +120,7 @@ pub enum ShardReply {
 /// reads only is answered after a read barrier, without a log entry, and reads go to any
 /// server of the group.
 pub fn reads_only(op: &KvOp) -> bool {
-    match op {
-        KvOp::Get { .. } => true,
-        KvOp::Redis(command) => !command.writes(),
-        KvOp::Put { .. } | KvOp::Append { .. } => false,
-    }
+    !op.writes()
 }
 
 /// Messages within one group, and between a group and its clients.

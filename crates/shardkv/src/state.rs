@@ -210,8 +210,13 @@ impl StateMachine for GroupState {
     fn reply_bytes(reply: &ShardReply) -> usize {
         match reply {
             ShardReply::Value { value, .. } => value.len(),
+            ShardReply::Redis { reply, .. } => reply.payload_bytes(),
             _ => 0,
         }
+    }
+
+    fn reads_only(op: &KvOp) -> bool {
+        crate::reads_only(op)
     }
 
     /// A Get, answered without a log entry once a read barrier says this state is recent

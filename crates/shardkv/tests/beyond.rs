@@ -12,6 +12,7 @@ mod common;
 use std::time::Duration;
 
 use rand::Rng;
+use synod_keyspace::{Command, Reply};
 use synod_kvpaxos::KvOp;
 use synod_node::{Context, Node, TimerToken};
 use synod_rsm::{Commands, RsmMsg};
@@ -582,6 +583,65 @@ fn a_write_batch_stops_at_its_first_shard_the_group_does_not_serve() {
     assert_eq!(c.get(ck, &keys[before]), "x", "applied once");
     assert_eq!(c.get(ck, &keys[moved]), "", "not the group's");
     assert_eq!(c.get(ck, &keys[after]), "", "after the hole: not applied");
+}
+
+/// A batch's replies stay within the reply budget (`synod_rsm::MAX_BATCH_REPLY_BYTES`, 1 MiB)
+/// when they are Redis replies too: a read batch of GETs of 400 kB values is answered up to
+/// the GET that would pass it (the client sends the rest again), and a logged batch whose
+/// GETDEL passes it stops *after* the GETDEL, whose reply it keeps: the value was taken,
+/// and a client that never saw it would send the GETDEL again and get nothing.
+#[test]
+fn a_batch_of_big_redis_replies_stops_at_the_budget_and_keeps_a_writes_reply() {
+    let mut c = Cluster::new(seed_from_env(24), false);
+    c.join(GIDS[0]);
+    // Once a clerk's write is done, the group's log serves the shard.
+    let ck = c.clerk();
+    c.put(ck, "{t}", "served");
+    let probe = NodeId(NodeId::FIRST_CLIENT + 502);
+    c.sim.add_node(probe, || Probe {
+        client: 7_002,
+        replies: Vec::new(),
+    });
+    let to = server_id(GIDS[0], 0);
+    let key = |i: usize| format!("{{t}}{i}").into_bytes();
+    let value = vec![b'v'; 400_000];
+    for i in 0..4 {
+        let put = KvOp::Put {
+            key: key(i),
+            value: value.clone(),
+        };
+        let reply = ask(&mut c, probe, to, i as u64 + 1, Commands::One(put));
+        assert!(matches!(reply, ShardReply::Written { .. }), "{reply:?}");
+    }
+    let redis = |command| KvOp::Redis(command);
+    let get = |i: usize| redis(Command::Get { key: key(i) });
+    let replies = |reply: ShardReply| match reply {
+        ShardReply::Batch(replies) => replies
+            .into_iter()
+            .map(|r| match r {
+                ShardReply::Redis { reply, .. } => reply,
+                other => panic!("not a Redis reply: {other:?}"),
+            })
+            .collect::<Vec<_>>(),
+        other => panic!("not a batch reply: {other:?}"),
+    };
+    let reads = Commands::Many((0..4).map(get).collect());
+    let answered = replies(ask(&mut c, probe, to, 5, reads));
+    assert_eq!(
+        answered,
+        vec![Reply::Bulk(Some(value.clone())); 2],
+        "a third value would pass the budget: the reads stop before it"
+    );
+    let take = redis(Command::GetDel { key: key(2) });
+    let logged = Commands::Many(vec![get(0), get(1), take]);
+    let answered = replies(ask(&mut c, probe, to, 6, logged));
+    assert_eq!(
+        answered,
+        vec![Reply::Bulk(Some(value.clone())); 3],
+        "the GETDEL was applied, so its reply is kept"
+    );
+    assert_eq!(c.get(ck, "{t}2"), "", "taken once");
+    assert_eq!(c.get(ck, "{t}3").len(), value.len());
 }
 
 /// A Get from a session the shard's table knows is answered after a read barrier, without a
