@@ -58,9 +58,10 @@ pub enum KvReply {
     OutOfMemory { used: u64, limit: u64 },
     /// The replies to a batch of operations ([`KvMsg`]'s `Batch` request), in order: one
     /// log entry, applied with nothing in between (what a pipelined RESP connection sends).
-    /// Never nested. Fewer replies than operations: the batch stopped before a Get whose
-    /// value would take the replies past [`synod_rsm::MAX_BATCH_REPLY_BYTES`], and the
-    /// operations from there on were not applied; send them again.
+    /// Never nested. Fewer replies than operations: the batch stopped before a read whose
+    /// value would take the replies past [`synod_rsm::MAX_BATCH_REPLY_BYTES`] (or just after
+    /// a write whose reply did), and the operations from there on were not applied; send
+    /// them again.
     Batch(Vec<KvReply>),
     /// A Redis command's reply.
     Redis(Reply),
