@@ -99,8 +99,11 @@ pub const PROBE: [u8; HEADER_LEN] = [0; HEADER_LEN];
 /// (`synod_node::limits`) sends or accepts. Servers derive theirs from their configured policy.
 pub const DEFAULT_MAX_FRAME: usize = Limits::DEFAULT_FRAME;
 /// Cap on what a client accepts: the most any server may be configured to send (a client
-/// trusts its servers, and must read any value a server was allowed to store).
-pub const CLIENT_MAX_FRAME: usize = Limits::CEILING.max_frame();
+/// trusts its servers, and must read any value a server was allowed to store). A batch's
+/// reply may carry up to a batch's worth of values read and then one value a write took
+/// (`synod_rsm::StateMachine::reads_only` says why it is kept), so one batch more than the
+/// ceiling's frame.
+pub const CLIENT_MAX_FRAME: usize = Limits::CEILING.max_frame() + synod_node::limits::BATCH_BYTES;
 
 const KIND_PEER: u8 = 0;
 const KIND_CLIENT: u8 = 1;
