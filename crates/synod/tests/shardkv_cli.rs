@@ -374,28 +374,34 @@ fn the_client_times_out_with_a_clear_error_when_no_controller_answers() {
     assert!(!out.status.success());
 }
 
-#[test]
-fn a_value_over_the_limit_is_refused_at_both_edges_and_nothing_is_applied() {
-    // The smallest cluster: one controller, one group of one server.
+/// The smallest sharded cluster: one controller and one group of one server, joined, the
+/// server given `more` flags. Its controller's and RESP front's addresses, and its servers
+/// (stopped when dropped).
+fn smallest_cluster(dir: &std::path::Path, more: &[&str]) -> (String, String, [Server; 2]) {
     let ports = free_ports(3);
     let (ctl, peers) = (
         format!("127.0.0.1:{}", ports[0]),
         format!("127.0.0.1:{}", ports[1]),
     );
     let resp = format!("127.0.0.1:{}", ports[2]);
-    let dir = tempfile::tempdir().unwrap();
-    let (ctl_data, data) = (dir.path().join("ctl"), dir.path().join("g100"));
+    let (ctl_data, data) = (dir.join("ctl"), dir.join("g100"));
     let ctl_args = ["shardctl", "serve", "--id", "0", "--peers", &ctl, "--data"];
-    let _controller = Server::start(
+    let controller = Server::start(
         &[&ctl_args[..], &[path(&ctl_data), "--bootstrap"]].concat(),
         "shardctl replica 0 listening on ",
     );
     let args = [
         "shardkv", "serve", "--gid", "100", "--id", "0", "--peers", &peers,
     ];
-    let more = ["--ctl", &ctl, "--resp", &resp, "--max-value-bytes", "1024"];
-    let _server = Server::start(
-        &[&args[..], &more, &["--data", path(&data), "--bootstrap"]].concat(),
+    let front = ["--ctl", &ctl, "--resp", &resp];
+    let server = Server::start(
+        &[
+            &args[..],
+            &front,
+            more,
+            &["--data", path(&data), "--bootstrap"],
+        ]
+        .concat(),
         "shardkv 100 replica 0 listening on ",
     );
     let join = run(&[
@@ -409,7 +415,13 @@ fn a_value_over_the_limit_is_refused_at_both_edges_and_nothing_is_applied() {
         &peers,
     ]);
     assert!(join.status.success(), "{}", stderr(&join));
+    (ctl, resp, [controller, server])
+}
 
+#[test]
+fn a_value_over_the_limit_is_refused_at_both_edges_and_nothing_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctl, resp, _servers) = smallest_cluster(dir.path(), &["--max-value-bytes", "1024"]);
     let big = "x".repeat(2000);
     // The native request: the server refuses it before proposing it.
     let out = run(&["shardkv", "put", "--ctl", &ctl, "k", &big]);
@@ -434,6 +446,32 @@ fn a_value_over_the_limit_is_refused_at_both_edges_and_nothing_is_applied() {
     assert_eq!(
         front.call(&["GET", "k"]).unwrap(),
         Reply::Bulk(Some(at_limit))
+    );
+}
+
+/// A pipeline whose replies add up to more than a frame to a client may carry (70 GETs of a
+/// 1 MiB value: 70 MiB, over the 65 MiB limit) is answered in full: the group stops each
+/// batch at its reply budget and the front sends the rest again. Before the sharded KV
+/// counted Redis replies against the budget, the whole pipeline was one reply, dropped as
+/// too large, and the client timed out.
+#[test]
+fn a_pipeline_of_replies_larger_than_a_frame_is_answered_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ctl, resp, _servers) = smallest_cluster(dir.path(), &[]);
+    let mut front = Resp::connect(&resp).unwrap();
+    let value = "v".repeat(1 << 20);
+    assert_eq!(
+        front.call(&["SET", "k", &value]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    let gets: Vec<&[&str]> = (0..70).map(|_| &["GET", "k"][..]).collect();
+    let replies = front.pipeline(&gets).unwrap();
+    assert_eq!(replies.len(), gets.len());
+    assert!(
+        replies
+            .iter()
+            .all(|r| *r == Reply::Bulk(Some(value.clone()))),
+        "every GET answered with the value"
     );
 }
 
