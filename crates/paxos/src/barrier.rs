@@ -69,8 +69,10 @@ impl<V: Value> Paxos<V> {
     pub fn read_barrier(&mut self, io: &mut dyn PaxosIo<V>) -> u64 {
         let id = self.barriers.next_id;
         self.barriers.next_id = id.wrapping_add(1);
-        let first = self.first_asked();
-        let everyone = first.len() == self.others().len();
+        let others = self.others();
+        let peers = others.len();
+        let first = self.first_asked(others);
+        let everyone = first.len() == peers;
         let barrier = Barrier {
             answers: BTreeSet::from([self.me]),
             index: self.max,
@@ -82,11 +84,10 @@ impl<V: Value> Paxos<V> {
         id
     }
 
-    /// The fewest peers whose answers, with this peer's own, make a majority of the voters
-    /// of every configuration it knows: the prompt ones first, then the others by id. All
-    /// of them when no such set exists (no configuration known).
-    fn first_asked(&self) -> Vec<NodeId> {
-        let others = self.others();
+    /// The fewest of `others` whose answers, with this peer's own, make a majority of the
+    /// voters of every configuration it knows: the prompt ones first, then the rest by id.
+    /// All of them when no such set exists (no configuration known).
+    fn first_asked(&self, others: Vec<NodeId>) -> Vec<NodeId> {
         let mut order: Vec<NodeId> = self
             .barriers
             .prompt

@@ -173,10 +173,8 @@ pub fn segment(ops: &[KvOp], config: &synod_shardctl::Config) -> usize {
             .shards
             .get(key2shard(key_of(op), config.shards.len()))
     };
-    let of_group = ops
-        .iter()
-        .take_while(|op| owner(op) == owner(first))
-        .count();
+    let group = owner(first);
+    let of_group = ops.iter().take_while(|op| owner(op) == group).count();
     of_group.min(synod_rsm::MAX_BATCH_COMMANDS)
 }
 
